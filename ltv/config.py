@@ -1,0 +1,506 @@
+"""The typed per-game configuration: the only per-game input of the system.
+
+A game is one YAML file, `config/games/<game>.yaml`, loaded into `GameConfig`. Every other
+module (SQL templates, simulator, models, registry rules, CDK stacks) reads its settings from
+here, so onboarding a game never touches code. Unknown keys are errors, so a typo cannot
+silently fall back to a default.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ltv.errors import ConfigError
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# AWS EventBridge / Glue trigger cron: six fields, minutes hours day-of-month month day-of-week year
+AWS_CRON = re.compile(r"^cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)$")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Column = Annotated[str, Field(pattern=IDENT, description="a column name in the raw log table")]
+PositiveInt = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GameInfo(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
+                    description="lowercase id used in every AWS resource name, e.g. 'galaxy-raiders'")
+    name: str = Field(min_length=1, description="display name")
+
+    @property
+    def snake(self) -> str:
+        """The id as an identifier (Glue databases and Athena tables do not allow '-')."""
+        return self.id.replace("-", "_")
+
+
+class AwsSettings(Strict):
+    account: str = Field(pattern=r"^\d{12}$", description="the game's AWS account id (12 digits)")
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="e.g. eu-west-1")
+
+
+class EventColumns(Strict):
+    player_id: Column
+    event_time: Column = Field(description="event timestamp (UTC)")
+    event_type: Column
+    revenue: Column = Field(description="purchase amount; in `revenue.base_currency` unless `currency` is set")
+    currency: Column | None = Field(None, description="ISO currency column; amounts are converted with revenue.fx_rates")
+    level: Column
+    session_length: Column
+
+
+class EventTypes(Strict):
+    """Which raw event types mean what. Each list must be non-empty except `other`."""
+
+    login: list[str] = Field(min_length=1)
+    session: list[str] = Field(min_length=1, description="events that carry a session length")
+    purchase: list[str] = Field(min_length=1)
+    level_up: list[str] = Field(min_length=1)
+    other: list[str] = Field(default_factory=list, description="allowed event types the features ignore")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> EventTypes:
+        seen: dict[str, str] = {}
+        for role in ("login", "session", "purchase", "level_up", "other"):
+            for name in getattr(self, role):
+                if name in seen:
+                    raise ValueError(f"event type {name!r} is listed under both {seen[name]!r} and {role!r}")
+                seen[name] = role
+        return self
+
+    def allowed(self) -> list[str]:
+        return [*self.login, *self.session, *self.purchase, *self.level_up, *self.other]
+
+
+class RevenueSettings(Strict):
+    base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    fx_rates: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="units of base currency per unit of each other currency")
+    refunds_allowed: bool = Field(False, description="if false, negative amounts fail validation")
+    max_amount: float = Field(1000.0, gt=0, description="a single purchase above this fails validation")
+
+
+class EventsTable(Strict):
+    table: str = Field(pattern=IDENT)
+    columns: EventColumns
+    event_types: EventTypes
+    session_length_unit: Literal["seconds", "milliseconds", "minutes"] = "seconds"
+    revenue: RevenueSettings = Field(default_factory=RevenueSettings)
+
+
+class PlayerColumns(Strict):
+    player_id: Column
+    install_time: Column
+
+
+class PlayersTable(Strict):
+    table: str = Field(pattern=IDENT)
+    columns: PlayerColumns
+    attributes: dict[Annotated[str, Field(pattern=IDENT)], Column] = Field(
+        default_factory=dict,
+        description="static categorical attributes: feature name -> column (country, platform, channel, ...)")
+
+
+class LogsConfig(Strict):
+    events: EventsTable
+    players: PlayersTable
+    player_id_type: Literal["string", "integer"] = Field("string", description="type of the player id columns")
+
+    @model_validator(mode="after")
+    def _distinct_tables(self) -> LogsConfig:
+        if self.events.table == self.players.table:
+            raise ValueError("logs.events.table and logs.players.table must differ")
+        return self
+
+
+class FeatureSettings(Strict):
+    step_days: PositiveInt = Field(7, le=31, description="length of one aggregated history step")
+    n_steps: PositiveInt = Field(12, le=52, description="number of history steps before the cutoff")
+    population_window_days: PositiveInt = Field(
+        28, le=365, description="a player is scored at a cutoff if active in this many days before it")
+
+
+class Horizons(Strict):
+    ltv_days: PositiveInt = Field(30, le=365, description="LTV and churn label window after the cutoff")
+    purchase_days: PositiveInt = Field(16, le=60, description="next-purchase-day classes 1..N (King used 16)")
+
+
+class CutoffSchedule(Strict):
+    weekday: Literal[WEEKDAYS] = "monday"  # type: ignore[valid-type]
+    every_weeks: PositiveInt = Field(1, le=8)
+
+    def is_cutoff(self, day: dt.date) -> bool:
+        return (day.weekday() == WEEKDAYS.index(self.weekday)
+                and ((day.toordinal() - 1) // 7) % self.every_weeks == 0)
+
+
+class DatasetVersions(Strict):
+    """Kakao's scheme: version i starts `start_shift_weeks * i` after `first_start` and trains on
+    `train_weeks[i]` weeks of cutoffs, followed by out-of-time validation and test periods."""
+
+    first_start: dt.date
+    count: PositiveInt = 9
+    start_shift_weeks: PositiveInt = 4
+    train_weeks: list[PositiveInt] = Field(default_factory=lambda: [12, 14, 16, 18, 20, 22, 24, 26, 28])
+    validation_weeks: PositiveInt = 2
+    test_weeks: PositiveInt = 2
+    rolling_train_weeks: PositiveInt = Field(8, description="training length of the retraining loop's datasets")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> DatasetVersions:
+        if len(self.train_weeks) not in (1, self.count):
+            raise ValueError(f"train_weeks has {len(self.train_weeks)} entries; give 1 or `count` ({self.count})")
+        return self
+
+    def train_weeks_of(self, index: int) -> int:
+        return self.train_weeks[0] if len(self.train_weeks) == 1 else self.train_weeks[index]
+
+
+ModelFamily = Literal["GBM", "CAT", "XGB", "RF", "XT", "KNN", "LR"]
+
+
+class ModelBudget(Strict):
+    presets: str = Field("medium_quality", description="AutoGluon presets")
+    time_limit_s: PositiveInt = Field(300, description="per model stage")
+    families: list[ModelFamily] = Field(default_factory=lambda: ["GBM", "CAT", "XGB"], min_length=1)
+    hyperparameters: dict[str, Any] | None = Field(
+        None, description="explicit AutoGluon hyperparameters; overrides `families`")
+    fit_weighted_ensemble: bool = True
+    log_target: bool = Field(True, description="stage 2 learns log1p(value)")
+    max_train_rows: PositiveInt | None = Field(None, description="subsample training rows above this")
+    num_cpus: PositiveInt | None = None
+
+
+MetricName = Literal[
+    "normalized_gini", "spearman", "minmax", "payer_f1", "payer_roc_auc", "payer_pr_auc",
+    "top10_revenue_capture", "decile_mape", "purchase_day_mae", "purchase_day_accuracy",
+    "purchase_day_f1", "churn_f1", "total_ratio_error"]
+# metrics where smaller is better; everything else is larger-is-better
+LOWER_IS_BETTER = frozenset({"decile_mape", "purchase_day_mae", "total_ratio_error"})
+
+
+class PromotionRule(Strict):
+    primary_metric: MetricName = "normalized_gini"
+    min_improvement: float = Field(0.005, ge=0, description="absolute margin the challenger must win by")
+    guard_metrics: dict[MetricName, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"payer_f1": 0.02, "purchase_day_mae": 0.25},
+        description="metric -> largest tolerated degradation (absolute)")
+    approval: Literal["auto", "manual"] = Field(
+        "auto", description="auto: a winning challenger is Approved; manual: PendingManualApproval")
+
+
+Signal = Literal["feature_drift", "prediction_drift", "label_decay", "missed_predictions", "validation_failure"]
+
+
+class Policy(Strict):
+    """A monitoring policy: when `signal` exceeds `threshold`, raise an alert (and maybe retrain)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    signal: Signal
+    threshold: float = Field(ge=0, description=(
+        "feature/prediction drift: PSI; label_decay: relative drop of the primary metric; "
+        "missed_predictions: share of active players not scored; validation_failure: failed checks"))
+    min_features: PositiveInt = Field(1, description="feature_drift: how many features must drift")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    retrain: bool = False
+
+
+def _default_policies() -> list[Policy]:
+    return [
+        Policy(name="feature_drift", signal="feature_drift", threshold=0.25, min_features=3, retrain=True),
+        Policy(name="prediction_drift", signal="prediction_drift", threshold=0.25),
+        Policy(name="label_decay", signal="label_decay", threshold=0.10, severity="critical", retrain=True),
+        Policy(name="missed_predictions", signal="missed_predictions", threshold=0.01, severity="critical"),
+        Policy(name="validation_failure", signal="validation_failure", threshold=0, severity="critical"),
+    ]
+
+
+class MonitoringSettings(Strict):
+    policies: list[Policy] = Field(default_factory=_default_policies)
+    psi_bins: PositiveInt = Field(10, le=50)
+
+    @field_validator("policies")
+    @classmethod
+    def _unique(cls, v: list[Policy]) -> list[Policy]:
+        names = [p.name for p in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"policy names must be unique; repeated: {sorted(dup)}")
+        return v
+
+
+class AlertTargets(Strict):
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
+    webhook_url: str | None = Field(None, pattern=r"^https?://", description="JSON POST per alert (e.g. Slack)")
+
+
+def _cron(v: str) -> str:
+    m = AWS_CRON.match(v)
+    if not m:
+        raise ValueError("must be an AWS cron expression with six fields, e.g. 'cron(0 3 * * ? *)'")
+    dom, dow = m.group(3), m.group(5)
+    if (dom == "?") == (dow == "?"):
+        raise ValueError("exactly one of day-of-month and day-of-week must be '?' (AWS cron rule)")
+    return v
+
+
+AwsCron = Annotated[str, Field(description="AWS cron: six fields, e.g. cron(0 3 * * ? *)")]
+
+
+class Schedules(Strict):
+    daily_etl: AwsCron = "cron(0 2 * * ? *)"
+    scoring: AwsCron = "cron(0 4 ? * MON *)"
+    monitoring: AwsCron = "cron(0 6 * * ? *)"
+    retrain: AwsCron = "cron(0 5 ? * MON#1 *)"
+
+    @field_validator("daily_etl", "scoring", "monitoring", "retrain")
+    @classmethod
+    def _valid(cls, v: str) -> str:
+        return _cron(v)
+
+
+class StackOptions(Strict):
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 90
+    raw_logs_expiration_days: PositiveInt | None = Field(None, description="None keeps raw logs forever")
+    noncurrent_version_expiration_days: PositiveInt = 90
+    athena_bytes_scanned_cutoff_gb: PositiveInt = 200
+    glue_timeout_minutes: PositiveInt = 120
+    glue_max_retries: int = Field(1, ge=0, le=10)
+    glue_max_concurrency: PositiveInt = Field(1, le=10)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+Severity = Literal["error", "warn", "off"]
+
+
+class ValidationSettings(Strict):
+    severity: dict[str, Severity] = Field(
+        default_factory=dict, description="per-check override, e.g. {duplicate_events: warn}")
+    volume_tolerance: Fraction = Field(0.5, description="allowed relative deviation from the trailing average")
+    volume_trailing_days: PositiveInt = 7
+    max_clock_skew_minutes: int = Field(10, ge=0, description="events later than run time + skew are 'future'")
+    sample_rows: PositiveInt = 5
+
+
+PlayerType = Literal["nonpayer", "minnow", "dolphin", "whale"]
+
+
+class Campaign(Strict):
+    start: dt.date
+    days: PositiveInt
+    install_multiplier: float = Field(3.0, ge=1)
+    payer_multiplier: float = Field(0.5, gt=0, description="campaign players are less likely to pay")
+
+
+class Drift(Strict):
+    """A content update: from `day` on, spending changes per player type."""
+
+    day: dt.date
+    description: str = "content update"
+    purchase_rate_multiplier: dict[PlayerType, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    price_shift: dict[PlayerType, int] = Field(
+        default_factory=dict, description="shift along the price-point ladder (+1 = one point dearer)")
+    period_multiplier: dict[PlayerType, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    engagement_multiplier: float = Field(1.0, gt=0)
+
+
+class Sales(Strict):
+    every_days: PositiveInt = 28
+    duration_days: PositiveInt = 3
+    purchase_boost: float = Field(1.8, ge=1)
+    first_day: dt.date | None = None
+
+
+class DirtyData(Strict):
+    """Knobs for reliability tests: rates of defects injected into the raw logs."""
+
+    duplicate_rate: Fraction = 0.0
+    late_rate: Fraction = Field(0.0, description="events written into the next day's partition")
+    out_of_order_rate: Fraction = 0.0
+    null_id_rate: Fraction = 0.0
+    future_rate: Fraction = 0.0
+
+
+class SimulationSettings(Strict):
+    start: dt.date
+    days: PositiveInt = Field(le=3650)
+    daily_installs: PositiveInt = 500
+    seed: int = 0
+    player_mix: dict[PlayerType, Fraction] = Field(
+        default_factory=lambda: {"minnow": 0.07, "dolphin": 0.03, "whale": 0.015})
+    campaign: Campaign | None = None
+    drift: Drift | None = None
+    sales: Sales | None = Field(default_factory=Sales)
+    dirty: DirtyData = Field(default_factory=DirtyData)
+    truth_every_days: PositiveInt = Field(7, description="ground truth snapshots on cutoff days")
+
+    @field_validator("player_mix")
+    @classmethod
+    def _mix(cls, v: dict[str, float]) -> dict[str, float]:
+        if "nonpayer" in v:
+            raise ValueError("give payer types only; nonpayer is the remainder")
+        if sum(v.values()) >= 1:
+            raise ValueError(f"payer shares sum to {sum(v.values()):.3f}; must be < 1")
+        return v
+
+    @property
+    def end(self) -> dt.date:
+        """First day after the simulation."""
+        return self.start + dt.timedelta(days=self.days)
+
+
+class GameConfig(Strict):
+    game: GameInfo
+    aws: AwsSettings
+    logs: LogsConfig
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    horizons: Horizons = Field(default_factory=Horizons)
+    cutoffs: CutoffSchedule = Field(default_factory=CutoffSchedule)
+    datasets: DatasetVersions
+    model: ModelBudget = Field(default_factory=ModelBudget)
+    promotion: PromotionRule = Field(default_factory=PromotionRule)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    alerts: AlertTargets = Field(default_factory=AlertTargets)
+    schedules: Schedules = Field(default_factory=Schedules)
+    stack: StackOptions = Field(default_factory=StackOptions)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    simulation: SimulationSettings | None = Field(None, description="only for simulated (demo/test) games")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> GameConfig:
+        if self.features.step_days * self.features.n_steps < self.features.population_window_days:
+            raise ValueError("features.step_days * features.n_steps must cover population_window_days")
+        cur = self.logs.events.columns.currency
+        if cur is None and self.logs.events.revenue.fx_rates:
+            raise ValueError("logs.events.revenue.fx_rates is set but logs.events.columns.currency is not")
+        from ltv.validation import CHECK_NAMES  # the validation module owns the check names
+
+        unknown = set(self.validation.severity) - set(CHECK_NAMES)
+        if unknown:
+            raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
+        return self
+
+    def config_hash(self) -> str:
+        """Stable hash of everything that defines the game's data and models."""
+        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def config_dir() -> Path:
+    """Where `--game NAME` looks: $LTV_CONFIG_DIR, else ./config/games."""
+    return Path(os.environ.get("LTV_CONFIG_DIR", "config/games"))
+
+
+def resolve(game_or_path: str | Path) -> Path:
+    """A game id, or a path to a YAML file, to the file's path."""
+    p = Path(game_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return config_dir() / f"{game_or_path}.yaml"
+
+
+def load(game_or_path: str | Path) -> GameConfig:
+    """Load and validate a game config; any problem raises `ConfigError` with a readable message."""
+    path = resolve(game_or_path)
+    if not path.exists():
+        known = sorted(x.stem for x in config_dir().glob("*.yaml"))
+        raise ConfigError(f"{path}: no such game config. Known games in {config_dir()}: {known or 'none'}. "
+                          "Create the YAML file (see `ltv config schema`) or pass its path.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return parse(raw, source=str(path))
+
+
+def parse(raw: dict[str, Any], source: str = "<config>") -> GameConfig:
+    try:
+        return GameConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {e.error_count()} problem(s)\n" + "\n".join(
+            _explain(err) for err in e.errors())) from None
+
+
+def _explain(err: dict[str, Any]) -> str:
+    """One pydantic error as 'field path: bad value: what is allowed'."""
+    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        parent, key = err["loc"][:-1], str(err["loc"][-1])
+        allowed = _allowed_keys(parent)
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        did = f"; did you mean {hint[0]!r}?" if hint else ""
+        return f"  - {loc}: unknown key {key!r}{did} Allowed here: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"  - {loc}: required field is missing"
+    value = err.get("input")
+    shown = json.dumps(value, default=str)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    msg = err["msg"].removeprefix("Value error, ")
+    field = _field_at(err["loc"])
+    if field is not None and field.description and err["type"] in ("string_pattern_mismatch", "literal_error"):
+        msg += f" ({field.description})"
+    return f"  - {loc}: got {shown}: {msg}"
+
+
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    """The pydantic FieldInfo at a location, or None (best effort, for messages only)."""
+    model: Any = GameConfig
+    field = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = _model_of(field.annotation)
+    return field
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed at a location."""
+    field = _field_at(loc)
+    model = GameConfig if not loc else (_model_of(field.annotation) if field is not None else None)
+    return sorted(getattr(model, "model_fields", {}).keys())
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a game config, for editors (yaml-language-server) and reviewers."""
+    schema = GameConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Player LTV game config"
+    return schema
+
+
+def all_games() -> list[Path]:
+    return sorted(config_dir().glob("*.yaml"))

@@ -1,0 +1,142 @@
+"""The SQL engine seam: DuckDB over the local lake, Athena over S3 (see `ltv.athena`).
+
+ETL code talks to an `Engine` only: it runs the canonical (DuckDB-dialect) SQL from `ltv.sql`
+and writes query results as partitions of the game's tables. Tables are addressed by name:
+the game's raw log tables (from its config) and the derived tables `player_day`, `features`,
+`labels`, each Hive-partitioned (`dt=` or `cutoff=`), plus `predictions`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import pandas as pd
+
+from ltv.config import GameConfig
+from ltv.errors import MissingPartitionError
+from ltv.lake import SUCCESS, Lake, atomic_dir, complete_partitions, write_with
+
+# derived tables and their partition key
+DERIVED = {"player_day": "dt", "features": "cutoff", "labels": "cutoff"}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    partitions: list[str]
+    rows: int
+
+
+class Engine(Protocol):
+    config: GameConfig
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run canonical SQL and return its result."""
+
+    def write_partitions(self, table: str, sql: str, value: str | None = None) -> WriteResult:
+        """Write the result of `sql` as partitions of `table`, each atomically with a success marker.
+
+        With `value`, the whole result is the one partition `key=value` (the partition column is
+        not stored in the files); without it, the result's partition column splits the rows.
+        """
+
+    def partitions(self, table: str) -> list[str]:
+        """The complete partitions (values of the partition key) of a table, sorted."""
+
+    def raw_partition_stats(self, table: str, day: str) -> tuple[int, int] | None:
+        """(rows, bytes) of one raw log partition, or None if it does not exist."""
+
+
+class DuckDBEngine:
+    """In-process engine over the parquet files of a local lake."""
+
+    def __init__(self, lake: Lake, config: GameConfig, threads: int | None = None):
+        self.lake, self.config = lake, config
+        self.con = duckdb.connect()
+        self.con.execute(f"SET threads = {threads or int(os.environ.get('LTV_THREADS', os.cpu_count() or 2))}")
+        self.con.execute("SET preserve_insertion_order = false")
+        self._raw_tables = [config.logs.events.table, config.logs.players.table]
+
+    def _glob(self, table: str) -> tuple[Path, str]:
+        if table in self._raw_tables:
+            return self.lake.raw(table), "dt"
+        return self.lake.table(table), DERIVED.get(table, "dt")
+
+    def _refresh_views(self) -> None:
+        """(Re)create one view per table that has data; globs are expanded at query time."""
+        for table in [*self._raw_tables, *DERIVED]:
+            base, key = self._glob(table)
+            if not any(base.glob(f"{key}=*/*.parquet")):
+                self.con.execute(f'DROP VIEW IF EXISTS "{table}"')
+                continue
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{base}/{key}=*/*.parquet', "
+                f"hive_partitioning = true, hive_types = {{'{key}': VARCHAR}}, union_by_name = true)")
+
+    def query(self, sql: str) -> pd.DataFrame:
+        self._refresh_views()
+        try:
+            return self.con.execute(sql).df()
+        except duckdb.CatalogException as e:
+            raise MissingPartitionError(f"a table this query reads has no data yet: {e}") from None
+
+    def relation(self, sql: str) -> duckdb.DuckDBPyRelation:
+        self._refresh_views()
+        return self.con.sql(sql)
+
+    def write_partitions(self, table: str, sql: str, value: str | None = None) -> WriteResult:
+        self._refresh_views()
+        base, key = self._glob(table)
+        if value is not None:
+            target = base / f"{key}={value}"
+            with atomic_dir(target) as tmp:
+                rows = self._copy(f"SELECT * EXCLUDE ({key}) FROM ({sql})", tmp / "part-0.parquet")
+            return WriteResult(table, [value], rows)
+        staging = base.parent / f".staging-{table}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.con.execute(f"COPY ({sql}) TO '{staging}' (FORMAT PARQUET, COMPRESSION ZSTD, PARTITION_BY ({key}))")
+            written, rows = [], 0
+            for part in sorted(staging.glob(f"{key}=*")):
+                value = part.name.split("=", 1)[1]
+                files = sorted(part.glob("*.parquet"))
+                rows += sum(pq_rows(f) for f in files)
+                write_with(base / part.name, lambda d: [shutil.move(f, d / f"part-{i}.parquet") for i, f in enumerate(files)])
+                written.append(value)
+            return WriteResult(table, written, rows)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _copy(self, sql: str, path: Path) -> int:
+        self.con.execute(f"COPY ({sql}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+        return pq_rows(path)
+
+    def partitions(self, table: str) -> list[str]:
+        base, key = self._glob(table)
+        if table in self._raw_tables:  # raw logs come from the game's own pipeline: no markers
+            return sorted(p.name.split("=", 1)[1] for p in base.glob(f"{key}=*") if any(p.glob("*.parquet")))
+        return complete_partitions(base, key)
+
+    def raw_partition_stats(self, table: str, day: str) -> tuple[int, int] | None:
+        part = self.lake.raw(table) / f"dt={day}"
+        files = sorted(part.glob("*.parquet"))
+        if not files:
+            return None
+        return sum(pq_rows(f) for f in files), sum(f.stat().st_size for f in files)
+
+    def partition_dir(self, table: str, value: str) -> Path:
+        base, key = self._glob(table)
+        return base / f"{key}={value}"
+
+
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+__all__ = ["DERIVED", "DuckDBEngine", "Engine", "SUCCESS", "WriteResult"]

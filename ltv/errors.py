@@ -1,0 +1,48 @@
+"""Named errors. Each says what is wrong and how to fix it; the CLI prints them without a trace."""
+
+
+class LtvError(Exception):
+    """Base of every error meant for a user rather than a developer."""
+
+    exit_code = 2
+
+
+class ConfigError(LtvError):
+    """A game config file is missing, malformed or invalid."""
+
+
+class DataValidationError(LtvError):
+    """Raw logs failed an error-severity validation check; nothing downstream was written."""
+
+    def __init__(self, message: str, results: list | None = None):
+        super().__init__(message)
+        self.results = results or []
+
+
+class EmptyWindowError(LtvError):
+    """A time window that must contain data (a cutoff's population, a dataset split) is empty."""
+
+
+class NoPayersError(LtvError):
+    """A training set without any payer: the two-stage LTV model cannot be fit."""
+
+
+class MissingPartitionError(LtvError):
+    """A partition needed as input does not exist or has no success marker."""
+
+
+class ImmutableVersionError(LtvError):
+    """An attempt to write a dataset/model version that already exists with other content."""
+
+
+class ArtifactError(LtvError):
+    """A model artifact is corrupt, incomplete or unloadable."""
+
+
+class RegistryError(LtvError):
+    """A registry operation is impossible (unknown version, no champion, invalid transition)."""
+
+
+class S3EventError(LtvError):
+    """A malformed or unexpected S3 event reached the scoring trigger."""
+

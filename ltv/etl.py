@@ -1,0 +1,153 @@
+"""Feature and label ETL: raw logs -> player_day -> features / labels per cutoff.
+
+Incremental by design: the daily run turns one raw partition into one `player_day`
+partition, and features for a cutoff are computed from `player_day`, never from raw history.
+The same functions run locally (DuckDB engine) and in the Glue jobs (Athena engine).
+
+Time rules (the leakage tests check them):
+- features at cutoff c read `player_day` rows with dt < c only;
+- labels at c read [c, c + max(ltv_days, purchase_days)) only;
+- a player is in the population at c if active in [c - population_window_days, c) and
+  installed before c.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from ltv import sql
+from ltv.config import GameConfig
+from ltv.engine import Engine, WriteResult
+from ltv.errors import EmptyWindowError, MissingPartitionError
+
+DAY = dt.timedelta(days=1)
+
+
+def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Days in [start, end)."""
+    return [start + dt.timedelta(days=i) for i in range((end - start).days)]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The date windows of one cutoff, derived from the config in one place."""
+
+    cutoff: dt.date
+    window_start: dt.date   # population: active in [window_start, cutoff)
+    steps_start: dt.date    # first day of the oldest history step
+    ltv_end: dt.date
+    purchase_end: dt.date
+    label_end: dt.date      # labels read [cutoff, label_end)
+
+    @classmethod
+    def of(cls, config: GameConfig, cutoff: dt.date) -> Windows:
+        f, h = config.features, config.horizons
+        ltv_end = cutoff + dt.timedelta(days=h.ltv_days)
+        purchase_end = cutoff + dt.timedelta(days=h.purchase_days)
+        return cls(cutoff, cutoff - dt.timedelta(days=f.population_window_days),
+                   cutoff - dt.timedelta(days=f.step_days * f.n_steps), ltv_end, purchase_end,
+                   max(ltv_end, purchase_end))
+
+    def steps(self, config: GameConfig) -> list[dict[str, str]]:
+        """History steps, most recent first: w1 = [cutoff - step_days, cutoff)."""
+        n = config.features.step_days
+        return [{"start": str(self.cutoff - dt.timedelta(days=n * (s + 1))),
+                 "end": str(self.cutoff - dt.timedelta(days=n * s))} for s in range(config.features.n_steps)]
+
+
+def label_horizon(config: GameConfig) -> int:
+    """Days after a cutoff that its labels need."""
+    return max(config.horizons.ltv_days, config.horizons.purchase_days)
+
+
+# ----------------------------------------------------------------------------------------------
+# player_day
+
+
+def player_day_sql(config: GameConfig, start: dt.date, end: dt.date) -> str:
+    """Daily aggregates of the raw partitions start..end (inclusive)."""
+    return sql.render("player_day", config, start=start, end=end)
+
+
+def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt.date | None = None) -> WriteResult:
+    """Aggregate raw partitions [start, end] (one day by default) into player_day partitions.
+
+    A one-day run reads exactly one raw partition; a range run is the full recompute and
+    produces identical partitions. Rerunning replaces partitions atomically (idempotent).
+    """
+    end = end or start
+    raw = set(engine.partitions(config.logs.events.table))
+    missing = [str(d) for d in day_range(start, end + DAY) if str(d) not in raw]
+    if missing:
+        raise MissingPartitionError(
+            f"raw table {config.logs.events.table!r} has no partition for {_days(missing)}; "
+            "the game's log export for those days has not arrived (check the freshness alert)")
+    if start == end:
+        return engine.write_partitions("player_day", player_day_sql(config, start, end), value=str(start))
+    return engine.write_partitions("player_day", player_day_sql(config, start, end))
+
+
+def _days(days: list[str]) -> str:
+    return ", ".join(days) if len(days) <= 5 else f"{len(days)} days ({days[0]} .. {days[-1]})"
+
+
+def require_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt.date, why: str) -> None:
+    """Raise unless player_day holds every day in [start, end) from the game's first day on."""
+    have = engine.partitions("player_day")
+    if not have:
+        raise MissingPartitionError(f"player_day is empty; build it first: ltv features daily --game {config.game.id}")
+    first = dt.date.fromisoformat(have[0])
+    missing = [str(d) for d in day_range(max(start, first), end) if str(d) not in set(have)]
+    if missing:
+        raise MissingPartitionError(f"{why} needs player_day for {_days(missing)}; "
+                                    f"run: ltv features daily --game {config.game.id} --date {missing[0]} --to {missing[-1]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# features and labels
+
+
+def features_sql(config: GameConfig, cutoff: dt.date) -> str:
+    w = Windows.of(config, cutoff)
+    return sql.render("features", config, cutoff=cutoff, cutoff_ts=f"{cutoff} 00:00:00",
+                      window_start=w.window_start, steps_start=w.steps_start, steps=w.steps(config),
+                      calendar={"weekday": cutoff.isoweekday(), "month": cutoff.month, "day": cutoff.day})
+
+
+def labels_sql(config: GameConfig, cutoff: dt.date) -> str:
+    w = Windows.of(config, cutoff)
+    return sql.render("labels", config, cutoff=cutoff, window_start=w.window_start, ltv_end=w.ltv_end,
+                      purchase_end=w.purchase_end, label_end=w.label_end,
+                      purchase_days=config.horizons.purchase_days)
+
+
+def build_features(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
+    """Features of the population at `cutoff` (reads player_day before the cutoff only)."""
+    w = Windows.of(config, cutoff)
+    require_player_day(engine, config, w.steps_start, cutoff, f"features at {cutoff}")
+    result = engine.write_partitions("features", features_sql(config, cutoff), value=str(cutoff))
+    if result.rows == 0:
+        raise EmptyWindowError(f"no player was active in [{w.window_start}, {cutoff}): the cutoff is before the "
+                               "game's first players or player_day is missing those days")
+    return result
+
+
+def build_labels(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
+    """Labels at `cutoff` (reads [cutoff, cutoff + horizon) only; needs those days complete)."""
+    w = Windows.of(config, cutoff)
+    require_player_day(engine, config, cutoff, w.label_end, f"labels at {cutoff}")
+    return engine.write_partitions("labels", labels_sql(config, cutoff), value=str(cutoff))
+
+
+def labels_available(engine: Engine, config: GameConfig, cutoff: dt.date) -> bool:
+    """True when player_day covers the whole label window of `cutoff`."""
+    have = set(engine.partitions("player_day"))
+    return all(str(d) in have for d in day_range(cutoff, Windows.of(config, cutoff).label_end))
+
+
+def ensure_cutoff(engine: Engine, config: GameConfig, cutoff: dt.date, *, labels: bool = True) -> None:
+    """Build the features (and labels) of a cutoff unless they are already complete."""
+    if str(cutoff) not in engine.partitions("features"):
+        build_features(engine, config, cutoff)
+    if labels and str(cutoff) not in engine.partitions("labels"):
+        build_labels(engine, config, cutoff)

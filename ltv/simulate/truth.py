@@ -1,0 +1,101 @@
+"""The oracle: each player's true expectations at a cutoff, from the latent state.
+
+Computed analytically from the same hazards the simulator draws from (`dynamics.py`), never
+from the realised future. For a cutoff day t and every installed player:
+
+- `expected_ltv`: expected revenue over [t, t + ltv_days)
+- `p_payer`: probability of at least one purchase in that window
+- `p_active`: probability of at least one active day in it (1 - churn)
+- `p_day_1..N`: probability that the first purchase falls on day d = 1..N (day 1 is t itself)
+- `p_day_none`: no purchase within N days
+
+Purchases reset the rhythm, so expected spend needs the distribution of "days since the last
+purchase" over the window; it is propagated exactly over the states 0 (never) .. G_CAP.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ltv.simulate import dynamics as dyn
+from ltv.simulate.dynamics import Players, World
+
+
+def oracle(p: Players, t: int, world: World, ltv_days: int, purchase_days: int) -> pd.DataFrame:
+    """Ground truth for every player installed before day t (living or not)."""
+    idx = np.flatnonzero(p.install_day < t)
+    n = len(idx)
+    out = {
+        "player": idx,
+        "player_type": np.asarray(dyn.TYPES)[p.ptype[idx]],
+        "alive": p.alive[idx].copy(),
+        "expected_ltv": np.zeros(n),
+        "p_payer": np.zeros(n),
+        "p_active": np.zeros(n),
+    }
+    days = np.zeros((n, purchase_days))
+    living = np.flatnonzero(p.alive[idx])
+    horizon = max(ltv_days, purchase_days)
+    alive_k, act_k = _survival_and_activity(p, idx[living], t, world, horizon)
+    never_active = np.cumprod(1 - act_k, axis=1)
+    first_active = alive_k * np.c_[np.ones(len(living)), never_active[:, :-1]] * act_k
+    out["p_active"][living] = first_active[:, :ltv_days].sum(axis=1)
+
+    payers = living[p.ptype[idx[living]] > 0]
+    if len(payers):
+        sub = np.searchsorted(living, payers)
+        ltv, first_buy = _purchases(p, idx[payers], t, world, horizon, alive_k[sub], act_k[sub])
+        out["expected_ltv"][payers] = ltv[:, :ltv_days].sum(axis=1)
+        out["p_payer"][payers] = first_buy[:, :ltv_days].sum(axis=1)
+        days[payers] = first_buy[:, :purchase_days]
+    frame = pd.DataFrame(out)
+    for d in range(purchase_days):
+        frame[f"p_day_{d + 1}"] = days[:, d]
+    frame["p_day_none"] = np.clip(1 - days.sum(axis=1), 0, 1)
+    return frame
+
+
+def _survival_and_activity(p: Players, idx: np.ndarray, t: int, world: World,
+                           horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """P(still playing on day t+k) and P(active on t+k | still playing), k = 0..horizon-1."""
+    hazard = np.stack([dyn.churn_hazard(p, idx, t + k) for k in range(horizon)], axis=1)
+    activity = np.stack([dyn.activity_prob(p, idx, t + k, world) for k in range(horizon)], axis=1)
+    return np.cumprod(1 - hazard, axis=1), activity
+
+
+def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int,
+               alive_k: np.ndarray, act_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected revenue per day, and P(first purchase on day k), for living payers."""
+    n = len(idx)
+    states = np.arange(dyn.G_CAP + 1)
+    grid = np.broadcast_to(states, (n, len(states)))
+    dist = np.zeros((n, len(states)))
+    dist[np.arange(n), np.minimum(p.since_purchase[idx], dyn.G_CAP)] = 1.0
+    path = p.since_purchase[idx].copy()  # the state if nothing is bought
+    no_buy_yet = np.ones(n)
+    revenue = np.zeros((n, horizon))
+    first = np.zeros((n, horizon))
+    for k in range(horizon):
+        day = t + k
+        buy = act_k[:, k:k + 1] * _purchase_prob_grid(p, idx, grid, day, world)
+        revenue[:, k] = alive_k[:, k] * (dist * buy).sum(axis=1) * dyn.expected_amount(p, idx, day, world)
+        b_path = buy[np.arange(n), np.minimum(path, dyn.G_CAP)]
+        first[:, k] = alive_k[:, k] * no_buy_yet * b_path
+        no_buy_yet *= 1 - b_path
+        path = np.where(path > 0, path + 1, 0)
+        bought = (dist * buy).sum(axis=1)
+        kept = dist * (1 - buy)
+        nxt = np.zeros_like(dist)
+        nxt[:, 0] = kept[:, 0]
+        nxt[:, 2:] = kept[:, 1:-1]
+        nxt[:, -1] += kept[:, -1]
+        nxt[:, 1] += bought
+        dist = nxt
+    return revenue, first
+
+
+def _purchase_prob_grid(p: Players, idx: np.ndarray, grid: np.ndarray, day: int, world: World) -> np.ndarray:
+    """purchase_prob for every player (rows) and every days-since-purchase state (columns)."""
+    n, s = grid.shape
+    rows = np.repeat(idx, s)
+    return dyn.purchase_prob(p, rows, grid.reshape(-1), day, world).reshape(n, s)

@@ -1,0 +1,124 @@
+-- Features at cutoff {{ cutoff }}: only player_day rows before the cutoff are read (dt < cutoff),
+-- so no feature can see an event at or after it. Population: players with an active day in
+-- [{{ window_start }}, {{ cutoff }}) who installed before the cutoff (or have no install record).
+-- History steps: step w1 is the most recent {{ step_days }} days, up to w{{ n_steps }}.
+WITH history AS (
+    SELECT * FROM player_day WHERE dt < {{ cutoff | lit }}
+),
+population AS (
+    SELECT DISTINCT player_id FROM history WHERE dt >= {{ window_start | lit }}
+),
+installs AS (
+    SELECT
+        CAST({{ pcol.player_id | q }} AS {{ id_type }}) AS player_id,
+        MIN(CAST({{ pcol.install_time | q }} AS TIMESTAMP)) AS install_time
+{% for name, column in attributes.items() %}
+        , MIN({{ column | q }}) AS attr_{{ name }}
+{% endfor %}
+    FROM {{ players }}
+    WHERE dt < {{ cutoff | lit }} AND {{ pcol.player_id | q }} IS NOT NULL
+    GROUP BY 1
+),
+lifetime AS (
+    SELECT
+        player_id,
+        COUNT(*) AS active_days_total,
+        CAST(SUM(CASE WHEN dt >= {{ window_start | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_window,
+        CAST(SUM(logins) AS BIGINT) AS logins_total,
+        CAST(SUM(sessions) AS BIGINT) AS sessions_total,
+        SUM(play_seconds) / 60.0 AS play_minutes_total,
+        CAST(SUM(level_ups) AS BIGINT) AS level_ups_total,
+        MAX(max_level) AS max_level,
+        CAST(SUM(purchases) AS BIGINT) AS purchases_total,
+        CAST(SUM(CASE WHEN purchases > 0 THEN 1 ELSE 0 END) AS BIGINT) AS purchase_days_total,
+        SUM(revenue) AS revenue_total,
+        MAX(revenue) AS max_daily_revenue,
+        MIN(dt) AS first_active_dt,
+        MAX(dt) AS last_active_dt,
+        MIN(CASE WHEN purchases > 0 THEN dt END) AS first_purchase_dt,
+        MAX(CASE WHEN purchases > 0 THEN dt END) AS last_purchase_dt,
+        MAX(CASE WHEN purchases > 0 THEN revenue END) AS max_purchase_day_revenue
+    FROM history
+    GROUP BY player_id
+),
+steps AS (
+    SELECT
+        player_id
+{% for s in steps %}
+        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w{{ loop.index }}
+        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN logins ELSE 0 END) AS BIGINT) AS logins_w{{ loop.index }}
+        , SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN play_seconds ELSE 0 END) / 60.0 AS play_minutes_w{{ loop.index }}
+        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w{{ loop.index }}
+        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w{{ loop.index }}
+        , SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN revenue ELSE 0 END) AS revenue_w{{ loop.index }}
+{% endfor %}
+    FROM history
+    WHERE dt >= {{ steps_start | lit }}
+    GROUP BY player_id
+),
+purchase_days AS (
+    SELECT
+        player_id,
+        dt,
+        DATE_DIFF('day', LAG(CAST(dt AS DATE)) OVER (PARTITION BY player_id ORDER BY dt), CAST(dt AS DATE)) AS gap
+    FROM history
+    WHERE purchases > 0
+),
+gaps AS (
+    SELECT
+        player_id,
+        AVG(gap) AS purchase_gap_mean,
+        STDDEV_SAMP(gap) AS purchase_gap_std,
+        MIN(gap) AS purchase_gap_min,
+        MAX(gap) AS purchase_gap_max,
+        MAX_BY(gap, dt) AS purchase_gap_last
+    FROM purchase_days
+    WHERE gap IS NOT NULL
+    GROUP BY player_id
+)
+SELECT
+    p.player_id,
+{% for name in attributes %}
+    COALESCE(i.attr_{{ name }}, 'unknown') AS attr_{{ name }},
+{% endfor %}
+    DATE_DIFF('day', COALESCE(CAST(i.install_time AS DATE), CAST(l.first_active_dt AS DATE)), DATE {{ cutoff | lit }}) AS days_since_install,
+    DATE_DIFF('day', CAST(l.last_active_dt AS DATE), DATE {{ cutoff | lit }}) AS days_since_last_active,
+    DATE_DIFF('day', CAST(l.first_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_since_first_purchase,
+    DATE_DIFF('day', CAST(l.last_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_since_last_purchase,
+    l.active_days_total,
+    l.active_days_window,
+    l.logins_total,
+    l.sessions_total,
+    l.play_minutes_total,
+    l.level_ups_total,
+    l.max_level,
+    l.purchases_total,
+    l.purchase_days_total,
+    l.revenue_total,
+    l.max_daily_revenue,
+    CASE WHEN l.purchases_total > 0 THEN l.revenue_total / l.purchases_total END AS revenue_per_purchase,
+    CAST(l.purchase_days_total AS DOUBLE) / l.active_days_total AS purchase_day_rate,
+    l.revenue_total / l.active_days_total AS revenue_per_active_day,
+    g.purchase_gap_mean,
+    g.purchase_gap_std,
+    g.purchase_gap_min,
+    g.purchase_gap_max,
+    g.purchase_gap_last,
+{% for s in steps %}
+    COALESCE(s.active_days_w{{ loop.index }}, 0) AS active_days_w{{ loop.index }},
+    COALESCE(s.logins_w{{ loop.index }}, 0) AS logins_w{{ loop.index }},
+    COALESCE(s.play_minutes_w{{ loop.index }}, 0.0) AS play_minutes_w{{ loop.index }},
+    COALESCE(s.level_ups_w{{ loop.index }}, 0) AS level_ups_w{{ loop.index }},
+    COALESCE(s.purchases_w{{ loop.index }}, 0) AS purchases_w{{ loop.index }},
+    COALESCE(s.revenue_w{{ loop.index }}, 0.0) AS revenue_w{{ loop.index }},
+{% endfor %}
+    {{ calendar.weekday }} AS cutoff_weekday,
+    {{ calendar.month }} AS cutoff_month,
+    {{ calendar.day }} AS cutoff_day_of_month,
+    {{ cutoff | lit }} AS cutoff
+FROM population p
+JOIN lifetime l ON l.player_id = p.player_id
+LEFT JOIN installs i ON i.player_id = p.player_id
+LEFT JOIN steps s ON s.player_id = p.player_id
+LEFT JOIN gaps g ON g.player_id = p.player_id
+WHERE i.install_time IS NULL OR i.install_time < TIMESTAMP {{ cutoff_ts | lit }}

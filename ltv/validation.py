@@ -1,0 +1,261 @@
+"""Data validation of one day of raw logs, generated from the game config (King's platform).
+
+Every check is defined once here, as SQL conditions over the game's own column names, and runs
+on whichever engine holds the data. `validate_day` runs all of them, writes a JSON report and
+raises `DataValidationError` when a check whose severity is `error` fails, so nothing
+downstream runs on bad data. Severities are configurable per check (`validation.severity`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ltv import sql
+from ltv.config import GameConfig
+from ltv.errors import DataValidationError
+
+CHECK_NAMES = (
+    "schema", "null_ids", "event_types", "negative_revenue", "revenue_range", "unknown_currency",
+    "negative_values", "duplicate_events", "outside_partition_day", "late_events", "future_events",
+    "freshness", "volume",
+)
+DEFAULT_SEVERITY = {name: "error" for name in CHECK_NAMES} | {
+    "late_events": "warn", "volume": "warn", "duplicate_events": "warn"}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    table: str
+    partition: str
+    severity: str          # error | warn
+    passed: bool
+    failing_rows: int = 0
+    message: str = ""
+    hint: str = ""
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def line(self) -> str:
+        mark = "ok  " if self.passed else ("FAIL" if self.severity == "error" else "warn")
+        text = f"[{mark}] {self.name} on {self.table} ({self.partition}): {self.message}"
+        if not self.passed and self.sample:
+            text += "\n         sample rows: " + "; ".join(json.dumps(r, default=str) for r in self.sample)
+        if not self.passed and self.hint:
+            text += f"\n         fix: {self.hint}"
+        return text
+
+
+@dataclass
+class ValidationReport:
+    game: str
+    day: str
+    results: list[CheckResult]
+
+    @property
+    def errors(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.passed and r.severity == "error"]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.passed and r.severity == "warn"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"game": self.game, "day": self.day, "passed": not self.errors,
+                "results": [asdict(r) for r in self.results]}
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """A check whose offending rows satisfy `condition` (SQL over the raw columns)."""
+
+    name: str
+    table: str
+    condition: str
+    what: str    # "rows with ..." for the message
+    hint: str
+
+
+def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
+    """The row-level checks this game's config implies."""
+    ev, pl = config.logs.events, config.logs.players
+    c, q = ev.columns, sql.quote
+    purchase = f"{q(c.event_type)} IN {sql.in_list(ev.event_types.purchase)}"
+    rev = sql.context(config)["revenue_expr"]
+    skewed = now + dt.timedelta(minutes=config.validation.max_clock_skew_minutes)
+    checks = [
+        RowCheck("null_ids", ev.table, f"{q(c.player_id)} IS NULL", f"rows with a null {c.player_id}",
+                 "the exporter must set the player id on every event"),
+        RowCheck("null_ids", pl.table, f"{q(pl.columns.player_id)} IS NULL", f"rows with a null {pl.columns.player_id}",
+                 "every player row needs its id"),
+        RowCheck("event_types", ev.table,
+                 f"{q(c.event_type)} IS NULL OR {q(c.event_type)} NOT IN {sql.in_list(ev.event_types.allowed())}",
+                 f"rows with an event type not in the config ({', '.join(ev.event_types.allowed())})",
+                 "add the new event type to logs.events.event_types (under `other` if features should ignore it)"),
+        RowCheck("revenue_range", ev.table, f"{purchase} AND ({rev} IS NULL OR {rev} > {ev.revenue.max_amount})",
+                 f"purchases with a missing amount or above max_amount {ev.revenue.max_amount} {ev.revenue.base_currency}",
+                 "check the amount's unit (cents?) or raise logs.events.revenue.max_amount"),
+        RowCheck("negative_values", ev.table, f"{q(c.session_length)} < 0 OR {q(c.level)} < 0",
+                 f"rows with a negative {c.session_length} or {c.level}", "fix the exporter"),
+        RowCheck("outside_partition_day", ev.table, f"CAST({q(c.event_time)} AS DATE) > CAST(dt AS DATE)",
+                 "events timestamped after their partition's day", "events must be partitioned by their UTC day"),
+        RowCheck("late_events", ev.table, f"CAST({q(c.event_time)} AS DATE) < CAST(dt AS DATE)",
+                 "events from an earlier day (late arrivals; they are left out of player_day)",
+                 "re-export the earlier day's partition to include them"),
+        RowCheck("future_events", ev.table,
+                 f"CAST({q(c.event_time)} AS TIMESTAMP) > TIMESTAMP {sql.literal(skewed.strftime('%Y-%m-%d %H:%M:%S'))}",
+                 f"events later than the run time {now:%Y-%m-%d %H:%M} + {config.validation.max_clock_skew_minutes} min",
+                 "a client clock is wrong or the timestamp is not UTC"),
+    ]
+    if not ev.revenue.refunds_allowed:
+        checks.append(RowCheck("negative_revenue", ev.table, f"{purchase} AND {rev} < 0",
+                               "purchases with a negative amount",
+                               "set logs.events.revenue.refunds_allowed: true if refunds are logged as purchases"))
+    if c.currency:
+        known = sorted({ev.revenue.base_currency, *ev.revenue.fx_rates})
+        checks.append(RowCheck("unknown_currency", ev.table,
+                               f"{purchase} AND ({q(c.currency)} IS NULL OR {q(c.currency)} NOT IN {sql.in_list(known)})",
+                               f"purchases in a currency without an fx rate (known: {', '.join(known)})",
+                               "add the currency to logs.events.revenue.fx_rates"))
+    return checks
+
+
+def expected_types(config: GameConfig) -> dict[str, dict[str, set[str]]]:
+    """Per table: column -> acceptable type families."""
+    ev, pl = config.logs.events, config.logs.players
+    ident = {"string"} if config.logs.player_id_type == "string" else {"integer"}
+    numeric = {"integer", "float"}
+    events = {ev.columns.player_id: ident, ev.columns.event_time: {"timestamp"}, ev.columns.event_type: {"string"},
+              ev.columns.revenue: numeric, ev.columns.level: numeric, ev.columns.session_length: numeric}
+    if ev.columns.currency:
+        events[ev.columns.currency] = {"string"}
+    players = {pl.columns.player_id: ident, pl.columns.install_time: {"timestamp"}}
+    players |= {col: {"string", "integer", "float", "boolean"} for col in pl.attributes.values()}
+    return {ev.table: events, pl.table: players}
+
+
+def type_family(sql_type: str) -> str:
+    t = sql_type.upper()
+    if t.startswith(("VARCHAR", "STRING", "CHAR", "TEXT")):
+        return "string"
+    if t.startswith(("TIMESTAMP", "DATETIME")):
+        return "timestamp"
+    if t.startswith(("BIGINT", "INT", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT")):
+        return "integer"
+    if t.startswith(("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC")):
+        return "float"
+    if t.startswith("BOOL"):
+        return "boolean"
+    return t.lower()
+
+
+class Validator:
+    """Runs the game's checks for one day against an engine."""
+
+    def __init__(self, engine: Any, config: GameConfig, now: dt.datetime | None = None):
+        self.engine, self.config = engine, config
+        self.now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        self.severity = DEFAULT_SEVERITY | dict(config.validation.severity)
+
+    def _result(self, name: str, table: str, day: str, passed: bool, **kw: Any) -> CheckResult:
+        return CheckResult(name, table, f"dt={day}", self.severity[name], passed, **kw)
+
+    def run(self, day: dt.date) -> ValidationReport:
+        d = str(day)
+        results: list[CheckResult] = []
+        present = []
+        for table, types in expected_types(self.config).items():
+            stats = self.engine.raw_partition_stats(table, d)
+            if stats is None or stats[0] == 0:
+                results.append(self._result("freshness", table, d, False, message="partition is missing or empty",
+                                            hint="the day's export has not arrived; rerun once it has"))
+                continue
+            results.append(self._result("freshness", table, d, True, message=f"{stats[0]:,} rows"))
+            schema = self._schema(table, d, types)
+            results.append(schema)
+            if schema.passed:
+                present.append(table)
+        results += self._row_checks(d, present)
+        if self.config.logs.events.table in present:
+            results.append(self._duplicates(d))
+            results.append(self._volume(d))
+        return ValidationReport(self.config.game.id, d, [r for r in results if self.severity[r.name] != "off"])
+
+    def _schema(self, table: str, day: str, types: dict[str, set[str]]) -> CheckResult:
+        actual = {row["column_name"].lower(): type_family(row["column_type"])
+                  for _, row in self.engine.query(f"DESCRIBE SELECT * FROM {table} WHERE dt = {sql.literal(day)}").iterrows()}
+        problems = []
+        for column, allowed in types.items():
+            got = actual.get(column.lower())
+            if got is None:
+                problems.append(f"missing column {column!r}")
+            elif got not in allowed:
+                problems.append(f"{column!r} is {got}, expected {' or '.join(sorted(allowed))}")
+        return self._result("schema", table, day, not problems,
+                            message="; ".join(problems) or "all configured columns present with expected types",
+                            hint="fix logs.*.columns in the game config, or the exporter's schema")
+
+    def _row_checks(self, day: str, tables: list[str]) -> list[CheckResult]:
+        checks = [c for c in row_checks(self.config, self.now) if c.table in tables and self.severity[c.name] != "off"]
+        results = []
+        for table in tables:
+            mine = [c for c in checks if c.table == table]
+            if not mine:
+                continue
+            counts = self.engine.query(
+                "SELECT " + ", ".join(f"SUM(CASE WHEN {c.condition} THEN 1 ELSE 0 END) AS c{i}" for i, c in enumerate(mine))
+                + f" FROM {table} WHERE dt = {sql.literal(day)}").iloc[0]
+            for i, c in enumerate(mine):
+                n = int(counts[f"c{i}"] or 0)
+                sample = []
+                if n:
+                    rows = self.engine.query(sql.render("check", self.config, name=c.name, table=table, day=day,
+                                                        condition=c.condition) + f" LIMIT {self.config.validation.sample_rows}")
+                    sample = rows.drop(columns=["dt"], errors="ignore").to_dict("records")
+                results.append(self._result(c.name, table, day, n == 0, failing_rows=n,
+                                            message=f"{n:,} {c.what}" if n else "none", hint=c.hint, sample=sample))
+        return results
+
+    def _duplicates(self, day: str) -> CheckResult:
+        c, table = self.config.logs.events.columns, self.config.logs.events.table
+        keys = ", ".join(sql.quote(x) for x in (c.player_id, c.event_time, c.event_type))
+        dup = self.engine.query(f"SELECT {keys}, COUNT(*) AS copies FROM {table} WHERE dt = {sql.literal(day)} "
+                                f"GROUP BY {keys} HAVING COUNT(*) > 1 ORDER BY copies DESC")
+        n = int((dup["copies"] - 1).sum()) if len(dup) else 0
+        return self._result("duplicate_events", table, day, n == 0, failing_rows=n,
+                            message=f"{n:,} duplicate events (same player, time and type); player_day counts each once"
+                            if n else "none", hint="deduplicate in the exporter",
+                            sample=dup.head(self.config.validation.sample_rows).to_dict("records"))
+
+    def _volume(self, day: str) -> CheckResult:
+        table = self.config.logs.events.table
+        v = self.config.validation
+        today = self.engine.raw_partition_stats(table, day)[0]
+        previous = [p for p in self.engine.partitions(table) if p < day][-v.volume_trailing_days:]
+        counts = [s[0] for p in previous if (s := self.engine.raw_partition_stats(table, p))]
+        if len(counts) < 3:
+            return self._result("volume", table, day, True, message=f"{today:,} rows (too little history to compare)")
+        mean = sum(counts) / len(counts)
+        change = today / mean - 1
+        ok = abs(change) <= v.volume_tolerance
+        return self._result("volume", table, day, ok,
+                            message=f"{today:,} rows vs trailing {len(counts)}-day mean {mean:,.0f} ({change:+.0%}, "
+                                    f"tolerance ±{v.volume_tolerance:.0%})",
+                            hint="a partial export or an outage; check the source before rerunning")
+
+
+def validate_day(engine: Any, config: GameConfig, day: dt.date, now: dt.datetime | None = None,
+                 report_dir: Any = None) -> ValidationReport:
+    """Validate one day; write the report (if report_dir) and raise on error-severity failures."""
+    from ltv.lake import write_json_atomic
+
+    report = Validator(engine, config, now).run(day)
+    if report_dir is not None:
+        write_json_atomic(report_dir / f"dt={day}.json", report.to_json())
+    if report.errors:
+        raise DataValidationError(
+            f"data validation failed for game {config.game.id!r}, day {day}: "
+            f"{len(report.errors)} check(s) failed\n" + "\n".join(r.line() for r in report.errors + report.warnings),
+            results=report.results)
+    return report
