@@ -27,3 +27,26 @@ bench: $(STAMP)
 
 clean:
 	rm -rf lake cdk.out .pytest_cache
+
+# --- AWS (docs/deploy.md): the CDK CLI pinned in package.json; synthesis needs no AWS access ---
+CDK     := npx --no-install cdk
+CDK_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 LTV_CONFIG_DIR=config/games
+# `make synth` synthesises every game unless GAME is given; diff and deploy need an explicit GAME
+GAME_CTX = $(if $(filter file,$(origin GAME)),,-c game=$(GAME))
+NEED_GAME = $(if $(filter file,$(origin GAME)),$(error give the game: make $@ GAME=<id> (config/games/<id>.yaml)))
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+synth: $(STAMP) node_modules/.installed
+	$(CDK_ENV) $(CDK) synth --no-lookups --no-notices --quiet $(GAME_CTX)
+	$(BIN)/cfn-lint cdk.out/*.template.json || [ $$(( $$? & 2 )) -eq 0 ]
+
+diff: $(STAMP) node_modules/.installed
+	$(NEED_GAME)
+	$(CDK_ENV) $(CDK) diff --no-notices -c game=$(GAME)
+
+deploy: $(STAMP) node_modules/.installed
+	$(NEED_GAME)
+	$(CDK_ENV) $(CDK) deploy --all --no-notices --require-approval broadening -c game=$(GAME)

@@ -8,6 +8,7 @@ the game's raw log tables (from its config) and the derived tables `player_day`,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ class Engine(Protocol):
     def raw_partition_stats(self, table: str, day: str) -> tuple[int, int] | None:
         """(rows, bytes) of one raw log partition, or None if it does not exist."""
 
+    def raw_partition_columns(self, table: str, day: str) -> dict[str, str]:
+        """Column name -> SQL type of the files of one raw partition (not the table's union)."""
+
 
 class DuckDBEngine:
     """In-process engine over the parquet files of a local lake."""
@@ -61,36 +65,46 @@ class DuckDBEngine:
         self.con.execute(f"SET threads = {threads or int(os.environ.get('LTV_THREADS', os.cpu_count() or 2))}")
         self.con.execute("SET preserve_insertion_order = false")
         self._raw_tables = [config.logs.events.table, config.logs.players.table]
+        self._views: dict[str, tuple[str, ...]] = {}
 
     def _glob(self, table: str) -> tuple[Path, str]:
         if table in self._raw_tables:
             return self.lake.raw(table), "dt"
         return self.lake.table(table), DERIVED.get(table, "dt")
 
-    def _refresh_views(self) -> None:
-        """(Re)create one view per table that has data; globs are expanded at query time."""
+    def _refresh_views(self, sql: str) -> None:
+        """(Re)create the views of the tables `sql` mentions whose partitions changed.
+
+        Binding a view reads every file's footer, so a view is only rebuilt when its set of
+        partition directories differs from the last time."""
         for table in [*self._raw_tables, *DERIVED]:
+            if not re.search(rf"\b{table}\b", sql):
+                continue
             base, key = self._glob(table)
+            parts = tuple(sorted(n for n in os.listdir(base) if n.startswith(f"{key}="))) if base.exists() else ()
+            if self._views.get(table) == parts:
+                continue
             if not any(base.glob(f"{key}=*/*.parquet")):
                 self.con.execute(f'DROP VIEW IF EXISTS "{table}"')
-                continue
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{base}/{key}=*/*.parquet', "
-                f"hive_partitioning = true, hive_types = {{'{key}': VARCHAR}}, union_by_name = true)")
+            else:
+                self.con.execute(
+                    f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{base}/{key}=*/*.parquet', "
+                    f"hive_partitioning = true, hive_types = {{'{key}': VARCHAR}}, union_by_name = true)")
+            self._views[table] = parts
 
     def query(self, sql: str) -> pd.DataFrame:
-        self._refresh_views()
+        self._refresh_views(sql)
         try:
             return self.con.execute(sql).df()
         except duckdb.CatalogException as e:
             raise MissingPartitionError(f"a table this query reads has no data yet: {e}") from None
 
     def relation(self, sql: str) -> duckdb.DuckDBPyRelation:
-        self._refresh_views()
+        self._refresh_views(sql)
         return self.con.sql(sql)
 
     def write_partitions(self, table: str, sql: str, value: str | None = None) -> WriteResult:
-        self._refresh_views()
+        self._refresh_views(sql)
         base, key = self._glob(table)
         if value is not None:
             target = base / f"{key}={value}"
@@ -127,6 +141,14 @@ class DuckDBEngine:
         if not files:
             return None
         return sum(pq_rows(f) for f in files), sum(f.stat().st_size for f in files)
+
+    def raw_partition_columns(self, table: str, day: str) -> dict[str, str]:
+        files = sorted((self.lake.raw(table) / f"dt={day}").glob("*.parquet"))
+        if not files:
+            return {}
+        listing = ", ".join(f"'{f}'" for f in files)
+        rows = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet([{listing}], union_by_name = true)").fetchall()
+        return {name: sql_type for name, sql_type, *_ in rows}
 
     def partition_dir(self, table: str, value: str) -> Path:
         base, key = self._glob(table)

@@ -84,7 +84,12 @@ def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt
             "the game's log export for those days has not arrived (check the freshness alert)")
     if start == end:
         return engine.write_partitions("player_day", player_day_sql(config, start, end), value=str(start))
-    return engine.write_partitions("player_day", player_day_sql(config, start, end))
+    result = engine.write_partitions("player_day", player_day_sql(config, start, end))
+    # days without any valid event still get their (empty) partition: it marks the day as done
+    empty = [d for d in day_range(start, end + DAY) if str(d) not in result.partitions]
+    for d in empty:
+        engine.write_partitions("player_day", player_day_sql(config, d, d), value=str(d))
+    return WriteResult("player_day", sorted(result.partitions + [str(d) for d in empty]), result.rows)
 
 
 def _days(days: list[str]) -> str:

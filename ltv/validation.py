@@ -168,8 +168,11 @@ class Validator:
         for table, types in expected_types(self.config).items():
             stats = self.engine.raw_partition_stats(table, d)
             if stats is None or stats[0] == 0:
-                results.append(self._result("freshness", table, d, False, message="partition is missing or empty",
-                                            hint="the day's export has not arrived; rerun once it has"))
+                result = self._result("freshness", table, d, False, message="partition is missing or empty",
+                                      hint="the day's export has not arrived; rerun once it has")
+                if table == self.config.logs.players.table:  # a day may have no installs: only a warning
+                    result.severity = "warn" if result.severity == "error" else result.severity
+                results.append(result)
                 continue
             results.append(self._result("freshness", table, d, True, message=f"{stats[0]:,} rows"))
             schema = self._schema(table, d, types)
@@ -183,8 +186,7 @@ class Validator:
         return ValidationReport(self.config.game.id, d, [r for r in results if self.severity[r.name] != "off"])
 
     def _schema(self, table: str, day: str, types: dict[str, set[str]]) -> CheckResult:
-        actual = {row["column_name"].lower(): type_family(row["column_type"])
-                  for _, row in self.engine.query(f"DESCRIBE SELECT * FROM {table} WHERE dt = {sql.literal(day)}").iterrows()}
+        actual = {name.lower(): type_family(t) for name, t in self.engine.raw_partition_columns(table, day).items()}
         problems = []
         for column, allowed in types.items():
             got = actual.get(column.lower())
@@ -210,7 +212,7 @@ class Validator:
                 n = int(counts[f"c{i}"] or 0)
                 sample = []
                 if n:
-                    rows = self.engine.query(sql.render("check", self.config, name=c.name, table=table, day=day,
+                    rows = self.engine.query(sql.render("check", self.config, check=c.name, table=table, day=day,
                                                         condition=c.condition) + f" LIMIT {self.config.validation.sample_rows}")
                     sample = rows.drop(columns=["dt"], errors="ignore").to_dict("records")
                 results.append(self._result(c.name, table, day, n == 0, failing_rows=n,

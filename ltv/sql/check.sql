@@ -1,4 +1,4 @@
--- Data validation check {{ name }} on {{ table }} partition dt={{ day }}: offending rows.
+-- Data validation check {{ check }} on {{ table }} partition dt={{ day }}: offending rows.
 SELECT *
 FROM {{ table }}
 WHERE dt = {{ day | lit }}

@@ -1,0 +1,355 @@
+"""The Athena engine: `ltv.engine.Engine` over S3, the Glue Data Catalog and Athena (Trino).
+
+The only module of the core that talks to AWS (boto3 and awswrangler are imported lazily, so
+`import ltv` never needs them). It runs the same canonical SQL as `DuckDBEngine`, transpiled
+to Trino by `ltv.sql.to_trino`, and keeps the local lake's contract on S3:
+
+    s3://<raw bucket>/<table>/dt=YYYY-MM-DD/...                 raw logs (the game's own export)
+    s3://<curated bucket>/player_day/dt=YYYY-MM-DD/part-0.parquet + _SUCCESS
+    s3://<curated bucket>/features/cutoff=.../, labels/cutoff=.../
+    s3://<curated bucket>/datasets/<version>/split=<split>/part-0.parquet, manifest.json, _SUCCESS
+
+A partition is exactly one parquet object (an S3 PUT is atomic, so readers see the old file or
+the new one, never half of one), then the `_SUCCESS` marker, then its registration in the Glue
+catalog. The partition column is not stored in the files. Only partitions with a marker are
+"complete" for the ETL; raw tables list every `dt=` prefix that holds objects.
+
+`table_specs(config)` is the schema of every table of a game (columns and Hive types derived
+from the SQL itself), shared by this engine and by the CDK stacks that create the catalog.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ltv import etl, sql
+from ltv.config import GameConfig
+from ltv.engine import DERIVED, WriteResult
+from ltv.errors import LtvError
+from ltv.lake import SUCCESS
+
+DATA_FILE = "part-0.parquet"
+# a raw partition read by DESCRIBE in ltv.validation: answered from the parquet footers, like DuckDB does
+_DESCRIBE_PARTITION = re.compile(
+    r"^\s*DESCRIBE\s+SELECT\s+\*\s+FROM\s+\"?(\w+)\"?\s+WHERE\s+dt\s*=\s*'([0-9-]+)'\s*$", re.IGNORECASE)
+_DESCRIBE = re.compile(r"^\s*DESCRIBE\s+(SELECT\b.*)$", re.IGNORECASE | re.DOTALL)
+_HIVE_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "DOUBLE": "double", "FLOAT": "float",
+               "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "SMALLINT": "smallint"}
+# Provisional: the batch-scoring issue owns the prediction columns and must keep this list in step.
+PREDICTION_COLUMNS = (("ltv", "double"), ("payer_probability", "double"), ("expected_ltv", "double"),
+                      ("next_purchase_day", "bigint"), ("offer_day", "bigint"), ("model_version", "string"))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table of a game: where it lives, its columns and its partition keys (Hive types)."""
+
+    name: str
+    bucket: str                                  # "raw" or "curated"
+    columns: tuple[tuple[str, str], ...]
+    partition_keys: tuple[tuple[str, str], ...]
+    location_template: str | None = None         # partition path below the table prefix, if not key=value/
+
+    @property
+    def key(self) -> str:
+        return self.partition_keys[0][0]
+
+    def types(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+def hive_type(duckdb_type: str) -> str:
+    """The Glue/Hive type of a DuckDB column type."""
+    t = duckdb_type.upper()
+    if t in _HIVE_TYPES:
+        return _HIVE_TYPES[t]
+    if t.startswith("DECIMAL"):
+        return t.lower()
+    raise LtvError(f"no Glue type for the DuckDB type {duckdb_type!r}; add a CAST in the SQL template")
+
+
+def raw_columns(config: GameConfig) -> dict[str, list[tuple[str, str]]]:
+    """Columns of the raw tables with the Hive types of the reference export (see ltv.simulate).
+
+    Integer-typed files are readable as bigint and float files as double, so `level` is bigint
+    and `session_length` is bigint when counted in milliseconds, else double."""
+    ev, pl = config.logs.events, config.logs.players
+    c, ident = ev.columns, "string" if config.logs.player_id_type == "string" else "bigint"
+    session = "bigint" if ev.session_length_unit == "milliseconds" else "double"
+    events = [(c.player_id, ident), (c.event_time, "timestamp"), (c.event_type, "string"), (c.revenue, "double")]
+    events += [(c.currency, "string")] if c.currency else []
+    events += [(c.level, "bigint"), (c.session_length, session)]
+    players = [(pl.columns.player_id, ident), (pl.columns.install_time, "timestamp")]
+    players += [(column, "string") for column in pl.attributes.values()]
+    return {ev.table: events, pl.table: players}
+
+
+def table_specs(config: GameConfig) -> dict[str, TableSpec]:
+    """Every table of a game; derived tables get the columns and types their SQL produces."""
+    return _table_specs(config.model_dump_json())
+
+
+@lru_cache(maxsize=8)
+def _table_specs(config_json: str) -> dict[str, TableSpec]:
+    config = GameConfig.model_validate_json(config_json)
+    raw = raw_columns(config)
+    specs = {name: TableSpec(name, "raw", tuple((c.lower(), t) for c, t in cols), (("dt", "string"),))
+             for name, cols in raw.items()}
+    derived = _describe_derived(config, raw)
+    for name, key in DERIVED.items():
+        specs[name] = TableSpec(name, "curated", tuple((c, t) for c, t in derived[name] if c != key),
+                                ((key, "string"),))
+    specs["datasets"] = TableSpec("datasets", "curated", tuple((c, t) for c, t in derived["datasets"] if c != "split"),
+                                  (("version", "string"), ("split", "string")), "${version}/split=${split}")
+    ident = "string" if config.logs.player_id_type == "string" else "bigint"
+    specs["predictions"] = TableSpec("predictions", "curated", (("player_id", ident), *PREDICTION_COLUMNS),
+                                     (("date", "string"), ("run", "string")))
+    return specs
+
+
+def _describe_derived(config: GameConfig, raw: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """Column types of player_day, features, labels and datasets, by binding their SQL in DuckDB
+    over empty tables of the raw schema (nothing is read; it takes milliseconds)."""
+    import duckdb
+
+    duck = {"string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "timestamp": "TIMESTAMP"}
+    con = duckdb.connect()
+    for table, cols in raw.items():
+        columns = ", ".join(f"{sql.quote(c)} {duck[t]}" for c, t in cols)
+        con.execute(f"CREATE TABLE {sql.quote(table)} ({columns}, dt VARCHAR)")
+    day = config.datasets.first_start
+    queries = {"player_day": etl.player_day_sql(config, day, day), "features": etl.features_sql(config, day),
+               "labels": etl.labels_sql(config, day)}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, text in queries.items():
+        out[name] = [(r[0], hive_type(r[1])) for r in con.execute(f"DESCRIBE {text}").fetchall()]
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM ({text}) LIMIT 0")
+    dataset = sql.render("dataset", config, split="train", cutoffs=[str(day)])
+    out["datasets"] = [(r[0], hive_type(r[1])) for r in con.execute(f"DESCRIBE {dataset}").fetchall()]
+    return out
+
+
+def statement(query: str) -> str:
+    """The exact text the Athena engine sends for a canonical (DuckDB-dialect) query.
+
+    Trino cannot DESCRIBE a query, so `DESCRIBE <select>` becomes `<select>` with no rows and
+    its column metadata is read instead."""
+    m = _DESCRIBE.match(query)
+    if m:
+        return sql.to_trino(f"SELECT * FROM ({m.group(1).strip()}) AS described LIMIT 0")
+    return sql.to_trino(query)
+
+
+class AthenaEngine:
+    """The `Engine` of a game's AWS account: Athena for SQL, S3 for partitions, Glue for the catalog."""
+
+    def __init__(self, config: GameConfig, *, database: str, workgroup: str, raw_uri: str, curated_uri: str,
+                 boto3_session: Any = None):
+        self.config = config
+        self.database, self.workgroup = database, workgroup
+        self.buckets = {"raw": raw_uri.rstrip("/"), "curated": curated_uri.rstrip("/")}
+        self.session = boto3_session
+        self.specs = table_specs(config)
+
+    # -------------------------------------------------------------------------------------------
+    # locations
+
+    def _spec(self, table: str) -> TableSpec:
+        if table not in self.specs:
+            raise LtvError(f"unknown table {table!r}; the game's tables are {sorted(self.specs)}")
+        return self.specs[table]
+
+    def table_uri(self, table: str) -> str:
+        spec = self._spec(table)
+        return f"{self.buckets[spec.bucket]}/{table}"
+
+    def partition_uri(self, table: str, value: str) -> str:
+        return f"{self.table_uri(table)}/{self._spec(table).key}={value}/"
+
+    def curated_uri(self, key: str) -> str:
+        return f"{self.buckets['curated']}/{key.lstrip('/')}"
+
+    # -------------------------------------------------------------------------------------------
+    # Engine
+
+    def query(self, sql_text: str) -> pd.DataFrame:
+        import awswrangler as wr
+
+        m = _DESCRIBE_PARTITION.match(sql_text)
+        if m and m.group(1) in self.specs and self._spec(m.group(1)).bucket == "raw":
+            return self._describe_files(self.partition_uri(m.group(1), m.group(2)))
+        if _DESCRIBE.match(sql_text):
+            return self._describe_query(statement(sql_text))
+        frame = wr.athena.read_sql_query(statement(sql_text), database=self.database, workgroup=self.workgroup,
+                                         ctas_approach=False, boto3_session=self.session)
+        return _numpy_dtypes(frame)
+
+    def write_partitions(self, table: str, sql_text: str, value: str | None = None) -> WriteResult:
+        spec = self._spec(table)
+        frame = self.query(sql_text)
+        if value is not None:
+            parts = {value: frame.drop(columns=[spec.key], errors="ignore")}
+        elif spec.key not in frame.columns:
+            raise LtvError(f"writing {table} without a partition value needs a {spec.key!r} column in the result")
+        else:
+            parts = {str(v): g.drop(columns=[spec.key]) for v, g in frame.groupby(spec.key, sort=True)}
+        for v, part in parts.items():
+            self._put_partition(spec, v, part)
+        return WriteResult(table, sorted(parts), int(len(frame)))
+
+    def partitions(self, table: str) -> list[str]:
+        import awswrangler as wr
+
+        spec = self._spec(table)
+        base, prefix = self.table_uri(table) + "/", f"{spec.key}="
+        if spec.bucket == "raw":  # the game's own export writes no markers: a dt= prefix with objects counts
+            dirs = wr.s3.list_directories(base, boto3_session=self.session)
+            return sorted(d.rstrip("/").rsplit("/", 1)[1][len(prefix):] for d in dirs
+                          if d.rstrip("/").rsplit("/", 1)[1].startswith(prefix))
+        markers = wr.s3.list_objects(base, suffix=f"/{SUCCESS}", boto3_session=self.session)
+        return sorted({m[len(base):].split("/", 1)[0][len(prefix):] for m in markers
+                       if m[len(base):].startswith(prefix) and m[len(base):].count("/") == 1})
+
+    def raw_partition_stats(self, table: str, day: str) -> tuple[int, int] | None:
+        import awswrangler as wr
+
+        files = self._data_objects(self.partition_uri(table, day))
+        if not files:
+            return None
+        size = sum(wr.s3.size_objects(files, boto3_session=self.session).values())
+        rows = self.query(f"SELECT COUNT(*) AS n FROM {sql.quote(table)} WHERE dt = {sql.literal(day)}")
+        return int(rows["n"].iloc[0]), int(size)
+
+    # -------------------------------------------------------------------------------------------
+    # files beside the tables: validation reports, dataset versions
+
+    def publish(self, local: Path, key: str, *, replace: bool = True) -> list[str]:
+        """Upload a local file, or a directory with its `_SUCCESS` marker last, to curated/<key>.
+
+        A directory whose remote copy is complete is left alone unless `replace`."""
+        local = Path(local)
+        target = self.curated_uri(key)
+        if local.is_file():
+            self._put(target, local.read_bytes())
+            return [target]
+        if not replace and self._exists(f"{target.rstrip('/')}/{SUCCESS}"):
+            return []
+        files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: (p.name == SUCCESS, str(p)))
+        written = []
+        for path in files:
+            written.append(f"{target.rstrip('/')}/{path.relative_to(local).as_posix()}")
+            self._put(written[-1], path.read_bytes())
+        return written
+
+    def fetch(self, key: str, names: list[str], local: Path) -> list[str]:
+        """Download the named files under curated/<key> into `local`, all of them or none (a
+        directory without its marker is not there yet); returns the names downloaded."""
+        bodies = {name: self._get(f"{self.curated_uri(key).rstrip('/')}/{name}") for name in names}
+        if any(body is None for body in bodies.values()):
+            return []
+        local = Path(local)
+        local.mkdir(parents=True, exist_ok=True)
+        for name, body in bodies.items():
+            (local / name).write_bytes(body)
+        return list(bodies)
+
+    # -------------------------------------------------------------------------------------------
+    # internals
+
+    def _put_partition(self, spec: TableSpec, value: str, frame: pd.DataFrame) -> None:
+        """One parquet object, then the marker, then the catalog partition."""
+        import awswrangler as wr
+
+        types = spec.types()
+        unknown, missing = set(frame.columns) - set(types), set(types) - set(frame.columns)
+        if unknown or missing:
+            raise LtvError(f"{spec.name}: the query's columns do not match the catalog schema (not in the catalog: "
+                           f"{sorted(unknown)}, missing: {sorted(missing)}); redeploy the data-lake stack")
+        prefix = self.partition_uri(spec.name, value)
+        data = prefix + DATA_FILE
+        wr.s3.to_parquet(frame[[c for c, _ in spec.columns]].reset_index(drop=True), path=data, index=False,
+                         dtype=types, compression="snappy", boto3_session=self.session)
+        stale = [p for p in wr.s3.list_objects(prefix, boto3_session=self.session) if p not in (data, prefix + SUCCESS)]
+        if stale:
+            wr.s3.delete_objects(stale, boto3_session=self.session)
+        self._put(prefix + SUCCESS, dt.datetime.now(dt.timezone.utc).isoformat().encode())
+        wr.catalog.add_parquet_partitions(self.database, spec.name, {prefix: [value]}, compression="snappy",
+                                          boto3_session=self.session)
+
+    def _data_objects(self, prefix: str) -> list[str]:
+        """Objects under a prefix that Athena reads (Hive skips names starting with '_' or '.')."""
+        import awswrangler as wr
+
+        return [p for p in wr.s3.list_objects(prefix, boto3_session=self.session)
+                if not p.rsplit("/", 1)[1].startswith(("_", "."))]
+
+    def _describe_files(self, prefix: str) -> pd.DataFrame:
+        """column_name/column_type of a raw partition's files, as DuckDB's DESCRIBE reports them."""
+        import awswrangler as wr
+
+        files = self._data_objects(prefix)
+        if not files:
+            return pd.DataFrame({"column_name": [], "column_type": []})
+        columns, _ = wr.s3.read_parquet_metadata(files, boto3_session=self.session)
+        return pd.DataFrame({"column_name": list(columns), "column_type": [t.upper() for t in columns.values()]})
+
+    def _describe_query(self, text: str) -> pd.DataFrame:
+        import awswrangler as wr
+
+        execution = wr.athena.start_query_execution(text, database=self.database, workgroup=self.workgroup,
+                                                    wait=True, boto3_session=self.session)
+        meta = self._client("athena").get_query_results(QueryExecutionId=execution["QueryExecutionId"], MaxResults=1)
+        info = meta["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
+        return pd.DataFrame({"column_name": [c["Name"] for c in info], "column_type": [c["Type"].upper() for c in info]})
+
+    def _client(self, service: str) -> Any:
+        import boto3
+
+        return (self.session or boto3.Session()).client(service)
+
+    def _put(self, uri: str, body: bytes) -> None:
+        bucket, key = _split(uri)
+        self._client("s3").put_object(Bucket=bucket, Key=key, Body=io.BytesIO(body))
+
+    def _get(self, uri: str) -> bytes | None:
+        bucket, key = _split(uri)
+        s3 = self._client("s3")
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+
+    def _exists(self, uri: str) -> bool:
+        import awswrangler as wr
+
+        return bool(wr.s3.does_object_exist(uri, boto3_session=self.session))
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """awswrangler's nullable dtypes -> the numpy dtypes DuckDB's `.df()` gives (NULL ints become floats)."""
+    out = {}
+    for name, col in frame.items():
+        if isinstance(col.dtype, pd.Int64Dtype) or str(col.dtype) in ("Int8", "Int16", "Int32", "Int64"):
+            out[name] = col.astype("float64") if col.isna().any() else col.astype("int64")
+        elif isinstance(col.dtype, pd.StringDtype):
+            out[name] = col.astype(object).where(col.notna(), None)
+        elif isinstance(col.dtype, pd.BooleanDtype):
+            out[name] = col.astype(object) if col.isna().any() else col.astype(bool)
+        else:
+            out[name] = col
+    return pd.DataFrame(out, index=frame.index)
+
+
+__all__ = ["AthenaEngine", "TableSpec", "statement", "table_specs", "raw_columns", "hive_type"]
