@@ -40,6 +40,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 synth: $(STAMP) node_modules/.installed
+	rm -rf cdk.out
 	$(CDK_ENV) $(CDK) synth --no-lookups --no-notices --quiet $(GAME_CTX)
 	$(BIN)/cfn-lint cdk.out/*.template.json || [ $$(( $$? & 2 )) -eq 0 ]
 

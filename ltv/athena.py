@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,10 +35,6 @@ from ltv.errors import LtvError
 from ltv.lake import SUCCESS
 
 DATA_FILE = "part-0.parquet"
-# a raw partition read by DESCRIBE in ltv.validation: answered from the parquet footers, like DuckDB does
-_DESCRIBE_PARTITION = re.compile(
-    r"^\s*DESCRIBE\s+SELECT\s+\*\s+FROM\s+\"?(\w+)\"?\s+WHERE\s+dt\s*=\s*'([0-9-]+)'\s*$", re.IGNORECASE)
-_DESCRIBE = re.compile(r"^\s*DESCRIBE\s+(SELECT\b.*)$", re.IGNORECASE | re.DOTALL)
 _HIVE_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "DOUBLE": "double", "FLOAT": "float",
                "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "SMALLINT": "smallint"}
 # Provisional: the batch-scoring issue owns the prediction columns and must keep this list in step.
@@ -136,14 +131,13 @@ def _describe_derived(config: GameConfig, raw: dict[str, list[tuple[str, str]]])
     return out
 
 
-def statement(query: str) -> str:
-    """The exact text the Athena engine sends for a canonical (DuckDB-dialect) query.
+def row_count_sql(table: str, day: str) -> str:
+    """The query that counts a raw partition's rows (for `raw_partition_stats`)."""
+    return f"SELECT COUNT(*) AS n FROM {sql.quote(table)} WHERE dt = {sql.literal(day)}"
 
-    Trino cannot DESCRIBE a query, so `DESCRIBE <select>` becomes `<select>` with no rows and
-    its column metadata is read instead."""
-    m = _DESCRIBE.match(query)
-    if m:
-        return sql.to_trino(f"SELECT * FROM ({m.group(1).strip()}) AS described LIMIT 0")
+
+def statement(query: str) -> str:
+    """The exact text the Athena engine sends for a canonical (DuckDB-dialect) query."""
     return sql.to_trino(query)
 
 
@@ -180,13 +174,10 @@ class AthenaEngine:
     # Engine
 
     def query(self, sql_text: str) -> pd.DataFrame:
+        """Run the Trino text of `sql_text` in the workgroup and read its result (the CSV Athena writes
+        to the workgroup's result location: no temporary CTAS tables, so no CREATE/DROP TABLE rights)."""
         import awswrangler as wr
 
-        m = _DESCRIBE_PARTITION.match(sql_text)
-        if m and m.group(1) in self.specs and self._spec(m.group(1)).bucket == "raw":
-            return self._describe_files(self.partition_uri(m.group(1), m.group(2)))
-        if _DESCRIBE.match(sql_text):
-            return self._describe_query(statement(sql_text))
         frame = wr.athena.read_sql_query(statement(sql_text), database=self.database, workgroup=self.workgroup,
                                          ctas_approach=False, boto3_session=self.session)
         return _numpy_dtypes(frame)
@@ -224,8 +215,19 @@ class AthenaEngine:
         if not files:
             return None
         size = sum(wr.s3.size_objects(files, boto3_session=self.session).values())
-        rows = self.query(f"SELECT COUNT(*) AS n FROM {sql.quote(table)} WHERE dt = {sql.literal(day)}")
+        rows = self.query(row_count_sql(table, day))
         return int(rows["n"].iloc[0]), int(size)
+
+    def raw_partition_columns(self, table: str, day: str) -> dict[str, str]:
+        """Column -> type of a raw partition's files, from their parquet footers (no query), as
+        DuckDB reports them: the union over the files, upper-case type names."""
+        import awswrangler as wr
+
+        columns: dict[str, str] = {}
+        for path in self._data_objects(self.partition_uri(table, day)):
+            types, _ = wr.s3.read_parquet_metadata(path, boto3_session=self.session)
+            columns |= {name: t.upper() for name, t in types.items() if name not in columns}
+        return columns
 
     # -------------------------------------------------------------------------------------------
     # files beside the tables: validation reports, dataset versions
@@ -290,25 +292,6 @@ class AthenaEngine:
         return [p for p in wr.s3.list_objects(prefix, boto3_session=self.session)
                 if not p.rsplit("/", 1)[1].startswith(("_", "."))]
 
-    def _describe_files(self, prefix: str) -> pd.DataFrame:
-        """column_name/column_type of a raw partition's files, as DuckDB's DESCRIBE reports them."""
-        import awswrangler as wr
-
-        files = self._data_objects(prefix)
-        if not files:
-            return pd.DataFrame({"column_name": [], "column_type": []})
-        columns, _ = wr.s3.read_parquet_metadata(files, boto3_session=self.session)
-        return pd.DataFrame({"column_name": list(columns), "column_type": [t.upper() for t in columns.values()]})
-
-    def _describe_query(self, text: str) -> pd.DataFrame:
-        import awswrangler as wr
-
-        execution = wr.athena.start_query_execution(text, database=self.database, workgroup=self.workgroup,
-                                                    wait=True, boto3_session=self.session)
-        meta = self._client("athena").get_query_results(QueryExecutionId=execution["QueryExecutionId"], MaxResults=1)
-        info = meta["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
-        return pd.DataFrame({"column_name": [c["Name"] for c in info], "column_type": [c["Type"].upper() for c in info]})
-
     def _client(self, service: str) -> Any:
         import boto3
 
@@ -338,18 +321,19 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    """awswrangler's nullable dtypes -> the numpy dtypes DuckDB's `.df()` gives (NULL ints become floats)."""
+    """awswrangler's nullable dtypes -> the numpy dtypes DuckDB's `.df()` gives (ints with NULLs become floats)."""
     out = {}
     for name, col in frame.items():
-        if isinstance(col.dtype, pd.Int64Dtype) or str(col.dtype) in ("Int8", "Int16", "Int32", "Int64"):
+        masked = isinstance(col.dtype, pd.api.extensions.ExtensionDtype)
+        if masked and pd.api.types.is_integer_dtype(col.dtype):
             out[name] = col.astype("float64") if col.isna().any() else col.astype("int64")
+        elif masked and pd.api.types.is_bool_dtype(col.dtype):
+            out[name] = col.astype(object) if col.isna().any() else col.astype(bool)
         elif isinstance(col.dtype, pd.StringDtype):
             out[name] = col.astype(object).where(col.notna(), None)
-        elif isinstance(col.dtype, pd.BooleanDtype):
-            out[name] = col.astype(object) if col.isna().any() else col.astype(bool)
         else:
             out[name] = col
     return pd.DataFrame(out, index=frame.index)
 
 
-__all__ = ["AthenaEngine", "TableSpec", "statement", "table_specs", "raw_columns", "hive_type"]
+__all__ = ["AthenaEngine", "TableSpec", "hive_type", "raw_columns", "row_count_sql", "statement", "table_specs"]

@@ -264,6 +264,303 @@ def datasets_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
     out.print(t)
 
 
+# ----------------------------------------------------------------------------------------------
+# models, registry, scoring, monitoring, the loop
+
+registry_app = typer.Typer(help="The model registry: versions, approval status, champion, rollback.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+FastOpt = Annotated[bool, typer.Option("--fast", help="tiny model budget (LightGBM only, 200 rounds) for quick trials")]
+
+
+def _budget(config: cfg.GameConfig, fast: bool) -> cfg.ModelBudget:
+    from ltv.models.automl import fast_budget
+
+    return fast_budget(config.model) if fast else config.model
+
+
+def _registry(config: cfg.GameConfig, lake: Path):
+    from ltv.registry import LocalRegistry
+
+    return LocalRegistry(Lake(lake, config.game.id).registry, config.game.id)
+
+
+@app.command()
+def train(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset version: v1.., a full name, rolling-YYYY-MM-DD")],
+          lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False,
+          register: Annotated[bool, typer.Option(help="evaluate against the champion and register with the promotion rule's status")] = True) -> None:
+    """Train the two-stage LTV, purchase-day and churn models on a dataset version.
+
+    With --register (default) this is the whole retraining flow: train, evaluate the challenger
+    and the champion on the same out-of-time test period, apply the promotion rule, register.
+
+    Example: ltv train --game galaxy-raiders --dataset v1 --fast
+    """
+    from ltv import datasets
+    from ltv.models import train as fit
+    from ltv.training import runs_dir, train_evaluate_register
+
+    config, game_id = load_game(game)
+    lk, engine = Lake(lake, game_id), _engine(config, lake)
+    spec = datasets.find_spec(config, dataset)
+    say = lambda m: console.print(f"[dim]{escape(m)}[/dim]")  # noqa: E731
+    if register:
+        run = train_evaluate_register(config, lk, engine, _registry(config, lake), spec, budget=_budget(config, fast),
+                                      progress=say)
+        out.print(f"version {run.version.version}: [bold]{run.version.status}[/bold] ({escape(run.decision.reason)})")
+        out.print(f"metrics: {run.run_dir / 'metrics.json'}\nreport:  {run.report}")
+        return
+    manifest = datasets.build_dataset(engine, config, lk, spec)
+    target = runs_dir(lk) / f"{dt.datetime.now():%Y%m%dT%H%M%S}-{spec.name}" / "model"
+    target.parent.mkdir(parents=True)
+    fit(config, datasets.load_dataset(lk, spec.name), target, dataset=manifest, budget=_budget(config, fast), progress=say)
+    out.print(f"model artifact: {target}")
+
+
+@app.command()
+def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset version whose test period to use")],
+             lake: LakeOpt = DEFAULT_LAKE,
+             model: Annotated[Optional[str], typer.Option(help="registry version number or artifact path; default: champion")] = None,
+             out_dir: Annotated[Optional[Path], typer.Option("--out", help="where to write metrics.json and report.html")] = None) -> None:
+    """Evaluate a model on a dataset's test period: metrics.json and an HTML report with plots.
+
+    The model is compared with the baselines and, for simulated games, with the oracle.
+
+    Example: ltv evaluate --game galaxy-raiders --dataset v2
+    """
+    from ltv import datasets, report
+    from ltv.evaluate import evaluate as run_eval
+    from ltv.lake import write_json_atomic, write_text_atomic
+    from ltv.models import LTVModel
+    from ltv.training import latest_drift
+
+    config, game_id = load_game(game)
+    lk = Lake(lake, game_id)
+    reg = _registry(config, lake)
+    if model is None or model.isdigit():
+        version = reg.get(int(model)) if model else reg.champion()
+        if version is None:
+            raise LtvError("no champion to evaluate; pass --model VERSION or a path")
+        m, label = LTVModel.load(version.path), f"version {version.version}"
+    else:
+        m, label = LTVModel.load(Path(model)), model
+    spec = datasets.find_spec(config, dataset)
+    datasets.build_dataset(_engine(config, lake), config, lk, spec)
+    ev = run_eval(m, datasets.load_dataset(lk, spec.name), lk)
+    target = out_dir or lk.reports / f"evaluation-{spec.name}"
+    write_json_atomic(target / "metrics.json", ev.metrics)
+    write_text_atomic(target / "report.html", report.render(ev, m.manifest, title=f"{config.game.name}: {label} on {spec.name}",
+                                                            drift=latest_drift(lk)))
+    _print_metrics(ev.metrics)
+    out.print(f"metrics: {target / 'metrics.json'}\nreport:  {target / 'report.html'}")
+
+
+def _print_metrics(metrics: dict) -> None:
+    t = Table(title="test-period metrics")
+    for col in ("metric", "model", "oracle", "model/oracle", "popularity", "recent revenue"):
+        t.add_column(col, justify="right")
+    o = metrics.get("oracle") or {}
+    b = metrics["baselines"]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for k in ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae", "purchase_day_accuracy", "churn_f1", "total_ratio"):
+        v, ov = metrics["model"].get(k), o.get(k)
+        t.add_row(k, fmt(v), fmt(ov), fmt(v / ov if v is not None and ov else None), fmt(b["popularity"].get(k)),
+                  fmt(b["recent_revenue"].get(k)))
+    out.print(t)
+
+
+@app.command()
+def drift(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False) -> None:
+    """Reproduce Kakao's drift experiment on the configured dataset versions.
+
+    Trains on the first version, evaluates that fixed model on every later version's test
+    period, retrains on the latest version and evaluates it on the same data. Writes
+    reports/drift.json; every later report shows the table.
+
+    Example: ltv drift --game galaxy-raiders --fast
+    """
+    from ltv import datasets
+    from ltv.evaluate import drift_table
+    from ltv.models import train as fit
+    from ltv.training import record_drift, runs_dir
+
+    config, game_id = load_game(game)
+    lk, engine = Lake(lake, game_id), _engine(config, lake)
+    specs = datasets.version_specs(config)
+    loaded = {}
+    with progress_bar("dataset versions") as update:
+        for i, spec in enumerate(specs):
+            datasets.build_dataset(engine, config, lk, spec)
+            loaded[spec.name] = datasets.load_dataset(lk, spec.name)
+            update(i + 1, len(specs))
+    base = runs_dir(lk) / f"drift-{dt.datetime.now():%Y%m%dT%H%M%S}"
+    models = {}
+    for which, spec in (("stale", specs[0]), ("retrained", specs[-1])):
+        console.print(f"training the {which} model on {spec.name}")
+        models[which] = fit(config, loaded[spec.name], base / which, budget=_budget(config, fast),
+                            dataset=datasets.read_manifest(lk.datasets / spec.name))
+    table = drift_table(models["stale"], models["retrained"], loaded, lk)
+    path = record_drift(lk, table, {"stale": specs[0].name, "retrained": specs[-1].name})
+    out.print(table[["version", "stale_normalized_gini", "retrained_normalized_gini", "oracle_normalized_gini",
+                     "stale_minmax", "stale_payer_f1"]].to_string(index=False))
+    out.print(f"drift table: {path}")
+
+
+@registry_app.command("list")
+def registry_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """List model versions with status, dataset and key metrics; the champion is marked.
+
+    Example: ltv registry list --game galaxy-raiders
+    """
+    config, game_id = load_game(game)
+    reg = _registry(config, lake)
+    champion = reg.champion()
+    t = Table(title=f"model group ltv-{game_id}")
+    for col in ("version", "status", "created", "dataset", "gini", "minmax", "payer F1", "day MAE"):
+        t.add_column(col)
+    for v in reg.versions():
+        m = v.metrics
+        f = lambda k: "–" if m.get(k) is None else f"{m[k]:.3f}"  # noqa: E731
+        mark = " ★" if champion and v.version == champion.version else ""
+        t.add_row(f"{v.version}{mark}", v.status, v.created, (v.lineage.get("dataset") or {}).get("name", "–"),
+                  f("normalized_gini"), f("minmax"), f("payer_f1"), f("purchase_day_mae"))
+    out.print(t)
+
+
+@registry_app.command("show")
+def registry_show(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Show one version: lineage, metrics and the full status history.
+
+    Example: ltv registry show --game galaxy-raiders 3
+    """
+    config, _ = load_game(game)
+    v = _registry(config, lake).get(version)
+    print(json.dumps({"version": v.version, "status": v.status, "created": v.created, "path": str(v.path),
+                      "lineage": v.lineage, "history": list(v.history), "metrics": v.metrics}, indent=2, default=str))
+
+
+@registry_app.command("approve")
+def registry_approve(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE,
+                     reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "approved by hand") -> None:
+    """Approve a version (it becomes champion if it is the latest approved).
+
+    Example: ltv registry approve --game dragon-merge 4 --reason "reviewed the report"
+    """
+    config, _ = load_game(game)
+    v = _registry(config, lake).approve(version, reason)
+    out.print(f"version {v.version}: {v.status}")
+
+
+@registry_app.command("reject")
+def registry_reject(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE,
+                    reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rejected by hand") -> None:
+    """Reject a version (nothing is deleted).
+
+    Example: ltv registry reject --game galaxy-raiders 5 --reason "odd whale predictions"
+    """
+    config, _ = load_game(game)
+    v = _registry(config, lake).reject(version, reason)
+    out.print(f"version {v.version}: {v.status}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
+                      reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rollback") -> None:
+    """Reject the champion and re-approve the previous champion.
+
+    Example: ltv registry rollback --game galaxy-raiders --reason "bad scores after release"
+    """
+    config, _ = load_game(game)
+    old, new = _registry(config, lake).rollback(reason)
+    out.print(f"rolled back: version {old.version} {old.status}; champion is now version {new.version}")
+
+
+@app.command()
+def predict(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Score the population at a date with the champion (new run id; never overwrites).
+
+    Writes predictions/game=G/date=D/run=R/ and moves date=D/_LATEST to the new run.
+
+    Example: ltv predict --game galaxy-raiders --date 2025-06-02
+    """
+    from ltv.scoring import score
+
+    config, game_id = load_game(game)
+    r = score(config, Lake(lake, game_id), _engine(config, lake), _registry(config, lake), date.date())
+    out.print(f"scored {r.rows:,} players with version {r.model_version}: {r.path}")
+
+
+@app.command()
+def monitor(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Measure drift, delayed-label quality and missed predictions, and apply the alert policies.
+
+    Example: ltv monitor --game galaxy-raiders --date 2025-09-01
+    """
+    from ltv.monitoring import Monitor
+
+    config, game_id = load_game(game)
+    lk = Lake(lake, game_id)
+    report = Monitor(config, lk, _engine(config, lake), _registry(config, lake)).run(date.date())
+    for m in report.measurements:
+        out.print(f"{m.signal}: {m.value:.4g}")
+    for a in report.alerts:
+        out.print(f"[red]ALERT[/red] [{a.severity}] {a.policy}: {escape(a.message)}" + (" → retrain" if a.retrain else ""))
+    if not report.alerts:
+        out.print("no alerts")
+
+
+@app.command("run")
+def run_loop(game: GameOpt, start: Annotated[dt.datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first day")],
+             end: Annotated[dt.datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="last day (inclusive)")],
+             lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False) -> None:
+    """Replay days as the schedulers would: validation, player_day, scoring, monitoring, retraining.
+
+    Example: ltv run --game galaxy-raiders --from 2025-06-01 --to 2025-09-30 --fast
+    """
+    from ltv.run import DailyLoop
+
+    config, game_id = load_game(game)
+    loop = DailyLoop(config, Lake(lake, game_id), budget=_budget(config, fast),
+                     say=lambda m: console.print(f"[dim]{escape(m)}[/dim]"))
+    with progress_bar(f"days of {game_id}") as update:
+        summary = loop.run(start.date(), end.date(), progress=update)
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    t = Table(title=f"{summary.game}: {summary.start} .. {summary.end}")
+    for col in ("day", "what", "detail"):
+        t.add_column(col)
+    for e in summary.events:
+        if e.kind != "scored":
+            t.add_row(e.day, e.kind, escape(e.text))
+    out.print(t)
+    out.print(f"{len(summary.of('scored'))} scoring runs, {len(summary.of('alert'))} alerts, "
+              f"{len(summary.trainings)} trainings")
+
+
+@app.command()
+def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, features, labels, raw tables, predictions")],
+        game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Query the local lake with DuckDB (the local twin of Athena).
+
+    Views: the game's raw tables, player_day, features, labels, predictions (every run) and
+    latest_predictions (the _LATEST run of each date).
+
+    Example: ltv sql --game galaxy-raiders "SELECT date, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
+    """
+    from ltv.scoring import connect
+
+    config, game_id = load_game(game)
+    engine = _engine(config, lake)
+    try:
+        con = connect(lake)
+        for view in ("predictions", "latest_predictions"):
+            engine.con.register(view, con.sql(f"SELECT * FROM {view}").arrow())
+    except LtvError:
+        pass
+    print(engine.query(query).to_string(index=False))
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into messages."""
     try:

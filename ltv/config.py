@@ -181,6 +181,10 @@ class ModelBudget(Strict):
     fit_weighted_ensemble: bool = True
     log_target: bool = Field(True, description="stage 2 learns log1p(value)")
     max_train_rows: PositiveInt | None = Field(None, description="subsample training rows above this")
+    exclude_features: list[str] = Field(
+        default_factory=lambda: ["cutoff_weekday", "cutoff_month", "cutoff_day_of_month"],
+        description="feature columns kept in the datasets but not given to the models (calendar columns by "
+                    "default: an out-of-time test period lies in months the training data never saw)")
     num_cpus: PositiveInt | None = None
 
 

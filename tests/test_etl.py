@@ -77,7 +77,8 @@ def test_hand_computed_features_and_labels(tmp_path: Path, small_steps) -> None:
         "purchases_total": 4, "purchase_days_total": 3, "revenue_total": 17.96, "max_daily_revenue": 9.99,
         "revenue_per_purchase": 4.49, "purchase_day_rate": 1.0, "revenue_per_active_day": 17.96 / 3,
         "purchase_gap_mean": 4.0, "purchase_gap_std": 0.0, "purchase_gap_min": 4, "purchase_gap_max": 4,
-        "purchase_gap_last": 4,
+        "purchase_gap_last": 4, "purchase_gap_median": 4.0, "days_to_median_gap": -1, "days_to_usual_gap": -1,
+        "days_to_last_gap": -1,
         # w1 = [03-03, 03-10), w2 = [02-24, 03-03)
         "active_days_w1": 1, "logins_w1": 1, "play_minutes_w1": 5.0, "purchases_w1": 2, "revenue_w1": 2.98,
         "level_ups_w1": 0, "active_days_w2": 2, "logins_w2": 2, "play_minutes_w2": 30.0, "level_ups_w2": 1,

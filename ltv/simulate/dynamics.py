@@ -27,12 +27,13 @@ PRICE_MIX = np.array([
     [0.05, 0.15, 0.35, 0.30, 0.15, 0.00, 0.00],
     [0.00, 0.00, 0.05, 0.20, 0.35, 0.30, 0.10],
 ])
-PEAK_PURCHASE_PROB = np.array([0.0, 0.35, 0.45, 0.55])  # at the rhythm's peak, per active day
+PEAK_PURCHASE_PROB = np.array([0.0, 0.55, 0.65, 0.75])  # at the rhythm's peak, per active day
 PERIOD_DAYS = np.array([30.0, 12.0, 6.0, 3.0])
 FIRST_PURCHASE_FACTOR = 0.25  # the first purchase is rarer than a habitual one
-RHYTHM_FLOOR = 0.08  # purchase hazard far from the rhythm's peak, relative to the peak
+RHYTHM_FLOOR = 0.04  # purchase hazard far from the rhythm's peak, relative to the peak
+CYCLE_WEIGHTS = ((1, 1.0), (2, 0.7), (3, 0.5))  # relative strength of the 1st, 2nd, 3rd cycle
 EXTRA_PURCHASE_PROB = np.array([0.0, 0.05, 0.10, 0.30])  # a second purchase on the same day
-BASE_ACTIVITY = np.array([0.45, 0.65, 0.72, 0.80])
+BASE_ACTIVITY = np.array([0.45, 0.85, 0.90, 0.93])
 CHURN_HAZARD = np.array([0.030, 0.012, 0.008, 0.005])
 EARLY_CHURN = 0.20  # extra churn hazard on the first days, decaying with age
 G_CAP = 90  # days-since-purchase beyond which the hazard is flat (the rhythm kernel is at its floor)
@@ -149,10 +150,10 @@ def activity_prob(p: Players, idx: np.ndarray, t: int, world: World) -> np.ndarr
 def rhythm(since: np.ndarray, period: np.ndarray) -> np.ndarray:
     """Relative purchase hazard by days since the last purchase (0 = never purchased)."""
     g = np.minimum(since, G_CAP).astype(float)
-    bump = np.exp(-0.5 * ((g - period) / (0.3 * period)) ** 2)
-    # after the peak the hazard stays at a plateau (the habit fades but does not vanish)
-    bump = np.where(g > period, np.maximum(bump, 0.35), bump)
-    kernel = RHYTHM_FLOOR + (1 - RHYTHM_FLOOR) * bump
+    width = 0.08 * period + 0.4
+    # a player who misses a cycle (a weekly pass, a monthly card) tends to buy at the next one
+    bump = sum(w * np.exp(-0.5 * ((g - k * period) / (k * width)) ** 2) for k, w in CYCLE_WEIGHTS)
+    kernel = RHYTHM_FLOOR + (1 - RHYTHM_FLOOR) * np.minimum(bump, 1.0)
     return np.where(since == 0, FIRST_PURCHASE_FACTOR, kernel)
 
 

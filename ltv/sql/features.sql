@@ -64,6 +64,22 @@ purchase_days AS (
     FROM history
     WHERE purchases > 0
 ),
+gap_ranks AS (
+    SELECT
+        player_id,
+        gap,
+        ROW_NUMBER() OVER (PARTITION BY player_id ORDER BY gap) AS rn,
+        COUNT(*) OVER (PARTITION BY player_id) AS n
+    FROM purchase_days
+    WHERE gap IS NOT NULL
+),
+gap_medians AS (
+    -- the exact median: the middle row, or the mean of the two middle rows
+    SELECT player_id, AVG(gap) AS purchase_gap_median
+    FROM gap_ranks
+    WHERE rn IN (FLOOR((n + 1) / 2.0), FLOOR((n + 2) / 2.0))
+    GROUP BY player_id
+),
 gaps AS (
     SELECT
         player_id,
@@ -104,6 +120,10 @@ SELECT
     g.purchase_gap_min,
     g.purchase_gap_max,
     g.purchase_gap_last,
+    gm.purchase_gap_median,
+    gm.purchase_gap_median - DATE_DIFF('day', CAST(l.last_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_to_median_gap,
+    g.purchase_gap_mean - DATE_DIFF('day', CAST(l.last_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_to_usual_gap,
+    g.purchase_gap_last - DATE_DIFF('day', CAST(l.last_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_to_last_gap,
 {% for s in steps %}
     COALESCE(s.active_days_w{{ loop.index }}, 0) AS active_days_w{{ loop.index }},
     COALESCE(s.logins_w{{ loop.index }}, 0) AS logins_w{{ loop.index }},
@@ -121,4 +141,5 @@ JOIN lifetime l ON l.player_id = p.player_id
 LEFT JOIN installs i ON i.player_id = p.player_id
 LEFT JOIN steps s ON s.player_id = p.player_id
 LEFT JOIN gaps g ON g.player_id = p.player_id
+LEFT JOIN gap_medians gm ON gm.player_id = p.player_id
 WHERE i.install_time IS NULL OR i.install_time < TIMESTAMP {{ cutoff_ts | lit }}

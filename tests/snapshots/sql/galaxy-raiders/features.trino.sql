@@ -140,6 +140,32 @@ WITH history AS (
   FROM history
   WHERE
     purchases > 0
+), gap_ranks AS (
+  SELECT
+    player_id,
+    gap,
+    ROW_NUMBER() OVER (PARTITION BY player_id ORDER BY gap) AS rn,
+    COUNT(*) OVER (PARTITION BY player_id) AS n
+  FROM purchase_days
+  WHERE
+    NOT gap IS NULL
+), gap_medians AS (
+  /* the exact median: the middle row, or the mean of the two middle rows */
+  SELECT
+    player_id,
+    AVG(gap) AS purchase_gap_median
+  FROM gap_ranks
+  WHERE
+    rn IN (
+      FLOOR(CAST((
+        n + 1
+      ) AS DOUBLE) / 2.0),
+      FLOOR(CAST((
+        n + 2
+      ) AS DOUBLE) / 2.0)
+    )
+  GROUP BY
+    player_id
 ), gaps AS (
   SELECT
     player_id,
@@ -201,6 +227,22 @@ SELECT
   g.purchase_gap_min,
   g.purchase_gap_max,
   g.purchase_gap_last,
+  gm.purchase_gap_median,
+  gm.purchase_gap_median - DATE_DIFF(
+    'DAY',
+    DATE_TRUNC('DAY', CAST(l.last_purchase_dt AS DATE)),
+    DATE_TRUNC('DAY', CAST('2025-06-02' AS DATE))
+  ) AS days_to_median_gap,
+  g.purchase_gap_mean - DATE_DIFF(
+    'DAY',
+    DATE_TRUNC('DAY', CAST(l.last_purchase_dt AS DATE)),
+    DATE_TRUNC('DAY', CAST('2025-06-02' AS DATE))
+  ) AS days_to_usual_gap,
+  g.purchase_gap_last - DATE_DIFF(
+    'DAY',
+    DATE_TRUNC('DAY', CAST(l.last_purchase_dt AS DATE)),
+    DATE_TRUNC('DAY', CAST('2025-06-02' AS DATE))
+  ) AS days_to_last_gap,
   COALESCE(s.active_days_w1, 0) AS active_days_w1,
   COALESCE(s.logins_w1, 0) AS logins_w1,
   COALESCE(s.play_minutes_w1, 0.0) AS play_minutes_w1,
@@ -286,6 +328,8 @@ LEFT JOIN steps AS s
   ON s.player_id = p.player_id
 LEFT JOIN gaps AS g
   ON g.player_id = p.player_id
+LEFT JOIN gap_medians AS gm
+  ON gm.player_id = p.player_id
 WHERE
   i.install_time IS NULL
   OR i.install_time < CAST('2025-06-02 00:00:00' AS TIMESTAMP)

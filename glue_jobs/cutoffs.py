@@ -1,0 +1,44 @@
+"""Glue job `ltv-<game>-cutoffs`: features and labels of the cutoffs a finished day completes.
+
+After day d is aggregated, the features of cutoff d+1 (they read days before it) and the labels
+of cutoff d+1-horizon (their window ends with d) can be built. `--cutoff YYYY-MM-DD` builds one
+cutoff instead (backfill): its features, and its labels once their window is complete.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+if __package__:
+    from glue_jobs import _common as common
+else:  # in Glue: _common.py is shipped beside this script (--extra-py-files)
+    import _common as common
+from ltv import etl
+from ltv.config import GameConfig
+
+
+def due_cutoffs(config: GameConfig, day: dt.date) -> tuple[list[dt.date], list[dt.date]]:
+    """Cutoffs whose features, and cutoffs whose labels, become computable once `day` is aggregated."""
+    after = day + etl.DAY
+    labels_for = after - dt.timedelta(days=etl.label_horizon(config))
+    return ([after] if config.cutoffs.is_cutoff(after) else [],
+            [labels_for] if config.cutoffs.is_cutoff(labels_for) else [])
+
+
+def run(rt: common.Runtime, args: common.Args) -> str:
+    if "cutoff" in args:
+        cutoff = dt.date.fromisoformat(args["cutoff"])
+        features, labels = [cutoff], [cutoff] if etl.labels_available(rt.engine, rt.config, cutoff) else []
+    else:
+        features, labels = due_cutoffs(rt.config, rt.run_date(args))
+    done = [f"features {c}: {etl.build_features(rt.engine, rt.config, c).rows} rows" for c in features]
+    done += [f"labels {c}: {etl.build_labels(rt.engine, rt.config, c).rows} rows" for c in labels]
+    return "; ".join(done) or "no cutoff is due"
+
+
+def main(argv: list[str] | None = None, **kwargs) -> int:
+    return common.main("cutoffs", argv, run, extra=("cutoff",), **kwargs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Evaluation: a model, its baselines and the oracle, scored on the same out-of-time rows.
+
+`evaluate` returns an `Evaluation`: the machine-readable `metrics.json` payload (read by the
+promotion rule locally and by the SageMaker pipeline's condition step) and the frames the HTML
+report plots. The oracle is the simulator's ground truth (only for simulated games): it uses
+the true expected values, with its payer/churn thresholds chosen on the validation period
+exactly as the model's are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ltv import metrics
+from ltv.lake import Lake, is_complete
+from ltv.models import LTVModel, baselines
+
+# metrics compared as ratios (model / reference) in the report and benchmarks
+RATIO_METRICS = ("normalized_gini", "spearman", "minmax", "payer_f1", "payer_roc_auc", "top10_revenue_capture",
+                 "purchase_day_mae", "purchase_day_accuracy", "purchase_day_f1", "churn_f1", "total_ratio")
+HEADLINE = ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae", "purchase_day_accuracy")
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    frame: pd.DataFrame                       # actuals + model predictions
+    oracle: pd.DataFrame | None               # actuals + oracle predictions, same rows
+    baselines: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def actuals(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[["player_id", "cutoff", "ltv", "payer", "next_purchase_day", "churned"]].reset_index(drop=True)
+
+
+def read_truth(lake: Lake, cutoffs: list[str]) -> pd.DataFrame | None:
+    """The simulator's oracle at these cutoffs, or None if any is missing (a real game)."""
+    parts = [lake.partition("truth", "cutoff", c) for c in cutoffs]
+    if not all(is_complete(p) for p in parts):
+        return None
+    return pd.concat([pd.read_parquet(p).assign(cutoff=c) for p, c in zip(parts, cutoffs)], ignore_index=True)
+
+
+def oracle_predictions(truth: pd.DataFrame, payer_threshold: float, churn_threshold: float, days: int) -> pd.DataFrame:
+    """The oracle in the model's vocabulary: two-stage with the true p_payer and E[LTV | payer]."""
+    p = truth["p_payer"].to_numpy()
+    value = np.divide(truth["expected_ltv"].to_numpy(), p, out=np.zeros(len(p)), where=p > 0)
+    payer_pred = (p >= payer_threshold).astype(int)
+    p_churn = 1 - truth["p_active"].to_numpy()
+    p_days = truth[[f"p_day_{d}" for d in range(1, days + 1)]].to_numpy()
+    return pd.DataFrame({"player_id": truth["player_id"], "cutoff": truth["cutoff"], "p_payer": p,
+                         "value_if_payer": value, "payer_pred": payer_pred, "ltv_pred": np.where(payer_pred, value, 0.0),
+                         "ltv_expected": truth["expected_ltv"].to_numpy(), "p_churn": p_churn,
+                         "churn_pred": (p_churn >= churn_threshold).astype(int), "offer_day": metrics.offer_day(p_days),
+                         "likely_day": metrics.likely_day(p_days)})
+
+
+def _join(rows: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Actuals of `rows` with predictions matched on (player_id, cutoff); unmatched rows are an error."""
+    keyed = predictions.drop_duplicates(["player_id", "cutoff"])
+    out = actuals(rows).merge(keyed, on=["player_id", "cutoff"], how="left", validate="one_to_one")
+    if out["ltv_expected"].isna().any():
+        raise ValueError(f"{int(out['ltv_expected'].isna().sum())} rows have no prediction")
+    return out
+
+
+def _oracle(lake: Lake | None, splits: dict[str, pd.DataFrame], days: int) -> pd.DataFrame | None:
+    if lake is None:
+        return None
+    test_cutoffs = sorted(splits["test"]["cutoff"].unique())
+    val_cutoffs = sorted(splits["validation"]["cutoff"].unique())
+    truth, val_truth = read_truth(lake, test_cutoffs), read_truth(lake, val_cutoffs)
+    if truth is None or val_truth is None:
+        return None
+    val = actuals(splits["validation"]).merge(val_truth, on=["player_id", "cutoff"], how="inner")
+    payer_t = metrics.best_f1_threshold(val["payer"], val["p_payer"])
+    churn_t = metrics.best_f1_threshold(val["churned"], 1 - val["p_active"])
+    return _join(splits["test"], oracle_predictions(truth, payer_t, churn_t, days))
+
+
+def _ratios(model: dict[str, float], reference: dict[str, float]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k in RATIO_METRICS:
+        a, b = model.get(k), reference.get(k)
+        out[k] = float(a / b) if a is not None and b not in (None, 0) and np.isfinite(a) and np.isfinite(b) else None
+    return out
+
+
+def clean(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe: NaN/inf become None."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
+
+
+def evaluate(model: LTVModel, splits: dict[str, pd.DataFrame], lake: Lake | None = None) -> Evaluation:
+    """Score the model, the baselines and (if available) the oracle on the test split."""
+    test = splits["test"].reset_index(drop=True)
+    days = model.purchase_days
+    frame = _join(test, model.predict(test))
+    result: dict[str, Any] = {
+        "game": model.manifest["game"], "evaluated_on": "test",
+        "dataset": (model.manifest.get("dataset") or {}).get("name"),
+        "cutoffs": sorted(test["cutoff"].unique().tolist()), "rows": int(len(test)),
+        "model": clean(metrics.flat_metrics(frame, days)),
+    }
+    base_frames = {}
+    for name, pred in baselines.predict(model.manifest["baselines"], test).items():
+        base_frames[name] = pd.concat([actuals(test), pred.reset_index(drop=True)], axis=1)
+    result["baselines"] = {name: clean(metrics.flat_metrics(f, days)) for name, f in base_frames.items()}
+    oracle = _oracle(lake, splits, days)
+    result["oracle"] = clean(metrics.flat_metrics(oracle, days)) if oracle is not None else None
+    ratios = {f"model_vs_{name}": _ratios(result["model"], m) for name, m in result["baselines"].items()}
+    if result["oracle"]:
+        ratios["model_vs_oracle"] = _ratios(result["model"], result["oracle"])
+    result["ratios"] = ratios
+    result["deciles"] = {"model": metrics.decile_table(frame["ltv"], frame["ltv_expected"]).to_dict("records")}
+    if oracle is not None:
+        result["deciles"]["oracle"] = metrics.decile_table(oracle["ltv"], oracle["ltv_expected"]).to_dict("records")
+    result["purchase_day_by_segment"] = _day_mae_by_segment(test, frame, base_frames["popularity"], model)
+    return Evaluation(result, frame, oracle, base_frames)
+
+
+def _day_mae_by_segment(test: pd.DataFrame, frame: pd.DataFrame, popularity: pd.DataFrame,
+                        model: LTVModel) -> list[dict[str, Any]]:
+    """Purchase-day MAE of model and popularity baseline per purchase-frequency segment."""
+    params = model.manifest["baselines"]["popularity"]
+    seg = baselines.segments(test, params["cuts"])
+    names = {0: "low / none", 1: "medium", 2: "high"}
+    rows = []
+    for s in range(3):
+        m = (seg == s) & (frame["next_purchase_day"].to_numpy() > 0)
+        if m.sum() == 0:
+            continue
+        actual = frame["next_purchase_day"].to_numpy()[m]
+        rows.append({"segment": names[s], "players": int(m.sum()),
+                     "model_mae": float(np.abs(frame["offer_day"].to_numpy()[m] - actual).mean()),
+                     "baseline_mae": float(np.abs(popularity["offer_day"].to_numpy()[m] - actual).mean())})
+    return rows
+
+
+DRIFT_METRICS = ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae")
+
+
+def drift_table(stale: LTVModel, retrained: LTVModel | None, versions: dict[str, dict[str, pd.DataFrame]],
+                lake: Lake | None = None) -> pd.DataFrame:
+    """Kakao's drift experiment: the model trained on the first version (`stale`) scored on the
+    test period of every version; the model retrained on the latest version scored on the
+    latest; the oracle on each, for scale. One row per version, in order."""
+    rows = []
+    names = list(versions)
+    for name, splits in versions.items():
+        row: dict[str, Any] = {"version": name, "test_cutoffs": f"{splits['test'].cutoff.min()}..{splits['test'].cutoff.max()}"}
+        evaluation = evaluate(stale, splits, lake)
+        row |= {f"stale_{k}": evaluation.metrics["model"].get(k) for k in DRIFT_METRICS}
+        row |= {f"oracle_{k}": (evaluation.metrics["oracle"] or {}).get(k) for k in DRIFT_METRICS}
+        fresh = evaluate(retrained, splits).metrics["model"] if retrained is not None and name == names[-1] else {}
+        row |= {f"retrained_{k}": fresh.get(k) for k in DRIFT_METRICS}
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,69 @@
+"""AutoGluon, configured once: model families and budget from the game config, small artifacts.
+
+Only LightGBM / CatBoost / XGBoost (no torch, no fastai). RandomForest, ExtraTrees and KNN are
+left out by default: they are slow to predict and their artifacts are hundreds of MB.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ltv.config import ModelBudget
+
+os.environ.setdefault("AUTOGLUON_TELEMETRY", "0")
+warnings.filterwarnings("ignore", message=".*torch.*")
+logging.getLogger("autogluon").setLevel(logging.ERROR)
+
+SEED = 0
+
+
+def hyperparameters(budget: ModelBudget) -> dict[str, Any]:
+    """Explicit hyperparameters if the config gives them, else each family's defaults."""
+    return budget.hyperparameters or {family: {} for family in budget.families}
+
+
+def fit(train: pd.DataFrame, label: str, problem_type: str, eval_metric: str, budget: ModelBudget,
+        path: Path, tuning: pd.DataFrame | None = None) -> Any:
+    """Fit one TabularPredictor within the budget; `tuning` drives early stopping and selection."""
+    from autogluon.tabular import TabularPredictor
+
+    if budget.max_train_rows and len(train) > budget.max_train_rows:
+        train = train.sample(budget.max_train_rows, random_state=SEED)
+    predictor = TabularPredictor(label=label, problem_type=problem_type, eval_metric=eval_metric,
+                                 path=str(path), verbosity=0)
+    bagged = any(p in budget.presets for p in ("best", "high", "extreme"))
+    kwargs: dict[str, Any] = {"use_bag_holdout": True} if bagged and tuning is not None else {}
+    predictor.fit(train, tuning_data=tuning, time_limit=budget.time_limit_s, presets=budget.presets,
+                  hyperparameters=hyperparameters(budget), fit_weighted_ensemble=budget.fit_weighted_ensemble,
+                  calibrate_decision_threshold=False, num_cpus=budget.num_cpus or "auto", num_gpus=0,
+                  ag_args_fit={"random_seed": SEED}, **kwargs)
+    return predictor
+
+
+def deploy(predictor: Any, target: Path) -> Path:
+    """Copy only what the best model needs to predict into `target` (a relocatable folder)."""
+    clone = predictor.clone_for_deployment(str(target), return_clone=True)
+    clone.save_space()
+    return target
+
+
+def load(path: Path) -> Any:
+    from autogluon.tabular import TabularPredictor
+
+    return TabularPredictor.load(str(path), verbosity=0, require_py_version_match=False)
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def fast_budget(budget: ModelBudget) -> ModelBudget:
+    """A tiny budget for tests, demos and quick trials: LightGBM only, 200 rounds, no ensemble."""
+    return budget.model_copy(update={"hyperparameters": {"GBM": {"num_boost_round": 200}},
+                                     "fit_weighted_ensemble": False, "time_limit_s": min(budget.time_limit_s, 60)})

@@ -1,0 +1,253 @@
+"""The model registry: the concepts of the SageMaker Model Registry, with a local backend.
+
+One model group per game; numbered, immutable versions, each with its artifact, metrics and
+lineage (dataset version, config hash, code version, training time), and an approval status
+(PendingManualApproval / Approved / Rejected) whose every change is appended to a history.
+The champion is the latest Approved version, exactly what the scoring Lambda picks in AWS.
+Nothing is ever deleted: a rollback rejects the champion and re-approves the previous one.
+
+Local layout, under `<lake>/<game>/registry/<group>/`:
+
+    versions/<n>/model/          the artifact (checksummed, relocatable)
+    versions/<n>/version.json    metrics and lineage, written once
+    versions/<n>/status.jsonl    status history, append-only (the last line is the status)
+"""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ltv.errors import ArtifactError, RegistryError
+from ltv.models import LTVModel, verify
+from ltv.promotion import APPROVED, PENDING, REJECTED
+
+STATUSES = (PENDING, APPROVED, REJECTED)
+
+
+def group_name(game: str) -> str:
+    """The model package group of a game (same name locally and in SageMaker)."""
+    return f"ltv-{game}"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: int
+    status: str
+    created: str
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    history: tuple[dict[str, Any], ...]
+    path: Path
+
+    @property
+    def ever_approved(self) -> bool:
+        return any(h["status"] == APPROVED for h in self.history)
+
+
+class Registry(Protocol):
+    def register(self, artifact: Path, *, metrics: dict[str, Any], status: str, reason: str) -> ModelVersion: ...
+    def versions(self) -> list[ModelVersion]: ...
+    def get(self, version: int) -> ModelVersion: ...
+    def set_status(self, version: int, status: str, reason: str) -> ModelVersion: ...
+    def champion(self) -> ModelVersion | None: ...
+    def load(self, version: int) -> LTVModel: ...
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _actor() -> str:
+    return os.environ.get("LTV_ACTOR") or getpass.getuser()
+
+
+class LocalRegistry:
+    """A directory-backed registry for one game."""
+
+    def __init__(self, root: Path, game: str):
+        self.game = game
+        self.root = Path(root) / group_name(game)
+        self.dir = self.root / "versions"
+
+    # -- reading
+
+    def versions(self) -> list[ModelVersion]:
+        if not self.dir.exists():
+            return []
+        numbers = sorted(int(p.name) for p in self.dir.iterdir() if p.name.isdigit() and (p / "version.json").exists())
+        return [self.get(n) for n in numbers]
+
+    def get(self, version: int) -> ModelVersion:
+        path = self.dir / str(version)
+        if not (path / "version.json").exists():
+            known = [v.version for v in self.versions()] if self.dir.exists() else []
+            raise RegistryError(f"model group {group_name(self.game)!r} has no version {version}; versions: {known or 'none'}")
+        info = json.loads((path / "version.json").read_text())
+        history = tuple(json.loads(line) for line in (path / "status.jsonl").read_text().splitlines() if line.strip())
+        return ModelVersion(version, history[-1]["status"], info["created"], info["metrics"], info["lineage"], history,
+                            path / "model")
+
+    def champion(self) -> ModelVersion | None:
+        """The latest Approved version, or None."""
+        approved = [v for v in self.versions() if v.status == APPROVED]
+        return approved[-1] if approved else None
+
+    def load(self, version: int) -> LTVModel:
+        return LTVModel.load(self.get(version).path)
+
+    # -- writing
+
+    def register(self, artifact: Path, *, metrics: dict[str, Any], status: str, reason: str) -> ModelVersion:
+        """Add a new version holding a copy of `artifact` (verified first: a corrupt or
+        unloadable artifact is refused before anything is written)."""
+        if status not in STATUSES:
+            raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+        manifest = verify(Path(artifact))
+        LTVModel.load(Path(artifact))  # refuse what cannot be loaded, not only what fails checksums
+        if manifest["game"] != self.game:
+            raise ArtifactError(f"artifact {artifact} is a model of game {manifest['game']!r}, not {self.game!r}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".staging-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(artifact, staging / "model")
+        lineage = {"dataset": manifest.get("dataset"), "config_hash": manifest["config_hash"],
+                   "code_version": manifest["code_version"], "trained": manifest["created"],
+                   "artifact_bytes": manifest.get("size_bytes")}
+        (staging / "version.json").write_text(json.dumps(
+            {"group": group_name(self.game), "created": _now(), "metrics": metrics, "lineage": lineage},
+            indent=2, sort_keys=True, default=str))
+        (staging / "status.jsonl").write_text(json.dumps(
+            {"status": status, "at": _now(), "by": _actor(), "reason": reason}) + "\n")
+        while True:  # claim the next number: renaming onto an existing version fails, so none is overwritten
+            number = max([v.version for v in self.versions()] or [0]) + 1
+            try:
+                os.rename(staging, self.dir / str(number))
+                return self.get(number)
+            except OSError:
+                if not (self.dir / str(number)).exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+
+    def set_status(self, version: int, status: str, reason: str) -> ModelVersion: ...
+    def champion(self) -> ModelVersion | None: ...
+    def load(self, version: int) -> LTVModel: ...
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _actor() -> str:
+    return os.environ.get("LTV_ACTOR") or getpass.getuser()
+
+
+class LocalRegistry:
+    """A directory-backed registry for one game."""
+
+    def __init__(self, root: Path, game: str):
+        self.game = game
+        self.root = Path(root) / group_name(game)
+        self.dir = self.root / "versions"
+
+    # -- reading
+
+    def versions(self) -> list[ModelVersion]:
+        if not self.dir.exists():
+            return []
+        numbers = sorted(int(p.name) for p in self.dir.iterdir() if p.name.isdigit() and (p / "version.json").exists())
+        return [self.get(n) for n in numbers]
+
+    def get(self, version: int) -> ModelVersion:
+        path = self.dir / str(version)
+        if not (path / "version.json").exists():
+            known = [v.version for v in self.versions()] if self.dir.exists() else []
+            raise RegistryError(f"model group {group_name(self.game)!r} has no version {version}; versions: {known or 'none'}")
+        info = json.loads((path / "version.json").read_text())
+        history = tuple(json.loads(line) for line in (path / "status.jsonl").read_text().splitlines() if line.strip())
+        return ModelVersion(version, history[-1]["status"], info["created"], info["metrics"], info["lineage"], history,
+                            path / "model")
+
+    def champion(self) -> ModelVersion | None:
+        """The latest Approved version, or None."""
+        approved = [v for v in self.versions() if v.status == APPROVED]
+        return approved[-1] if approved else None
+
+    def load(self, version: int) -> LTVModel:
+        return LTVModel.load(self.get(version).path)
+
+    # -- writing
+
+    def register(self, artifact: Path, *, metrics: dict[str, Any], status: str, reason: str) -> ModelVersion:
+        """Add a new version holding a copy of `artifact` (verified first: a corrupt or
+        unloadable artifact is refused before anything is written)."""
+        if status not in STATUSES:
+            raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+        manifest = verify(Path(artifact))
+        LTVModel.load(Path(artifact))  # refuse what cannot be loaded, not only what fails checksums
+        if manifest["game"] != self.game:
+            raise ArtifactError(f"artifact {artifact} is a model of game {manifest['game']!r}, not {self.game!r}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".staging-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(artifact, staging / "model")
+        lineage = {"dataset": manifest.get("dataset"), "config_hash": manifest["config_hash"],
+                   "code_version": manifest["code_version"], "trained": manifest["created"],
+                   "artifact_bytes": manifest.get("size_bytes")}
+        (staging / "version.json").write_text(json.dumps(
+            {"group": group_name(self.game), "created": _now(), "metrics": metrics, "lineage": lineage},
+            indent=2, sort_keys=True, default=str))
+        (staging / "status.jsonl").write_text(json.dumps(
+            {"status": status, "at": _now(), "by": _actor(), "reason": reason}) + "\n")
+        while True:  # claim the next number: renaming onto an existing version fails, so none is overwritten
+            number = max([v.version for v in self.versions()] or [0]) + 1
+            try:
+                os.rename(staging, self.dir / str(number))
+                return self.get(number)
+            except OSError:
+                if not (self.dir / str(number)).exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+
+    def write_version(self, version: int, **_: Any) -> None:
+        """Versions are immutable; this always refuses (kept to name the rule in one place)."""
+        raise ImmutableVersionError(f"version {version} of {group_name(self.game)!r} exists and is immutable; "
+                                    "register a new version instead")
+
+    def set_status(self, version: int, status: str, reason: str) -> ModelVersion:
+        if status not in STATUSES:
+            raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+        current = self.get(version)
+        if current.status == status:
+            return current
+        with open(self.dir / str(version) / "status.jsonl", "a") as f:
+            f.write(json.dumps({"status": status, "at": _now(), "by": _actor(), "reason": reason}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return self.get(version)
+
+    def approve(self, version: int, reason: str = "approved by hand") -> ModelVersion:
+        verify(self.get(version).path)
+        return self.set_status(version, APPROVED, reason)
+
+    def reject(self, version: int, reason: str = "rejected by hand") -> ModelVersion:
+        return self.set_status(version, REJECTED, reason)
+
+    def rollback(self, reason: str = "rollback") -> tuple[ModelVersion, ModelVersion]:
+        """Reject the champion and re-approve the previous champion; returns (old, new)."""
+        champion = self.champion()
+        if champion is None:
+            raise RegistryError(f"{group_name(self.game)!r} has no champion to roll back")
+        earlier = [v for v in self.versions() if v.version < champion.version and v.ever_approved]
+        if not earlier:
+            raise RegistryError(f"version {champion.version} is the first approved version; there is no earlier "
+                                "champion to roll back to")
+        previous = earlier[-1]
+        verify(previous.path)
+        self.set_status(previous.version, APPROVED, f"{reason}: re-approved to replace version {champion.version}")
+        old = self.set_status(champion.version, REJECTED, f"{reason}: rolled back to version {previous.version}")
+        return old, self.get(previous.version)

@@ -1,0 +1,243 @@
+"""The evaluation report: one self-contained HTML file with inline SVG plots (no server, no JS).
+
+Sections: headline metrics with model / oracle and model / baseline ratios; gain (Lorenz)
+curve; decile bars; calibration; payer confusion matrix; purchase-day CDF examples and MAE by
+segment; the drift table (Kakao's experiment) when given; the model card (lineage).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ltv import metrics  # noqa: E402
+from ltv.evaluate import Evaluation  # noqa: E402
+
+SECTIONS = ("Summary", "Gain curve", "Deciles", "Calibration", "Payer stage", "Next purchase day", "Drift",
+            "Model card")
+COLORS = {"model": "#1f77b4", "oracle": "#2ca02c", "recent_revenue": "#ff7f0e", "payer_mean": "#9467bd",
+          "popularity": "#ff7f0e", "random": "#999999"}
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.6rem 0} td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
+th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
+.good{color:#16794a;font-weight:600} .bad{color:#b3261e;font-weight:600} .muted{color:#777}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem} nav a{margin-right:.8rem}
+"""
+# headline metrics: name, label, True if larger is better
+HEADLINE = (("normalized_gini", "normalized Gini", True), ("spearman", "Spearman", True),
+            ("minmax", "minmax score (Kakao)", True), ("top10_revenue_capture", "revenue in top 10%", True),
+            ("total_ratio", "total predicted / actual", None), ("decile_mape", "decile MAPE", False),
+            ("payer_f1", "payer F1", True), ("payer_precision", "payer precision", True),
+            ("payer_recall", "payer recall", True), ("payer_roc_auc", "payer ROC-AUC", True),
+            ("purchase_day_mae", "purchase-day MAE (days)", False),
+            ("purchase_day_accuracy", "purchase-day exact accuracy", True),
+            ("purchase_day_f1", "purchase-day macro F1", True), ("churn_f1", "churn F1", True))
+
+
+def _svg(fig: plt.Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "<span class=muted>–</span>"
+    if isinstance(v, (int, np.integer)):
+        return f"{v:,}"
+    return f"{v:.{digits}f}"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{v if isinstance(v, str) else _fmt(v)}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _summary(m: dict[str, Any]) -> str:
+    base = m["baselines"]
+    best = {"popularity": ("purchase_day",), "recent_revenue": ("normalized_gini", "minmax", "payer", "total", "top10",
+                                                                "decile", "spearman"), }
+    rows = []
+    for key, label, larger in HEADLINE:
+        model = m["model"].get(key)
+        oracle = (m["oracle"] or {}).get(key)
+        baseline_name = next((b for b, prefixes in best.items() if key.startswith(prefixes)), None)
+        baseline = base.get(baseline_name, {}).get(key) if baseline_name else None
+        cells = [label, _fmt(model), _fmt(oracle), f"{_fmt(baseline)} <span class=muted>{baseline_name or ''}</span>"]
+        for ref in (oracle, baseline):
+            if model is None or ref in (None, 0) or larger is None:
+                cells.append(_fmt(model / ref if model is not None and ref not in (None, 0) else None))
+                continue
+            ratio = model / ref
+            good = ratio >= 1 if larger else ratio <= 1
+            cells.append(f"<span class={'good' if good else 'bad'}>{ratio:.3f}</span>")
+        rows.append(cells)
+    head = "".join(f"<th>{c}</th>" for c in ("metric", "model", "oracle", "baseline", "model / oracle",
+                                               "model / baseline"))
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _gain_plot(ev: Evaluation) -> str:
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    y = ev.frame["ltv"]
+    curves = {"model": ev.frame["ltv_expected"]}
+    if ev.oracle is not None:
+        curves["oracle"] = ev.oracle["ltv_expected"]
+    for name in ("recent_revenue", "payer_mean"):
+        if name in ev.baselines:
+            curves[name] = ev.baselines[name]["ltv_expected"]
+    for name, pred in curves.items():
+        x, g = metrics.gain_curve(y, pred)
+        ax.plot(x, g, label=f"{name} (Gini {metrics.normalized_gini(y, pred):.3f})", color=COLORS.get(name))
+    x, g = metrics.gain_curve(y, y)
+    ax.plot(x, g, "--", color="#444", lw=1, label="perfect")
+    ax.plot([0, 1], [0, 1], ":", color=COLORS["random"], label="random")
+    ax.set(xlabel="share of players (by predicted value)", ylabel="share of actual revenue", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=8, loc="lower right")
+    return _svg(fig)
+
+
+def _decile_plot(ev: Evaluation) -> str:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    t = metrics.decile_table(ev.frame["ltv"], ev.frame["ltv_expected"])
+    w = 0.38
+    ax.bar(t.decile - w / 2, t.mean_actual, w, label="actual", color="#555")
+    ax.bar(t.decile + w / 2, t.mean_predicted, w, label="predicted", color=COLORS["model"])
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set(xlabel="predicted decile (1 = highest)", ylabel="mean LTV per player", xticks=t.decile)
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _calibration_plot(ev: Evaluation) -> str:
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for name, frame in (("model", ev.frame), ("oracle", ev.oracle)):
+        if frame is None:
+            continue
+        t = metrics.decile_table(frame["ltv"], frame["ltv_expected"], groups=50)
+        ax.loglog(t.mean_predicted.clip(lower=1e-3), t.mean_actual.clip(lower=1e-3), "o", ms=4, label=name,
+                  color=COLORS[name], alpha=0.8)
+    lims = [1e-3, max(1.0, float(ev.frame["ltv_expected"].max()))]
+    ax.plot(lims, lims, ":", color="#444", label="calibrated")
+    ax.set(xlabel="mean predicted LTV (50 groups)", ylabel="mean actual LTV")
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _confusion(ev: Evaluation) -> str:
+    f = ev.frame
+    tp = int(((f.payer == 1) & (f.payer_pred == 1)).sum())
+    fp = int(((f.payer == 0) & (f.payer_pred == 1)).sum())
+    fn = int(((f.payer == 1) & (f.payer_pred == 0)).sum())
+    tn = int(((f.payer == 0) & (f.payer_pred == 0)).sum())
+    return (f"<table><tr><th></th><th>predicted payer</th><th>predicted non-payer</th></tr>"
+            f"<tr><th>actual payer</th><td>{tp:,}</td><td>{fn:,}</td></tr>"
+            f"<tr><th>actual non-payer</th><td>{fp:,}</td><td>{tn:,}</td></tr></table>")
+
+
+def _cdf_examples(ev: Evaluation, n: int = 6) -> str:
+    f = ev.frame
+    days = [c for c in f.columns if c.startswith("p_day_") and c != "p_day_none"]
+    if not days:
+        return "<p class=muted>no purchase-day distribution</p>"
+    buyers = f[f.next_purchase_day > 0]
+    sample = buyers.sample(min(n, len(buyers)), random_state=0) if len(buyers) else buyers
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.2), sharey=True)
+    x = np.arange(1, len(days) + 1)
+    for ax, (i, row) in zip(axes.flat, sample.iterrows()):
+        ax.step(x, np.cumsum(row[days].to_numpy(float)), where="post", color=COLORS["model"], label="model CDF")
+        if ev.oracle is not None and "p_day_1" in ev.oracle:
+            ax.step(x, np.cumsum(ev.oracle.loc[i, days].to_numpy(float)), where="post", color=COLORS["oracle"],
+                    label="oracle CDF")
+        ax.axvline(row.next_purchase_day, color="#b3261e", ls="--", label="actual day")
+        ax.axvline(row.offer_day, color=COLORS["model"], ls=":", label="offer day")
+        ax.set(title=str(row.player_id), xticks=[1, 4, 8, 12, 16], ylim=(0, 1))
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("day after the cutoff")
+    return _svg(fig)
+
+
+def _mae_by_segment(m: dict[str, Any]) -> str:
+    rows = pd.DataFrame(m.get("purchase_day_by_segment", []))
+    if rows.empty:
+        return ""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, rows.model_mae, 0.4, label="model (offer day)", color=COLORS["model"])
+    ax.bar(x + 0.2, rows.baseline_mae, 0.4, label="popularity baseline", color=COLORS["popularity"])
+    ax.set(xticks=x, xticklabels=rows.segment, ylabel="MAE (days)", xlabel="purchase-frequency segment")
+    ax.legend(fontsize=8)
+    return _svg(fig) + _table(rows)
+
+
+def _drift(drift: pd.DataFrame | None) -> str:
+    if drift is None or drift.empty:
+        return ("<p class=muted>No drift table in this report. Run <code>ltv evaluate --drift</code> to train on the "
+                "first dataset version and evaluate that fixed model on every later version (Kakao's experiment).</p>")
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, key, label in zip(axes, ("normalized_gini", "minmax", "payer_f1"), ("normalized Gini", "minmax", "payer F1")):
+        for col, style in ((f"stale_{key}", "o-"), (f"retrained_{key}", "s--"), (f"oracle_{key}", "^:")):
+            if col in drift and drift[col].notna().any():
+                ax.plot(drift["version"], drift[col], style, label=col.split("_")[0])
+        ax.set(title=label)
+        ax.tick_params(axis="x", rotation=45, labelsize=7)
+    axes[0].legend(fontsize=8)
+    return _svg(fig) + _table(drift)
+
+
+def _card(m: dict[str, Any], manifest: dict[str, Any]) -> str:
+    ds = manifest.get("dataset") or {}
+    rows = [("game", manifest["game"]), ("dataset version", ds.get("name")), ("train cutoffs", _span(ds, "train")),
+            ("validation cutoffs", _span(ds, "validation")), ("test cutoffs", ", ".join(m.get("cutoffs", []))),
+            ("test rows", f"{m.get('rows', 0):,}"), ("features", str(len(manifest["features"]))),
+            ("payer threshold (max F1 on validation)", f"{manifest['payer_threshold']:.4f}"),
+            ("churn threshold", f"{manifest['churn_threshold']:.4f}"), ("log target smearing", f"{manifest['smearing']:.4f}"),
+            ("stage models", ", ".join(f"{k}: {v['model']}" for k, v in manifest["stages"].items())),
+            ("artifact size", f"{manifest.get('size_bytes', 0) / 1e6:.1f} MB"), ("config hash", manifest["config_hash"]),
+            ("code version", manifest["code_version"]), ("trained", manifest["created"])]
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _span(ds: dict[str, Any], split: str) -> str:
+    c = (ds.get("cutoffs") or {}).get(split) or []
+    return f"{c[0]} .. {c[-1]} ({len(c)})" if c else "–"
+
+
+def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.DataFrame | None = None) -> str:
+    """The whole report as one HTML string."""
+    m = ev.metrics
+    oracle_note = "" if m["oracle"] else "<p class=muted>No oracle: ground truth exists only for simulated games.</p>"
+    parts = {
+        "Summary": oracle_note + _summary(m),
+        "Gain curve": "<p>Players sorted by predicted value (p(payer) × value); the closer to the perfect curve the "
+                      "better the ranking.</p>" + _gain_plot(ev),
+        "Deciles": _decile_plot(ev) + _table(pd.DataFrame(m["deciles"]["model"])),
+        "Calibration": _calibration_plot(ev),
+        "Payer stage": "<p>Stage 1 with the F1-maximising threshold chosen on the validation period.</p>" + _confusion(ev),
+        "Next purchase day": "<p>MAE is measured for the offer day (conditional median), accuracy and F1 for the most "
+                             "likely day, both on players who purchased within the horizon.</p>"
+                             + _cdf_examples(ev) + _mae_by_segment(m),
+        "Drift": _drift(drift),
+        "Model card": _card(m, manifest),
+    }
+    nav = "".join(f"<a href='#{s.replace(' ', '-')}'>{s}</a>" for s in SECTIONS)
+    body = "".join(f"<h2 id='{s.replace(' ', '-')}'>{s}</h2>{parts[s]}" for s in SECTIONS)
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+            f"</head><body><h1>{html.escape(title)}</h1><p class=muted>generated {stamp}</p><nav>{nav}</nav>{body}"
+            "</body></html>")

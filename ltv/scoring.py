@@ -1,0 +1,123 @@
+"""Batch scoring: every player of the population at a date, scored by the champion.
+
+Output layout (the same under the curated bucket in AWS, as an Athena table):
+
+    <lake>/predictions/game=<game>/date=YYYY-MM-DD/run=<run id>/part-0.parquet + _SUCCESS
+    <lake>/predictions/game=<game>/date=YYYY-MM-DD/_LATEST        the run id readers should use
+
+A run is written atomically and never overwritten: a rerun gets a new run id, and `_LATEST`
+moves to it only after the run's files are complete.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from ltv import etl
+from ltv.config import GameConfig
+from ltv.engine import Engine
+from ltv.errors import MissingPartitionError, RegistryError
+from ltv.lake import Lake, atomic_dir, complete_partitions, write_text_atomic
+from ltv.registry import Registry, group_name
+
+LATEST = "_LATEST"
+
+
+def prediction_columns(config: GameConfig) -> list[tuple[str, str]]:
+    """Columns of the predictions table with their (Hive/Athena) types; partition keys excluded."""
+    ident = "string" if config.logs.player_id_type == "string" else "bigint"
+    days = [(f"p_day_{d}", "double") for d in range(1, config.horizons.purchase_days + 1)]
+    return [("player_id", ident), ("p_payer", "double"), ("value_if_payer", "double"), ("payer_pred", "bigint"),
+            ("ltv_pred", "double"), ("ltv_expected", "double"), ("p_churn", "double"), ("churn_pred", "bigint"),
+            *days, ("p_day_none", "double"), ("offer_day", "bigint"), ("likely_day", "bigint"),
+            ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp")]
+
+
+PARTITION_KEYS = (("game", "string"), ("date", "string"), ("run", "string"))
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    game: str
+    date: str
+    run_id: str
+    rows: int
+    model_version: int
+    path: Path
+
+
+def predictions_root(lake: Lake) -> Path:
+    return Path(lake.root) / "predictions"
+
+
+def date_dir(lake: Lake, day: dt.date | str) -> Path:
+    return predictions_root(lake) / f"game={lake.game}" / f"date={day}"
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date) -> ScoringResult:
+    """Score the population at `day` (players active in the window before it) with the champion."""
+    champion = registry.champion()
+    if champion is None:
+        raise RegistryError(f"{group_name(config.game.id)!r} has no Approved model to score with; train one "
+                            f"(ltv run / ltv train) or approve a version (ltv registry approve)")
+    etl.ensure_cutoff(engine, config, day, labels=False)
+    features = engine.query(f"SELECT * FROM features WHERE cutoff = '{day}'")
+    if features.empty:
+        raise MissingPartitionError(f"no features at {day}")
+    model = registry.load(champion.version)
+    pred = model.predict(features)
+    pred["model_group"] = group_name(config.game.id)
+    pred["model_version"] = champion.version
+    pred["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    columns = [c for c, _ in prediction_columns(config)]
+    run_id = new_run_id()
+    target = date_dir(lake, day) / f"run={run_id}"
+    with atomic_dir(target, replace=False) as tmp:
+        pred[columns].to_parquet(tmp / "part-0.parquet", index=False)
+    write_text_atomic(date_dir(lake, day) / LATEST, run_id)  # readers switch only now
+    return ScoringResult(config.game.id, str(day), run_id, len(pred), champion.version, target)
+
+
+def latest_run(lake: Lake, day: dt.date | str) -> str | None:
+    pointer = date_dir(lake, day) / LATEST
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
+def scored_dates(lake: Lake) -> list[str]:
+    base = predictions_root(lake) / f"game={lake.game}"
+    return sorted(p.name.split("=", 1)[1] for p in base.glob("date=*") if (p / LATEST).exists()) if base.exists() else []
+
+
+def read_predictions(lake: Lake, day: dt.date | str, run: str | None = None) -> pd.DataFrame:
+    """The predictions of a date (the latest complete run unless `run` is given)."""
+    run = run or latest_run(lake, day)
+    if run is None or run not in complete_partitions(date_dir(lake, day), "run"):
+        raise MissingPartitionError(f"no complete predictions for {lake.game} at {day} (run {run})")
+    return pd.read_parquet(date_dir(lake, day) / f"run={run}").assign(date=str(day), run=run)
+
+
+def connect(root: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with views `predictions` (every run) and `latest_predictions`
+    (the `_LATEST` run of each game and date), the local twin of the Athena table."""
+    con = duckdb.connect()
+    base = Path(root) / "predictions"
+    files = sorted(base.glob("game=*/date=*/run=*/part-0.parquet"))
+    if not files:
+        raise MissingPartitionError(f"no predictions under {base} yet; run: ltv predict --game G --date D")
+    con.execute(f"CREATE VIEW predictions AS SELECT * FROM read_parquet('{base}/game=*/date=*/run=*/*.parquet', "
+                "hive_partitioning = true, hive_types = {'game': VARCHAR, 'date': VARCHAR, 'run': VARCHAR}, "
+                "union_by_name = true)")
+    latest = [p.parent / f"run={p.read_text().strip()}" / "part-0.parquet" for p in base.glob("game=*/date=*/" + LATEST)]
+    listing = ", ".join(f"'{f}'" for f in latest if f.exists())
+    con.execute(f"CREATE VIEW latest_predictions AS SELECT * FROM read_parquet([{listing}], hive_partitioning = true, "
+                "hive_types = {'game': VARCHAR, 'date': VARCHAR, 'run': VARCHAR}, union_by_name = true)")
+    return con

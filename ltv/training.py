@@ -1,0 +1,97 @@
+"""Train → evaluate → condition → register: the retraining flow, in one place.
+
+The SageMaker pipeline runs the same steps with the same functions: `train` (ltv.models),
+`evaluate_against_champion` (model and champion on the same out-of-time holdout, then the
+promotion rule) and the registration with the decided status.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ltv import datasets, report
+from ltv.config import GameConfig, ModelBudget
+from ltv.engine import Engine
+from ltv.evaluate import Evaluation, evaluate
+from ltv.lake import Lake, write_json_atomic, write_text_atomic
+from ltv.models import LTVModel, train
+from ltv.promotion import Decision, decide
+from ltv.registry import LocalRegistry, ModelVersion
+
+
+@dataclass
+class TrainingRun:
+    run_dir: Path
+    dataset: str
+    evaluation: Evaluation
+    decision: Decision
+    version: ModelVersion
+
+    @property
+    def report(self) -> Path:
+        return self.run_dir / "report.html"
+
+
+def evaluate_against_champion(model: LTVModel, splits: dict[str, pd.DataFrame], config: GameConfig,
+                              registry: LocalRegistry, lake: Lake | None) -> tuple[Evaluation, Decision]:
+    """Evaluate the challenger and the current champion on the same test rows, and decide."""
+    evaluation = evaluate(model, splits, lake)
+    champion = registry.champion()
+    champion_metrics = None
+    evaluation.metrics["champion"] = None
+    if champion is not None:
+        champion_metrics = evaluate(registry.load(champion.version), splits).metrics["model"]
+        evaluation.metrics["champion"] = {"version": champion.version, "model": champion_metrics}
+    decision = decide(evaluation.metrics["model"], champion_metrics, config.promotion)
+    evaluation.metrics["promotion"] = decision.to_json()
+    return evaluation, decision
+
+
+def runs_dir(lake: Lake) -> Path:
+    return lake.base / "runs"
+
+
+def train_evaluate_register(config: GameConfig, lake: Lake, engine: Engine, registry: LocalRegistry,
+                            spec: datasets.DatasetSpec, *, budget: ModelBudget | None = None,
+                            drift: pd.DataFrame | None = None,
+                            progress: Callable[[str], None] | None = None) -> TrainingRun:
+    """Build the dataset, train a challenger, evaluate it against the champion, register it with
+    the status the promotion rule decides, and write metrics.json + report.html for the run."""
+    say = progress or (lambda _msg: None)
+    say(f"dataset {spec.name}")
+    manifest = datasets.build_dataset(engine, config, lake, spec)
+    splits = datasets.load_dataset(lake, spec.name)
+    run_dir = runs_dir(lake) / f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{spec.name}-{uuid.uuid4().hex[:4]}"
+    run_dir.mkdir(parents=True)
+    model = train(config, splits, run_dir / "model", dataset=manifest, budget=budget, progress=say)
+    say("evaluating against the champion")
+    evaluation, decision = evaluate_against_champion(model, splits, config, registry, lake)
+    version = registry.register(run_dir / "model", metrics=evaluation.metrics["model"], status=decision.status,
+                                reason=decision.reason)
+    evaluation.metrics["registered"] = {"version": version.version, "status": version.status}
+    write_json_atomic(run_dir / "metrics.json", evaluation.metrics)
+    write_text_atomic(run_dir / "report.html", report.render(
+        evaluation, model.manifest, title=f"{config.game.name}: model version {version.version} ({decision.status})",
+        drift=drift if drift is not None else latest_drift(lake)))
+    shutil.rmtree(run_dir / "model")  # the registry holds the artifact now
+    (run_dir / "model.txt").write_text(str(version.path) + "\n")
+    return TrainingRun(run_dir, spec.name, evaluation, decision, version)
+
+
+def latest_drift(lake: Lake) -> pd.DataFrame | None:
+    path = lake.reports / "drift.json"
+    return pd.DataFrame(json.loads(path.read_text())["rows"]) if path.exists() else None
+
+
+def record_drift(lake: Lake, table: pd.DataFrame, details: dict[str, Any]) -> Path:
+    path = lake.reports / "drift.json"
+    write_json_atomic(path, details | {"rows": table.to_dict("records")})
+    return path

@@ -1,0 +1,28 @@
+"""The ETL stack of a game: Glue jobs over Athena, their workflows, and the failure hook."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from ltv.config import GameConfig
+from stacks.data_lake import DataLakeStack
+from stacks.etl_jobs import EtlJobs
+from stacks.etl_workflow import EtlWorkflows
+from stacks.failure_hook import FailureHook
+from stacks.names import Names
+
+
+class EtlStack(Stack):
+    """`Ltv-<Game>-Etl`: `jobs`, `workflows` and `failures` (its `topic` is the alarm hook)."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: GameConfig, lake: DataLakeStack, core_wheel: Path,
+                 **kwargs: Any) -> None:
+        super().__init__(scope, id_, **kwargs)
+        names = Names.of(config)
+        self.jobs = EtlJobs(self, "Jobs", config=config, names=names, lake=lake, core_wheel=core_wheel)
+        self.workflows = EtlWorkflows(self, "Workflows", config=config, names=names, jobs=self.jobs)
+        self.failures = FailureHook(self, "Failures", names=names, job_names=self.jobs.job_names,
+                                    key=lake.storage.key)

@@ -1,0 +1,69 @@
+"""A game's stacks from its config, and the app with its guard rails."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import App, Environment, Tags, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from ltv import config as cfg
+from ltv.config import GameConfig
+from ltv.errors import ConfigError
+from stacks.data_lake import DataLakeStack
+from stacks.etl import EtlStack
+from stacks.names import Names
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class GameStacks:
+    """The stacks of one game, one per concern."""
+
+    data_lake: DataLakeStack
+    etl: EtlStack
+
+
+def add_game(app: App, config: GameConfig, *, core_wheel: Path) -> GameStacks:
+    """Add a game's stacks to the app, in the game's account and region, named after its id."""
+    names = Names.of(config)
+    env = Environment(account=config.aws.account, region=config.aws.region)
+    protect = config.stack.removal_policy == "retain"
+    lake = DataLakeStack(app, names.stack("DataLake"), config=config, env=env, stack_name=names.stack("DataLake"),
+                         termination_protection=protect,
+                         description=f"Player LTV data lake of {config.game.name}: buckets, catalog, workgroup")
+    etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, env=env,
+                   stack_name=names.stack("Etl"), termination_protection=protect,
+                   description=f"Player LTV ETL of {config.game.name}: Glue jobs over Athena, workflows")
+    for stack in (lake, etl):
+        Tags.of(stack).add("ltv:game", config.game.id)
+        for key, value in sorted(config.stack.tags.items()):
+            Tags.of(stack).add(key, value)
+    return GameStacks(lake, etl)
+
+
+def select_configs(game: str | None) -> list[GameConfig]:
+    """`-c game=NAME` -> that game's config; no game -> every config in config/games (CI synthesises all)."""
+    if game:
+        return [cfg.load(game)]
+    paths = cfg.all_games()
+    if not paths:
+        raise ConfigError(f"no game configs in {cfg.config_dir()}")
+    return [cfg.load(p) for p in paths]
+
+
+def project_context() -> dict:
+    """cdk.json's context, so an App built outside the CDK CLI (tests, `python app.py`) behaves the same."""
+    return json.loads((PROJECT / "cdk.json").read_text()).get("context", {})
+
+
+def build_app(*, core_wheel: Path, configs: list[GameConfig] | None = None, outdir: str | None = None) -> App:
+    """The CDK app: the selected games' stacks, checked by cdk-nag's AWS Solutions pack on synth
+    (any unacknowledged finding fails the synthesis)."""
+    app = App(context=project_context(), outdir=outdir)
+    for config in configs if configs is not None else select_configs(app.node.try_get_context("game")):
+        add_game(app, config, core_wheel=core_wheel)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
