@@ -269,7 +269,7 @@ def datasets_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
 
 registry_app = typer.Typer(help="The model registry: versions, approval status, champion, rollback.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
-FastOpt = Annotated[bool, typer.Option("--fast", help="tiny model budget (LightGBM only, 200 rounds) for quick trials")]
+FastOpt = Annotated[bool, typer.Option("--fast", help="small model budget (LightGBM only, 150 rounds, 80k rows) for quick trials")]
 
 
 def _budget(config: cfg.GameConfig, fast: bool) -> cfg.ModelBudget:
@@ -559,6 +559,64 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, features
     except LtvError:
         pass
     print(engine.query(query).to_string(index=False))
+
+
+@app.command()
+def demo(lake: Annotated[Optional[Path], typer.Option("--lake", help="where to write (default: a new folder under ./demo)")] = None,
+         installs: Annotated[int, typer.Option(help="daily installs of the simulated game")] = 200,
+         full: Annotated[bool, typer.Option("--full", help="use the game's full model budget instead of the fast one")] = False) -> None:
+    """The whole local loop on a simulated game with a content update (drift).
+
+    Simulates galaxy-raiders for a year, then replays the daily loop from month 7: validation,
+    player_day, weekly scoring, monitoring with alerts, monthly and alert-driven retraining
+    with the promotion rule. Ends with a summary and the path of the HTML report.
+
+    Example: ltv demo
+    """
+    from collections import Counter
+
+    from ltv.demo import run_demo
+
+    root = lake or Path("demo") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if root.exists() and any(root.iterdir()):
+        raise LtvError(f"{root} is not empty; the demo writes into a new folder (omit --lake to get one)")
+    say = lambda m: console.print(f"[dim]{escape(m)}[/dim]")  # noqa: E731
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as prog:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total)
+            prog.update(tasks[stage], completed=done, total=total)
+
+        result = run_demo(root, installs=installs, fast=not full, say=say, progress=progress)
+    s, loop = result.simulation, result.loop
+    out.print(f"\n[bold]Simulated[/bold] {s.players:,} players, {s.events:,} events, {s.start} .. {s.end}; "
+              f"content update on {s.drift_day}")
+    t = Table(title="Trainings (train → evaluate against the champion → promotion rule → register)")
+    for col in ("day", "version", "status", "why"):
+        t.add_column(col)
+    for run in loop.trainings:
+        t.add_row(run.dataset.removeprefix("rolling-"), str(run.version.version), run.version.status,
+                  escape(run.decision.reason))
+    out.print(t)
+    alerts = Counter(e.text.split(":")[0] for e in loop.of("alert"))
+    a = Table(title="Alerts raised by the monitoring policies")
+    a.add_column("policy")
+    a.add_column("count", justify="right")
+    a.add_column("first")
+    for policy, n in alerts.most_common():
+        first = next(e.day for e in loop.of("alert") if e.text.startswith(policy))
+        a.add_row(policy, str(n), first)
+    out.print(a)
+    champion = max((r for r in loop.trainings if r.version.status == "Approved"), key=lambda r: r.version.version,
+                   default=None)
+    out.print(f"{len(loop.of('scored'))} weekly scoring runs; {len(loop.of('validation'))} days failed validation; "
+              f"{len(loop.of('error'))} errors")
+    if champion:
+        out.print(f"champion: version {champion.version.version}; its report: [bold]{champion.report}[/bold]")
+    out.print(f"lake: {result.lake.root}  (try: ltv registry list --game {s.game} --lake {result.lake.root})")
 
 
 def main() -> None:

@@ -218,6 +218,7 @@ class Policy(Strict):
         "feature/prediction drift: PSI; label_decay: relative drop of the primary metric; "
         "missed_predictions: share of active players not scored; validation_failure: failed checks"))
     min_features: PositiveInt = Field(1, description="feature_drift: how many features must drift")
+    metric: MetricName | None = Field(None, description="label_decay: the metric to watch (default: the promotion's primary)")
     severity: Literal["info", "warning", "critical"] = "warning"
     retrain: bool = False
 
@@ -320,6 +321,9 @@ class Drift(Strict):
         default_factory=dict, description="shift along the price-point ladder (+1 = one point dearer)")
     period_multiplier: dict[PlayerType, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     engagement_multiplier: float = Field(1.0, gt=0)
+    nonpayer_conversion: Fraction = Field(
+        0.0, description="share of non-payers (weighted by engagement) who start paying at the update")
+    conversion_type: PlayerType = Field("minnow", description="how converted non-payers spend")
 
 
 class Sales(Strict):

@@ -51,11 +51,12 @@ def oracle_predictions(truth: pd.DataFrame, payer_threshold: float, churn_thresh
     payer_pred = (p >= payer_threshold).astype(int)
     p_churn = 1 - truth["p_active"].to_numpy()
     p_days = truth[[f"p_day_{d}" for d in range(1, days + 1)]].to_numpy()
+    day_columns = {f"p_day_{d}": truth[f"p_day_{d}"].to_numpy() for d in range(1, days + 1)}
     return pd.DataFrame({"player_id": truth["player_id"], "cutoff": truth["cutoff"], "p_payer": p,
                          "value_if_payer": value, "payer_pred": payer_pred, "ltv_pred": np.where(payer_pred, value, 0.0),
                          "ltv_expected": truth["expected_ltv"].to_numpy(), "p_churn": p_churn,
                          "churn_pred": (p_churn >= churn_threshold).astype(int), "offer_day": metrics.offer_day(p_days),
-                         "likely_day": metrics.likely_day(p_days)})
+                         "likely_day": metrics.likely_day(p_days), **day_columns})
 
 
 def _join(rows: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:

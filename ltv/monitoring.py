@@ -182,7 +182,8 @@ class Monitor:
         horizon = dt.timedelta(days=etl.label_horizon(self.config))
         due = [d for d in scored_dates(self.lake) if dt.date.fromisoformat(d) + horizon <= day
                and d not in state["evaluated"]]
-        primary = self.config.promotion.primary_metric
+        decay = next((p for p in self.config.monitoring.policies if p.signal == "label_decay"), None)
+        primary = (decay.metric if decay else None) or self.config.promotion.primary_metric
         for cohort in due:
             result = delayed_evaluation(self.engine, self.config, self.lake, cohort)
             if result is None:

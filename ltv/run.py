@@ -23,7 +23,7 @@ from ltv.registry import LocalRegistry
 from ltv.scoring import score
 from ltv.training import TrainingRun, train_evaluate_register
 
-RETRAIN_COOLDOWN_DAYS = 14
+RETRAIN_COOLDOWN_DAYS = 28
 ETL_HOUR = dt.time(2, 0)
 
 
@@ -94,9 +94,13 @@ class DailyLoop:
     def retrain(self, day: dt.date, reason: str, summary: RunSummary, log: Callable[[str, str], None]) -> None:
         try:
             spec = datasets.rolling_spec(self.config, day)
-            etl.require_player_day(self.engine, self.config, spec.train[0] - dt.timedelta(
-                days=self.config.features.step_days * self.config.features.n_steps), day, f"dataset {spec.name}")
-        except (EmptyWindowError, LtvError) as e:
+            warm = spec.train[0] - dt.timedelta(days=self.config.features.step_days * self.config.features.n_steps)
+            first = min(self.engine.partitions(self.config.logs.events.table))
+            if str(warm) < first:  # training cutoffs need their full feature history
+                raise EmptyWindowError(f"the first training cutoff {spec.train[0]} has less than "
+                                       f"{self.config.features.n_steps} history steps since the logs begin ({first})")
+            etl.require_player_day(self.engine, self.config, warm, day, f"dataset {spec.name}")
+        except LtvError as e:
             if reason != "no champion yet":
                 log("error", f"retrain ({reason}) skipped: {e}")
             return

@@ -43,3 +43,73 @@ def tiny_config() -> cfg.GameConfig:
 @pytest.fixture
 def lake_root(tmp_path: Path) -> Path:
     return tmp_path / "lake"
+
+
+TINY_BUDGET = {"hyperparameters": {"GBM": {"num_boost_round": 60}}, "fit_weighted_ensemble": False,
+               "time_limit_s": 60, "num_cpus": 1}
+
+
+def loop_config(**overrides: Any) -> cfg.GameConfig:
+    """A small galaxy-raiders with short horizons, so a few months of logs hold whole datasets."""
+    base = {"simulation": {"daily_installs": 120, "days": 130, "campaign": None,
+                           "drift": {"day": "2025-03-31", "purchase_rate_multiplier": {"dolphin": 3.0, "whale": 0.3},
+                                     "price_shift": {"dolphin": 2, "whale": -2}, "nonpayer_conversion": 0.3}},
+            "horizons": {"ltv_days": 14, "purchase_days": 14},
+            "features": {"step_days": 7, "n_steps": 4, "population_window_days": 14},
+            "datasets": {"first_start": "2025-02-03", "count": 3, "start_shift_weeks": 3, "train_weeks": [3],
+                         "validation_weeks": 1, "test_weeks": 1, "rolling_train_weeks": 3},
+            "model": TINY_BUDGET}
+    return make_config(**merge(base, overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_game(tmp_path_factory):
+    """A simulated tiny game with player_day built: (config, lake, engine)."""
+    import datetime as dt
+
+    from ltv import etl
+    from ltv.engine import DuckDBEngine
+    from ltv.lake import Lake
+    from ltv.simulate import simulate
+
+    config = loop_config()
+    lake = Lake(tmp_path_factory.mktemp("tiny"), config.game.id)
+    simulate(config, lake)
+    engine = DuckDBEngine(lake, config, threads=1)
+    days = engine.partitions("events")
+    etl.build_player_day(engine, config, dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1]))
+    return config, lake, engine
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_game, tmp_path_factory):
+    """A model trained on the tiny game's first dataset version: (model, splits, manifest)."""
+    from ltv import datasets
+    from ltv.models import train
+
+    config, lake, engine = tiny_game
+    spec = datasets.version_specs(config)[0]
+    manifest = datasets.build_dataset(engine, config, lake, spec)
+    splits = datasets.load_dataset(lake, spec.name)
+    model = train(config, splits, tmp_path_factory.mktemp("models") / "m1", dataset=manifest)
+    return model, splits, manifest
+
+
+@pytest.fixture
+def scoring_lake(tiny_game, tiny_model, tmp_path):
+    """A fresh lake sharing the tiny game's raw logs and player_day (read-only, by symlink),
+    with the tiny model registered as champion: (config, lake, engine, registry)."""
+    from ltv.engine import DuckDBEngine
+    from ltv.lake import Lake
+    from ltv.promotion import APPROVED
+    from ltv.registry import LocalRegistry
+
+    config, shared, _ = tiny_game
+    lake = Lake(tmp_path / "lake", config.game.id)
+    lake.base.mkdir(parents=True)
+    for name in ("raw", "player_day", "truth"):
+        (lake.base / name).symlink_to(shared.base / name)
+    registry = LocalRegistry(lake.registry, config.game.id)
+    registry.register(tiny_model[0].path, metrics=tiny_model[0].manifest["validation_metrics"], status=APPROVED,
+                      reason="fixture")
+    return config, lake, DuckDBEngine(lake, config, threads=1), registry

@@ -247,10 +247,11 @@ def test_configured_versions_follow_kakaos_scheme_with_an_embargo() -> None:
     for i, s in enumerate(specs):
         assert len(s.train) == config.datasets.train_weeks_of(i)
         assert s.train[0] == config.datasets.first_start + dt.timedelta(weeks=4 * i)
-        assert min(s.validation) >= max(s.train) + horizon, "no train label window overlaps validation"
-        assert min(s.test) >= max(s.validation) + horizon
+        assert max(s.train) < min(s.validation) <= max(s.train) + dt.timedelta(weeks=1), "validation follows"
+        assert min(s.test) >= max(s.validation) + horizon, "no earlier label window overlaps the test period"
     rolling = datasets.rolling_spec(config, day("2025-12-01"))
     assert max(rolling.test) + horizon <= day("2025-12-01"), "test labels are complete on the as-of date"
+    assert min(rolling.test) >= max(rolling.validation) + horizon and max(rolling.train) < min(rolling.validation)
 
 
 @pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])

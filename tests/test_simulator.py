@@ -64,7 +64,8 @@ def mid_game(tmp_path_factory) -> tuple:
     """~25k players over 100 days with a drift on day 60."""
     c = make_config(simulation={"daily_installs": 250, "days": 100, "campaign": None,
                                 "drift": {"day": "2025-03-07", "purchase_rate_multiplier": {"dolphin": 2.0, "whale": 0.5},
-                                          "price_shift": {"dolphin": 1}}})
+                                          "price_shift": {"dolphin": 1}, "nonpayer_conversion": 0.0,
+                                          "period_multiplier": {}}})
     root = tmp_path_factory.mktemp("mid")
     summary = simulate(c, Lake(root, "g"))
     return c, root / "g", summary

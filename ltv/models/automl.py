@@ -64,6 +64,8 @@ def remove(path: Path) -> None:
 
 
 def fast_budget(budget: ModelBudget) -> ModelBudget:
-    """A tiny budget for tests, demos and quick trials: LightGBM only, 200 rounds, no ensemble."""
-    return budget.model_copy(update={"hyperparameters": {"GBM": {"num_boost_round": 200}},
-                                     "fit_weighted_ensemble": False, "time_limit_s": min(budget.time_limit_s, 60)})
+    """A small budget for demos and quick trials: LightGBM only, 150 rounds, no ensemble,
+    at most 80k training rows per stage."""
+    return budget.model_copy(update={"hyperparameters": {"GBM": {"num_boost_round": 150}},
+                                     "fit_weighted_ensemble": False, "time_limit_s": min(budget.time_limit_s, 60),
+                                     "max_train_rows": min(budget.max_train_rows or 80_000, 80_000)})

@@ -187,8 +187,8 @@ def _mae_by_segment(m: dict[str, Any]) -> str:
 
 def _drift(drift: pd.DataFrame | None) -> str:
     if drift is None or drift.empty:
-        return ("<p class=muted>No drift table in this report. Run <code>ltv evaluate --drift</code> to train on the "
-                "first dataset version and evaluate that fixed model on every later version (Kakao's experiment).</p>")
+        return ("<p class=muted>No drift table yet. Run <code>ltv drift --game GAME</code> to train on the first "
+                "dataset version and evaluate that fixed model on every later version (Kakao's experiment).</p>")
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, key, label in zip(axes, ("normalized_gini", "minmax", "payer_f1"), ("normalized Gini", "minmax", "payer F1")):
         for col, style in ((f"stale_{key}", "o-"), (f"retrained_{key}", "s--"), (f"oracle_{key}", "^:")):

@@ -52,6 +52,7 @@ class Players:
 
     install_day: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     ptype: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    ptype_after: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # type from the drift day on
     country: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     platform: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     channel: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
@@ -59,8 +60,8 @@ class Players:
     decay_days: np.ndarray = field(default_factory=lambda: np.zeros(0))    # engagement decay constant
     floor: np.ndarray = field(default_factory=lambda: np.zeros(0))         # long-run engagement share
     churn: np.ndarray = field(default_factory=lambda: np.zeros(0))         # base churn hazard
-    peak: np.ndarray = field(default_factory=lambda: np.zeros(0))          # purchase prob at rhythm peak
-    period: np.ndarray = field(default_factory=lambda: np.zeros(0))        # rhythm period (days)
+    peak_noise: np.ndarray = field(default_factory=lambda: np.zeros(0))    # player factor on the type's peak
+    period_noise: np.ndarray = field(default_factory=lambda: np.zeros(0))  # player factor on the type's period
     price_offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     sessions: np.ndarray = field(default_factory=lambda: np.zeros(0))      # extra sessions per active day
     session_minutes: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -157,21 +158,30 @@ def rhythm(since: np.ndarray, period: np.ndarray) -> np.ndarray:
     return np.where(since == 0, FIRST_PURCHASE_FACTOR, kernel)
 
 
+def spending_type(p: Players, idx: np.ndarray, t: int, world: World) -> np.ndarray:
+    """The type that drives spending on day t: from the drift day on, some non-payers convert."""
+    return p.ptype_after[idx] if world.regime(t) else p.ptype[idx]
+
+
+def period_of(p: Players, idx: np.ndarray, ptype: np.ndarray, t: int, world: World) -> np.ndarray:
+    return np.clip(PERIOD_DAYS[ptype] * p.period_noise[idx], 1.5, 30.0) * world.period_multiplier(t)[ptype]
+
+
 def purchase_prob(p: Players, idx: np.ndarray, since: np.ndarray, t: int, world: World) -> np.ndarray:
     """Probability that an active player purchases on day t, given days since the last purchase.
 
     `since` is passed separately (not read from state) so the oracle can evaluate it for every
     possible value.
     """
-    ptype = p.ptype[idx]
-    period = p.period[idx] * world.period_multiplier(t)[ptype]
-    base = p.peak[idx] * world.rate_multiplier(t)[ptype] * world.sale_factor(t)
-    return np.minimum(0.95, base * rhythm(since, period))
+    ptype = spending_type(p, idx, t, world)
+    peak = np.clip(PEAK_PURCHASE_PROB[ptype] * p.peak_noise[idx], 0, 0.9)
+    base = peak * world.rate_multiplier(t)[ptype] * world.sale_factor(t)
+    return np.minimum(0.95, base * rhythm(since, period_of(p, idx, ptype, t, world)))
 
 
 def expected_amount(p: Players, idx: np.ndarray, t: int, world: World) -> np.ndarray:
     """Expected revenue of one purchase day (price mix shifted per player and by drift)."""
-    ptype = p.ptype[idx]
+    ptype = spending_type(p, idx, t, world)
     shift = p.price_offset[idx] + world.price_shift(t)[ptype]
     per_purchase = _MIX_MEAN[ptype, np.clip(shift, -_MAX_SHIFT, _MAX_SHIFT) + _MAX_SHIFT]
     return per_purchase * (1 + EXTRA_PURCHASE_PROB[ptype])
@@ -179,7 +189,7 @@ def expected_amount(p: Players, idx: np.ndarray, t: int, world: World) -> np.nda
 
 def draw_amounts(p: Players, idx: np.ndarray, t: int, world: World, rng: np.random.Generator) -> np.ndarray:
     """Price of one purchase for each player in idx."""
-    ptype = p.ptype[idx]
+    ptype = spending_type(p, idx, t, world)
     shift = np.clip(p.price_offset[idx] + world.price_shift(t)[ptype], -_MAX_SHIFT, _MAX_SHIFT)
     cdf = _MIX_CDF[ptype, shift + _MAX_SHIFT]
     k = (rng.random(len(idx))[:, None] > cdf).sum(axis=1)
@@ -225,14 +235,23 @@ def new_players(n: int, t: int, world: World, rng: np.random.Generator) -> Playe
     ptype = (1 + (rng.random(n)[:, None] > cdf).sum(axis=1)).astype(np.int8)
     ptype = np.where(ptype > 3, 0, ptype).astype(np.int8)
     lognormal = lambda sigma: rng.lognormal(-sigma**2 / 2, sigma, n)  # noqa: E731  (mean 1)
+    activity = np.clip(BASE_ACTIVITY[ptype] * lognormal(0.25), 0.05, 0.98)
+    ptype_after = ptype.copy()
+    d = s.drift
+    if d is not None and d.nonpayer_conversion:
+        # the update converts non-payers, the more engaged ones more often
+        chance = np.clip(d.nonpayer_conversion * activity / BASE_ACTIVITY[0], 0, 1)
+        converts = (ptype == 0) & (rng.random(n) < chance)
+        ptype_after[converts] = TYPES.index(d.conversion_type)
     return Players(
         install_day=np.full(n, t, np.int32), ptype=ptype, country=country, platform=platform, channel=channel,
-        activity=np.clip(BASE_ACTIVITY[ptype] * lognormal(0.25), 0.05, 0.98),
+        activity=activity,
         decay_days=rng.uniform(10, 60, n),
         floor=rng.uniform(0.2, 0.6, n),
         churn=CHURN_HAZARD[ptype] * lognormal(0.5),
-        peak=np.clip(PEAK_PURCHASE_PROB[ptype] * lognormal(0.3), 0, 0.9),
-        period=np.clip(PERIOD_DAYS[ptype] * lognormal(0.35), 1.5, 30.0),
+        ptype_after=ptype_after,
+        peak_noise=lognormal(0.3),
+        period_noise=lognormal(0.35),
         price_offset=rng.choice([-1, 0, 1], n, p=[0.25, 0.5, 0.25]).astype(np.int8),
         sessions=np.where(ptype > 0, 1.2, 0.7) * lognormal(0.4),
         session_minutes=np.where(ptype > 0, 16.0, 9.0) * lognormal(0.5),

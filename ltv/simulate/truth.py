@@ -27,7 +27,7 @@ def oracle(p: Players, t: int, world: World, ltv_days: int, purchase_days: int) 
     n = len(idx)
     out = {
         "player": idx,
-        "player_type": np.asarray(dyn.TYPES)[p.ptype[idx]],
+        "player_type": np.asarray(dyn.TYPES)[dyn.spending_type(p, idx, t, world)],
         "alive": p.alive[idx].copy(),
         "expected_ltv": np.zeros(n),
         "p_payer": np.zeros(n),
@@ -41,7 +41,8 @@ def oracle(p: Players, t: int, world: World, ltv_days: int, purchase_days: int) 
     first_active = alive_k * np.c_[np.ones(len(living)), never_active[:, :-1]] * act_k
     out["p_active"][living] = first_active[:, :ltv_days].sum(axis=1)
 
-    payers = living[p.ptype[idx[living]] > 0]
+    spends = (p.ptype[idx[living]] > 0) | (p.ptype_after[idx[living]] > 0)  # converted non-payers too
+    payers = living[spends]
     if len(payers):
         sub = np.searchsorted(living, payers)
         ltv, first_buy = _purchases(p, idx[payers], t, world, horizon, alive_k[sub], act_k[sub])

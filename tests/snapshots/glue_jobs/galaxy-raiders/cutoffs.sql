@@ -5,7 +5,7 @@
 /* Features at cutoff 2025-03-03: only player_day rows before the cutoff are read (dt < cutoff), */
 /* so no feature can see an event at or after it. Population: players with an active day in */
 /* [2025-02-03, 2025-03-03) who installed before the cutoff (or have no install record). */
-/* History steps: step w1 is the most recent 7 days, up to w12. */
+/* History steps: step w1 is the most recent 7 days, up to w8. */
 WITH history AS (
   SELECT
     *
@@ -102,34 +102,10 @@ WITH history AS (
     CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w8,
     CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w8,
     CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w8,
-    SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN revenue ELSE 0 END) AS revenue_w8,
-    CAST(SUM(CASE WHEN dt >= '2024-12-30' AND dt < '2025-01-06' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w9,
-    CAST(SUM(CASE WHEN dt >= '2024-12-30' AND dt < '2025-01-06' THEN logins ELSE 0 END) AS BIGINT) AS logins_w9,
-    CAST(SUM(CASE WHEN dt >= '2024-12-30' AND dt < '2025-01-06' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w9,
-    CAST(SUM(CASE WHEN dt >= '2024-12-30' AND dt < '2025-01-06' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w9,
-    CAST(SUM(CASE WHEN dt >= '2024-12-30' AND dt < '2025-01-06' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w9,
-    SUM(CASE WHEN dt >= '2024-12-30' AND dt < '2025-01-06' THEN revenue ELSE 0 END) AS revenue_w9,
-    CAST(SUM(CASE WHEN dt >= '2024-12-23' AND dt < '2024-12-30' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w10,
-    CAST(SUM(CASE WHEN dt >= '2024-12-23' AND dt < '2024-12-30' THEN logins ELSE 0 END) AS BIGINT) AS logins_w10,
-    CAST(SUM(CASE WHEN dt >= '2024-12-23' AND dt < '2024-12-30' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w10,
-    CAST(SUM(CASE WHEN dt >= '2024-12-23' AND dt < '2024-12-30' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w10,
-    CAST(SUM(CASE WHEN dt >= '2024-12-23' AND dt < '2024-12-30' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w10,
-    SUM(CASE WHEN dt >= '2024-12-23' AND dt < '2024-12-30' THEN revenue ELSE 0 END) AS revenue_w10,
-    CAST(SUM(CASE WHEN dt >= '2024-12-16' AND dt < '2024-12-23' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w11,
-    CAST(SUM(CASE WHEN dt >= '2024-12-16' AND dt < '2024-12-23' THEN logins ELSE 0 END) AS BIGINT) AS logins_w11,
-    CAST(SUM(CASE WHEN dt >= '2024-12-16' AND dt < '2024-12-23' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w11,
-    CAST(SUM(CASE WHEN dt >= '2024-12-16' AND dt < '2024-12-23' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w11,
-    CAST(SUM(CASE WHEN dt >= '2024-12-16' AND dt < '2024-12-23' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w11,
-    SUM(CASE WHEN dt >= '2024-12-16' AND dt < '2024-12-23' THEN revenue ELSE 0 END) AS revenue_w11,
-    CAST(SUM(CASE WHEN dt >= '2024-12-09' AND dt < '2024-12-16' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w12,
-    CAST(SUM(CASE WHEN dt >= '2024-12-09' AND dt < '2024-12-16' THEN logins ELSE 0 END) AS BIGINT) AS logins_w12,
-    CAST(SUM(CASE WHEN dt >= '2024-12-09' AND dt < '2024-12-16' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w12,
-    CAST(SUM(CASE WHEN dt >= '2024-12-09' AND dt < '2024-12-16' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w12,
-    CAST(SUM(CASE WHEN dt >= '2024-12-09' AND dt < '2024-12-16' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w12,
-    SUM(CASE WHEN dt >= '2024-12-09' AND dt < '2024-12-16' THEN revenue ELSE 0 END) AS revenue_w12
+    SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN revenue ELSE 0 END) AS revenue_w8
   FROM history
   WHERE
-    dt >= '2024-12-09'
+    dt >= '2025-01-06'
   GROUP BY
     player_id
 ), purchase_days AS (
@@ -295,30 +271,6 @@ SELECT
   COALESCE(s.level_ups_w8, 0) AS level_ups_w8,
   COALESCE(s.purchases_w8, 0) AS purchases_w8,
   COALESCE(s.revenue_w8, 0.0) AS revenue_w8,
-  COALESCE(s.active_days_w9, 0) AS active_days_w9,
-  COALESCE(s.logins_w9, 0) AS logins_w9,
-  COALESCE(s.play_minutes_w9, 0.0) AS play_minutes_w9,
-  COALESCE(s.level_ups_w9, 0) AS level_ups_w9,
-  COALESCE(s.purchases_w9, 0) AS purchases_w9,
-  COALESCE(s.revenue_w9, 0.0) AS revenue_w9,
-  COALESCE(s.active_days_w10, 0) AS active_days_w10,
-  COALESCE(s.logins_w10, 0) AS logins_w10,
-  COALESCE(s.play_minutes_w10, 0.0) AS play_minutes_w10,
-  COALESCE(s.level_ups_w10, 0) AS level_ups_w10,
-  COALESCE(s.purchases_w10, 0) AS purchases_w10,
-  COALESCE(s.revenue_w10, 0.0) AS revenue_w10,
-  COALESCE(s.active_days_w11, 0) AS active_days_w11,
-  COALESCE(s.logins_w11, 0) AS logins_w11,
-  COALESCE(s.play_minutes_w11, 0.0) AS play_minutes_w11,
-  COALESCE(s.level_ups_w11, 0) AS level_ups_w11,
-  COALESCE(s.purchases_w11, 0) AS purchases_w11,
-  COALESCE(s.revenue_w11, 0.0) AS revenue_w11,
-  COALESCE(s.active_days_w12, 0) AS active_days_w12,
-  COALESCE(s.logins_w12, 0) AS logins_w12,
-  COALESCE(s.play_minutes_w12, 0.0) AS play_minutes_w12,
-  COALESCE(s.level_ups_w12, 0) AS level_ups_w12,
-  COALESCE(s.purchases_w12, 0) AS purchases_w12,
-  COALESCE(s.revenue_w12, 0.0) AS revenue_w12,
   1 AS cutoff_weekday,
   3 AS cutoff_month,
   3 AS cutoff_day_of_month,

@@ -1,0 +1,157 @@
+"""Models: fit/predict on tiny data, the purchase-day distribution, the relocatable artifact,
+baselines, evaluation against oracle and baselines, and the HTML report."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import loop_config
+from ltv import metrics, report
+from ltv.errors import ArtifactError, NoPayersError
+from ltv.evaluate import evaluate
+from ltv.models import LTVModel, baselines, train
+
+pytestmark = pytest.mark.slow
+
+
+def test_predictions_follow_the_two_stage_rule(tiny_model) -> None:
+    model, splits, _ = tiny_model
+    test = splits["test"]
+    pred = model.predict(test)
+    assert len(pred) == len(test) and (pred.player_id.to_numpy() == test.player_id.to_numpy()).all()
+    assert pred.p_payer.between(0, 1).all() and pred.p_churn.between(0, 1).all()
+    assert (pred.value_if_payer >= 0).all()
+    threshold = model.manifest["payer_threshold"]
+    assert ((pred.p_payer >= threshold) == (pred.payer_pred == 1)).all()
+    assert np.allclose(pred.ltv_pred, np.where(pred.payer_pred == 1, pred.value_if_payer, 0.0))
+    assert np.allclose(pred.ltv_expected, pred.p_payer * pred.value_if_payer)
+
+
+def test_purchase_day_distribution_sums_to_one_and_its_cdf_is_monotone(tiny_model) -> None:
+    model, splits, _ = tiny_model
+    pred = model.predict(splits["test"])
+    days = [f"p_day_{d}" for d in range(1, model.purchase_days + 1)]
+    total = pred[days].sum(axis=1) + pred.p_day_none
+    assert np.allclose(total, 1.0)
+    cdf = pred[days].cumsum(axis=1).to_numpy()
+    assert (np.diff(cdf, axis=1) >= -1e-12).all()
+    conditional = cdf / cdf[:, -1:]
+    first = (conditional >= 0.5 - 1e-12).argmax(axis=1) + 1
+    assert (pred.offer_day.to_numpy() == first).all()
+    assert pred.offer_day.between(1, model.purchase_days).all()
+
+
+def test_the_model_beats_the_baselines_on_the_holdout(tiny_model, tiny_game) -> None:
+    model, splits, _ = tiny_model
+    ev = evaluate(model, splits, tiny_game[1])
+    m, b = ev.metrics["model"], ev.metrics["baselines"]
+    assert m["normalized_gini"] > b["recent_revenue"]["normalized_gini"]
+    assert m["payer_f1"] > b["payer_mean"]["payer_f1"]
+    assert m["purchase_day_mae"] < b["popularity"]["purchase_day_mae"]
+    assert ev.metrics["oracle"]["normalized_gini"] >= m["normalized_gini"] - 0.02, "the oracle is (nearly) an upper bound"
+    assert set(ev.metrics["ratios"]) == {"model_vs_oracle", "model_vs_popularity", "model_vs_recent_revenue",
+                                         "model_vs_payer_mean"}
+    json.dumps(ev.metrics)  # the evaluation contract is plain JSON
+
+
+def test_artifact_is_small_relocatable_and_checksummed(tiny_model, tmp_path: Path) -> None:
+    model, splits, _ = tiny_model
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(model.path, moved)
+    again = LTVModel.load(moved)
+    test = splits["test"].head(500)
+    pd.testing.assert_frame_equal(model.predict(test), again.predict(test))
+    assert model.manifest["size_bytes"] < 20e6
+    assert set(model.manifest["stages"]) == {"payer", "value", "purchase_soon", "purchase_day", "churn"}
+    victim = next(p for p in sorted(moved.rglob("*.pkl")))
+    victim.write_bytes(victim.read_bytes() + b"x")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        LTVModel.load(moved)
+    shutil.rmtree(moved / "churn")
+    with pytest.raises(ArtifactError, match="missing"):
+        LTVModel.load(moved)
+    with pytest.raises(ArtifactError, match="not a model artifact"):
+        LTVModel.load(tmp_path)
+
+
+def test_missing_feature_columns_are_a_clear_error(tiny_model) -> None:
+    model, splits, _ = tiny_model
+    with pytest.raises(ArtifactError, match="revenue_total"):
+        model.predict(splits["test"].drop(columns=["revenue_total"]))
+
+
+def test_a_game_without_payers_is_a_named_error(tiny_model, tmp_path: Path) -> None:
+    _, splits, _ = tiny_model
+    no_payers = {k: v.assign(ltv=0.0, payer=0, next_purchase_day=0) for k, v in splits.items()}
+    with pytest.raises(NoPayersError, match="0 payer"):
+        train(loop_config(), no_payers, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_popularity_baseline_segments_and_modes() -> None:
+    config = loop_config()
+    train_df = pd.DataFrame({
+        "purchase_days_total": [0, 0, 1, 1, 4, 4, 10, 10, 10],
+        "days_since_install": [10, 10, 100, 100, 40, 40, 20, 20, 20],
+        "next_purchase_day": [0, 5, 9, 9, 3, 3, 1, 1, 2],
+        "ltv": [0, 1, 2, 2, 5, 5, 9, 9, 9.0],
+        **{f"revenue_w{i}": [0.0] * 9 for i in range(1, 5)},
+    })
+    params = baselines.fit(train_df, config)
+    assert params["popularity"]["modes"] == {"0": 9, "1": 3, "2": 1}
+    pred = baselines.predict(params, train_df)["popularity"]
+    assert pred.offer_day.tolist() == [9, 9, 9, 9, 3, 3, 1, 1, 1]
+    pm = baselines.predict(params, train_df)["payer_mean"]
+    assert pm.ltv_pred.iloc[0] == pytest.approx(0.5) and pm.ltv_pred.iloc[-1] == pytest.approx(41 / 7)
+
+
+def test_recent_revenue_baseline_scales_to_the_horizon() -> None:
+    config = loop_config()  # 4 steps of 7 days, 14-day horizon
+    frame = pd.DataFrame({"purchase_days_total": [1], "days_since_install": [30], "next_purchase_day": [0],
+                          "ltv": [0.0], "revenue_w1": [10.0], "revenue_w2": [0.0], "revenue_w3": [18.0], "revenue_w4": [0.0]})
+    params = baselines.fit(frame, config)
+    assert baselines.predict(params, frame)["recent_revenue"].ltv_pred.iloc[0] == pytest.approx(28 * 14 / 28)
+
+
+def test_report_renders_every_section_with_plots(tiny_model, tiny_game) -> None:
+    model, splits, _ = tiny_model
+    ev = evaluate(model, splits, tiny_game[1])
+    drift = pd.DataFrame([{"version": "v1", "stale_normalized_gini": 0.9, "retrained_normalized_gini": None,
+                           "oracle_normalized_gini": 0.95, "stale_minmax": 0.9, "stale_payer_f1": 0.6}])
+    page = report.render(ev, model.manifest, title="tiny", drift=drift)
+    for section in report.SECTIONS:
+        assert f"id='{section.replace(' ', '-')}'" in page
+    assert page.count("<svg") == 6, "gain, deciles, calibration, CDFs, segment MAE, drift"
+    assert not re.search(r"""(src|href)=["']?https?://""", page) and "<script" not in page, \
+        "self-contained: nothing loaded from elsewhere"
+    assert "model / oracle" in page and "purchase-day MAE" in page
+
+
+def test_drift_table_shows_the_stale_model_decaying(tiny_game, tiny_model, tmp_path: Path) -> None:
+    """Kakao's experiment on the tiny game (a content update on 2025-03-31 converts non-payers
+    and changes spending): relative to the oracle, the model trained on v1 loses ranking and
+    payer quality on v2's post-update test period; the table carries the retrained model's row."""
+    from ltv import datasets
+    from ltv.evaluate import drift_table
+
+    config, lake, engine = tiny_game
+    stale, _, _ = tiny_model
+    specs = datasets.version_specs(config)
+    loaded = {}
+    for spec in specs:
+        datasets.build_dataset(engine, config, lake, spec)
+        loaded[spec.name] = datasets.load_dataset(lake, spec.name)
+    fresh = train(config, loaded[specs[-1].name], tmp_path / "fresh")
+    table = drift_table(stale, fresh, loaded, lake).set_index("version")
+    before, after = table.iloc[0], table.iloc[1]
+    for key in ("normalized_gini", "payer_f1"):
+        assert after[f"stale_{key}"] / after[f"oracle_{key}"] < before[f"stale_{key}"] / before[f"oracle_{key}"] - 0.02
+    assert np.isfinite(table.iloc[-1][["retrained_normalized_gini", "retrained_minmax", "retrained_payer_f1"]]
+                       .astype(float)).all()
+    assert table.iloc[:-1]["retrained_normalized_gini"].isna().all()

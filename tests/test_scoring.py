@@ -1,0 +1,59 @@
+"""Batch scoring: atomic, never overwritten, a `_LATEST` pointer that moves only after success."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from ltv.errors import RegistryError
+from ltv.registry import LocalRegistry
+from ltv.scoring import LATEST, connect, date_dir, latest_run, read_predictions, score
+
+pytestmark = pytest.mark.slow
+DAY = dt.date(2025, 4, 14)
+
+
+def test_scores_the_population_with_the_champion(scoring_lake) -> None:
+    config, lake, engine, registry = scoring_lake
+    result = score(config, lake, engine, registry, DAY)
+    features = engine.query(f"SELECT player_id FROM features WHERE cutoff = '{DAY}'")
+    pred = read_predictions(lake, DAY)
+    assert result.rows == len(features) == len(pred) and set(pred.player_id) == set(features.player_id)
+    assert (pred.model_version == 1).all() and pred.model_group.eq("ltv-galaxy-raiders").all()
+    assert {"p_payer", "ltv_pred", "ltv_expected", "p_churn", "offer_day", "p_day_1", "p_day_none"} <= set(pred)
+
+
+def test_a_rerun_is_a_new_run_and_latest_moves_only_after_success(scoring_lake, monkeypatch) -> None:
+    config, lake, engine, registry = scoring_lake
+    first = score(config, lake, engine, registry, DAY)
+    second = score(config, lake, engine, registry, DAY)
+    assert first.run_id != second.run_id and first.path.exists() and second.path.exists()
+    assert latest_run(lake, DAY) == second.run_id
+
+    def crash(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
+    with pytest.raises(OSError, match="disk full"):
+        score(config, lake, engine, registry, DAY)
+    runs = sorted(p.name for p in date_dir(lake, DAY).iterdir())
+    assert runs == sorted([LATEST, f"run={first.run_id}", f"run={second.run_id}"]), "no partial run is visible"
+    assert latest_run(lake, DAY) == second.run_id
+
+
+def test_predictions_are_queryable_as_duckdb_views(scoring_lake) -> None:
+    config, lake, engine, registry = scoring_lake
+    score(config, lake, engine, registry, DAY)
+    last = score(config, lake, engine, registry, DAY)
+    con = connect(lake.root)
+    assert con.execute("SELECT COUNT(DISTINCT run) FROM predictions").fetchone()[0] == 2
+    latest = con.execute("SELECT run, COUNT(*) FROM latest_predictions GROUP BY run").fetchall()
+    assert latest == [(last.run_id, last.rows)]
+
+
+def test_scoring_without_a_champion_is_a_named_error(scoring_lake, tmp_path) -> None:
+    config, lake, engine, _ = scoring_lake
+    empty = LocalRegistry(tmp_path / "empty", config.game.id)
+    with pytest.raises(RegistryError, match="no Approved model"):
+        score(config, lake, engine, empty, DAY)
