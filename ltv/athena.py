@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from ltv import etl, sql
+from ltv import etl, scoring, sql
 from ltv.config import GameConfig
 from ltv.engine import DERIVED, WriteResult
 from ltv.errors import LtvError
@@ -37,9 +38,6 @@ from ltv.lake import SUCCESS
 DATA_FILE = "part-0.parquet"
 _HIVE_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "DOUBLE": "double", "FLOAT": "float",
                "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "SMALLINT": "smallint"}
-# Provisional: the batch-scoring issue owns the prediction columns and must keep this list in step.
-PREDICTION_COLUMNS = (("ltv", "double"), ("payer_probability", "double"), ("expected_ltv", "double"),
-                      ("next_purchase_day", "bigint"), ("offer_day", "bigint"), ("model_version", "string"))
 
 
 @dataclass(frozen=True)
@@ -103,9 +101,8 @@ def _table_specs(config_json: str) -> dict[str, TableSpec]:
                                 ((key, "string"),))
     specs["datasets"] = TableSpec("datasets", "curated", tuple((c, t) for c, t in derived["datasets"] if c != "split"),
                                   (("version", "string"), ("split", "string")), "${version}/split=${split}")
-    ident = "string" if config.logs.player_id_type == "string" else "bigint"
-    specs["predictions"] = TableSpec("predictions", "curated", (("player_id", ident), *PREDICTION_COLUMNS),
-                                     (("date", "string"), ("run", "string")))
+    specs["predictions"] = TableSpec("predictions", "curated", tuple(scoring.prediction_columns(config)),
+                                     scoring.PARTITION_KEYS)
     return specs
 
 
@@ -228,6 +225,9 @@ class AthenaEngine:
             types, _ = wr.s3.read_parquet_metadata(path, boto3_session=self.session)
             columns |= {name: t.upper() for name, t in types.items() if name not in columns}
         return columns
+
+    def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
+        self._put(self.partition_uri(table, value) + name, json.dumps(payload, sort_keys=True, default=str).encode())
 
     # -------------------------------------------------------------------------------------------
     # files beside the tables: validation reports, dataset versions

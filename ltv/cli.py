@@ -548,16 +548,14 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, features
 
     Example: ltv sql --game galaxy-raiders "SELECT date, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
     """
-    from ltv.scoring import connect
+    from ltv.scoring import add_prediction_views
 
-    config, game_id = load_game(game)
+    config, _ = load_game(game)
     engine = _engine(config, lake)
     try:
-        con = connect(lake)
-        for view in ("predictions", "latest_predictions"):
-            engine.con.register(view, con.sql(f"SELECT * FROM {view}").arrow())
+        add_prediction_views(engine.con, lake)
     except LtvError:
-        pass
+        pass  # no predictions yet: the other tables still answer
     print(engine.query(query).to_string(index=False))
 
 

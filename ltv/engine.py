@@ -20,7 +20,7 @@ import pandas as pd
 
 from ltv.config import GameConfig
 from ltv.errors import MissingPartitionError
-from ltv.lake import SUCCESS, Lake, atomic_dir, complete_partitions, write_with
+from ltv.lake import SUCCESS, Lake, atomic_dir, complete_partitions, write_json_atomic, write_with
 
 # derived tables and their partition key
 DERIVED = {"player_day": "dt", "features": "cutoff", "labels": "cutoff"}
@@ -54,6 +54,9 @@ class Engine(Protocol):
 
     def raw_partition_columns(self, table: str, day: str) -> dict[str, str]:
         """Column name -> SQL type of the files of one raw partition (not the table's union)."""
+
+    def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
+        """Store a JSON document beside a complete partition (`_`-prefixed: readers skip it)."""
 
 
 class DuckDBEngine:
@@ -149,6 +152,9 @@ class DuckDBEngine:
         listing = ", ".join(f"'{f}'" for f in files)
         rows = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet([{listing}], union_by_name = true)").fetchall()
         return {name: sql_type for name, sql_type, *_ in rows}
+
+    def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
+        write_json_atomic(self.partition_dir(table, value) / name, payload)
 
     def partition_dir(self, table: str, value: str) -> Path:
         base, key = self._glob(table)

@@ -19,8 +19,10 @@ from ltv import sql
 from ltv.config import GameConfig
 from ltv.engine import Engine, WriteResult
 from ltv.errors import EmptyWindowError, MissingPartitionError
+from ltv.stats import feature_stats
 
 DAY = dt.timedelta(days=1)
+STATS_FILE = "_stats.json"  # feature statistics beside each features partition (readers skip "_" files)
 
 
 def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -134,6 +136,8 @@ def build_features(engine: Engine, config: GameConfig, cutoff: dt.date) -> Write
     if result.rows == 0:
         raise EmptyWindowError(f"no player was active in [{w.window_start}, {cutoff}): the cutoff is before the "
                                "game's first players or player_day is missing those days")
+    features = engine.query(f"SELECT * FROM features WHERE cutoff = '{cutoff}'").drop(columns=["player_id", "cutoff"])
+    engine.put_partition_json("features", str(cutoff), STATS_FILE, feature_stats(features))
     return result
 
 

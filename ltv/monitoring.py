@@ -163,7 +163,6 @@ class Monitor:
         if validation_failures is not None:
             measurements.append(Measurement("validation_failure", float(len(validation_failures)),
                                             {"checks": validation_failures}))
-        champion = self.registry.champion()
         new_scores = [d for d in scored_dates(self.lake) if d <= str(day) and d not in state["monitored_scores"]]
         for scored in new_scores[-1:]:  # the latest new scoring run
             pred = read_predictions(self.lake, scored)

@@ -14,6 +14,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -23,7 +24,9 @@ from ltv.config import GameConfig
 from ltv.engine import Engine
 from ltv.errors import MissingPartitionError, RegistryError
 from ltv.lake import Lake, atomic_dir, complete_partitions, write_text_atomic
-from ltv.registry import Registry, group_name
+
+if TYPE_CHECKING:  # the registry brings the models; the Athena catalog needs only this module's schema
+    from ltv.registry import Registry
 
 LATEST = "_LATEST"
 
@@ -65,6 +68,8 @@ def new_run_id() -> str:
 
 def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date) -> ScoringResult:
     """Score the population at `day` (players active in the window before it) with the champion."""
+    from ltv.registry import group_name
+
     champion = registry.champion()
     if champion is None:
         raise RegistryError(f"{group_name(config.game.id)!r} has no Approved model to score with; train one "
@@ -106,18 +111,22 @@ def read_predictions(lake: Lake, day: dt.date | str, run: str | None = None) -> 
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with views `predictions` (every run) and `latest_predictions`
-    (the `_LATEST` run of each game and date), the local twin of the Athena table."""
+    """A DuckDB connection with the prediction views (see `add_prediction_views`)."""
     con = duckdb.connect()
-    base = Path(root) / "predictions"
-    files = sorted(base.glob("game=*/date=*/run=*/part-0.parquet"))
-    if not files:
-        raise MissingPartitionError(f"no predictions under {base} yet; run: ltv predict --game G --date D")
-    con.execute(f"CREATE VIEW predictions AS SELECT * FROM read_parquet('{base}/game=*/date=*/run=*/*.parquet', "
-                "hive_partitioning = true, hive_types = {'game': VARCHAR, 'date': VARCHAR, 'run': VARCHAR}, "
-                "union_by_name = true)")
-    latest = [p.parent / f"run={p.read_text().strip()}" / "part-0.parquet" for p in base.glob("game=*/date=*/" + LATEST)]
-    listing = ", ".join(f"'{f}'" for f in latest if f.exists())
-    con.execute(f"CREATE VIEW latest_predictions AS SELECT * FROM read_parquet([{listing}], hive_partitioning = true, "
-                "hive_types = {'game': VARCHAR, 'date': VARCHAR, 'run': VARCHAR}, union_by_name = true)")
+    add_prediction_views(con, root)
     return con
+
+
+def add_prediction_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Views `predictions` (every run) and `latest_predictions` (the `_LATEST` run of each game
+    and date): the local twin of the Athena table."""
+    base = Path(root) / "predictions"
+    latest = [p.parent / f"run={p.read_text().strip()}" / "part-0.parquet" for p in base.glob(f"game=*/date=*/{LATEST}")]
+    latest = [f for f in latest if f.exists()]
+    if not latest:
+        raise MissingPartitionError(f"no predictions under {base} yet; run: ltv predict --game G --date D")
+    options = "hive_partitioning = true, hive_types = {'game': VARCHAR, 'date': VARCHAR, 'run': VARCHAR}, union_by_name = true"
+    con.execute(f"CREATE OR REPLACE VIEW predictions AS SELECT * FROM "
+                f"read_parquet('{base}/game=*/date=*/run=*/*.parquet', {options})")
+    listing = ", ".join(f"'{f}'" for f in latest)
+    con.execute(f"CREATE OR REPLACE VIEW latest_predictions AS SELECT * FROM read_parquet([{listing}], {options})")

@@ -110,3 +110,10 @@ def test_cli_schema_prints_json() -> None:
     result = CliRunner().invoke(app, ["config", "schema"])
     assert result.exit_code == 0
     assert json.loads(result.output)["title"] == "Player LTV game config"
+
+
+def test_committed_schema_for_editors_is_current() -> None:
+    """config/schema.json (referenced by the example YAMLs for editors) is what `ltv config schema` prints;
+    regenerate it with: ltv config schema -o config/schema.json"""
+    committed = json.loads((GAMES.parent / "schema.json").read_text())
+    assert committed == json.loads(json.dumps(cfg.json_schema()))

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,6 +91,9 @@ def test_hand_computed_features_and_labels(tmp_path: Path, small_steps) -> None:
         assert a[name] == pytest.approx(value), name
     c = f.loc["C"]
     assert c.days_since_install == 2 and c.purchases_total == 0
+    stats = json.loads((engine.partition_dir("features", str(CUTOFF)) / etl.STATS_FILE).read_text())
+    assert stats["rows"] == 3 and stats["features"]["revenue_total"]["max"] == pytest.approx(17.96)
+    assert stats["features"]["attr_country"]["top"] == {"US": 3}
     assert pd.isna(c.days_since_last_purchase) and pd.isna(c.purchase_gap_mean)
     labels = engine.query("SELECT * FROM labels").set_index("player_id")
     expected_labels = {"A": (99.99, 1, 1, 0), "C": (4.99, 1, 3, 0), "D": (0.0, 0, 0, 1)}
@@ -206,7 +211,7 @@ def test_rerunning_a_day_is_idempotent(simulated) -> None:
 
 def test_failed_write_leaves_no_partition(simulated) -> None:
     config, root, engine = simulated
-    with pytest.raises(Exception):
+    with pytest.raises(duckdb.Error, match="boom"):
         engine.write_partitions("features", "SELECT 1 AS x, 'a' AS cutoff FROM player_day WHERE error('boom')",
                                 value="2030-01-01")
     assert not (engine.lake.table("features") / "cutoff=2030-01-01").exists()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import loop_config
-from ltv import metrics, report
+from ltv import report
 from ltv.errors import ArtifactError, NoPayersError
 from ltv.evaluate import evaluate
 from ltv.models import LTVModel, baselines, train

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import loop_config
 from ltv.monitoring import Alert, Measurement, Monitor, deliver, feature_psi, prediction_drift, read_alerts
-from ltv.scoring import read_predictions, score
+from ltv.scoring import score
 from ltv.stats import feature_stats, psi
 
 pytestmark = pytest.mark.slow

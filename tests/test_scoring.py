@@ -57,3 +57,16 @@ def test_scoring_without_a_champion_is_a_named_error(scoring_lake, tmp_path) -> 
     empty = LocalRegistry(tmp_path / "empty", config.game.id)
     with pytest.raises(RegistryError, match="no Approved model"):
         score(config, lake, engine, empty, DAY)
+
+
+def test_cli_sql_queries_the_latest_predictions(scoring_lake) -> None:
+    from typer.testing import CliRunner
+
+    from ltv.cli import app
+
+    config, lake, engine, registry = scoring_lake
+    result = score(config, lake, engine, registry, DAY)
+    out = CliRunner().invoke(app, ["sql", "--game", "galaxy-raiders", "--lake", str(lake.root),
+                                   "SELECT COUNT(*) AS n, MIN(run) AS run FROM latest_predictions"])
+    assert out.exit_code == 0, out.output
+    assert str(result.rows) in out.output and result.run_id in out.output

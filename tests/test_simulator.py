@@ -1,7 +1,6 @@
 """The game simulator: deterministic, in the game's own schema, realistic, and its oracle is true."""
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import duckdb

@@ -1,12 +1,7 @@
-"""One SQL source, two engines: the Athena (Trino) rendering parses and is stable (snapshots).
-
-Set LTV_UPDATE_SNAPSHOTS=1 to rewrite the snapshots after an intended SQL change, then review the diff.
-"""
+"""One SQL source, two engines: the Athena (Trino) rendering parses; names come from the config."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
 import pytest
 import sqlglot
@@ -14,7 +9,6 @@ import sqlglot
 from conftest import make_config
 from ltv import etl, sql
 
-SNAPSHOTS = Path(__file__).parent / "snapshots" / "sql"
 CUTOFF = dt.date(2025, 6, 2)
 
 
@@ -29,16 +23,13 @@ def rendered(game: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
-def test_trino_rendering_parses_and_matches_snapshot(game: str) -> None:
+def test_trino_rendering_of_every_template_parses(game: str) -> None:
+    """Athena's dialect parses everything (the exact text is snapshot-tested per Glue job in
+    tests/test_glue_jobs.py, which sends these templates)."""
     for name, text in rendered(game).items():
         trino = sql.to_trino(text)
         sqlglot.parse_one(trino, read="trino")  # raises on anything Trino cannot parse
-        assert "PERCENTILE_CONT" not in trino and "QUANTILE" not in trino.upper()
-        path = SNAPSHOTS / game / f"{name}.trino.sql"
-        if os.environ.get("LTV_UPDATE_SNAPSHOTS") or not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(trino)
-        assert trino == path.read_text(), f"{path} changed; review and rerun with LTV_UPDATE_SNAPSHOTS=1"
+        assert "PERCENTILE_CONT" not in trino and "QUANTILE" not in trino.upper(), name
 
 
 def test_templates_take_names_from_the_config() -> None:

@@ -19,6 +19,8 @@ from ltv.config import ModelBudget
 os.environ.setdefault("AUTOGLUON_TELEMETRY", "0")
 warnings.filterwarnings("ignore", message=".*torch.*")
 logging.getLogger("autogluon").setLevel(logging.ERROR)
+# without torch (not needed: no neural models) AutoGluon logs an error on every fit when it counts GPUs
+logging.getLogger("autogluon.common.utils.resource_utils").setLevel(logging.CRITICAL)
 
 SEED = 0
 
