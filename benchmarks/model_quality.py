@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/model_quality.py [--fast] [--families-check] [--drift]
                                                  [--installs 500] [--as-of 2025-08-04]
+                                                 [--train-weeks N] [--time-limit S]
 
 Simulates the game (its `simulation:` section, daily installs scaled so >= 100k players are
 installed before the dataset's date; cached under benchmarks/out/, keyed by the settings, the
 game's YAML and the simulator's source), builds player_day and the rolling dataset as of
-`--as-of`, trains the model with the game's configured budget (or `--fast`) and measures, in
+`--as-of` (`--train-weeks` overrides its training length), trains the model with the game's
+configured budget (or `--fast`; `--time-limit` overrides time_limit_s per stage) and measures, in
 one run:
 
 - normalized Gini model / oracle (>= 0.95), payer F1 model / oracle (>= 0.90),
@@ -185,6 +187,15 @@ def day_scores(actual: np.ndarray, proba: np.ndarray | None, offer: np.ndarray |
             "log_loss": log_loss(actual, proba) if proba is not None else float("nan")}
 
 
+def paired_se(frame: pd.DataFrame, baseline: pd.DataFrame, days: int) -> float:
+    """Standard error of the exact-day accuracy gain (model - baseline) over the same purchasers."""
+    actual = frame["next_purchase_day"].to_numpy(int)
+    keep = (actual >= 1) & (actual <= days)
+    gain = ((frame["likely_day"].to_numpy(int) == actual).astype(float)
+            - (baseline["offer_day"].to_numpy(int) == actual).astype(float))[keep]
+    return float(gain.std(ddof=1) / np.sqrt(len(gain)))
+
+
 def fit_multiclass(splits: dict[str, pd.DataFrame], features: list[str], budget: ModelBudget,
                    work: Path) -> tuple[Any, dict[str, float]]:
     """The alternative: one 17-class model (0 = no purchase within N days, 1..N) on every row."""
@@ -285,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: the game's simulation.seed")
     parser.add_argument("--as-of", type=dt.date.fromisoformat, default=DEFAULT_AS_OF,
                         help="date of the rolling dataset (its test labels end the day before)")
+    parser.add_argument("--train-weeks", type=int, default=None,
+                        help="training weeks of the rolling dataset (default: datasets.rolling_train_weeks)")
     parser.add_argument("--fast", action="store_true", help="automl.fast_budget instead of the configured budget")
+    parser.add_argument("--time-limit", type=int, default=None, help="override the budget's time_limit_s per stage")
     parser.add_argument("--score-rows", type=int, default=SCORE_ROWS)
     parser.add_argument("--families-check", action="store_true", help="also compare GBM/CAT/XGB with +RF/XT")
     parser.add_argument("--drift", action="store_true", help="also run the drift experiment over the versions")
@@ -298,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     config = game_config(args.game, args.installs, args.days, args.seed)
     budget = automl.fast_budget(config.model) if args.fast else config.model
     budget_name = "fast (automl.fast_budget)" if args.fast else "configured (config.model)"
+    if args.time_limit:
+        budget = budget.model_copy(update={"time_limit_s": args.time_limit})
+        budget_name += f" with time_limit_s {args.time_limit}"
+    label = ("fast" if args.fast else "configured") + (f"-{args.train_weeks}w" if args.train_weeks else "") + (
+        f"-{args.time_limit}s" if args.time_limit else "")
     m = bench.machine()
     import autogluon.tabular
     import catboost
@@ -317,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     lake = cached_lake(config)
     engine = DuckDBEngine(lake, config)
     ensure_player_day(engine, config, lake)
-    spec = datasets.rolling_spec(config, args.as_of)
+    spec = datasets.rolling_spec(config, args.as_of, args.train_weeks)
+    if args.train_weeks:  # another definition: another (immutable) dataset version
+        spec = datasets.DatasetSpec(f"{spec.name}-{args.train_weeks}w", spec.train, spec.validation, spec.test)
     manifest, splits = dataset(engine, config, lake, spec)
     installed = players_installed_before(engine, config, lake, args.as_of)
     total = json.loads((lake.base / "simulation.json").read_text())["players"]
@@ -329,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(f):8,} rows  payers {f['payer'].mean():6.2%}  purchase within 16 d "
               f"{(f['next_purchase_day'] > 0).mean():6.2%}", flush=True)
 
-    run = ROOT_DIR / "runs" / f"{dt.datetime.now():%Y%m%dT%H%M%S}-{'fast' if args.fast else 'configured'}"
-    shutil.rmtree(ROOT_DIR / "runs", ignore_errors=True)
+    run = ROOT_DIR / "runs" / f"{dt.datetime.now():%Y%m%dT%H%M%S}-{label}"
+    for old in (ROOT_DIR / "runs").glob(f"*-{label}"):  # earlier runs of the same kind
+        shutil.rmtree(old, ignore_errors=True)
     run.mkdir(parents=True)
     days = config.horizons.purchase_days
 
@@ -389,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     acc_d = mo["purchase_day_accuracy"] - popm["purchase_day_accuracy"]
     o_mae_r = orc["purchase_day_mae"] / popm["purchase_day_mae"]
     o_acc_d = orc["purchase_day_accuracy"] - popm["purchase_day_accuracy"]
+    acc_se = paired_se(evaluation.frame, evaluation.baselines["popularity"], days)
     load_after = os.getloadavg()
     print(f"\n{'target (one run, test split)':44s} {'value':>10s}   {'target':10s} verdict")
     print(target_line("normalized Gini, model / oracle", gini_r, f">= {TARGET_GINI}", gini_r >= TARGET_GINI,
@@ -400,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{o_mae_r:.3f})"))
     print(target_line("exact-day accuracy, model - popularity", acc_d, f">= +{TARGET_DAY_ACCURACY}",
                       acc_d >= TARGET_DAY_ACCURACY,
-                      f"({mo['purchase_day_accuracy']:.3f} - {popm['purchase_day_accuracy']:.3f}; oracle - "
-                      f"popularity {o_acc_d:+.3f})"))
+                      f"({mo['purchase_day_accuracy']:.3f} - {popm['purchase_day_accuracy']:.3f}, paired SE "
+                      f"{acc_se:.3f}; oracle - popularity {o_acc_d:+.3f}: the model gets {acc_d / o_acc_d:.0%} "
+                      "of the oracle's gain)"))
     print(target_line("batch scoring, M players/min", score["players_per_min"] / 1e6, ">= 1.0",
                       score["players_per_min"] >= TARGET_PLAYERS_PER_MIN,
                       f"({score['rows']:,} rows = {score['copies']} copies of the {score['test_rows']:,} test rows, "
@@ -437,11 +461,11 @@ def main(argv: list[str] | None = None) -> int:
                "dataset": {k: manifest[k] for k in ("name", "rows", "payers")},
                "metrics": {k: ev[k] for k in ("model", "oracle", "baselines", "ratios")},
                "targets": {"gini_ratio": gini_r, "payer_f1_ratio": f1_r, "day_mae_ratio": mae_r,
-                           "day_accuracy_gain": acc_d, "oracle_day_mae_ratio": o_mae_r, "oracle_day_accuracy_gain": o_acc_d},
+                           "day_accuracy_gain": acc_d, "day_accuracy_gain_se": acc_se, "oracle_day_mae_ratio": o_mae_r, "oracle_day_accuracy_gain": o_acc_d},
                "purchase_day": day_rows, "multiclass_fit": mc_fit, "fit": fit_m.result(), "scoring": score,
                "families": fam, "drift": drift.to_dict("records") if drift is not None else None,
                "wall_s": time.perf_counter() - started}
-    out = ROOT_DIR / f"results-{'fast' if args.fast else 'configured'}.json"
+    out = ROOT_DIR / f"results-{label}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nwall time {time.perf_counter() - started:.0f} s; results in {out.relative_to(bench.ROOT)}")
     return 0

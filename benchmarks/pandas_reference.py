@@ -15,7 +15,9 @@ features at a cutoff c (from player_day rows with dt < c only):
 - population: active in [c - population_window_days, c) and installed before c (or with no
   install record in the players partitions before c);
 - lifetime totals over the whole history, `n_steps` steps of `step_days` (w1 = most recent),
-  inter-purchase-day gaps (mean, sample std, min, max, last), recency, calendar of c.
+  inter-purchase-day gaps (mean, sample std, min, max, last, exact median) and the days left
+  until each "usual gap" since the last purchase, recency, calendar of c;
+- attributes and install time: the minimum over a player's install records, each on its own.
 
 Vectorised throughout: no Python loop over players (only over the configured history steps
 in column naming). No dependency on the SQL code, only on the config and the lake layout.
@@ -23,7 +25,6 @@ in column naming). No dependency on the SQL code, only on the config and the lak
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,9 @@ SESSION_TO_SECONDS = {"seconds": 1.0, "milliseconds": 1 / 1000.0, "minutes": 60.
 
 def read_raw(lake: Lake, table: str, columns: list[str], start: str | None = None,
              end: str | None = None, before: str | None = None) -> pd.DataFrame:
-    """Raw partitions of `table` with dt in [start, end] (or dt < before) and a `dt` column."""
+    """Raw partitions of `table` with dt in [start, end] (or dt < before) and a `dt` column.
+
+    `dt` comes back as pandas reads a Hive partition key: a categorical of the day strings."""
     filters = []
     if start is not None:
         filters.append(("dt", ">=", start))
@@ -51,9 +54,7 @@ def read_raw(lake: Lake, table: str, columns: list[str], start: str | None = Non
         filters.append(("dt", "<=", end))
     if before is not None:
         filters.append(("dt", "<", before))
-    df = pd.read_parquet(lake.raw(table), columns=[*columns, "dt"], filters=filters or None)
-    df["dt"] = df["dt"].astype(str)
-    return df
+    return pd.read_parquet(lake.raw(table), columns=[*columns, "dt"], filters=filters or None)
 
 
 def _player_ids(ids: pd.Series, config: GameConfig) -> pd.Series:
@@ -92,7 +93,8 @@ def events(config: GameConfig, raw: pd.DataFrame) -> pd.DataFrame:
         "session_seconds": raw[c.session_length].astype(float) * unit,
         "dt": raw["dt"],
     })
-    on_its_day = ev["event_time"].dt.normalize() == pd.to_datetime(ev["dt"])
+    partition_day = pd.to_datetime(ev["dt"]).astype("datetime64[ns]")  # (a categorical stays one otherwise)
+    on_its_day = ev["event_time"].dt.normalize() == partition_day
     ev = ev[ev["player_id"].notna() & on_its_day]
     return ev.drop_duplicates()
 
@@ -111,11 +113,12 @@ def player_day(config: GameConfig, raw: pd.DataFrame) -> pd.DataFrame:
         purchases=is_purchase.astype("int64"),
         revenue=ev["revenue"].where(is_purchase),
     )
-    daily = ev.groupby(["player_id", "dt"], sort=False).agg(
+    daily = ev.groupby(["player_id", "dt"], sort=False, observed=True).agg(
         logins=("logins", "sum"), sessions=("sessions", "sum"), play_seconds=("play_seconds", "sum"),
         level_ups=("level_ups", "sum"), max_level=("level", "max"), purchases=("purchases", "sum"),
         revenue=("revenue", "sum"), events=("dt", "size"),
     ).reset_index()
+    daily["dt"] = daily["dt"].astype(str)
     return daily[PLAYER_DAY_COLUMNS].sort_values(["dt", "player_id"], ignore_index=True)
 
 
@@ -139,12 +142,12 @@ def installs(config: GameConfig, players: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({"player_id": _player_ids(players[pl.columns.player_id], config),
                           "install_time": pd.to_datetime(players[pl.columns.install_time])})
     frame = frame[frame["player_id"].notna()]
-    out = frame.groupby("player_id")[["install_time"]].min()
+    out = frame.groupby("player_id", sort=False)[["install_time"]].min()
     for name, column in pl.attributes.items():
         # groupby().min() of strings runs a Python loop per group; the first non-null value
         # after sorting is the same minimum, vectorised
         values = pd.DataFrame({"player_id": frame["player_id"], "value": players.loc[frame.index, column]})
-        out[f"attr_{name}"] = values.sort_values("value").groupby("player_id")["value"].first()
+        out[f"attr_{name}"] = values.sort_values("value").groupby("player_id", sort=False)["value"].first()
     return out.reset_index()
 
 
@@ -155,7 +158,7 @@ def _lifetime(history: pd.DataFrame, window_start: str) -> pd.DataFrame:
         purchase_day=(history["purchases"] > 0).astype("int64"),
         purchase_date=history["date"].where(history["purchases"] > 0),
     )
-    return h.groupby("player_id").agg(
+    return h.groupby("player_id", sort=False).agg(
         active_days_total=("dt", "size"), active_days_window=("in_window", "sum"),
         logins_total=("logins", "sum"), sessions_total=("sessions", "sum"),
         play_seconds_total=("play_seconds", "sum"), level_ups_total=("level_ups", "sum"),
@@ -172,7 +175,7 @@ def _steps(history: pd.DataFrame, cutoff: dt.date, step_days: int, n_steps: int)
     h = history.assign(step=(days_before - 1) // step_days + 1, active_days=1,
                        play_minutes=history["play_seconds"])
     h = h[h["step"] <= n_steps]
-    sums = h.groupby(["player_id", "step"])[STEP_MEASURES].sum()
+    sums = h.groupby(["player_id", "step"], sort=False)[STEP_MEASURES].sum()
     wide = sums.unstack("step").reindex(
         columns=pd.MultiIndex.from_product([STEP_MEASURES, range(1, n_steps + 1)]), fill_value=0)
     wide = wide.fillna(0)
@@ -187,10 +190,10 @@ def _steps(history: pd.DataFrame, cutoff: dt.date, step_days: int, n_steps: int)
 def _gaps(history: pd.DataFrame) -> pd.DataFrame:
     """Days between consecutive purchase days: mean, sample std, min, max, the latest gap and the
     exact median (the mean of the two middle gaps for an even count)."""
-    buys = history.loc[history["purchases"] > 0, ["player_id", "date"]].sort_values(["player_id", "date"])
-    buys["gap"] = buys.groupby("player_id")["date"].diff().dt.days
+    buys = history.loc[history["purchases"] > 0, ["player_id", "date"]].sort_values("date", kind="stable")
+    buys["gap"] = buys.groupby("player_id", sort=False)["date"].diff().dt.days  # date order within a player
     buys = buys.dropna(subset=["gap"])
-    g = buys.groupby("player_id")["gap"]
+    g = buys.groupby("player_id", sort=False)["gap"]
     out = g.agg(["mean", "std", "min", "max", "last", "median"])  # std is the sample std (ddof=1)
     out.columns = ["purchase_gap_" + name for name in out.columns]
     return out.astype({f"purchase_gap_{k}": "Int64" for k in ("min", "max", "last")})
@@ -216,7 +219,7 @@ def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame, cut
     population = history.loc[history["dt"] >= window_start, "player_id"].drop_duplicates()
 
     lifetime = _lifetime(history, window_start)
-    inst = installs(config, players[players["dt"] < cut]).set_index("player_id")
+    inst = installs(config, players[players["dt"].astype(str) < cut]).set_index("player_id")
     out = (pd.DataFrame({"player_id": population}).set_index("player_id")
            .join(lifetime, how="inner").join(inst, how="left")
            .join(_steps(history, cutoff, f.step_days, f.n_steps), how="left")
@@ -246,14 +249,11 @@ def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame, cut
     result["days_to_median_gap"] = result["purchase_gap_median"] - since
     result["days_to_usual_gap"] = result["purchase_gap_mean"] - since
     result["days_to_last_gap"] = result["purchase_gap_last"] - since
-    for step in range(1, f.n_steps + 1):
-        for measure in STEP_MEASURES:
-            col = f"{measure}_w{step}"
-            result[col] = out[col].fillna(0).astype(out[col].dtype if measure in ("play_minutes", "revenue") else "int64")
-    result["cutoff_weekday"] = np.int32(cutoff.isoweekday())
-    result["cutoff_month"] = np.int32(cutoff.month)
-    result["cutoff_day_of_month"] = np.int32(cutoff.day)
-    result["cutoff"] = cut
+    steps = out[[f"{measure}_w{step}" for step in range(1, f.n_steps + 1) for measure in STEP_MEASURES]].fillna(0)
+    ints = [col for col in steps.columns if not col.startswith(("play_minutes", "revenue"))]
+    calendar = pd.DataFrame({"cutoff_weekday": np.int32(cutoff.isoweekday()), "cutoff_month": np.int32(cutoff.month),
+                             "cutoff_day_of_month": np.int32(cutoff.day), "cutoff": cut}, index=out.index)
+    result = pd.concat([result, steps.astype({col: "int64" for col in ints}), calendar], axis=1)
     return result.sort_values("player_id", ignore_index=True)
 
 
@@ -264,17 +264,3 @@ def features_from_lake(config: GameConfig, lake: Lake, daily: pd.DataFrame, cuto
     players = read_raw(lake, pl.table, list(dict.fromkeys(columns)), before=str(cutoff))
     return features(config, daily, players, cutoff)
 
-
-def build(config: GameConfig, lake: Lake, start: dt.date, end: dt.date, cutoff: dt.date,
-          out: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The whole pipeline: player_day for [start, end], then features at `cutoff`.
-
-    With `out`, both results are written as parquet files there (as the core writes its tables).
-    """
-    daily = player_day_from_lake(config, lake, start, end)
-    feats = features_from_lake(config, lake, daily, cutoff)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        daily.to_parquet(out / "player_day.parquet", index=False, compression="zstd")
-        feats.to_parquet(out / "features.parquet", index=False, compression="zstd")
-    return daily, feats

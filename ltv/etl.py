@@ -103,8 +103,8 @@ def require_player_day(engine: Engine, config: GameConfig, start: dt.date, end: 
     have = engine.partitions("player_day")
     if not have:
         raise MissingPartitionError(f"player_day is empty; build it first: ltv features daily --game {config.game.id}")
-    first = dt.date.fromisoformat(have[0])
-    missing = [str(d) for d in day_range(max(start, first), end) if str(d) not in set(have)]
+    first, present = dt.date.fromisoformat(have[0]), set(have)
+    missing = [str(d) for d in day_range(max(start, first), end) if str(d) not in present]
     if missing:
         raise MissingPartitionError(f"{why} needs player_day for {_days(missing)}; "
                                     f"run: ltv features daily --game {config.game.id} --date {missing[0]} --to {missing[-1]}")
@@ -131,7 +131,8 @@ def labels_sql(config: GameConfig, cutoff: dt.date) -> str:
 def build_features(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
     """Features of the population at `cutoff` (reads player_day before the cutoff only)."""
     w = Windows.of(config, cutoff)
-    require_player_day(engine, config, w.steps_start, cutoff, f"features at {cutoff}")
+    # lifetime aggregates read all history: every day since the first must be there
+    require_player_day(engine, config, dt.date.min, cutoff, f"features at {cutoff}")
     result = engine.write_partitions("features", features_sql(config, cutoff), value=str(cutoff))
     if result.rows == 0:
         raise EmptyWindowError(f"no player was active in [{w.window_start}, {cutoff}): the cutoff is before the "

@@ -10,6 +10,7 @@ scheduler would.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from ltv import datasets, etl, schedule
 from ltv.config import GameConfig, ModelBudget
 from ltv.engine import DuckDBEngine
 from ltv.errors import DataValidationError, EmptyWindowError, LtvError
-from ltv.lake import Lake
+from ltv.lake import Lake, write_json_atomic
 from ltv.monitoring import Monitor
 from ltv.registry import LocalRegistry
 from ltv.scoring import score
@@ -54,7 +55,9 @@ class DailyLoop:
         self.registry = LocalRegistry(lake.registry, config.game.id)
         self.monitor = Monitor(config, lake, self.engine, self.registry)
         self.say = say or (lambda _msg: None)
-        self.last_retrain: dt.date | None = None
+        self._state = lake.monitoring / "loop.json"
+        state = json.loads(self._state.read_text()) if self._state.exists() else {}
+        self.last_retrain = dt.date.fromisoformat(state["last_retrain"]) if state.get("last_retrain") else None
 
     def day(self, day: dt.date, summary: RunSummary) -> None:
         log = lambda kind, text: (summary.events.append(Event(str(day), kind, text)), self.say(f"{day} {text}"))  # noqa: E731
@@ -104,7 +107,8 @@ class DailyLoop:
             if reason != "no champion yet":
                 log("error", f"retrain ({reason}) skipped: {e}")
             return
-        self.last_retrain = day
+        self.last_retrain = day  # kept across runs, so the cooldown holds when `ltv run` is called daily
+        write_json_atomic(self._state, {"last_retrain": str(day)})
         try:
             run = train_evaluate_register(self.config, self.lake, self.engine, self.registry, spec, budget=self.budget,
                                           progress=lambda m: self.say(f"{day}   {m}"))

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT, make_config
+
 from ltv import etl
 from ltv.engine import DuckDBEngine
 from ltv.lake import Lake
@@ -151,7 +150,7 @@ def test_features_match_pandas(game, days_after_start):
 
 def test_comparison_catches_a_difference(game):
     """The comparison is not vacuous: a one-ulp-scale change passes, a real change fails."""
-    config, lake, engine = game
+    config, lake, _ = game
     first = config.simulation.start
     expected = ref.player_day_from_lake(config, lake, first, first + dt.timedelta(days=9))
     tweaked = expected.copy()

@@ -291,6 +291,13 @@ WHERE
   OR i.install_time < CAST('2025-03-05 00:00:00' AS TIMESTAMP)
 
 -- [2]
+SELECT
+  *
+FROM features
+WHERE
+  cutoff = '2025-03-05'
+
+-- [3]
 /* Labels at cutoff 2025-02-12 for the scored population (players active in */
 /* [2025-01-22, 2025-02-12)). Labels see only [cutoff, cutoff + horizon): */
 /*   ltv                revenue in [cutoff, 2025-03-05) */

@@ -291,6 +291,13 @@ WHERE
   OR i.install_time < CAST('2025-03-03 00:00:00' AS TIMESTAMP)
 
 -- [2]
+SELECT
+  *
+FROM features
+WHERE
+  cutoff = '2025-03-03'
+
+-- [3]
 /* Labels at cutoff 2025-02-03 for the scored population (players active in */
 /* [2025-01-06, 2025-02-03)). Labels see only [cutoff, cutoff + horizon): */
 /*   ltv                revenue in [cutoff, 2025-03-03) */
