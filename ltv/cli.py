@@ -185,7 +185,7 @@ def features_daily(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
     Example: ltv features daily --game galaxy-raiders --date 2025-01-06 --to 2025-03-31
     """
     from ltv.etl import build_player_day
-    from ltv.validation import validate_day
+    from ltv.validation import duplicate_free, validate_day
 
     config, game_id = load_game(game)
     engine = _engine(config, lake)
@@ -193,9 +193,11 @@ def features_daily(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
     rows = 0
     with progress_bar(f"player_day {game_id}") as update:
         for i, day in enumerate(days):
+            clean: frozenset[str] = frozenset()
             if check:
-                validate_day(engine, config, day, report_dir=Lake(lake, game_id).base / "validation")
-            rows += build_player_day(engine, config, day).rows
+                report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).base / "validation")
+                clean = frozenset({str(day)}) if duplicate_free(report) else clean
+            rows += build_player_day(engine, config, day, duplicate_free=clean).rows
             update(i + 1, len(days))
     out.print(f"player_day: {len(days)} day(s), {rows:,} player-days in {Lake(lake, game_id).table('player_day')}")
 

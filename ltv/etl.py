@@ -66,16 +66,24 @@ def label_horizon(config: GameConfig) -> int:
 # player_day
 
 
-def player_day_sql(config: GameConfig, start: dt.date, end: dt.date) -> str:
-    """Daily aggregates of the raw partitions start..end (inclusive)."""
-    return sql.render("player_day", config, start=start, end=end)
+def player_day_sql(config: GameConfig, start: dt.date, end: dt.date,
+                   duplicate_free: frozenset[str] = frozenset()) -> str:
+    """Daily aggregates of the raw partitions start..end (inclusive); days in `duplicate_free`
+    (validated to hold no duplicate events) skip the duplicate removal."""
+    days = [str(d) for d in day_range(start, end + DAY)]
+    return sql.render("player_day", config, start=start, end=end,
+                      plain_days=[d for d in days if d in duplicate_free],
+                      dedup_days=[d for d in days if d not in duplicate_free])
 
 
-def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt.date | None = None) -> WriteResult:
+def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt.date | None = None, *,
+                     duplicate_free: frozenset[str] = frozenset()) -> WriteResult:
     """Aggregate raw partitions [start, end] (one day by default) into player_day partitions.
 
     A one-day run reads exactly one raw partition; a range run is the full recompute and
     produces identical partitions. Rerunning replaces partitions atomically (idempotent).
+    `duplicate_free` names days validation found without duplicate events (see
+    `ltv.validation.duplicate_free_days`); the others are deduplicated.
     """
     end = end or start
     raw = set(engine.partitions(config.logs.events.table))
@@ -85,8 +93,9 @@ def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt
             f"raw table {config.logs.events.table!r} has no partition for {_days(missing)}; "
             "the game's log export for those days has not arrived (check the freshness alert)")
     if start == end:
-        return engine.write_partitions("player_day", player_day_sql(config, start, end), value=str(start))
-    result = engine.write_partitions("player_day", player_day_sql(config, start, end))
+        return engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free),
+                                       value=str(start))
+    result = engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free))
     # days without any valid event still get their (empty) partition: it marks the day as done
     empty = [d for d in day_range(start, end + DAY) if str(d) not in result.partitions]
     for d in empty:

@@ -23,6 +23,7 @@ from ltv.monitoring import Monitor
 from ltv.registry import LocalRegistry
 from ltv.scoring import score
 from ltv.training import TrainingRun, train_evaluate_register
+from ltv.validation import ValidationReport, duplicate_free, duplicate_free_days, validate_day
 
 RETRAIN_COOLDOWN_DAYS = 28
 ETL_HOUR = dt.time(2, 0)
@@ -64,8 +65,9 @@ class DailyLoop:
         raw_day = day - dt.timedelta(days=1)
         failures: list[str] = []
         try:
-            etl_validate(self, raw_day)
-            etl.build_player_day(self.engine, self.config, raw_day)
+            report = etl_validate(self, raw_day)
+            clean = frozenset({str(raw_day)}) if duplicate_free(report) else frozenset()
+            etl.build_player_day(self.engine, self.config, raw_day, duplicate_free=clean)
         except DataValidationError as e:
             failures = sorted({r.name for r in e.results if not r.passed and r.severity == "error"})
             log("validation", f"raw logs of {raw_day} failed validation ({', '.join(failures)}); player_day not built")
@@ -127,7 +129,8 @@ class DailyLoop:
         have = set(self.engine.partitions("player_day"))
         missing = [d for d in raw if d < before - dt.timedelta(days=1) and str(d) not in have]
         if missing:
-            etl.build_player_day(self.engine, self.config, missing[0], missing[-1])
+            etl.build_player_day(self.engine, self.config, missing[0], missing[-1],
+                                 duplicate_free=duplicate_free_days(self.lake.base / "validation"))
         return len(missing)
 
     def run(self, start: dt.date, end: dt.date, progress: Callable[[int, int], None] | None = None) -> RunSummary:
@@ -143,9 +146,8 @@ class DailyLoop:
         return summary
 
 
-def etl_validate(loop: DailyLoop, raw_day: dt.date) -> None:
+def etl_validate(loop: DailyLoop, raw_day: dt.date) -> ValidationReport:
     """Validate a raw day as the scheduled job would, at ETL time on the next day."""
-    from ltv.validation import validate_day
-
-    validate_day(loop.engine, loop.config, raw_day, now=dt.datetime.combine(raw_day + dt.timedelta(days=1), ETL_HOUR),
-                 report_dir=loop.lake.base / "validation")
+    return validate_day(loop.engine, loop.config, raw_day,
+                        now=dt.datetime.combine(raw_day + dt.timedelta(days=1), ETL_HOUR),
+                        report_dir=loop.lake.base / "validation")

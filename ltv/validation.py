@@ -261,3 +261,20 @@ def validate_day(engine: Any, config: GameConfig, day: dt.date, now: dt.datetime
             f"{len(report.errors)} check(s) failed\n" + "\n".join(r.line() for r in report.errors + report.warnings),
             results=report.results)
     return report
+
+
+def duplicate_free(report: ValidationReport) -> bool:
+    """True if the day's duplicate check ran and found no duplicate events."""
+    return any(r.name == "duplicate_events" and r.passed for r in report.results)
+
+
+def duplicate_free_days(report_dir: Any) -> frozenset[str]:
+    """Days whose stored validation report found no duplicate events."""
+    from pathlib import Path
+
+    days = set()
+    for path in Path(report_dir).glob("dt=*.json"):
+        results = json.loads(path.read_text()).get("results", [])
+        if any(r["name"] == "duplicate_events" and r["passed"] for r in results):
+            days.add(path.stem.removeprefix("dt="))
+    return frozenset(days)

@@ -198,6 +198,21 @@ def test_incremental_daily_runs_equal_the_full_recompute(simulated, tmp_path: Pa
                                   full.query("SELECT * FROM features ORDER BY player_id"))
 
 
+def test_skipping_deduplication_on_validated_days_changes_nothing(simulated) -> None:
+    """Days validation found free of duplicates skip the (costly) duplicate removal: same rows."""
+    config, root, engine = simulated
+    days = engine.partitions("events")
+    start, end = day(days[5]), day(days[15])
+    order = "ORDER BY dt, player_id"
+    everything = engine.query(f"SELECT * FROM ({etl.player_day_sql(config, start, end)}) {order}")
+    some = frozenset(days[5:15:2])
+    for clean in (some, frozenset(days)):
+        pd.testing.assert_frame_equal(everything, engine.query(
+            f"SELECT * FROM ({etl.player_day_sql(config, start, end, clean)}) {order}"))
+    assert "DISTINCT" not in etl.player_day_sql(config, start, end, frozenset(days))
+    assert "SELECT DISTINCT" in etl.player_day_sql(config, start, end, some)
+
+
 def test_rerunning_a_day_is_idempotent(simulated) -> None:
     config, root, engine = simulated
     d = engine.partitions("player_day")[10]

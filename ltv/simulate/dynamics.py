@@ -167,16 +167,28 @@ def period_of(p: Players, idx: np.ndarray, ptype: np.ndarray, t: int, world: Wor
     return np.clip(PERIOD_DAYS[ptype] * p.period_noise[idx], 1.5, 30.0) * world.period_multiplier(t)[ptype]
 
 
+def purchase_params(p: Players, idx: np.ndarray, t: int, world: World) -> tuple[np.ndarray, np.ndarray]:
+    """Per player on day t: the purchase probability at the rhythm's peak, and the period."""
+    ptype = spending_type(p, idx, t, world)
+    peak = np.clip(PEAK_PURCHASE_PROB[ptype] * p.peak_noise[idx], 0, 0.9)
+    return peak * world.rate_multiplier(t)[ptype] * world.sale_factor(t), period_of(p, idx, ptype, t, world)
+
+
 def purchase_prob(p: Players, idx: np.ndarray, since: np.ndarray, t: int, world: World) -> np.ndarray:
     """Probability that an active player purchases on day t, given days since the last purchase.
 
     `since` is passed separately (not read from state) so the oracle can evaluate it for every
-    possible value.
+    possible value: a (players, states) array gives one column per state.
     """
-    ptype = spending_type(p, idx, t, world)
-    peak = np.clip(PEAK_PURCHASE_PROB[ptype] * p.peak_noise[idx], 0, 0.9)
-    base = peak * world.rate_multiplier(t)[ptype] * world.sale_factor(t)
-    return np.minimum(0.95, base * rhythm(since, period_of(p, idx, ptype, t, world)))
+    base, period = purchase_params(p, idx, t, world)
+    if since.ndim == 2:
+        base, period = base[:, None], period[:, None]
+    return combine(base, rhythm(since, period))
+
+
+def combine(base: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Purchase probability from the peak probability and the rhythm kernel."""
+    return np.minimum(0.95, base * kernel)
 
 
 def expected_amount(p: Players, idx: np.ndarray, t: int, world: World) -> np.ndarray:

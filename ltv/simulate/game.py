@@ -192,13 +192,16 @@ class LogWriter:
         self.role_names = [ev.event_types.login, ev.event_types.session, ev.event_types.purchase,
                            ev.event_types.level_up]
         self.string_ids = config.logs.player_id_type == "string"
+        self._names = np.zeros(0, dtype=object)
 
     def player_ids(self, players: np.ndarray | pd.Series) -> pa.Array:
         values = np.asarray(pd.Series(players).astype("Int64").fillna(-1), dtype=np.int64)
         mask = values < 0
         if self.string_ids:
-            out = np.char.add("p", np.char.zfill(values.astype(str), 8)).astype(object)
-            return pa.array(out, type=pa.string(), mask=mask)
+            if values.max(initial=-1) >= len(self._names):  # format each id once, as players arrive
+                self._names = np.concatenate([self._names, np.array(
+                    [f"p{i:08d}" for i in range(len(self._names), int(values.max()) + 1)], dtype=object)])
+            return pa.array(self._names[np.maximum(values, 0)], type=pa.string(), mask=mask)
         return pa.array(values + 100_000_000, type=pa.int64(), mask=mask)
 
     def events_table(self, ev: pd.DataFrame, rng: np.random.Generator, country_of: np.ndarray) -> pa.Table:

@@ -41,7 +41,9 @@ def oracle(p: Players, t: int, world: World, ltv_days: int, purchase_days: int) 
     first_active = alive_k * np.c_[np.ones(len(living)), never_active[:, :-1]] * act_k
     out["p_active"][living] = first_active[:, :ltv_days].sum(axis=1)
 
-    spends = (p.ptype[idx[living]] > 0) | (p.ptype_after[idx[living]] > 0)  # converted non-payers too
+    # converted non-payers spend too, once the horizon reaches the content update
+    converts = world.regime(t + horizon - 1) > 0
+    spends = (p.ptype[idx[living]] > 0) | (converts & (p.ptype_after[idx[living]] > 0))
     payers = living[spends]
     if len(payers):
         sub = np.searchsorted(living, payers)
@@ -76,9 +78,14 @@ def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int,
     no_buy_yet = np.ones(n)
     revenue = np.zeros((n, horizon))
     first = np.zeros((n, horizon))
+    kernels: dict[int, np.ndarray] = {}  # the rhythm over all states changes only with the regime
     for k in range(horizon):
         day = t + k
-        buy = act_k[:, k:k + 1] * _purchase_prob_grid(p, idx, grid, day, world)
+        base, period = dyn.purchase_params(p, idx, day, world)
+        regime = world.regime(day)
+        if regime not in kernels:
+            kernels[regime] = dyn.rhythm(grid, period[:, None])
+        buy = act_k[:, k:k + 1] * dyn.combine(base[:, None], kernels[regime])
         revenue[:, k] = alive_k[:, k] * (dist * buy).sum(axis=1) * dyn.expected_amount(p, idx, day, world)
         b_path = buy[np.arange(n), np.minimum(path, dyn.G_CAP)]
         first[:, k] = alive_k[:, k] * no_buy_yet * b_path
@@ -93,10 +100,3 @@ def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int,
         nxt[:, 1] += bought
         dist = nxt
     return revenue, first
-
-
-def _purchase_prob_grid(p: Players, idx: np.ndarray, grid: np.ndarray, day: int, world: World) -> np.ndarray:
-    """purchase_prob for every player (rows) and every days-since-purchase state (columns)."""
-    n, s = grid.shape
-    rows = np.repeat(idx, s)
-    return dyn.purchase_prob(p, rows, grid.reshape(-1), day, world).reshape(n, s)
