@@ -42,18 +42,24 @@ lifetime AS (
     GROUP BY player_id
 ),
 steps AS (
+    -- each row's history step once (1 = the most recent step_days), then one pass of sums
     SELECT
         player_id
 {% for s in steps %}
-        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w{{ loop.index }}
-        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN logins ELSE 0 END) AS BIGINT) AS logins_w{{ loop.index }}
-        , SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN play_seconds ELSE 0 END) / 60.0 AS play_minutes_w{{ loop.index }}
-        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w{{ loop.index }}
-        , CAST(SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w{{ loop.index }}
-        , SUM(CASE WHEN dt >= {{ s.start | lit }} AND dt < {{ s.end | lit }} THEN revenue ELSE 0 END) AS revenue_w{{ loop.index }}
+        , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w{{ loop.index }}
+        , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN logins ELSE 0 END) AS BIGINT) AS logins_w{{ loop.index }}
+        , SUM(CASE WHEN step = {{ loop.index }} THEN play_seconds ELSE 0 END) / 60.0 AS play_minutes_w{{ loop.index }}
+        , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w{{ loop.index }}
+        , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w{{ loop.index }}
+        , SUM(CASE WHEN step = {{ loop.index }} THEN revenue ELSE 0 END) AS revenue_w{{ loop.index }}
 {% endfor %}
-    FROM history
-    WHERE dt >= {{ steps_start | lit }}
+    FROM (
+        SELECT
+            *,
+            CAST(FLOOR((DATE_DIFF('day', CAST(dt AS DATE), DATE {{ cutoff | lit }}) - 1) / {{ step_days }}.0) AS BIGINT) + 1 AS step
+        FROM history
+        WHERE dt >= {{ steps_start | lit }}
+    ) stepped
     GROUP BY player_id
 ),
 purchase_days AS (

@@ -53,59 +53,73 @@ WITH history AS (
   GROUP BY
     player_id
 ), steps AS (
+  /* each row's history step once (1 = the most recent step_days), then one pass of sums */
   SELECT
     player_id,
-    CAST(SUM(CASE WHEN dt >= '2025-02-26' AND dt < '2025-03-05' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-26' AND dt < '2025-03-05' THEN logins ELSE 0 END) AS BIGINT) AS logins_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-26' AND dt < '2025-03-05' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-26' AND dt < '2025-03-05' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-26' AND dt < '2025-03-05' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w1,
-    SUM(CASE WHEN dt >= '2025-02-26' AND dt < '2025-03-05' THEN revenue ELSE 0 END) AS revenue_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-19' AND dt < '2025-02-26' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-19' AND dt < '2025-02-26' THEN logins ELSE 0 END) AS BIGINT) AS logins_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-19' AND dt < '2025-02-26' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-19' AND dt < '2025-02-26' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-19' AND dt < '2025-02-26' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w2,
-    SUM(CASE WHEN dt >= '2025-02-19' AND dt < '2025-02-26' THEN revenue ELSE 0 END) AS revenue_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-12' AND dt < '2025-02-19' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-12' AND dt < '2025-02-19' THEN logins ELSE 0 END) AS BIGINT) AS logins_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-12' AND dt < '2025-02-19' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-12' AND dt < '2025-02-19' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-12' AND dt < '2025-02-19' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w3,
-    SUM(CASE WHEN dt >= '2025-02-12' AND dt < '2025-02-19' THEN revenue ELSE 0 END) AS revenue_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-05' AND dt < '2025-02-12' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-05' AND dt < '2025-02-12' THEN logins ELSE 0 END) AS BIGINT) AS logins_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-05' AND dt < '2025-02-12' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-05' AND dt < '2025-02-12' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-05' AND dt < '2025-02-12' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w4,
-    SUM(CASE WHEN dt >= '2025-02-05' AND dt < '2025-02-12' THEN revenue ELSE 0 END) AS revenue_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-01-29' AND dt < '2025-02-05' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-29' AND dt < '2025-02-05' THEN logins ELSE 0 END) AS BIGINT) AS logins_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-29' AND dt < '2025-02-05' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-29' AND dt < '2025-02-05' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-29' AND dt < '2025-02-05' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w5,
-    SUM(CASE WHEN dt >= '2025-01-29' AND dt < '2025-02-05' THEN revenue ELSE 0 END) AS revenue_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-22' AND dt < '2025-01-29' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-22' AND dt < '2025-01-29' THEN logins ELSE 0 END) AS BIGINT) AS logins_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-22' AND dt < '2025-01-29' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-22' AND dt < '2025-01-29' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-22' AND dt < '2025-01-29' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w6,
-    SUM(CASE WHEN dt >= '2025-01-22' AND dt < '2025-01-29' THEN revenue ELSE 0 END) AS revenue_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-15' AND dt < '2025-01-22' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-15' AND dt < '2025-01-22' THEN logins ELSE 0 END) AS BIGINT) AS logins_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-15' AND dt < '2025-01-22' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-15' AND dt < '2025-01-22' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-15' AND dt < '2025-01-22' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w7,
-    SUM(CASE WHEN dt >= '2025-01-15' AND dt < '2025-01-22' THEN revenue ELSE 0 END) AS revenue_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-08' AND dt < '2025-01-15' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-08' AND dt < '2025-01-15' THEN logins ELSE 0 END) AS BIGINT) AS logins_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-08' AND dt < '2025-01-15' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-08' AND dt < '2025-01-15' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-08' AND dt < '2025-01-15' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w8,
-    SUM(CASE WHEN dt >= '2025-01-08' AND dt < '2025-01-15' THEN revenue ELSE 0 END) AS revenue_w8
-  FROM history
-  WHERE
-    dt >= '2025-01-08'
+    CAST(SUM(CASE WHEN step = 1 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN logins ELSE 0 END) AS BIGINT) AS logins_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w1,
+    SUM(CASE WHEN step = 1 THEN revenue ELSE 0 END) AS revenue_w1,
+    CAST(SUM(CASE WHEN step = 2 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN logins ELSE 0 END) AS BIGINT) AS logins_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w2,
+    SUM(CASE WHEN step = 2 THEN revenue ELSE 0 END) AS revenue_w2,
+    CAST(SUM(CASE WHEN step = 3 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN logins ELSE 0 END) AS BIGINT) AS logins_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w3,
+    SUM(CASE WHEN step = 3 THEN revenue ELSE 0 END) AS revenue_w3,
+    CAST(SUM(CASE WHEN step = 4 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN logins ELSE 0 END) AS BIGINT) AS logins_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w4,
+    SUM(CASE WHEN step = 4 THEN revenue ELSE 0 END) AS revenue_w4,
+    CAST(SUM(CASE WHEN step = 5 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN logins ELSE 0 END) AS BIGINT) AS logins_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w5,
+    SUM(CASE WHEN step = 5 THEN revenue ELSE 0 END) AS revenue_w5,
+    CAST(SUM(CASE WHEN step = 6 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN logins ELSE 0 END) AS BIGINT) AS logins_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w6,
+    SUM(CASE WHEN step = 6 THEN revenue ELSE 0 END) AS revenue_w6,
+    CAST(SUM(CASE WHEN step = 7 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN logins ELSE 0 END) AS BIGINT) AS logins_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w7,
+    SUM(CASE WHEN step = 7 THEN revenue ELSE 0 END) AS revenue_w7,
+    CAST(SUM(CASE WHEN step = 8 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN logins ELSE 0 END) AS BIGINT) AS logins_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w8,
+    SUM(CASE WHEN step = 8 THEN revenue ELSE 0 END) AS revenue_w8
+  FROM (
+    SELECT
+      *,
+      CAST(FLOOR(
+        CAST((
+          DATE_DIFF(
+            'DAY',
+            DATE_TRUNC('DAY', CAST(dt AS DATE)),
+            DATE_TRUNC('DAY', CAST('2025-03-05' AS DATE))
+          ) - 1
+        ) AS DOUBLE) / 7.0
+      ) AS BIGINT) + 1 AS step
+    FROM history
+    WHERE
+      dt >= '2025-01-08'
+  ) AS stepped
   GROUP BY
     player_id
 ), purchase_days AS (

@@ -53,59 +53,73 @@ WITH history AS (
   GROUP BY
     player_id
 ), steps AS (
+  /* each row's history step once (1 = the most recent step_days), then one pass of sums */
   SELECT
     player_id,
-    CAST(SUM(CASE WHEN dt >= '2025-02-24' AND dt < '2025-03-03' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-24' AND dt < '2025-03-03' THEN logins ELSE 0 END) AS BIGINT) AS logins_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-24' AND dt < '2025-03-03' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-24' AND dt < '2025-03-03' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-24' AND dt < '2025-03-03' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w1,
-    SUM(CASE WHEN dt >= '2025-02-24' AND dt < '2025-03-03' THEN revenue ELSE 0 END) AS revenue_w1,
-    CAST(SUM(CASE WHEN dt >= '2025-02-17' AND dt < '2025-02-24' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-17' AND dt < '2025-02-24' THEN logins ELSE 0 END) AS BIGINT) AS logins_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-17' AND dt < '2025-02-24' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-17' AND dt < '2025-02-24' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-17' AND dt < '2025-02-24' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w2,
-    SUM(CASE WHEN dt >= '2025-02-17' AND dt < '2025-02-24' THEN revenue ELSE 0 END) AS revenue_w2,
-    CAST(SUM(CASE WHEN dt >= '2025-02-10' AND dt < '2025-02-17' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-10' AND dt < '2025-02-17' THEN logins ELSE 0 END) AS BIGINT) AS logins_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-10' AND dt < '2025-02-17' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-10' AND dt < '2025-02-17' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-10' AND dt < '2025-02-17' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w3,
-    SUM(CASE WHEN dt >= '2025-02-10' AND dt < '2025-02-17' THEN revenue ELSE 0 END) AS revenue_w3,
-    CAST(SUM(CASE WHEN dt >= '2025-02-03' AND dt < '2025-02-10' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-03' AND dt < '2025-02-10' THEN logins ELSE 0 END) AS BIGINT) AS logins_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-03' AND dt < '2025-02-10' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-03' AND dt < '2025-02-10' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-02-03' AND dt < '2025-02-10' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w4,
-    SUM(CASE WHEN dt >= '2025-02-03' AND dt < '2025-02-10' THEN revenue ELSE 0 END) AS revenue_w4,
-    CAST(SUM(CASE WHEN dt >= '2025-01-27' AND dt < '2025-02-03' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-27' AND dt < '2025-02-03' THEN logins ELSE 0 END) AS BIGINT) AS logins_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-27' AND dt < '2025-02-03' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-27' AND dt < '2025-02-03' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-27' AND dt < '2025-02-03' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w5,
-    SUM(CASE WHEN dt >= '2025-01-27' AND dt < '2025-02-03' THEN revenue ELSE 0 END) AS revenue_w5,
-    CAST(SUM(CASE WHEN dt >= '2025-01-20' AND dt < '2025-01-27' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-20' AND dt < '2025-01-27' THEN logins ELSE 0 END) AS BIGINT) AS logins_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-20' AND dt < '2025-01-27' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-20' AND dt < '2025-01-27' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-20' AND dt < '2025-01-27' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w6,
-    SUM(CASE WHEN dt >= '2025-01-20' AND dt < '2025-01-27' THEN revenue ELSE 0 END) AS revenue_w6,
-    CAST(SUM(CASE WHEN dt >= '2025-01-13' AND dt < '2025-01-20' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-13' AND dt < '2025-01-20' THEN logins ELSE 0 END) AS BIGINT) AS logins_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-13' AND dt < '2025-01-20' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-13' AND dt < '2025-01-20' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-13' AND dt < '2025-01-20' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w7,
-    SUM(CASE WHEN dt >= '2025-01-13' AND dt < '2025-01-20' THEN revenue ELSE 0 END) AS revenue_w7,
-    CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN logins ELSE 0 END) AS BIGINT) AS logins_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w8,
-    CAST(SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w8,
-    SUM(CASE WHEN dt >= '2025-01-06' AND dt < '2025-01-13' THEN revenue ELSE 0 END) AS revenue_w8
-  FROM history
-  WHERE
-    dt >= '2025-01-06'
+    CAST(SUM(CASE WHEN step = 1 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN logins ELSE 0 END) AS BIGINT) AS logins_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w1,
+    CAST(SUM(CASE WHEN step = 1 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w1,
+    SUM(CASE WHEN step = 1 THEN revenue ELSE 0 END) AS revenue_w1,
+    CAST(SUM(CASE WHEN step = 2 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN logins ELSE 0 END) AS BIGINT) AS logins_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w2,
+    CAST(SUM(CASE WHEN step = 2 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w2,
+    SUM(CASE WHEN step = 2 THEN revenue ELSE 0 END) AS revenue_w2,
+    CAST(SUM(CASE WHEN step = 3 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN logins ELSE 0 END) AS BIGINT) AS logins_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w3,
+    CAST(SUM(CASE WHEN step = 3 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w3,
+    SUM(CASE WHEN step = 3 THEN revenue ELSE 0 END) AS revenue_w3,
+    CAST(SUM(CASE WHEN step = 4 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN logins ELSE 0 END) AS BIGINT) AS logins_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w4,
+    CAST(SUM(CASE WHEN step = 4 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w4,
+    SUM(CASE WHEN step = 4 THEN revenue ELSE 0 END) AS revenue_w4,
+    CAST(SUM(CASE WHEN step = 5 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN logins ELSE 0 END) AS BIGINT) AS logins_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w5,
+    CAST(SUM(CASE WHEN step = 5 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w5,
+    SUM(CASE WHEN step = 5 THEN revenue ELSE 0 END) AS revenue_w5,
+    CAST(SUM(CASE WHEN step = 6 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN logins ELSE 0 END) AS BIGINT) AS logins_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w6,
+    CAST(SUM(CASE WHEN step = 6 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w6,
+    SUM(CASE WHEN step = 6 THEN revenue ELSE 0 END) AS revenue_w6,
+    CAST(SUM(CASE WHEN step = 7 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN logins ELSE 0 END) AS BIGINT) AS logins_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w7,
+    CAST(SUM(CASE WHEN step = 7 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w7,
+    SUM(CASE WHEN step = 7 THEN revenue ELSE 0 END) AS revenue_w7,
+    CAST(SUM(CASE WHEN step = 8 THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN logins ELSE 0 END) AS BIGINT) AS logins_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN play_seconds ELSE 0 END) AS DOUBLE) / 60.0 AS play_minutes_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w8,
+    CAST(SUM(CASE WHEN step = 8 THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w8,
+    SUM(CASE WHEN step = 8 THEN revenue ELSE 0 END) AS revenue_w8
+  FROM (
+    SELECT
+      *,
+      CAST(FLOOR(
+        CAST((
+          DATE_DIFF(
+            'DAY',
+            DATE_TRUNC('DAY', CAST(dt AS DATE)),
+            DATE_TRUNC('DAY', CAST('2025-03-03' AS DATE))
+          ) - 1
+        ) AS DOUBLE) / 7.0
+      ) AS BIGINT) + 1 AS step
+    FROM history
+    WHERE
+      dt >= '2025-01-06'
+  ) AS stepped
   GROUP BY
     player_id
 ), purchase_days AS (
