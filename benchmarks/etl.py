@@ -9,7 +9,10 @@ stage in a fresh child process (time inside the child, peak RSS of the child):
 - scan     a bare DuckDB scan with simple aggregates over the raw columns player_day reads:
            the I/O + decode floor of any engine on this data;
 - core     the full feature build: player_day for all days (one range run = full recompute)
-           + features at a late cutoff, exactly as `ltv features` runs them;
+           + features at a late cutoff, every day deduplicated (no validation results used);
+- clean    the same, with every day declared duplicate-free (`duplicate_free=`, as the daily
+           loop's backfill does from stored validation reports): true by construction here,
+           the simulated lake has no duplicate events (simulation.dirty.duplicate_rate = 0);
 - daily    the incremental daily run: player_day of the last day alone;
 - pandas   benchmarks/pandas_reference.py on the same data and cutoff (player_day + features,
            both written as parquet like the core's). If it needs more memory than the machine
@@ -133,14 +136,17 @@ def stage_scan(config: GameConfig, lake: Lake, first: dt.date, last: dt.date, th
 
 
 def stage_core(config: GameConfig, lake: Lake, first: dt.date, last: dt.date, cutoff: dt.date,
-               threads: int | None) -> dict[str, Any]:
-    """Full recompute: player_day for [first, last] in one range run, then features at the cutoff."""
+               threads: int | None, clean: bool = False) -> dict[str, Any]:
+    """Full recompute: player_day for [first, last] in one range run, then features at the cutoff.
+
+    With `clean`, every day is passed as validated duplicate-free (no DISTINCT)."""
     for table in ("player_day", "features"):
         shutil.rmtree(lake.table(table), ignore_errors=True)
     engine = _engine(config, lake, threads)
+    duplicate_free = frozenset(str(d) for d in etl.day_range(first, last + dt.timedelta(days=1))) if clean else frozenset()
     with Measured() as m:
         with Measured() as m_day:
-            pday = etl.build_player_day(engine, config, first, last)
+            pday = etl.build_player_day(engine, config, first, last, duplicate_free=duplicate_free)
         with Measured() as m_feat:
             feats = etl.build_features(engine, config, cutoff)
     return m.result() | {"player_day_s": m_day.seconds, "features_s": m_feat.seconds,
@@ -182,8 +188,8 @@ def child_main(args: argparse.Namespace) -> None:
     cutoff = dt.date.fromisoformat(args.cutoff) if args.cutoff else late_cutoff(config, last)
     if args.child == "scan":
         result = stage_scan(config, lake, first, last, args.threads)
-    elif args.child == "core":
-        result = stage_core(config, lake, first, last, cutoff, args.threads)
+    elif args.child in ("core", "clean"):
+        result = stage_core(config, lake, first, last, cutoff, args.threads, clean=args.child == "clean")
     elif args.child == "daily":
         result = stage_daily(config, lake, last, args.threads)
     else:
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="kill the pandas run above this RSS (default: 90%% of RAM)")
     parser.add_argument("--idle-timeout", type=float, default=3600,
                         help="seconds to wait, before each stage, for other processes to leave the CPUs idle")
-    parser.add_argument("--child", choices=["scan", "core", "daily", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["scan", "clean", "core", "daily", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--last", help=argparse.SUPPRESS)
     parser.add_argument("--cutoff", help=argparse.SUPPRESS)
@@ -234,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads : DuckDB {args.threads or 'engine default (LTV_THREADS or all cores)'}")
     print(f"cache   : raw files read once before measuring ({warm_cache(lake):.1f} s); all stages warm\n", flush=True)
 
-    measured = {}
-    for stage in ("scan", "core", "daily"):
+    stages = ["scan", "clean", "core", "daily"]  # daily last: it needs the full build's player_day
+    if config.simulation.dirty.duplicate_rate > 0:
+        stages.remove("clean")
+        print("(the lake has duplicate events: no 'clean' stage)")
+    measured: dict[str, dict | None] = {"clean": None}
+    for stage in stages:
         measured[stage] = run_child(SCRIPT, [*common, "--child", stage], idle_timeout_s=args.idle_timeout)
         if measured[stage] is None:
             return 1
         print(f"  {stage:6s} {measured[stage]['seconds']:7.1f} s", flush=True)
-    scan, core, daily = measured["scan"], measured["core"], measured["daily"]
+    scan, clean, core, daily = measured["scan"], measured["clean"], measured["core"], measured["daily"]
     limit = args.pandas_limit_gib or 0.9 * m["ram_gib"]
     pandas = run_child(SCRIPT, [*common, "--child", "pandas"], rss_limit_gib=limit, idle_timeout_s=args.idle_timeout)
     prefix = None
@@ -261,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         if pandas is None:
             print("pandas did not fit in memory even on 1/8 of the days")
             return 1
-    report(config, rows, size, cutoff, scan, core, daily, pandas, prefix, engine, all_days, limit)
+    report(config, rows, size, cutoff, scan, core, clean, daily, pandas, prefix, engine, all_days, limit)
     return 0
 
 
@@ -271,8 +281,9 @@ def _row(label: str, r: dict, events: int) -> str:
             f"{r['peak_rss_mib']:9,.0f}   {load}")
 
 
-def report(config: GameConfig, rows: int, size: int, cutoff: dt.date, scan: dict, core: dict, daily: dict,
-           pandas: dict, prefix: tuple | None, engine: DuckDBEngine, all_days: list[dt.date], limit: float) -> None:
+def report(config: GameConfig, rows: int, size: int, cutoff: dt.date, scan: dict, core: dict, clean: dict | None,
+           daily: dict, pandas: dict, prefix: tuple | None, engine: DuckDBEngine, all_days: list[dt.date],
+           limit: float) -> None:
     d_rows, d_size = raw_stats(engine, config, all_days[-1:])
     print(f"\n{'stage':32s} {'wall s':>8s} {'CPU s':>8s} {'events/s':>12s} {'peak MiB':>9s}   other load")
     print(_row("bare DuckDB scan (I/O floor)", scan, rows))
@@ -280,6 +291,10 @@ def report(config: GameConfig, rows: int, size: int, cutoff: dt.date, scan: dict
     print(f"  player_day, {len(all_days)} days, one run {core['player_day_s']:8.2f}   "
           f"({core['player_day_rows']:,} player-days)")
     print(f"  features at {cutoff}       {core['features_s']:8.2f}   ({core['feature_rows']:,} players)")
+    if clean is not None:
+        print(_row("core full build, days clean", clean, rows))
+        print(f"  player_day without DISTINCT     {clean['player_day_s']:8.2f}")
+        print(f"  features at {cutoff}       {clean['features_s']:8.2f}")
     print(_row("core daily run (1 day)", daily, d_rows) + f"   [rerun {daily['repeat_s']:.2f} s]")
     if prefix is None:
         print(_row("pandas reference", pandas, rows))
@@ -302,14 +317,20 @@ def report(config: GameConfig, rows: int, size: int, cutoff: dt.date, scan: dict
           f"{verdict(ratio_pandas >= TARGET_PANDAS_RATIO)}")
     print(f"{'core / scan':40s} {ratio_scan:8.1f}x   <= {TARGET_SCAN_RATIO:.0f}x   "
           f"{verdict(ratio_scan <= TARGET_SCAN_RATIO)}")
+    if clean is not None and prefix is None:
+        r_pandas, r_scan = pandas["seconds"] / clean["seconds"], clean["seconds"] / scan["seconds"]
+        print(f"{'pandas / core, days clean':40s} {r_pandas:8.1f}x   >= {TARGET_PANDAS_RATIO:.0f}x  "
+              f"{verdict(r_pandas >= TARGET_PANDAS_RATIO)}   (pandas still deduplicates)")
+        print(f"{'core, days clean / scan':40s} {r_scan:8.1f}x   <= {TARGET_SCAN_RATIO:.0f}x   "
+              f"{verdict(r_scan <= TARGET_SCAN_RATIO)}")
     print(f"{'daily / full: rows read':40s} {d_rows / rows:9.4f}   (1 of {len(all_days)} partitions: "
           f"{d_rows:,} of {rows:,} rows)")
     print(f"{'daily / full: bytes read':40s} {d_size / size:9.4f}   ({d_size / 2**20:.1f} of "
           f"{size / 2**20:,.0f} MiB)")
     print(f"{'daily / full: time':40s} {daily['seconds'] / core['player_day_s']:9.4f}   "
           f"({daily['seconds']:.2f} s vs {core['player_day_s']:.1f} s for player_day)")
-    contended = [n for n, r in [("scan", scan), ("core", core), ("daily", daily), ("pandas", pandas)]
-                 if r["contended"]]
+    contended = [n for n, r in [("scan", scan), ("core", core), ("clean", clean), ("daily", daily),
+                                ("pandas", pandas)] if r is not None and r["contended"]]
     if contended:
         print(f"WARNING: other processes competed for the CPUs during {', '.join(contended)}; "
               "those wall times are inflated (CPU s is the steadier measure); rerun on an idle machine")

@@ -63,6 +63,7 @@ TARGET_DAY_ACCURACY = 0.05  # exact-day accuracy, model - popularity baseline
 TARGET_PLAYERS_PER_MIN = 1_000_000
 MIN_PLAYERS = 100_000
 SCORE_ROWS = 1_000_000
+SCORE_ATTEMPTS = 3          # a scoring call disturbed by another job is repeated (all calls are printed)
 DEFAULT_INSTALLS = 500      # the game's 400/day gives ~95k players by the default --as-of
 DEFAULT_DAYS = 380          # the game's year + the label horizon of the last configured version
 DEFAULT_AS_OF = dt.date(2025, 8, 4)  # ~7 months in; test labels end before the content update
@@ -152,16 +153,27 @@ def replicate(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     return pd.concat([frame] * copies, ignore_index=True).iloc[:rows]
 
 
-def scoring_throughput(model: LTVModel, test: pd.DataFrame, rows: int, idle_timeout: float) -> dict[str, Any]:
-    """Time one `LTVModel.predict` call on `rows` rows (replicated test features), after a warm-up."""
+def scoring_throughput(model: LTVModel, test: pd.DataFrame, rows: int, idle_timeout: float,
+                       attempts: int = SCORE_ATTEMPTS) -> dict[str, Any]:
+    """Time one `LTVModel.predict` call on `rows` rows (replicated test features), after a warm-up.
+
+    On a shared machine another job can start during the call: such a measurement (other
+    processes > 5% of the machine) is repeated, up to `attempts` calls; every call is reported
+    and the first undisturbed one (else the fastest) is the result."""
     big = replicate(test.drop(columns=[c for c in datasets.LABELS if c in test]), rows)
     model.predict(big.iloc[:2000])  # first-call costs (lazy model loading) are not throughput
-    busy = bench.wait_until_idle(timeout_s=idle_timeout)
-    with Measured() as m:
-        out = model.predict(big)
-    assert len(out) == rows
-    return m.result() | {"rows": rows, "copies": math.ceil(rows / len(test)), "test_rows": len(test),
-                         "players_per_min": rows / m.seconds * 60, "busy_before": busy}
+    calls = []
+    for _ in range(attempts):
+        busy = bench.wait_until_idle(timeout_s=idle_timeout)
+        with Measured() as m:
+            out = model.predict(big)
+        assert len(out) == rows
+        calls.append(m.result() | {"busy_before": busy})
+        if m.foreign_share <= 0.05:
+            break
+    best = next((c for c in calls if c["foreign_share"] <= 0.05), min(calls, key=lambda c: c["seconds"]))
+    return best | {"rows": rows, "copies": math.ceil(rows / len(test)), "test_rows": len(test),
+                   "players_per_min": rows / best["seconds"] * 60, "calls": calls}
 
 
 def day_distributions(frame: pd.DataFrame, days: int) -> np.ndarray:
@@ -429,7 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     print(target_line("batch scoring, M players/min", score["players_per_min"] / 1e6, ">= 1.0",
                       score["players_per_min"] >= TARGET_PLAYERS_PER_MIN,
                       f"({score['rows']:,} rows = {score['copies']} copies of the {score['test_rows']:,} test rows, "
-                      f"one call, {score['seconds']:.1f} s)"))
+                      f"one call, {score['seconds']:.1f} s, CPU {score['cpu_s']:.0f} s)"))
+    if len(score["calls"]) > 1:
+        print(f"{'':44s} scoring calls: " + "; ".join(
+            f"{c['seconds']:.1f} s with {c['foreign_share']:.0%} other load" for c in score["calls"]))
     print(f"{'fit time, 5 stages (s)':44s} {fit_m.seconds:10.0f}   (no target)  "
           f"budget {budget_name}; {len(splits['train']):,} train rows; CPU {fit_m.cpu_s:.0f} s")
     stage_models = ", ".join(f"{k}={v['model']}" for k, v in model.manifest["stages"].items())
@@ -445,10 +460,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if fam:
         print(f"\n{'payer classifier families':22s}{'ROC-AUC':>9s}{'PR-AUC':>9s}{'F1':>7s}{'fit s':>8s}"
-              f"{'predict s / ' + format(fam[0]['predict_rows'], ',') + ' rows':>30s}{'artifact MiB':>14s}  best (members)")
+              f"{'predict s / ' + format(fam[0]['predict_rows'], ',') + ' rows':>30s}{'other load':>11s}{'artifact MiB':>14s}"
+              "  best (members)")
         for r in fam:
             print(f"{r['families']:22s}{r['roc_auc']:9.4f}{r['pr_auc']:9.4f}{r['f1']:7.3f}{r['fit_s']:8.0f}"
-                  f"{r['predict_s']:30.1f}{r['artifact_mib']:14.1f}  {r['model_best']} ({', '.join(r['members'])})")
+                  f"{r['predict_s']:30.1f}{r['predict_foreign_share']:11.0%}{r['artifact_mib']:14.1f}  {r['model_best']} ({', '.join(r['members'])})")
             print(f"{'':22s}trained: {', '.join(r['trained'])}")
     if drift is not None:
         print("\ndrift experiment (stale = trained on the first version; retrained on the last)")

@@ -131,6 +131,41 @@ def test_daily_run_matches_pandas(game):
     assert_frames_equal(core[ref.PLAYER_DAY_COLUMNS], expected, ["dt", "player_id"])
 
 
+def _drop_exact_duplicates(config, lake: Lake, days: list[dt.date]) -> None:
+    """Rewrite these raw event partitions without their duplicate rows (as a clean export would be)."""
+    for day in days:
+        path = lake.raw_partition(config.logs.events.table, day) / "part-0.parquet"
+        table = pq.read_table(path)
+        pq.write_table(pa.Table.from_pandas(table.to_pandas().drop_duplicates(), preserve_index=False)
+                       .cast(table.schema), path)
+
+
+def test_skipping_dedup_on_validated_days_matches_pandas(game):
+    """Days validation finds duplicate-free skip the DISTINCT (plain + deduplicated days in one
+    range run); the result is still the reference's, and passing a dirty day would be caught."""
+    from ltv.validation import Validator, duplicate_free
+
+    config, lake, engine = game
+    first = config.simulation.start
+    clean_days = [first + dt.timedelta(days=i) for i in range(50, 56)]
+    _drop_exact_duplicates(config, lake, clean_days)
+    start, end = clean_days[0] - dt.timedelta(days=3), clean_days[-1] + dt.timedelta(days=2)
+    validated = frozenset(str(d) for d in etl.day_range(start, end + dt.timedelta(days=1))
+                          if duplicate_free(Validator(engine, config).run(d)))
+    assert validated == {str(d) for d in clean_days}  # the dirty neighbours keep their duplicates
+
+    etl.build_player_day(engine, config, start, end, duplicate_free=validated)
+    core = engine.query(f"SELECT * FROM player_day WHERE dt BETWEEN '{start}' AND '{end}'")
+    expected = ref.player_day_from_lake(config, lake, start, end)
+    assert_frames_equal(core[ref.PLAYER_DAY_COLUMNS], expected, ["dt", "player_id"])
+
+    dirty = str(end)  # negative control, not written: a dirty day declared clean counts duplicates twice
+    wrong = engine.query(etl.player_day_sql(config, end, end, frozenset({dirty})))
+    with pytest.raises(AssertionError, match="values differ"):
+        assert_frames_equal(wrong[ref.PLAYER_DAY_COLUMNS], ref.player_day_from_lake(config, lake, end, end),
+                            ["dt", "player_id"])
+
+
 @pytest.mark.parametrize("days_after_start", [20, 41, 45, 79])
 def test_features_match_pandas(game, days_after_start):
     """Cutoffs before the history fills every step, after the duplicate installs, the last day."""
