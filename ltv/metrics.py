@@ -76,7 +76,11 @@ def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
 
 def spearman(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Spearman rank correlation (average ranks for ties); nan if either side is constant."""
+    """Spearman rank correlation (average ranks for ties); nan if either side is constant.
+
+    With mostly zero actuals (non-payers share one tied rank) it rewards predicting exact zeros:
+    a continuous score such as `ltv_expected` stays near 0.5 however well it orders players,
+    while the oracle's and `recent_revenue`'s exact zeros score higher. Read it beside the Gini."""
     y, p = _arr(y_true), _arr(y_pred)
     if np.ptp(y) == 0 or np.ptp(p) == 0:
         return float("nan")

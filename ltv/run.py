@@ -26,6 +26,7 @@ from ltv.training import TrainingRun, train_evaluate_register
 from ltv.validation import ValidationReport, duplicate_free, duplicate_free_days, validate_day
 
 RETRAIN_COOLDOWN_DAYS = 28
+FIRST_MODEL = "first model"  # the retrain reason while there is no champion
 ETL_HOUR = dt.time(2, 0)
 
 
@@ -90,7 +91,7 @@ class DailyLoop:
     def _retrain_reason(self, day: dt.date, policy_fired: bool) -> str | None:
         since = None if self.last_retrain is None else (day - self.last_retrain).days
         if self.registry.champion() is None:
-            return "no champion yet" if since is None or since >= 7 else None
+            return FIRST_MODEL if since is None or since >= 7 else None
         if schedule.matches(self.config.schedules.retrain, day):
             return "scheduled retrain"
         cooled = since is None or since >= RETRAIN_COOLDOWN_DAYS
@@ -106,7 +107,7 @@ class DailyLoop:
                                        f"{self.config.features.n_steps} history steps since the logs begin ({first})")
             etl.require_player_day(self.engine, self.config, warm, day, f"dataset {spec.name}")
         except LtvError as e:
-            if reason != "no champion yet":
+            if reason != FIRST_MODEL:
                 log("error", f"retrain ({reason}) skipped: {e}")
             return
         self.last_retrain = day  # kept across runs, so the cooldown holds when `ltv run` is called daily
@@ -118,9 +119,7 @@ class DailyLoop:
             log("error", f"retrain ({reason}) failed: {e}")
             return
         summary.trainings.append(run)
-        p = run.decision.primary
-        log("trained", f"{reason}: version {run.version.version} {run.version.status}: {run.decision.reason}"
-            + (f" [{p.get('metric')} {p.get('challenger', 0):.4f}]" if p else ""))
+        log("trained", f"{reason}: version {run.version.version} {run.version.status}: {run.decision.reason}")
 
     def backfill(self, before: dt.date) -> int:
         """Build the missing player_day partitions of every raw day before `before` in one
