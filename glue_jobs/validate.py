@@ -16,7 +16,7 @@ from ltv.validation import validate_day
 
 def run(rt: common.Runtime, args: common.Args) -> str:
     day = rt.run_date(args)
-    reports = rt.lake.monitoring / "validation"
+    reports = rt.lake.validation_reports
     try:
         report = validate_day(rt.engine, rt.config, day, now=rt.now(), report_dir=reports)
     finally:

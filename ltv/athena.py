@@ -31,7 +31,7 @@ import pandas as pd
 
 from ltv import etl, scoring, sql
 from ltv.config import GameConfig
-from ltv.engine import DERIVED, WriteResult
+from ltv.engine import DERIVED, WriteResult, fingerprint
 from ltv.errors import LtvError
 from ltv.lake import SUCCESS
 
@@ -225,6 +225,16 @@ class AthenaEngine:
             types, _ = wr.s3.read_parquet_metadata(path, boto3_session=self.session)
             columns |= {name: t.upper() for name, t in types.items() if name not in columns}
         return columns
+
+    def raw_partition_fingerprint(self, table: str, day: str) -> str | None:
+        import awswrangler as wr
+
+        files = self._data_objects(self.partition_uri(table, day))
+        if not files:
+            return None
+        described = wr.s3.describe_objects(files, boto3_session=self.session)
+        return fingerprint((path, d.get("ETag"), d.get("ContentLength"), d.get("VersionId"))
+                           for path, d in described.items())
 
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         self._put(self.partition_uri(table, value) + name, json.dumps(payload, sort_keys=True, default=str).encode())

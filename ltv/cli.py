@@ -167,7 +167,7 @@ def validate(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
     config, game_id = load_game(game)
     engine = _engine(config, lake)
     for day in _days(date, to):
-        report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).base / "validation")
+        report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).validation_reports)
         out.print(f"[green]valid[/green] {game_id} {day}: {len(report.results)} checks, "
                   f"{len(report.warnings)} warning(s)")
         for w in report.warnings:
@@ -195,7 +195,7 @@ def features_daily(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
         for i, day in enumerate(days):
             clean: frozenset[str] = frozenset()
             if check:
-                report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).base / "validation")
+                report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).validation_reports)
                 clean = frozenset({str(day)}) if duplicate_free(report) else clean
             rows += build_player_day(engine, config, day, duplicate_free=clean).rows
             update(i + 1, len(days))

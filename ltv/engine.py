@@ -7,12 +7,15 @@ the game's raw log tables (from its config) and the derived tables `player_day`,
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Protocol
 
 import duckdb
@@ -54,6 +57,11 @@ class Engine(Protocol):
 
     def raw_partition_columns(self, table: str, day: str) -> dict[str, str]:
         """Column name -> SQL type of the files of one raw partition (not the table's union)."""
+
+    def raw_partition_fingerprint(self, table: str, day: str) -> str | None:
+        """Identity of one raw partition's files (names, sizes, versions), None if it has none:
+        it changes whenever the partition is rewritten, so a stored validation result can be
+        trusted only while it is unchanged."""
 
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         """Store a JSON document beside a complete partition (`_`-prefixed: readers skip it)."""
@@ -153,12 +161,21 @@ class DuckDBEngine:
         rows = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet([{listing}], union_by_name = true)").fetchall()
         return {name: sql_type for name, sql_type, *_ in rows}
 
+    def raw_partition_fingerprint(self, table: str, day: str) -> str | None:
+        files = sorted((self.lake.raw(table) / f"dt={day}").glob("*.parquet"))
+        return fingerprint((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files) if files else None
+
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         write_json_atomic(self.partition_dir(table, value) / name, payload)
 
     def partition_dir(self, table: str, value: str) -> Path:
         base, key = self._glob(table)
         return base / f"{key}={value}"
+
+
+def fingerprint(items: Iterable[tuple]) -> str:
+    """A short stable hash of a listing of files."""
+    return hashlib.sha256(json.dumps(sorted(items), default=str).encode()).hexdigest()[:16]
 
 
 def pq_rows(path: Path) -> int:

@@ -66,6 +66,11 @@ class Lake:
         return self.base / "monitoring"
 
     @property
+    def validation_reports(self) -> Path:
+        """One data-validation report per raw day, `dt=<day>.json` (the same key in S3)."""
+        return self.monitoring / "validation"
+
+    @property
     def reports(self) -> Path:
         return self.base / "reports"
 

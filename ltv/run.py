@@ -129,7 +129,7 @@ class DailyLoop:
         missing = [d for d in raw if d < before - dt.timedelta(days=1) and str(d) not in have]
         if missing:
             etl.build_player_day(self.engine, self.config, missing[0], missing[-1],
-                                 duplicate_free=duplicate_free_days(self.lake.base / "validation"))
+                                 duplicate_free=duplicate_free_days(self.lake.validation_reports, self.engine))
         return len(missing)
 
     def run(self, start: dt.date, end: dt.date, progress: Callable[[int, int], None] | None = None) -> RunSummary:
@@ -149,4 +149,4 @@ def etl_validate(loop: DailyLoop, raw_day: dt.date) -> ValidationReport:
     """Validate a raw day as the scheduled job would, at ETL time on the next day."""
     return validate_day(loop.engine, loop.config, raw_day,
                         now=dt.datetime.combine(raw_day + dt.timedelta(days=1), ETL_HOUR),
-                        report_dir=loop.lake.base / "validation")
+                        report_dir=loop.lake.validation_reports)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ltv import sql
 from ltv.config import GameConfig
+from ltv.engine import Engine
 from ltv.errors import DataValidationError
 
 CHECK_NAMES = (
@@ -52,6 +55,7 @@ class ValidationReport:
     game: str
     day: str
     results: list[CheckResult]
+    events_fingerprint: str | None = None  # the raw events partition as validated (see duplicate_free_days)
 
     @property
     def errors(self) -> list[CheckResult]:
@@ -63,7 +67,7 @@ class ValidationReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"game": self.game, "day": self.day, "passed": not self.errors,
-                "results": [asdict(r) for r in self.results]}
+                "events_fingerprint": self.events_fingerprint, "results": [asdict(r) for r in self.results]}
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ class Validator:
 
     def run(self, day: dt.date) -> ValidationReport:
         d = str(day)
+        # taken before the checks: a partition rewritten while they run no longer matches
+        events_fingerprint = self.engine.raw_partition_fingerprint(self.config.logs.events.table, d)
         results: list[CheckResult] = []
         present = []
         for table, types in expected_types(self.config).items():
@@ -183,7 +189,8 @@ class Validator:
         if self.config.logs.events.table in present:
             results.append(self._duplicates(d))
             results.append(self._volume(d))
-        return ValidationReport(self.config.game.id, d, [r for r in results if self.severity[r.name] != "off"])
+        return ValidationReport(self.config.game.id, d, [r for r in results if self.severity[r.name] != "off"],
+                                events_fingerprint)
 
     def _schema(self, table: str, day: str, types: dict[str, set[str]]) -> CheckResult:
         actual = {name.lower(): type_family(t) for name, t in self.engine.raw_partition_columns(table, day).items()}
@@ -268,13 +275,21 @@ def duplicate_free(report: ValidationReport) -> bool:
     return any(r.name == "duplicate_events" and r.passed for r in report.results)
 
 
-def duplicate_free_days(report_dir: Any) -> frozenset[str]:
-    """Days whose stored validation report found no duplicate events."""
-    from pathlib import Path
-
-    days = set()
-    for path in Path(report_dir).glob("dt=*.json"):
-        results = json.loads(path.read_text()).get("results", [])
-        if any(r["name"] == "duplicate_events" and r["passed"] for r in results):
-            days.add(path.stem.removeprefix("dt="))
-    return frozenset(days)
+def duplicate_free_days(report_dir: Any, engine: Engine, days: Iterable[str] | None = None) -> frozenset[str]:
+    """Days (of `days`, default all) whose stored validation report found no duplicate events
+    in the raw events partition that is there now: a partition rewritten since it was validated
+    (its fingerprint changed) must be deduplicated again, or its duplicates would be counted."""
+    table = engine.config.logs.events.table
+    paths = (Path(report_dir).glob("dt=*.json") if days is None
+             else (Path(report_dir) / f"dt={d}.json" for d in days))
+    clean = set()
+    for path in paths:
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        day = path.stem.removeprefix("dt=")
+        if (any(r["name"] == "duplicate_events" and r["passed"] for r in report.get("results", []))
+                and report.get("events_fingerprint") is not None
+                and report["events_fingerprint"] == engine.raw_partition_fingerprint(table, day)):
+            clean.add(day)
+    return frozenset(clean)

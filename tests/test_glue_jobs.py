@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import os
 import shutil
@@ -163,6 +164,28 @@ def test_validate_job_fails_on_bad_rows_and_still_writes_its_report(config_file,
     failed = [r for r in report["results"] if not r["passed"] and r["severity"] == "error"]
     assert report["passed"] is False and [r["name"] for r in failed] == ["event_types"]
     assert failed[0]["failing_rows"] == 1
+
+
+def test_daily_job_skips_deduplication_only_while_the_validated_partition_is_unchanged(config, config_file, lake,
+                                                                                       caplog):
+    day = "2025-01-22"
+    part = table_dir(lake, "raw", "events", f"dt={day}")
+    original = pq.read_table(part / "part-0.parquet")
+    pq.write_table(pa.Table.from_pandas(original.to_pandas().drop_duplicates(), preserve_index=False)
+                   .cast(original.schema), part / "part-0.parquet")
+    assert validate.main(local_args(config_file, lake, "--date", day), now=lambda: NOW) == 0
+    caplog.set_level(logging.INFO, logger="ltv.glue")
+    assert daily.main(local_args(config_file, lake, "--date", day)) == 0
+    assert "(validated duplicate-free)" in caplog.text
+
+    pq.write_table(original.slice(0, 50), part / "part-1.parquet")  # late re-export: 50 events twice
+    caplog.clear()
+    assert daily.main(local_args(config_file, lake, "--date", day)) == 0
+    assert "(deduplicated)" in caplog.text
+    got = pd.read_parquet(table_dir(lake, "player_day", f"dt={day}", "part-0.parquet"))
+    raw = pd.read_parquet(part).drop_duplicates()
+    raw = raw[raw.user_id.notna() & (raw.event_ts.dt.date.astype(str) == day)]
+    assert got.events.sum() == len(raw)
 
 
 def test_due_cutoffs_follow_each_games_weekday_and_label_horizon():
@@ -415,6 +438,19 @@ def test_athena_raw_partition_stats_and_file_schema(config, simulated, aws):
     assert len(sent_queries(aws)) == 1, "the schema comes from the parquet footers, not from a query"
 
 
+def test_athena_raw_partition_fingerprint_changes_when_the_partition_is_rewritten(config, simulated, aws):
+    source = table_dir(simulated, "raw", "events", f"dt={START}", "part-0.parquet")
+    s3, engine = aws.client("s3"), athena_engine(config, aws)
+    assert engine.raw_partition_fingerprint("events", str(START)) is None
+    s3.upload_file(str(source), "raw", f"events/dt={START}/part-0.parquet")
+    s3.put_object(Bucket="raw", Key=f"events/dt={START}/_SUCCESS", Body=b"")  # not data: Athena skips it
+    first = engine.raw_partition_fingerprint("events", str(START))
+    assert first is not None and engine.raw_partition_fingerprint("events", str(START)) == first
+    s3.put_object(Bucket="raw", Key=f"events/dt={START}/part-0.parquet", Body=source.read_bytes()[:-1] + b"!")
+    assert engine.raw_partition_fingerprint("events", str(START)) not in (None, first)
+    assert sent_queries(aws) == [], "a listing, not a query"
+
+
 def test_athena_publishes_a_directory_marker_last_and_fetches_all_or_nothing(config, aws, tmp_path, monkeypatch):
     engine = athena_engine(config, aws)
     local = tmp_path / "datasets" / "v1"
@@ -505,6 +541,9 @@ class RecordingEngine:
 
     def raw_partition_columns(self, table: str, day: str) -> dict[str, str]:
         return {c: t.upper() for c, t in raw_columns(self.config)[table]}  # from the footers: nothing sent
+
+    def raw_partition_fingerprint(self, table: str, day: str) -> str:
+        return "listing"  # from an S3 listing: nothing sent
 
 
 def recorded(config: cfg.GameConfig, tmp_path: Path, job: Any, args: dict[str, str],

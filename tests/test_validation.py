@@ -13,7 +13,7 @@ from handmade import day, event, write_lake
 from ltv.errors import DataValidationError
 from ltv.lake import Lake
 from ltv.simulate import simulate
-from ltv.validation import validate_day
+from ltv.validation import duplicate_free_days, validate_day
 
 NOW = dt.datetime(2025, 3, 9, 3, 0)
 DAY = day("2025-03-08")
@@ -83,6 +83,25 @@ def test_warnings_do_not_stop_and_severity_is_configurable(tmp_path: Path) -> No
     with pytest.raises(DataValidationError, match="duplicate_events") as err:
         validate_day(engine, strict, DAY, now=NOW)
     assert "late_events" not in str(err.value)
+
+
+def test_a_stored_duplicate_free_result_holds_only_for_the_partition_it_validated(tmp_path: Path) -> None:
+    config = make_config()
+    engine = write_lake(tmp_path, config, clean_events(), {"A": "2025-03-01 09:00", "C": "2025-03-08 09:00"})
+    reports = tmp_path / "reports"
+    for d in ("2025-03-07", "2025-03-08"):
+        validate_day(engine, config, day(d), now=NOW, report_dir=reports)
+    assert duplicate_free_days(reports, engine) == {"2025-03-07", "2025-03-08"}
+    assert duplicate_free_days(reports, engine, ["2025-03-08", "2025-03-12"]) == {"2025-03-08"}
+
+    mutate(engine, add(event("B", "2025-03-08 10:00", "login")))  # re-exported after validation, with a duplicate
+    assert duplicate_free_days(reports, engine) == {"2025-03-07"}
+    validate_day(engine, config, DAY, now=NOW, report_dir=reports)  # validated again: it has duplicates
+    assert duplicate_free_days(reports, engine) == {"2025-03-07"}
+
+    stale = reports / "dt=2025-03-07.json"  # a report that does not say which files it saw is not trusted
+    stale.write_text(stale.read_text().replace('"events_fingerprint"', '"unused"'))
+    assert duplicate_free_days(reports, engine) == set()
 
 
 def test_freshness_and_volume(tmp_path: Path) -> None:
