@@ -15,8 +15,7 @@ def run(rt: common.Runtime, args: common.Args) -> str:
     day = rt.run_date(args)
     # the validate job's report of this day: if it found no duplicates in the partition that is
     # still there, the aggregation can skip exact-duplicate removal (2/3 of its work)
-    report = f"dt={day}.json"
-    rt.fetch(rt.lake.validation_reports, [report])
+    rt.fetch(rt.lake.validation_reports, [f"dt={day}.json"])
     clean = duplicate_free_days(rt.lake.validation_reports, rt.engine, [str(day)])
     result = build_player_day(rt.engine, rt.config, day, duplicate_free=clean)
     return f"player_day dt={day}: {result.rows} rows ({'validated duplicate-free' if clean else 'deduplicated'})"

@@ -272,7 +272,11 @@ def validate_day(engine: Any, config: GameConfig, day: dt.date, now: dt.datetime
 
 def duplicate_free(report: ValidationReport) -> bool:
     """True if the day's duplicate check ran and found no duplicate events."""
-    return any(r.name == "duplicate_events" and r.passed for r in report.results)
+    return _no_duplicates((r.name, r.passed) for r in report.results)
+
+
+def _no_duplicates(results: Iterable[tuple[str, bool]]) -> bool:
+    return any(name == "duplicate_events" and passed for name, passed in results)
 
 
 def duplicate_free_days(report_dir: Any, engine: Engine, days: Iterable[str] | None = None) -> frozenset[str]:
@@ -288,7 +292,7 @@ def duplicate_free_days(report_dir: Any, engine: Engine, days: Iterable[str] | N
             continue
         report = json.loads(path.read_text())
         day = path.stem.removeprefix("dt=")
-        if (any(r["name"] == "duplicate_events" and r["passed"] for r in report.get("results", []))
+        if (_no_duplicates((r["name"], r["passed"]) for r in report.get("results", []))
                 and report.get("events_fingerprint") is not None
                 and report["events_fingerprint"] == engine.raw_partition_fingerprint(table, day)):
             clean.add(day)
