@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from rich.table import Table
 from ltv import config as cfg
 from ltv.errors import LtvError
 from ltv.lake import Lake
+
+if TYPE_CHECKING:
+    from ltv.training import DriftExperiment
 
 console = Console(stderr=True)
 out = Console()
@@ -329,11 +332,9 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
 
     Example: ltv evaluate --game galaxy-raiders --dataset v2
     """
-    from ltv import datasets, report
-    from ltv.evaluate import evaluate as run_eval
-    from ltv.lake import write_json_atomic, write_text_atomic
+    from ltv import datasets
     from ltv.models import LTVModel
-    from ltv.training import latest_drift
+    from ltv.training import write_evaluation
 
     config, game_id = load_game(game)
     lk = Lake(lake, game_id)
@@ -345,13 +346,7 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
         m, label = LTVModel.load(version.path), f"version {version.version}"
     else:
         m, label = LTVModel.load(Path(model)), model
-    spec = datasets.find_spec(config, dataset)
-    datasets.build_dataset(_engine(config, lake), config, lk, spec)
-    ev = run_eval(m, datasets.load_dataset(lk, spec.name), lk)
-    target = out_dir or lk.reports / f"evaluation-{spec.name}"
-    write_json_atomic(target / "metrics.json", ev.metrics)
-    write_text_atomic(target / "report.html", report.render(ev, m.manifest, title=f"{config.game.name}: {label} on {spec.name}",
-                                                            drift=latest_drift(lk)))
+    target, ev = write_evaluation(config, lk, _engine(config, lake), m, label, datasets.find_spec(config, dataset), out_dir)
     _print_metrics(ev.metrics)
     out.print(f"metrics: {target / 'metrics.json'}\nreport:  {target / 'report.html'}")
 
@@ -372,7 +367,7 @@ def _print_metrics(metrics: dict) -> None:
 
 @app.command()
 def drift(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False) -> None:
-    """Reproduce Kakao's drift experiment on the configured dataset versions.
+    """Reproduce Kakao's drift experiment on the configured dataset versions whose data is complete.
 
     Trains on the first version, evaluates that fixed model on every later version's test
     period, retrains on the latest version and evaluates it on the same data. Writes
@@ -380,31 +375,35 @@ def drift(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False) ->
 
     Example: ltv drift --game galaxy-raiders --fast
     """
-    from ltv import datasets
-    from ltv.evaluate import drift_table
-    from ltv.models import train as fit
-    from ltv.training import record_drift, runs_dir
+    from ltv.training import drift_experiment
 
     config, game_id = load_game(game)
-    lk, engine = Lake(lake, game_id), _engine(config, lake)
-    specs = datasets.version_specs(config)
-    loaded = {}
-    with progress_bar("dataset versions") as update:
-        for i, spec in enumerate(specs):
-            datasets.build_dataset(engine, config, lk, spec)
-            loaded[spec.name] = datasets.load_dataset(lk, spec.name)
-            update(i + 1, len(specs))
-    base = runs_dir(lk) / f"drift-{dt.datetime.now():%Y%m%dT%H%M%S}"
-    models = {}
-    for which, spec in (("stale", specs[0]), ("retrained", specs[-1])):
-        console.print(f"training the {which} model on {spec.name}")
-        models[which] = fit(config, loaded[spec.name], base / which, budget=_budget(config, fast),
-                            dataset=datasets.read_manifest(lk.datasets / spec.name))
-    table = drift_table(models["stale"], models["retrained"], loaded, lk)
-    path = record_drift(lk, table, {"stale": specs[0].name, "retrained": specs[-1].name})
-    out.print(table[["version", "stale_normalized_gini", "retrained_normalized_gini", "oracle_normalized_gini",
-                     "stale_minmax", "stale_payer_f1"]].to_string(index=False))
-    out.print(f"drift table: {path}")
+    result = drift_experiment(config, Lake(lake, game_id), _engine(config, lake), budget=_budget(config, fast),
+                              progress=lambda m: console.print(f"[dim]{escape(m)}[/dim]"))
+    for name, why in result.skipped.items():
+        out.print(f"[yellow]skipped {name}[/yellow]: {escape(why)}", soft_wrap=True)
+    out.print(_drift_table(result))
+    out.print(f"drift table: {result.path} (shown by every later report)")
+
+
+def _drift_table(result: "DriftExperiment") -> Table:
+    """Kakao's drift table: per version, the stale model → the retrained one, and the oracle."""
+    t = Table(title=f"Drift: stale = trained on {result.stale.split('-')[0]}, retrained on "
+                    f"{result.retrained.split('-')[0]}",
+              caption="cells: stale → retrained; oracle: the simulator's truth (Gini)"
+                      + "".join(f"; {name} skipped: data not complete" for name in result.skipped))
+    metrics = {"normalized_gini": "Gini", "minmax": "minmax", "payer_f1": "payer F1"}
+    for column in ("ver.", "test from", *metrics.values(), "oracle"):
+        t.add_column(column, justify="left" if column in ("ver.", "test from") else "right", no_wrap=True)
+
+    def cell(row: dict, m: str) -> str:
+        stale, fresh = row.get(f"stale_{m}"), row.get(f"retrained_{m}")
+        return f"{stale:.3f}" + (f" → {fresh:.3f}" if fresh is not None and fresh == fresh else "")  # NaN: not retrained
+
+    for row in result.table.to_dict("records"):
+        t.add_row(row["version"].split("-")[0], row["test_cutoffs"].split("..")[0], *(cell(row, m) for m in metrics),
+                  f"{row['oracle_normalized_gini']:.3f}" if row.get("oracle_normalized_gini") is not None else "")
+    return t
 
 
 @registry_app.command("list")
@@ -610,12 +609,12 @@ def demo(lake: Annotated[Optional[Path], typer.Option("--lake", help="where to w
         first = next(e.day for e in loop.of("alert") if e.text.startswith(policy))
         a.add_row(policy, str(n), first)
     out.print(a)
-    champion = max((r for r in loop.trainings if r.version.status == "Approved"), key=lambda r: r.version.version,
-                   default=None)
     out.print(f"{len(loop.of('scored'))} weekly scoring runs; {len(loop.of('validation'))} days failed validation; "
               f"{len(loop.of('error'))} errors")
-    if champion:
-        out.print(f"champion: version {champion.version.version}; its report: [bold]{champion.report}[/bold]")
+    out.print(_drift_table(result.drift))
+    if result.report:
+        out.print(f"report of the champion, with the drift table: [bold]{result.report}[/bold]")
+        out.print(f"every training's report: {result.lake.base / 'runs'}/*/report.html")
     out.print(f"lake: {result.lake.root}  (try: ltv registry list --game {s.game} --lake {result.lake.root})")
 
 

@@ -407,6 +407,15 @@ class GameConfig(Strict):
         payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
+    def data_hash(self) -> str:
+        """Stable hash of what defines features and labels (log mapping, steps, horizons, cutoff
+        schedule): part of a dataset's identity. Model budget, promotion, monitoring or the
+        simulator's settings do not change what a dataset contains, so editing them does not
+        make existing dataset versions "another definition"."""
+        payload = self.model_dump(mode="json", include={"game": {"id"}, "logs": True, "features": True,
+                                                        "horizons": True, "cutoffs": True})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
 
 # ----------------------------------------------------------------------------------------------
 # Loading

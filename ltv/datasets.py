@@ -53,7 +53,7 @@ class DatasetSpec:
         return max(self.test)
 
     def fingerprint(self, config: GameConfig) -> str:
-        payload = {"config": config.config_hash(), "sql": sql.sql_hash(config),
+        payload = {"data": config.data_hash(), "sql": sql.sql_hash(config),
                    "splits": {k: [str(d) for d in v] for k, v in self.splits().items()}}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

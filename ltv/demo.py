@@ -1,8 +1,9 @@
 """The demo: simulate a game with a content update (drift), then run the daily loop over it.
 
 It shows the whole local twin: a first champion, weekly scoring, the update detected and
-alerted, retrains whose challengers are promoted or rejected by the promotion rule, and the
-HTML report of the latest training. Everything goes to a new folder; nothing is overwritten.
+alerted, retrains whose challengers are promoted or rejected by the promotion rule, Kakao's
+drift experiment over the configured dataset versions, and the HTML report of the champion
+with the drift table. Everything goes to a new folder; nothing is overwritten.
 """
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ltv import config as cfg
+from ltv import datasets
 from ltv.lake import Lake
 from ltv.models.automl import fast_budget
 from ltv.run import DailyLoop, RunSummary
 from ltv.simulate import SimulationSummary, simulate
+from ltv.training import DriftExperiment, drift_experiment, write_evaluation
 
 DEMO_GAME = "galaxy-raiders"
 LOOP_START_AFTER_DAYS = 182   # the loop starts after 26 weeks of history
@@ -27,6 +30,8 @@ class DemoResult:
     lake: Lake
     simulation: SimulationSummary
     loop: RunSummary
+    drift: DriftExperiment
+    report: Path | None         # the champion on its test period, with the drift table
 
 
 def demo_config(game: str, installs: int | None, days: int | None) -> cfg.GameConfig:
@@ -49,4 +54,12 @@ def run_demo(root: Path, *, game: str = DEMO_GAME, installs: int | None = DEFAUL
     end = config.simulation.end - dt.timedelta(days=1)
     loop = DailyLoop(config, lake, budget=fast_budget(config.model) if fast else None, say=say)
     summary = loop.run(start, end, progress=(lambda d, n: progress("daily loop", d, n)) if progress else None)
-    return DemoResult(lake, sim, summary)
+    say("drift experiment: a model fixed on the first dataset version vs one retrained on the latest")
+    drift = drift_experiment(config, lake, loop.engine, budget=loop.budget, progress=say)
+    report = None
+    champion = loop.registry.champion()
+    if champion is not None:
+        spec = datasets.find_spec(config, champion.lineage["dataset"]["name"])
+        report, _ = write_evaluation(config, lake, loop.engine, loop.registry.load(champion.version),
+                                     f"model version {champion.version} (champion)", spec)
+    return DemoResult(lake, sim, summary, drift, report / "report.html" if report else None)

@@ -20,7 +20,8 @@ import pandas as pd
 from ltv import datasets, report
 from ltv.config import GameConfig, ModelBudget
 from ltv.engine import Engine
-from ltv.evaluate import Evaluation, evaluate
+from ltv.errors import EmptyWindowError, MissingPartitionError
+from ltv.evaluate import Evaluation, drift_table, evaluate
 from ltv.lake import Lake, write_json_atomic, write_text_atomic
 from ltv.models import LTVModel, train
 from ltv.promotion import Decision, decide
@@ -95,3 +96,58 @@ def record_drift(lake: Lake, table: pd.DataFrame, details: dict[str, Any]) -> Pa
     path = lake.reports / "drift.json"
     write_json_atomic(path, details | {"rows": table.to_dict("records")})
     return path
+
+
+@dataclass
+class DriftExperiment:
+    table: pd.DataFrame
+    path: Path                  # reports/drift.json, which every later report shows
+    stale: str                  # the version the fixed model was trained on
+    retrained: str              # the version the fresh model was trained on
+    skipped: dict[str, str]     # versions whose data is not complete yet, and why
+
+
+def drift_experiment(config: GameConfig, lake: Lake, engine: Engine, *, budget: ModelBudget | None = None,
+                     progress: Callable[[str], None] | None = None) -> DriftExperiment:
+    """Kakao's drift experiment over the configured dataset versions whose data is complete:
+    train on the first, evaluate that fixed model on every version's test period, retrain on
+    the last and evaluate it on the same data. Versions whose labels reach past the logs are
+    skipped (and named), so the experiment runs as soon as two versions are complete."""
+    say = progress or (lambda _msg: None)
+    loaded: dict[str, dict[str, pd.DataFrame]] = {}
+    skipped: dict[str, str] = {}
+    for spec in datasets.version_specs(config):
+        try:
+            datasets.build_dataset(engine, config, lake, spec)
+        except (MissingPartitionError, EmptyWindowError) as e:
+            skipped[spec.name] = str(e)
+            continue
+        loaded[spec.name] = datasets.load_dataset(lake, spec.name)
+        say(f"dataset {spec.name} ready")
+    if len(loaded) < 2:
+        raise EmptyWindowError("the drift experiment needs two complete dataset versions, found "
+                               f"{len(loaded)}: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    names = list(loaded)
+    base = runs_dir(lake) / f"drift-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
+    models = {}
+    for which, name in (("stale", names[0]), ("retrained", names[-1])):
+        say(f"training the {which} model on {name}")
+        models[which] = train(config, loaded[name], base / which, budget=budget,
+                              dataset=datasets.read_manifest(lake.datasets / name))
+    say("evaluating both on every version's test period")
+    table = drift_table(models["stale"], models["retrained"], loaded, lake)
+    path = record_drift(lake, table, {"stale": names[0], "retrained": names[-1], "skipped": skipped})
+    return DriftExperiment(table, path, names[0], names[-1], skipped)
+
+
+def write_evaluation(config: GameConfig, lake: Lake, engine: Engine, model: LTVModel, label: str,
+                     spec: datasets.DatasetSpec, target: Path | None = None) -> tuple[Path, Evaluation]:
+    """Evaluate a model on a dataset's test period: metrics.json and report.html (with the
+    latest drift table) in `target`, by default reports/evaluation-<dataset>."""
+    datasets.build_dataset(engine, config, lake, spec)
+    evaluation = evaluate(model, datasets.load_dataset(lake, spec.name), lake)
+    target = target or lake.reports / f"evaluation-{spec.name}"
+    write_json_atomic(target / "metrics.json", evaluation.metrics)
+    write_text_atomic(target / "report.html", report.render(
+        evaluation, model.manifest, title=f"{config.game.name}: {label} on {spec.name}", drift=latest_drift(lake)))
+    return target, evaluation

@@ -254,6 +254,13 @@ def test_dataset_versions_are_immutable_and_out_of_time(simulated) -> None:
     changed = datasets.DatasetSpec("tiny", spec.train, spec.validation, (day("2025-02-24"),))
     with pytest.raises(ImmutableVersionError, match="already exists with another definition"):
         datasets.build_dataset(engine, config, lake, changed)
+    steps = config.features.model_copy(update={"n_steps": config.features.n_steps + 1})
+    with pytest.raises(ImmutableVersionError, match="another definition"):
+        datasets.build_dataset(engine, config.model_copy(update={"features": steps}), lake, spec)
+    budget = config.model.model_copy(update={"time_limit_s": 7})  # not part of what a dataset contains
+    promotion = config.promotion.model_copy(update={"min_improvement": 0.5})
+    assert datasets.build_dataset(engine, config.model_copy(update={"model": budget, "promotion": promotion}),
+                                  lake, spec) == manifest
     splits = datasets.load_dataset(lake, "tiny")
     assert set(splits["train"].cutoff) == {"2025-01-27", "2025-02-03"}
     assert (lake.datasets / "tiny" / "stats.json").exists()

@@ -2,6 +2,7 @@
 baselines, evaluation against oracle and baselines, and the HTML report."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -155,3 +156,30 @@ def test_drift_table_shows_the_stale_model_decaying(tiny_game, tiny_model, tmp_p
     assert np.isfinite(table.iloc[-1][["retrained_normalized_gini", "retrained_minmax", "retrained_payer_f1"]]
                        .astype(float)).all()
     assert table.iloc[:-1]["retrained_normalized_gini"].isna().all()
+
+
+def test_drift_experiment_uses_the_complete_versions_and_every_later_report_shows_it(scoring_lake) -> None:
+    """Versions whose labels reach past the logs are skipped and named; the table is recorded and
+    an evaluation report written afterwards carries it."""
+    from ltv import datasets, etl
+    from ltv.training import drift_experiment, latest_drift, write_evaluation
+
+    config, lake, engine, registry = scoring_lake
+    config = config.model_copy(update={"datasets": config.datasets.model_copy(update={"count": 5})})
+    specs = datasets.version_specs(config)
+    last_day = dt.date.fromisoformat(max(engine.partitions("player_day")))
+    complete = [s.name for s in specs if max(s.test) + dt.timedelta(days=etl.label_horizon(config) - 1) <= last_day]
+    assert 2 <= len(complete) < len(specs), "the case needs both complete and incomplete versions"
+
+    result = drift_experiment(config, lake, engine)
+    assert list(result.table["version"]) == complete
+    assert (result.stale, result.retrained) == (complete[0], complete[-1])
+    assert set(result.skipped) == {s.name for s in specs} - set(complete)
+    assert all("needs player_day" in why for why in result.skipped.values())
+    assert latest_drift(lake)["version"].tolist() == complete
+
+    target, _ = write_evaluation(config, lake, engine, registry.load(registry.champion().version), "champion",
+                                 specs[0])
+    page = (target / "report.html").read_text()
+    assert "No drift table yet" not in page and complete[-1] in page
+    assert json.loads((target / "metrics.json").read_text())["model"]["players"] > 0
