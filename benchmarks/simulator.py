@@ -10,7 +10,6 @@ its own. Also holds the helpers the ETL benchmark shares (configs, machine, chil
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import hashlib
 import json
@@ -26,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-import yaml
 
 from ltv import config as cfg
 from ltv.lake import Lake
@@ -43,18 +41,9 @@ PILOT_INSTALLS = 40
 # shared helpers
 
 
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge overrides into a copy of base (dicts merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for k, v in overrides.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def derive_config(game: str, **overrides: Any) -> cfg.GameConfig:
     """An example game's config with overrides (like tests/conftest.py's make_config)."""
-    raw = yaml.safe_load((GAMES / f"{game}.yaml").read_text())
-    return cfg.parse(merge(raw, overrides), source=f"bench:{game}")
+    return cfg.load(GAMES / f"{game}.yaml", overrides)
 
 
 def sized_config(game: str, events: int, days: int | None = None, seed: int | None = None) -> cfg.GameConfig:

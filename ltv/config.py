@@ -7,6 +7,7 @@ silently fall back to a default.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
 import hashlib
@@ -434,8 +435,9 @@ def resolve(game_or_path: str | Path) -> Path:
     return config_dir() / f"{game_or_path}.yaml"
 
 
-def load(game_or_path: str | Path) -> GameConfig:
-    """Load and validate a game config; any problem raises `ConfigError` with a readable message."""
+def load(game_or_path: str | Path, overrides: dict[str, Any] | None = None) -> GameConfig:
+    """Load and validate a game config, with `overrides` deep-merged into the file's content
+    first (validated like the file); any problem raises `ConfigError` with a readable message."""
     path = resolve(game_or_path)
     if not path.exists():
         known = sorted(x.stem for x in config_dir().glob("*.yaml"))
@@ -447,7 +449,15 @@ def load(game_or_path: str | Path) -> GameConfig:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return parse(raw, source=str(path))
+    return parse(merge(raw, overrides or {}), source=str(path) + (" with overrides" if overrides else ""))
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge overrides into a copy of base (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in overrides.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def parse(raw: dict[str, Any], source: str = "<config>") -> GameConfig:

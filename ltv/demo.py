@@ -35,9 +35,8 @@ class DemoResult:
 
 
 def demo_config(game: str, installs: int | None, days: int | None) -> cfg.GameConfig:
-    base = cfg.load(game)
-    sim = base.simulation.model_copy(update={k: v for k, v in (("daily_installs", installs), ("days", days)) if v})
-    return base.model_copy(update={"simulation": sim})
+    sim = {k: v for k, v in (("daily_installs", installs), ("days", days)) if v}
+    return cfg.load(game, {"simulation": sim})
 
 
 def run_demo(root: Path, *, game: str = DEMO_GAME, installs: int | None = DEFAULT_INSTALLS, days: int | None = None,

@@ -1,7 +1,6 @@
 """Shared fixtures: small game configs derived from the example games, and temporary lakes."""
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,8 @@ def raw_config(game: str = "galaxy-raiders") -> dict[str, Any]:
     return yaml.safe_load((GAMES / f"{game}.yaml").read_text())
 
 
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge overrides into a copy of base (dicts merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for k, v in overrides.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def make_config(game: str = "galaxy-raiders", **overrides: Any) -> cfg.GameConfig:
-    return cfg.parse(merge(raw_config(game), overrides), source=f"test:{game}")
+    return cfg.load(GAMES / f"{game}.yaml", overrides)
 
 
 @pytest.fixture
@@ -59,7 +50,7 @@ def loop_config(**overrides: Any) -> cfg.GameConfig:
             "datasets": {"first_start": "2025-02-03", "count": 3, "start_shift_weeks": 3, "train_weeks": [3],
                          "validation_weeks": 1, "test_weeks": 1, "rolling_train_weeks": 3},
             "model": TINY_BUDGET}
-    return make_config(**merge(base, overrides))
+    return make_config(**cfg.merge(base, overrides))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import GAMES, make_config, merge, raw_config
+from conftest import GAMES, make_config, raw_config
+from ltv.config import merge
 from ltv import config as cfg
 from ltv.cli import app
 from ltv.errors import ConfigError
