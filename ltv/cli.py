@@ -199,7 +199,7 @@ def features_daily(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
             clean: frozenset[str] = frozenset()
             if check:
                 report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).validation_reports)
-                clean = frozenset({str(day)}) if duplicate_free(report) else clean
+                clean = duplicate_free(report)
             rows += build_player_day(engine, config, day, duplicate_free=clean).rows
             update(i + 1, len(days))
     out.print(f"player_day: {len(days)} day(s), {rows:,} player-days in {Lake(lake, game_id).table('player_day')}")
@@ -387,22 +387,22 @@ def drift(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False) ->
 
 
 def _drift_table(result: "DriftExperiment") -> Table:
-    """Kakao's drift table: per version, the stale model → the retrained one, and the oracle."""
+    """Kakao's drift table for an 80-column terminal: stale → retrained per metric, oracle Gini apart."""
+    from ltv.evaluate import drift_cells
+
     t = Table(title=f"Drift: stale = trained on {result.stale.split('-')[0]}, retrained on "
                     f"{result.retrained.split('-')[0]}",
               caption="cells: stale → retrained; oracle: the simulator's truth (Gini)"
                       + "".join(f"; {name} skipped: data not complete" for name in result.skipped))
-    metrics = {"normalized_gini": "Gini", "minmax": "minmax", "payer_f1": "payer F1"}
-    for column in ("ver.", "test from", *metrics.values(), "oracle"):
-        t.add_column(column, justify="left" if column in ("ver.", "test from") else "right", no_wrap=True)
-
-    def cell(row: dict, m: str) -> str:
-        stale, fresh = row.get(f"stale_{m}"), row.get(f"retrained_{m}")
-        return f"{stale:.3f}" + (f" → {fresh:.3f}" if fresh is not None and fresh == fresh else "")  # NaN: not retrained
-
-    for row in result.table.to_dict("records"):
-        t.add_row(row["version"].split("-")[0], row["test_cutoffs"].split("..")[0], *(cell(row, m) for m in metrics),
-                  f"{row['oracle_normalized_gini']:.3f}" if row.get("oracle_normalized_gini") is not None else "")
+    cells = drift_cells(result.table, ("normalized_gini", "minmax", "payer_f1"), oracle=False)
+    cells["version"] = cells["version"].str.split("-").str[0]
+    cells["test cutoffs"] = cells["test cutoffs"].str.split("..", regex=False).str[0]
+    cells["oracle"] = [f"{v:.3f}" for v in result.table["oracle_normalized_gini"]]
+    for column in cells.columns:
+        t.add_column({"version": "ver.", "test cutoffs": "test from"}.get(column, column),
+                     justify="left" if column in ("version", "test cutoffs") else "right", no_wrap=True)
+    for row in cells.itertuples(index=False):
+        t.add_row(*row)
     return t
 
 

@@ -142,6 +142,20 @@ def _day_mae_by_segment(test: pd.DataFrame, frame: pd.DataFrame, popularity: pd.
 
 
 DRIFT_METRICS = ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae")
+DRIFT_LABELS = {"normalized_gini": "Gini", "minmax": "minmax", "payer_f1": "payer F1", "purchase_day_mae": "day MAE"}
+
+
+def drift_cells(drift: pd.DataFrame, metrics: tuple[str, ...] = DRIFT_METRICS, oracle: bool = True) -> pd.DataFrame:
+    """The drift table for reading: one row per version, each metric as one cell
+    `stale → retrained (oracle)` (the retrained model only has a value on the last version)."""
+    def cell(row: pd.Series, key: str) -> str:
+        stale, fresh, best = (row.get(f"{who}_{key}") for who in ("stale", "retrained", "oracle"))
+        text = "–" if pd.isna(stale) else f"{stale:.3f}"
+        text += "" if pd.isna(fresh) else f" → {fresh:.3f}"
+        return text + ("" if not oracle or pd.isna(best) else f" ({best:.3f})")
+
+    return pd.DataFrame([{"version": r["version"], "test cutoffs": r.get("test_cutoffs", ""),
+                          **{DRIFT_LABELS[key]: cell(r, key) for key in metrics}} for _, r in drift.iterrows()])
 
 
 def drift_table(stale: LTVModel, retrained: LTVModel | None, versions: dict[str, dict[str, pd.DataFrame]],

@@ -67,8 +67,7 @@ class DailyLoop:
         failures: list[str] = []
         try:
             report = etl_validate(self, raw_day)
-            clean = frozenset({str(raw_day)}) if duplicate_free(report) else frozenset()
-            etl.build_player_day(self.engine, self.config, raw_day, duplicate_free=clean)
+            etl.build_player_day(self.engine, self.config, raw_day, duplicate_free=duplicate_free(report))
         except DataValidationError as e:
             failures = sorted({r.name for r in e.results if not r.passed and r.severity == "error"})
             log("validation", f"raw logs of {raw_day} failed validation ({', '.join(failures)}); player_day not built")

@@ -78,13 +78,18 @@ def train_evaluate_register(config: GameConfig, lake: Lake, engine: Engine, regi
     version = registry.register(run_dir / "model", metrics=evaluation.metrics["model"], status=decision.status,
                                 reason=decision.reason)
     evaluation.metrics["registered"] = {"version": version.version, "status": version.status}
-    write_json_atomic(run_dir / "metrics.json", evaluation.metrics)
-    write_text_atomic(run_dir / "report.html", report.render(
-        evaluation, model.manifest, title=f"{config.game.name}: model version {version.version} ({decision.status})",
-        drift=drift if drift is not None else latest_drift(lake)))
+    write_report(run_dir, evaluation, model.manifest, f"{config.game.name}: model version {version.version} "
+                 f"({decision.status})", drift if drift is not None else latest_drift(lake))
     shutil.rmtree(run_dir / "model")  # the registry holds the artifact now
     (run_dir / "model.txt").write_text(str(version.path) + "\n")
     return TrainingRun(run_dir, spec.name, evaluation, decision, version)
+
+
+def write_report(target: Path, evaluation: Evaluation, manifest: dict[str, Any], title: str,
+                 drift: pd.DataFrame | None) -> None:
+    """metrics.json (what the pipeline's condition step reads) and report.html in `target`."""
+    write_json_atomic(target / "metrics.json", evaluation.metrics)
+    write_text_atomic(target / "report.html", report.render(evaluation, manifest, title=title, drift=drift))
 
 
 def latest_drift(lake: Lake) -> pd.DataFrame | None:
@@ -147,7 +152,5 @@ def write_evaluation(config: GameConfig, lake: Lake, engine: Engine, model: LTVM
     datasets.build_dataset(engine, config, lake, spec)
     evaluation = evaluate(model, datasets.load_dataset(lake, spec.name), lake)
     target = target or lake.reports / f"evaluation-{spec.name}"
-    write_json_atomic(target / "metrics.json", evaluation.metrics)
-    write_text_atomic(target / "report.html", report.render(
-        evaluation, model.manifest, title=f"{config.game.name}: {label} on {spec.name}", drift=latest_drift(lake)))
+    write_report(target, evaluation, model.manifest, f"{config.game.name}: {label} on {spec.name}", latest_drift(lake))
     return target, evaluation

@@ -270,9 +270,10 @@ def validate_day(engine: Any, config: GameConfig, day: dt.date, now: dt.datetime
     return report
 
 
-def duplicate_free(report: ValidationReport) -> bool:
-    """True if the day's duplicate check ran and found no duplicate events."""
-    return _no_duplicates((r.name, r.passed) for r in report.results)
+def duplicate_free(report: ValidationReport) -> frozenset[str]:
+    """The report's day if its duplicate check ran and found no duplicate events, else nothing:
+    what `etl.build_player_day(duplicate_free=...)` takes for a just-validated day."""
+    return frozenset({report.day}) if _no_duplicates((r.name, r.passed) for r in report.results) else frozenset()
 
 
 def _no_duplicates(results: Iterable[tuple[str, bool]]) -> bool:

@@ -150,8 +150,8 @@ def test_skipping_dedup_on_validated_days_matches_pandas(game):
     clean_days = [first + dt.timedelta(days=i) for i in range(50, 56)]
     _drop_exact_duplicates(config, lake, clean_days)
     start, end = clean_days[0] - dt.timedelta(days=3), clean_days[-1] + dt.timedelta(days=2)
-    validated = frozenset(str(d) for d in etl.day_range(start, end + dt.timedelta(days=1))
-                          if duplicate_free(Validator(engine, config).run(d)))
+    validated = frozenset().union(*(duplicate_free(Validator(engine, config).run(d))
+                                    for d in etl.day_range(start, end + dt.timedelta(days=1))))
     assert validated == {str(d) for d in clean_days}  # the dirty neighbours keep their duplicates
 
     etl.build_player_day(engine, config, start, end, duplicate_free=validated)

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ltv import metrics  # noqa: E402
-from ltv.evaluate import Evaluation  # noqa: E402
+from ltv.evaluate import Evaluation, drift_cells  # noqa: E402
 
 SECTIONS = ("Summary", "Gain curve", "Deciles", "Calibration", "Payer stage", "Next purchase day", "Drift",
             "Model card")
@@ -198,21 +198,7 @@ def _drift(drift: pd.DataFrame | None) -> str:
         ax.tick_params(axis="x", rotation=45, labelsize=7)
     axes[0].legend(fontsize=8)
     return (_svg(fig) + "<p class=muted>Each cell: the stale model → the retrained one (the oracle). The retrained "
-            "model is trained on the last version and scored on its test period only.</p>" + _table(_drift_rows(drift)))
-
-
-def _drift_rows(drift: pd.DataFrame) -> pd.DataFrame:
-    """One readable row per version: each metric as `stale → retrained (oracle)`."""
-    def cell(row: pd.Series, key: str) -> str:
-        stale, fresh, oracle = (row.get(f"{who}_{key}") for who in ("stale", "retrained", "oracle"))
-        text = "–" if pd.isna(stale) else f"{stale:.3f}"
-        text += "" if pd.isna(fresh) else f" → {fresh:.3f}"
-        return text + ("" if pd.isna(oracle) else f" ({oracle:.3f})")
-
-    metrics = {"normalized_gini": "Gini", "minmax": "minmax", "payer_f1": "payer F1", "purchase_day_mae": "day MAE"}
-    return pd.DataFrame([{"version": r["version"], "test cutoffs": r.get("test_cutoffs", ""),
-                          **{label: cell(r, key) for key, label in metrics.items()}}
-                         for _, r in drift.iterrows()])
+            "model is trained on the last version and scored on its test period only.</p>" + _table(drift_cells(drift)))
 
 
 def _card(m: dict[str, Any], manifest: dict[str, Any]) -> str:
