@@ -35,6 +35,16 @@ class ImmutableVersionError(LtvError):
     """An attempt to write a dataset/model version that already exists with other content."""
 
 
+class InSampleError(LtvError):
+    """A model would be scored on rows whose period it trained or validated on (its labels
+    reach the first test cutoff): the figures would be in-sample, not an honest evaluation."""
+
+
+class StaleDefinitionError(LtvError):
+    """A stored partition was computed under another definition (config mapping, windows,
+    horizons or SQL) than the one asked for, and cannot be rebuilt here."""
+
+
 class ArtifactError(LtvError):
     """A model artifact is corrupt, incomplete or unloadable."""
 

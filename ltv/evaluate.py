@@ -8,6 +8,7 @@ exactly as the model's are.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ltv import metrics
+from ltv.errors import InSampleError
 from ltv.lake import Lake, is_complete
-from ltv.models import LTVModel, baselines
+from ltv.models import LTVModel, baselines, seen_until
 
 # metrics compared as ratios (model / reference) in the report and benchmarks
 RATIO_METRICS = ("normalized_gini", "spearman", "minmax", "payer_f1", "payer_roc_auc", "top10_revenue_capture",
@@ -95,15 +97,45 @@ def clean(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
 
 
-def evaluate(model: LTVModel, splits: dict[str, pd.DataFrame], lake: Lake | None = None) -> Evaluation:
-    """Score the model, the baselines and (if available) the oracle on the test split."""
+def in_sample_cutoffs(model: LTVModel, cutoffs: list[str]) -> list[str]:
+    """The cutoffs among `cutoffs` that the model's training or validation data reached (their
+    rows are in-sample for it); all of them when the model's training period is unknown."""
+    until = seen_until(model.manifest)
+    return sorted(str(c) for c in cutoffs if until is None or str(c) < str(until))
+
+
+def require_out_of_sample(model: LTVModel, cutoffs: list[str], *, allow_in_sample: bool = False) -> list[str]:
+    """Raise `InSampleError` if the model has seen any of these cutoffs' rows, unless
+    `allow_in_sample` (then the in-sample cutoffs are returned, for labelling every output)."""
+    seen = in_sample_cutoffs(model, cutoffs)
+    if seen and not allow_in_sample:
+        until = seen_until(model.manifest)
+        trained = "an unknown period (an artifact without lineage)" if until is None else (
+            f"data up to {until - dt.timedelta(days=1)} (its last training/validation cutoff plus the label horizon)")
+        raise InSampleError(
+            f"model {model.manifest.get('game')}/{(model.manifest.get('dataset') or {}).get('name') or model.path} "
+            f"was trained on {trained}; test cutoffs {seen[0]}..{seen[-1]} lie in that period, so its metrics would be "
+            f"in-sample. Evaluate it on a dataset whose test period starts on or after {until or 'its training period'}"
+            " (a later version or rolling-YYYY-MM-DD), or ask for an in-sample evaluation explicitly "
+            "(--allow-in-sample), which labels every output 'in-sample'.")
+    return seen
+
+
+def evaluate(model: LTVModel, splits: dict[str, pd.DataFrame], lake: Lake | None = None, *,
+             allow_in_sample: bool = False) -> Evaluation:
+    """Score the model, the baselines and (if available) the oracle on the test split.
+
+    Refuses (`InSampleError`) when the model's training or validation labels reach the test
+    period, unless `allow_in_sample`, which records the in-sample cutoffs in `metrics["in_sample"]`."""
     test = splits["test"].reset_index(drop=True)
+    in_sample = require_out_of_sample(model, sorted(test["cutoff"].unique().tolist()), allow_in_sample=allow_in_sample)
     days = model.purchase_days
     frame = _join(test, model.predict(test))
     result: dict[str, Any] = {
         "game": model.manifest["game"], "evaluated_on": "test",
         "dataset": (model.manifest.get("dataset") or {}).get("name"),
         "cutoffs": sorted(test["cutoff"].unique().tolist()), "rows": int(len(test)),
+        "in_sample": {"cutoffs": in_sample, "seen_until": str(seen_until(model.manifest))} if in_sample else None,
         "model": clean(metrics.flat_metrics(frame, days)),
     }
     base_frames = {}

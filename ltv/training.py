@@ -21,10 +21,10 @@ from ltv import datasets, report
 from ltv.config import GameConfig, ModelBudget
 from ltv.engine import Engine
 from ltv.errors import EmptyWindowError, MissingPartitionError
-from ltv.evaluate import Evaluation, drift_table, evaluate
+from ltv.evaluate import Evaluation, drift_table, evaluate, in_sample_cutoffs
 from ltv.lake import Lake, write_json_atomic, write_text_atomic
-from ltv.models import LTVModel, train
-from ltv.promotion import Decision, decide
+from ltv.models import LTVModel, seen_until, train
+from ltv.promotion import REJECTED, Decision, decide
 from ltv.registry import LocalRegistry, ModelVersion
 
 
@@ -43,15 +43,34 @@ class TrainingRun:
 
 def evaluate_against_champion(model: LTVModel, splits: dict[str, pd.DataFrame], config: GameConfig,
                               registry: LocalRegistry, lake: Lake | None) -> tuple[Evaluation, Decision]:
-    """Evaluate the challenger and the current champion on the same test rows, and decide."""
+    """Evaluate the challenger and the current champion on the same test rows, and decide.
+
+    The challenger must be out-of-sample on the whole test period (`InSampleError` otherwise).
+    The two are compared only on test cutoffs neither has seen: a champion whose training
+    reached into the holdout would otherwise win on rows it learned from. If no test cutoff is
+    unseen by both, the challenger cannot be shown better and is rejected."""
     evaluation = evaluate(model, splits, lake)
     champion = registry.champion()
-    champion_metrics = None
+    champion_metrics, challenger_metrics = None, evaluation.metrics["model"]
     evaluation.metrics["champion"] = None
     if champion is not None:
-        champion_metrics = evaluate(registry.load(champion.version), splits).metrics["model"]
-        evaluation.metrics["champion"] = {"version": champion.version, "model": champion_metrics}
-    decision = decide(evaluation.metrics["model"], champion_metrics, config.promotion)
+        incumbent = registry.load(champion.version)
+        test_cutoffs = sorted(splits["test"]["cutoff"].unique().tolist())
+        seen = in_sample_cutoffs(incumbent, test_cutoffs)
+        common = [c for c in test_cutoffs if c not in seen]
+        evaluation.metrics["champion"] = {"version": champion.version, "compared_on": common, "in_sample_for_champion": seen}
+        if not common:
+            decision = Decision(False, REJECTED, f"no test cutoff is unseen by champion version {champion.version} (its "
+                                f"training reached {seen_until(incumbent.manifest)}): the challenger cannot be compared "
+                                "out-of-sample; evaluate it on a later dataset")
+            evaluation.metrics["promotion"] = decision.to_json()
+            return evaluation, decision
+        subset = splits | {"test": splits["test"][splits["test"]["cutoff"].isin(common)]}
+        if seen:  # compare both on the common unseen rows only
+            challenger_metrics = evaluate(model, subset).metrics["model"]
+        champion_metrics = evaluate(incumbent, subset).metrics["model"]
+        evaluation.metrics["champion"] |= {"model": champion_metrics, "challenger": challenger_metrics}
+    decision = decide(challenger_metrics, champion_metrics, config.promotion)
     evaluation.metrics["promotion"] = decision.to_json()
     return evaluation, decision
 

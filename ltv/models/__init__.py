@@ -1,4 +1,4 @@
 """Models: the two-stage LTV + purchase-day + churn artifact, and the baselines."""
-from ltv.models.ltv_model import STAGES, LTVModel, train, verify
+from ltv.models.ltv_model import STAGES, LTVModel, label_days, seen_until, train, trained_on, verify
 
-__all__ = ["STAGES", "LTVModel", "train", "verify"]
+__all__ = ["STAGES", "LTVModel", "label_days", "seen_until", "train", "trained_on", "verify"]

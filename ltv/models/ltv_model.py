@@ -188,6 +188,7 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
                 "dataset": {k: dataset[k] for k in ("name", "fingerprint", "cutoffs", "rows") if k in dataset} if dataset else None,
                 "code_version": code_version(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "features": features, "horizons": config.horizons.model_dump(),
+                "trained_on": trained_on(splits, label_days(config)),
                 "log_target": log, "smearing": smearing,
                 "payer_threshold": metrics.best_f1_threshold(val["payer"], p_val),
                 "churn_threshold": metrics.best_f1_threshold(val["churned"], c_val),
@@ -210,6 +211,35 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
         return LTVModel.load(target)
     finally:
         automl.remove(work)
+
+
+def label_days(config: GameConfig) -> int:
+    """Days after a cutoff its labels read: [cutoff, cutoff + label_days)."""
+    return max(config.horizons.ltv_days, config.horizons.purchase_days)
+
+
+def trained_on(splits: dict[str, pd.DataFrame], days: int) -> dict[str, Any]:
+    """The period a model learned from (lineage): its train and validation cutoffs, the label
+    horizon, and `seen_until`, the first day none of its rows' features or labels reached.
+    Rows at cutoffs on or after `seen_until` are out-of-sample for this model."""
+    period = {s: sorted(str(c) for c in splits[s]["cutoff"].unique()) for s in ("train", "validation")}
+    last = dt.date.fromisoformat(max(period["train"] + period["validation"]))
+    return {"train": [period["train"][0], period["train"][-1]],
+            "validation": [period["validation"][0], period["validation"][-1]],
+            "label_days": days, "seen_until": str(last + dt.timedelta(days=days))}
+
+
+def seen_until(manifest: dict[str, Any]) -> dt.date | None:
+    """The first day a model's training and validation data never reached (None if unknown:
+    an artifact from before lineage recorded it, judged from its dataset's cutoffs if any)."""
+    if manifest.get("trained_on"):
+        return dt.date.fromisoformat(manifest["trained_on"]["seen_until"])
+    cutoffs = ((manifest.get("dataset") or {}).get("cutoffs") or {})
+    seen = [*cutoffs.get("train", []), *cutoffs.get("validation", [])]
+    if not seen:
+        return None
+    h = manifest["horizons"]
+    return dt.date.fromisoformat(max(seen)) + dt.timedelta(days=max(h["ltv_days"], h["purchase_days"]))
 
 
 def _known_classes(val: pd.DataFrame, train_df: pd.DataFrame, features: list[str]) -> pd.DataFrame:
