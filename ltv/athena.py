@@ -76,9 +76,15 @@ def raw_columns(config: GameConfig) -> dict[str, list[tuple[str, str]]]:
     ev, pl = config.logs.events, config.logs.players
     c, ident = ev.columns, "string" if config.logs.player_id_type == "string" else "bigint"
     session = "bigint" if ev.session_length_unit == "milliseconds" else "double"
-    events = [(c.player_id, ident), (c.event_time, "timestamp"), (c.event_type, "string"), (c.revenue, "double")]
+    events = [(c.player_id, ident), (c.event_time, "timestamp")]
+    events += [(c.event_type, "string")] if c.event_type else []
+    events += [(c.revenue, "double")]
     events += [(c.currency, "string")] if c.currency else []
-    events += [(c.level, "bigint"), (c.session_length, session)]
+    events += [(c.event_id, "string")] if c.event_id else []
+    events += [(c.level, "bigint")] if c.level else []
+    events += [(c.session_length, session)] if c.session_length else []
+    if pl is None:
+        return {ev.table: events}
     players = [(pl.columns.player_id, ident), (pl.columns.install_time, "timestamp")]
     players += [(column, "string") for column in pl.attributes.values()]
     return {ev.table: events, pl.table: players}
@@ -93,7 +99,10 @@ def table_specs(config: GameConfig) -> dict[str, TableSpec]:
 def _table_specs(config_json: str) -> dict[str, TableSpec]:
     config = GameConfig.model_validate_json(config_json)
     raw = raw_columns(config)
-    specs = {name: TableSpec(name, "raw", tuple((c.lower(), t) for c, t in cols), (("dt", "string"),))
+    pl = config.logs.players
+    flat = {pl.table} if pl is not None and not pl.partitioned else set()
+    specs = {name: TableSpec(name, "raw", tuple((c.lower(), t) for c, t in cols),
+                             () if name in flat else (("dt", "string"),))
              for name, cols in raw.items()}
     derived = _describe_derived(config, raw)
     for name, key in DERIVED.items():
@@ -115,7 +124,7 @@ def _describe_derived(config: GameConfig, raw: dict[str, list[tuple[str, str]]])
     con = duckdb.connect()
     for table, cols in raw.items():
         columns = ", ".join(f"{sql.quote(c)} {duck[t]}" for c, t in cols)
-        con.execute(f"CREATE TABLE {sql.quote(table)} ({columns}, dt VARCHAR)")
+        con.execute(f"CREATE TABLE {sql.quote(table)} ({columns}, dt VARCHAR)")  # flat tables: dt unused
     day = config.datasets.first_start
     queries = {"player_day": etl.player_day_sql(config, day, day), "features": etl.features_sql(config, day),
                "labels": etl.labels_sql(config, day)}

@@ -29,7 +29,8 @@ class GameStacks:
 def add_game(app: App, config: GameConfig, *, core_wheel: Path) -> GameStacks:
     """Add a game's stacks to the app, in the game's account and region, named after its id."""
     names = Names.of(config)
-    env = Environment(account=config.aws.account, region=config.aws.region)
+    aws = config.require_aws()
+    env = Environment(account=aws.account, region=aws.region)
     protect = config.stack.removal_policy == "retain"
     lake = DataLakeStack(app, names.stack("DataLake"), config=config, env=env, stack_name=names.stack("DataLake"),
                          termination_protection=protect,
