@@ -148,7 +148,9 @@ SELECT
     l.revenue_total,
     l.max_daily_revenue,
     CASE WHEN l.purchases_total > 0 THEN l.revenue_total / l.purchases_total END AS revenue_per_purchase,
+{% if col.event_type %}
     CAST(l.purchase_days_total AS DOUBLE) / l.active_days_total AS purchase_day_rate,
+{% endif %}
     l.revenue_total / l.active_days_total AS revenue_per_active_day,
     -- the whole history in the buy-till-you-die summary (frequency x, recency t_x, age T, in
     -- days, counted in purchase days so same-day repeat orders are one transaction) and the
