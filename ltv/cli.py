@@ -304,8 +304,13 @@ def train(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset vers
     from ltv.models import train as fit
     from ltv.training import runs_dir, train_evaluate_register
 
+    from ltv import horizon
+
     config, game_id = load_game(game)
     lk, engine = Lake(lake, game_id), _engine(config, lake)
+    config, note = horizon.for_dataset(config, engine.partitions("player_day"), dataset)
+    if note:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
     spec = datasets.find_spec(config, dataset)
     say = lambda m: console.print(f"[dim]{escape(m)}[/dim]")  # noqa: E731
     if register:
