@@ -137,17 +137,18 @@ def test_a_purchase_only_log_onboards_by_config_alone(tmp_path: Path) -> None:
 
 
 def test_train_progress_names_the_model_being_fitted(tmp_path: Path, monkeypatch) -> None:
-    """While AutoGluon fits, a heartbeat reports stage, model (its newest model folder) and time."""
+    """While AutoGluon fits, a heartbeat reports the stage, the models done so far and the time."""
     import time
 
     from ltv.models import automl
 
     monkeypatch.setattr(automl, "HEARTBEAT_S", 0.02)
     lines: list[str] = []
-    with automl._heartbeat(tmp_path, "payer", lines.append):
+    with automl._heartbeat(tmp_path, "payer", lines.append, ["GBM", "CAT"]):
         time.sleep(0.1)
         (tmp_path / "models" / "LightGBM").mkdir(parents=True)
         time.sleep(0.1)
-    assert any(line.startswith("payer: fitting preparing the data") for line in lines)
-    assert any(line.startswith("payer: fitting LightGBM (") and line.endswith(" s)") for line in lines)
-    assert lines[-1].startswith("payer: done (")
+    assert any(line.startswith("payer: fitting, ") and "models done: none yet (planned: GBM, CAT)" in line
+               for line in lines)
+    assert any("models done: LightGBM (planned" in line for line in lines)
+    assert lines[-1].startswith("payer: done in ") and lines[-1].endswith("(LightGBM)")

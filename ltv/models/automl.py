@@ -36,23 +36,25 @@ def hyperparameters(budget: ModelBudget) -> dict[str, Any]:
     return budget.hyperparameters or {family: {} for family in budget.families}
 
 
-def _fitting(path: Path) -> str:
-    """The model AutoGluon is fitting now: the newest model folder under the predictor's path
-    (it writes each model there as it starts), read from disk so nothing is added to the
-    predictor (a callback object would be pickled with it)."""
+def _fitted(path: Path) -> list[str]:
+    """Models AutoGluon has finished so far, oldest first: it saves each model's folder under the
+    predictor's path when that model is fitted (read from disk, so nothing is added to the
+    predictor, which pickles whatever it is given)."""
     models = [p for p in (path / "models").glob("*") if p.is_dir()] if (path / "models").exists() else []
-    return max(models, key=lambda p: p.stat().st_mtime).name if models else "preparing the data"
+    return [p.name for p in sorted(models, key=lambda p: p.stat().st_mtime)]
 
 
 @contextmanager
-def _heartbeat(path: Path, stage: str, say: Callable[[str], None]):
-    """Report stage, model being fitted and elapsed seconds every HEARTBEAT_S until the block ends."""
+def _heartbeat(path: Path, stage: str, say: Callable[[str], None], planned: list[str]):
+    """Report stage, models done (of those planned) and elapsed seconds every HEARTBEAT_S until
+    the block ends."""
     stop, started = threading.Event(), time.monotonic()
-    line = lambda verb: say(f"{stage}: {verb} {_fitting(path)} ({time.monotonic() - started:.0f} s)")  # noqa: E731
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_S):
-            line("fitting")
+            done = _fitted(path)
+            say(f"{stage}: fitting, {time.monotonic() - started:.0f} s; models done: {', '.join(done) or 'none yet'} "
+                f"(planned: {', '.join(planned)})")
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -61,7 +63,7 @@ def _heartbeat(path: Path, stage: str, say: Callable[[str], None]):
     finally:
         stop.set()
         thread.join()
-        say(f"{stage}: done ({time.monotonic() - started:.0f} s)")
+        say(f"{stage}: done in {time.monotonic() - started:.0f} s ({', '.join(_fitted(path)) or 'no model'})")
 
 
 @contextmanager
@@ -82,7 +84,7 @@ def fit(train: pd.DataFrame, label: str, problem_type: str, eval_metric: str, bu
                                  path=str(path), verbosity=0)
     bagged = any(p in budget.presets for p in ("best", "high", "extreme"))
     kwargs: dict[str, Any] = {"use_bag_holdout": True} if bagged and tuning is not None else {}
-    with _heartbeat(path, stage or label, progress) if progress is not None else _nothing():
+    with _heartbeat(path, stage or label, progress, list(hyperparameters(budget))) if progress else _nothing():
         predictor.fit(train, tuning_data=tuning, time_limit=budget.time_limit_s, presets=budget.presets,
                       hyperparameters=hyperparameters(budget), fit_weighted_ensemble=budget.fit_weighted_ensemble,
                       calibrate_decision_threshold=False, num_cpus=budget.num_cpus or "auto", num_gpus=0,
