@@ -5,15 +5,20 @@ first order, then, while alive, orders at Poisson rate λ·season(day) per day (
 alpha)); after each repeat order they drop out with probability p (p ~ Beta(a, b)), as in
 BG/NBD (Fader, Hardie & Lee 2005), where the first order never ends a relationship. Each order
 spends Gamma(spend_p, ν) with ν ~ Gamma(spend_q, spend_gamma) per customer (Fader & Hardie
-2013). `season` is a Gaussian peak once a year (Black Friday / Christmas), which the fitted
+2013). `season` is a Gaussian peak once a year (Black Friday / Christmas), which a fitted
 BTYD model does not know.
 
-The oracle is the closed-form expectation of that process given each customer's latent
-(alive, λ, p, ν), over [t, t + H) with Λ = λ Σ season: a customer who is alive orders
-N = min(M, G) times, M ~ Poisson(Λ), G ~ Geometric(p) the order after which they leave, so
-E[N] = Σ_k P(M ≥ k)(1-p)^(k-1) = (1 - exp(-pΛ)) / p; E[revenue] = E[N] spend_p / ν;
-P(an order) = 1 - exp(-Λ); the first order falls on day d with exp(-Λ_<d)(1 - exp(-λ s_d)).
-Activity is "any event" = an order, so P(active) = P(an order).
+The oracle ("the best any model could do on that data") is the closed-form expectation of that
+process given what can be observed: each customer's orders (count, exact times, amounts) and
+the true population parameters. In operational time τ = ∫ season (where the process is a plain
+BG/NBD), that is E[orders in the horizon | x, t_x, T] (FHL 2005 eq. 10) times the Gamma-Gamma
+posterior mean spend; P(an order) = P(alive) (1 - ((α+T)/(α+T+h))^(r+x)), as λ | alive ~
+Gamma(r + x, α + T); the first order falls on day d with P(alive) times the difference of that
+survival term between the days' ends. `latent_expectation` is the same expectation given the
+latent state itself (alive, λ, p, ν), which no model can see: a customer who is alive orders
+N = min(M, G) times, M ~ Poisson(Λ), G ~ Geometric(p), so E[N] = (1 - exp(-pΛ)) / p. It is
+stored beside the oracle (`expected_ltv_latent`), and the tests check that the oracle is its
+average given the observable history, and that the shop's draws average to it.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import pyarrow as pa
 from ltv.config import BtydProcess, GameConfig
 from ltv.errors import ConfigError
 from ltv.lake import Lake, write_with
+from ltv.models.btyd import BetaGeo, GammaGamma
 from ltv.simulate.game import EPOCH, US_PER_DAY, LogWriter, write_table
 
 
@@ -41,6 +47,11 @@ class Customers:
     dropout: np.ndarray = field(default_factory=lambda: np.zeros(0))    # p
     nu: np.ndarray = field(default_factory=lambda: np.zeros(0))         # spend scale ν
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    # the observable history, in operational time τ (days weighted by the season)
+    orders: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    spend: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tau_first: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tau_last: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def add(self, n: int, day: int, proc: BtydProcess, rng: np.random.Generator) -> np.ndarray:
         """Draw n new customers arriving on `day`; their indices."""
@@ -50,7 +61,19 @@ class Customers:
         self.dropout = np.r_[self.dropout, rng.beta(proc.a, proc.b, n)]
         self.nu = np.r_[self.nu, rng.gamma(proc.spend_q, 1 / proc.spend_gamma, n)]
         self.alive = np.r_[self.alive, np.ones(n, bool)]
+        self.orders = np.r_[self.orders, np.zeros(n, np.int64)]
+        self.spend = np.r_[self.spend, np.zeros(n)]
+        self.tau_first = np.r_[self.tau_first, np.full(n, np.inf)]
+        self.tau_last = np.r_[self.tau_last, np.zeros(n)]
         return np.arange(first, first + n)
+
+    def record(self, player: np.ndarray, tau: np.ndarray, amount: np.ndarray) -> None:
+        """Add orders to the observable history."""
+        np.add.at(self.orders, player, 1)
+        np.add.at(self.spend, player, amount)
+        np.minimum.at(self.tau_first, player, tau)
+        np.maximum.at(self.tau_last, player, tau)
+
 
 
 def season(proc: BtydProcess, days: np.ndarray | list[dt.date]) -> np.ndarray:
@@ -62,26 +85,48 @@ def season(proc: BtydProcess, days: np.ndarray | list[dt.date]) -> np.ndarray:
     return 1 + proc.season_amplitude * np.exp(-0.5 * (gap / proc.season_width_days) ** 2)
 
 
-def oracle(c: Customers, t: int, start: dt.date, proc: BtydProcess, ltv_days: int, purchase_days: int) -> pd.DataFrame:
-    """The closed-form truth at day index t for customers who arrived before t (module docstring)."""
-    idx = np.flatnonzero(c.arrival < t)
-    horizon = max(ltv_days, purchase_days)
-    s = season(proc, [start + dt.timedelta(days=t + k) for k in range(horizon)])
-    alive = c.alive[idx]
-    lam = c.rate[idx][:, None] * np.cumsum(s)[None, :]           # Λ through day k (inclusive)
-    lam_h = lam[:, ltv_days - 1]
-    p = c.dropout[idx]
-    orders = np.where(alive, -np.expm1(-p * lam_h) / p, 0.0)
-    p_order = np.where(alive, -np.expm1(-lam_h), 0.0)
-    before = np.c_[np.zeros(len(idx)), lam[:, :purchase_days - 1]]  # Λ before day d
-    first = np.exp(-before) * -np.expm1(-c.rate[idx][:, None] * s[None, :purchase_days])
-    first *= alive[:, None]
+def operational_time(proc: BtydProcess, start: dt.date, days: int) -> np.ndarray:
+    """τ at the start of each day 0..days (τ(0) = 0): the cumulative season."""
+    return np.r_[0.0, np.cumsum(season(proc, [start + dt.timedelta(days=k) for k in range(days)]))]
+
+
+def _truth_frame(idx: np.ndarray, alive: np.ndarray, value: np.ndarray, latent: np.ndarray, p_order: np.ndarray,
+                 first: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame({"player": idx, "player_type": np.where(alive, "customer", "lapsed"), "alive": alive,
-                          "expected_ltv": orders * proc.spend_p / c.nu[idx], "p_payer": p_order, "p_active": p_order})
-    for d in range(purchase_days):
+                          "expected_ltv": value, "expected_ltv_latent": latent, "p_payer": p_order,
+                          "p_active": p_order})
+    for d in range(first.shape[1]):
         frame[f"p_day_{d + 1}"] = first[:, d]
     frame["p_day_none"] = np.clip(1 - first.sum(axis=1), 0, 1)
     return frame
+
+
+def latent_expectation(c: Customers, idx: np.ndarray, tau: np.ndarray, t: int, proc: BtydProcess,
+                       ltv_days: int) -> np.ndarray:
+    """E[revenue over days t .. t+ltv_days-1 | alive, λ, p, ν] (module docstring)."""
+    lam_h = c.rate[idx] * (tau[t + ltv_days] - tau[t])
+    p = c.dropout[idx]
+    return np.where(c.alive[idx], -np.expm1(-p * lam_h) / p, 0.0) * proc.spend_p / c.nu[idx]
+
+
+def oracle(c: Customers, t: int, tau: np.ndarray, proc: BtydProcess, ltv_days: int, purchase_days: int) -> pd.DataFrame:
+    """The closed-form truth at day index t for customers who arrived before t, given their
+    observable orders and the true parameters (module docstring); `tau` from `operational_time`
+    must reach day t + max(ltv_days, purchase_days)."""
+    idx = np.flatnonzero(c.arrival < t)
+    counts, spends = BetaGeo(proc.r, proc.alpha, proc.a, proc.b), GammaGamma(proc.spend_p, proc.spend_q, proc.spend_gamma)
+    x = (c.orders[idx] - 1).astype(float)
+    t_x = c.tau_last[idx] - c.tau_first[idx]
+    T = tau[t] - c.tau_first[idx]
+    orders = counts.expected_purchases(tau[t + ltv_days] - tau[t], x, t_x, T)
+    value = orders * spends.expected_spend(x + 1, c.spend[idx] / c.orders[idx])
+    alive = counts.p_alive(x, t_x, T)
+    # P(no order in (T, T + h] | alive) = E[exp(-λ h)] with λ ~ Gamma(r + x, α + T)
+    quiet = lambda h: ((proc.alpha + T) / (proc.alpha + T + h)) ** (proc.r + x)  # noqa: E731
+    p_order = alive * (1 - quiet(tau[t + ltv_days] - tau[t]))
+    ends = [quiet(tau[t + d] - tau[t]) for d in range(purchase_days + 1)]
+    first = alive[:, None] * np.stack([ends[d] - ends[d + 1] for d in range(purchase_days)], axis=1)
+    return _truth_frame(idx, c.alive[idx], value, latent_expectation(c, idx, tau, t, proc, ltv_days), p_order, first)
 
 
 class BtydShop:
@@ -98,6 +143,8 @@ class BtydShop:
         self.customers = Customers()
         self.t = 0
         self._next_order = 0
+        h = config.horizons
+        self.tau = operational_time(self.proc, s.start, s.days + max(h.ltv_days, h.purchase_days) + 1)
 
     def date(self, t: int) -> dt.date:
         return self.settings.start + dt.timedelta(days=t)
@@ -107,18 +154,23 @@ class BtydShop:
         t, c, proc = self.t, self.customers, self.proc
         rng = np.random.default_rng([self.settings.seed, t, 7_919])
         new = c.add(rng.poisson(self.settings.daily_installs), t, proc, rng)
-        old = np.flatnonzero(c.alive & (c.arrival < t))
-        wanted = rng.poisson(c.rate[old] * season(proc, [self.date(t)])[0])
+        first_at = rng.random(len(new))  # a new customer's first order, as a share of the day
+        # repeat orders of living customers; a newcomer's process starts at their first order
+        old = np.r_[np.flatnonzero(c.alive & (c.arrival < t)), new]
+        start = np.r_[np.zeros(len(old) - len(new)), first_at]
+        wanted = rng.poisson(c.rate[old] * (self.tau[t + 1] - self.tau[t]) * (1 - start))
         # an alive customer leaves after each repeat order with probability p: they place
         # min(wanted, G) orders, G ~ Geometric(p) the order after which they leave
         leave_after = rng.geometric(c.dropout[old])
         placed = np.minimum(wanted, leave_after)
         c.alive[old[leave_after <= wanted]] = False
         buyers = np.r_[new, np.repeat(old, placed)]
-        amounts = rng.gamma(proc.spend_p, 1 / c.nu[buyers])
+        share = np.r_[first_at, np.repeat(start, placed) + rng.random(placed.sum()) * np.repeat(1 - start, placed)]
+        amounts = np.round(rng.gamma(proc.spend_p, 1 / c.nu[buyers]), 2)
         day_us = (self.date(t) - EPOCH).days * US_PER_DAY
-        orders = pd.DataFrame({"player": buyers, "time_us": day_us + rng.integers(0, US_PER_DAY, len(buyers)),
-                               "revenue": np.round(amounts, 2),
+        at = np.minimum((share * US_PER_DAY).astype(np.int64), US_PER_DAY - 1)
+        c.record(buyers, self.tau[t] + (self.tau[t + 1] - self.tau[t]) * share, amounts)
+        orders = pd.DataFrame({"player": buyers, "time_us": day_us + at, "revenue": amounts,
                                "order": self._next_order + np.arange(len(buyers))}).sort_values("time_us")
         self._next_order += len(buyers)
         self.t += 1
@@ -162,7 +214,7 @@ def simulate_shop(config: GameConfig, lake: Lake, *, days: int | None = None,
     for _ in range(n_days):
         t, day = shop.t, shop.date(shop.t)
         if config.cutoffs.is_cutoff(day) and t > 0:
-            frame = oracle(shop.customers, t, shop.settings.start, shop.proc, h.ltv_days, h.purchase_days)
+            frame = oracle(shop.customers, t, shop.tau, shop.proc, h.ltv_days, h.purchase_days)
             table = pa.Table.from_pandas(frame.drop(columns=["player"]), preserve_index=False)
             table = table.add_column(0, "player_id", writer.player_ids(frame["player"].to_numpy()))
             write_with(lake.partition("truth", "cutoff", day), lambda d, tb=table: write_table(tb, d))
