@@ -155,7 +155,7 @@ SELECT
     -- the whole history in the buy-till-you-die summary (frequency x, recency t_x, age T, in
     -- days, counted in purchase days so same-day repeat orders are one transaction) and the
     -- spend per purchase day, the inputs of BG/NBD + Gamma-Gamma (ltv.models.btyd)
-    l.purchase_days_total - 1 AS btyd_frequency,
+    CASE WHEN l.purchase_days_total > 0 THEN l.purchase_days_total - 1 END AS btyd_frequency,
     DATE_DIFF('day', CAST(l.first_purchase_dt AS DATE), CAST(l.last_purchase_dt AS DATE)) AS btyd_recency_days,
     CASE WHEN l.purchase_days_total > 0 THEN l.revenue_total / l.purchase_days_total END AS purchase_day_revenue_mean,
     l.purchase_day_revenue_std,

@@ -217,7 +217,7 @@ SELECT
   END AS revenue_per_purchase,
   CAST(l.purchase_days_total AS DOUBLE) / l.active_days_total AS purchase_day_rate,
   CAST(l.revenue_total AS DOUBLE) / l.active_days_total AS revenue_per_active_day,
-  l.purchase_days_total /* the whole history in the buy-till-you-die summary (frequency x, recency t_x, age T, in */ /* days, counted in purchase days so same-day repeat orders are one transaction) and the */ /* spend per purchase day, the inputs of BG/NBD + Gamma-Gamma (ltv.models.btyd) */ - 1 AS btyd_frequency,
+  CASE WHEN l.purchase_days_total > 0 THEN l.purchase_days_total - 1 END AS btyd_frequency, /* the whole history in the buy-till-you-die summary (frequency x, recency t_x, age T, in */ /* days, counted in purchase days so same-day repeat orders are one transaction) and the */ /* spend per purchase day, the inputs of BG/NBD + Gamma-Gamma (ltv.models.btyd) */
   DATE_DIFF(
     'DAY',
     DATE_TRUNC('DAY', CAST(l.first_purchase_dt AS DATE)),
