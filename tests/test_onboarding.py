@@ -152,3 +152,96 @@ def test_train_progress_names_the_model_being_fitted(tmp_path: Path, monkeypatch
                for line in lines)
     assert any("models done: LightGBM (planned" in line for line in lines)
     assert lines[-1].startswith("payer: done in ") and lines[-1].endswith("(LightGBM)")
+
+
+def test_without_an_aws_section_only_the_aws_commands_fail_with_a_clear_error(tmp_path: Path) -> None:
+    from ltv.errors import ConfigError
+    from stacks.names import Names
+
+    path = tmp_path / "corner-shop.yaml"
+    path.write_text(CONFIG)
+    config = cfg.load(path)
+    with pytest.raises(ConfigError, match=r"no `aws:` section .* synthesize or deploy .* Local commands work"):
+        Names.of(config)
+
+
+def _orders_lake(tmp_path: Path, yaml: str) -> tuple[cfg.GameConfig, DuckDBEngine, Path]:
+    """One day of orders with an order id: order 1 exported twice (same id, same row), orders 2
+    and 3 identical but for their ids (two real orders), and a flat-partitioned players table
+    whose install time is a DATE."""
+    path = tmp_path / "ids.yaml"
+    path.write_text(yaml)
+    config = cfg.load(path)
+    root = tmp_path / "lake"
+    day = root / "ids-shop" / "raw" / "orders" / "dt=2025-03-03"
+    day.mkdir(parents=True)
+    at = pd.Timestamp("2025-03-03 10:00")
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame({
+        "cid": ["a", "a", "b", "b"], "oid": ["o1", "o1", "o2", "o3"], "ts": [at] * 4,
+        "amount": [10.0, 10.0, 7.5, 7.5]}), preserve_index=False), day / "part-0.parquet")
+    players = root / "ids-shop" / "raw" / "signups" / "dt=2025-03-03"
+    players.mkdir(parents=True)
+    pq.write_table(pa.table({"cid": ["a", "b"], "joined": pa.array([dt.date(2025, 3, 3)] * 2, pa.date32())}),
+                   players / "part-0.parquet")
+    return config, DuckDBEngine(Lake(root, "ids-shop"), config, threads=1), root
+
+
+IDS_CONFIG = """
+game: {id: ids-shop, name: Ids}
+logs:
+  events:
+    table: orders
+    columns: {player_id: cid, event_time: ts, revenue: amount, event_id: oid}
+  players:
+    table: signups
+    columns: {player_id: cid, install_time: joined}
+datasets: {first_start: 2025-03-03}
+"""
+
+
+def test_deduplicate_by_id_keeps_identical_orders_with_distinct_ids_and_reports_every_rule(tmp_path: Path) -> None:
+    from ltv import etl
+    from ltv.validation import validate_day
+
+    config, engine, root = _orders_lake(tmp_path, IDS_CONFIG)
+    assert config.logs.events.dedup == "by_id"  # the documented default when an event id is mapped
+    report = validate_day(engine, config, dt.date(2025, 3, 3), now=dt.datetime(2025, 3, 4))
+    schema = [r for r in report.results if r.name == "schema"]
+    assert schema and all(r.passed for r in schema), "a DATE install time is read, not refused"
+    dup = next(r for r in report.results if r.name == "duplicate_events")
+    assert dup.failing_rows == 1 and not dup.passed and dup.severity == "warn"
+    assert "by_id (in force) removes 1 rows / 10.00 USD" in dup.message
+    assert "exact_rows removes 1 rows / 10.00 USD" in dup.message
+    etl.build_player_day(engine, config, dt.date(2025, 3, 3))
+    day = engine.query("SELECT player_id, purchases, revenue FROM player_day ORDER BY player_id")
+    assert day["purchases"].tolist() == [1, 2] and day["revenue"].tolist() == [10.0, 15.0]
+    # exact_rows would keep o2 and o3 too (their ids differ), and drop the copy of o1; none keeps all four
+    for rule, purchases in (("exact_rows", [1, 2]), ("none", [2, 2])):
+        other = cfg.load(tmp_path / "ids.yaml", {"logs": {"events": {"deduplicate": rule}}})
+        engine = DuckDBEngine(Lake(root, "ids-shop"), other, threads=1)
+        etl.build_player_day(engine, other, dt.date(2025, 3, 3))
+        assert engine.query("SELECT purchases FROM player_day ORDER BY player_id")["purchases"].tolist() == purchases
+
+
+def test_a_role_without_its_column_is_a_config_error() -> None:
+    from ltv.errors import ConfigError
+
+    base = cfg.parse({"game": {"id": "x-shop", "name": "X"}, "datasets": {"first_start": "2025-01-06"},
+                      "logs": {"events": {"table": "o", "columns": {"player_id": "c", "event_time": "t", "revenue": "a"}}}})
+    assert base.logs.events.purchase_only and base.logs.players is None and base.aws is None
+    bad = {"game": {"id": "x-shop", "name": "X"}, "datasets": {"first_start": "2025-01-06"},
+           "logs": {"events": {"table": "o", "columns": {"player_id": "c", "event_time": "t", "revenue": "a"},
+                               "event_types": {"purchase": ["buy"]}}}}
+    with pytest.raises(ConfigError, match="columns.event_type is not"):
+        cfg.parse(bad)
+    bad["logs"]["events"]["columns"]["event_type"] = "kind"
+    bad["logs"]["events"]["event_types"] = {"purchase": ["buy"], "session": ["end"]}
+    with pytest.raises(ConfigError, match="columns.session_length is not"):
+        cfg.parse(bad)
+    bad["logs"]["events"]["event_types"] = {"login": ["in"]}
+    with pytest.raises(ConfigError, match="event_types.purchase is empty"):
+        cfg.parse(bad)
+    bad["logs"]["events"]["event_types"] = {"purchase": ["buy"]}
+    bad["logs"]["events"]["deduplicate"] = "by_id"
+    with pytest.raises(ConfigError, match="by_id needs columns.event_id"):
+        cfg.parse(bad)

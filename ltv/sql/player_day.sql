@@ -8,7 +8,7 @@
 {% macro events_of(distinct, days) %}
     SELECT{{ " DISTINCT" if distinct and dedup == "exact_rows" else "" }}
         CAST({{ col.player_id | q }} AS {{ id_type }}) AS player_id,
-{% if distinct and dedup == "by_id" %}
+{% if col.event_id and (dedup == "exact_rows" or (distinct and dedup == "by_id")) %}
         {{ col.event_id | q }} AS event_id,
 {% endif %}
         CAST({{ col.event_time | q }} AS TIMESTAMP) AS event_time,
