@@ -66,13 +66,16 @@ class BetaGeo:
         free of the huge intermediate values the original form reaches for large x."""
         x, t_x, T = (np.asarray(v, float) for v in (x, t_x, T))
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        if abs(a - 1) < 1e-9:  # a removable singularity at a = 1: step beside it
+            return BetaGeo(r, alpha, a + 1e-6, b).expected_purchases(t, x, t_x, T)
         z = t / (alpha + T + t)
-        tail = (1 - z) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
-        if abs(a - 1) < 1e-9:  # the limit a -> 1: (a+b+x-1)/(a-1) * (1 - tail) -> (b+x) * -d tail/da
-            a_eps = BetaGeo(r, alpha, a + 1e-6, b)
-            return a_eps.expected_purchases(t, x, t_x, T)
-        head = (a + b + x - 1) / (a - 1) * (1 - tail)
-        return np.maximum(head / (1 + self._odds_dead(x, t_x, T)), 0.0)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            tail = (1 - z) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+            head = (a + b + x - 1) / (a - 1) * (1 - tail)
+            value = np.maximum(head / (1 + self._odds_dead(x, t_x, T)), 0.0)
+        # a degenerate fit (e.g. alpha near 0 on data far from the BG/NBD process) can overflow:
+        # no value is better than a wrong one (the models read NaN as missing)
+        return np.where(np.isfinite(value), value, np.nan)
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
