@@ -358,15 +358,16 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
 
 def _print_metrics(metrics: dict) -> None:
     t = Table(title="test-period metrics")
-    for col in ("metric", "model", "oracle", "model/oracle", "popularity", "recent revenue"):
-        t.add_column(col, justify="right")
     o = metrics.get("oracle") or {}
     b = metrics["baselines"]
+    shown = [n for n in ("popularity", "recent_revenue", "past_spend", "btyd") if n in b]
+    for col in ("metric", "model", "oracle", "model/oracle", *(n.replace("_", " ") for n in shown)):
+        t.add_column(col, justify="right")
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    for k in ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae", "purchase_day_accuracy", "churn_f1", "total_ratio"):
+    for k in ("normalized_gini", "top1_revenue_capture", "minmax", "payer_f1", "purchase_day_mae",
+              "purchase_day_accuracy", "churn_f1", "total_ratio"):
         v, ov = metrics["model"].get(k), o.get(k)
-        t.add_row(k, fmt(v), fmt(ov), fmt(v / ov if v is not None and ov else None), fmt(b["popularity"].get(k)),
-                  fmt(b["recent_revenue"].get(k)))
+        t.add_row(k, fmt(v), fmt(ov), fmt(v / ov if v is not None and ov else None), *(fmt(b[n].get(k)) for n in shown))
     out.print(t)
 
 
