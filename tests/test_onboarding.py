@@ -245,3 +245,12 @@ def test_a_role_without_its_column_is_a_config_error() -> None:
     bad["logs"]["events"]["deduplicate"] = "by_id"
     with pytest.raises(ConfigError, match="by_id needs columns.event_id"):
         cfg.parse(bad)
+
+
+def test_the_example_configs_are_valid() -> None:
+    """config/examples/ is documentation users copy: it must load (no aws section, no players)."""
+    examples = sorted((Path(__file__).parent.parent / "config" / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        config = cfg.load(path)
+        assert config.aws is None and config.logs.events.purchase_only

@@ -24,6 +24,7 @@ q=3.74, γ=15.44), and the expectations against Monte Carlo draws of the process
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ FREQUENCY, RECENCY, AGE = "btyd_frequency", "btyd_recency_days", "days_since_fir
 SPEND = "purchase_day_revenue_mean"
 COLUMNS = ("btyd_expected_purchases", "btyd_p_alive", "btyd_expected_spend", "btyd_expected_value")
 MIN_CUSTOMERS = 20  # below this a fit is not attempted (the columns stay empty)
+_FITS: dict[str, Btyd] = {}  # fits by the content of the rows they were fitted on (see `fit`)
+_FITS_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -128,15 +131,14 @@ def _grouped(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def _fit(nll: Any, start: np.ndarray) -> np.ndarray:
-    """Minimise a negative log-likelihood over log-parameters; the best of two methods."""
-    best = None
-    for method in ("L-BFGS-B", "Nelder-Mead"):
-        res = optimize.minimize(nll, start if best is None else best.x, method=method,
-                                bounds=[(-12.0, 12.0)] * len(start) if method == "L-BFGS-B" else None,
-                                options={"maxiter": 4000} if method == "Nelder-Mead" else {"maxiter": 2000})
-        if best is None or res.fun < best.fun:
-            best = res
-    return np.exp(best.x)
+    """Minimise a negative log-likelihood over log-parameters (L-BFGS-B; Nelder-Mead from its
+    end point only when it did not converge)."""
+    res = optimize.minimize(nll, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * len(start),
+                            options={"maxiter": 500, "ftol": 1e-10, "gtol": 1e-6})
+    if not res.success:
+        retry = optimize.minimize(nll, res.x, method="Nelder-Mead", options={"maxiter": 4000})
+        res = retry if retry.fun < res.fun else res
+    return np.exp(res.x)
 
 
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BetaGeo:
@@ -201,13 +203,22 @@ def _summary(features: pd.DataFrame) -> tuple[np.ndarray, ...]:
 
 
 def fit(features: pd.DataFrame) -> Btyd | None:
-    """Fit both models on the buyers among feature rows of one cutoff (None if too few)."""
+    """Fit both models on the buyers among feature rows of one cutoff (None if too few). The
+    same rows give the same fit, so fits are remembered by the rows' content: an evaluation
+    scores the BTYD baseline for the challenger, the champion and the drift table on the
+    same test cutoffs."""
     buyer, x, t_x, T, m = _summary(features)
     if buyer.sum() < MIN_CUSTOMERS or (x[buyer] > 0).sum() < 2:
         return None
-    counts = fit_bgnbd(x[buyer], t_x[buyer], T[buyer])
-    spend = fit_gamma_gamma(x[buyer] + 1, m[buyer])  # every purchase day counts for spend
-    return Btyd(counts, spend, int(buyer.sum()))
+    columns = (x[buyer], t_x[buyer], T[buyer], m[buyer])
+    key = hashlib.sha256(b"".join(np.ascontiguousarray(c).tobytes() for c in columns)).hexdigest()
+    if key not in _FITS:
+        counts = fit_bgnbd(x[buyer], t_x[buyer], T[buyer])
+        spend = fit_gamma_gamma(x[buyer] + 1, m[buyer])  # every purchase day counts for spend
+        if len(_FITS) >= _FITS_KEPT:
+            _FITS.pop(next(iter(_FITS)))
+        _FITS[key] = Btyd(counts, spend, int(buyer.sum()))
+    return _FITS[key]
 
 
 def predict(model: Btyd | None, features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
