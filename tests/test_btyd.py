@@ -193,3 +193,19 @@ def test_the_oracle_is_the_latent_expectation_averaged_over_what_is_observable()
     calendar = BetaGeo(proc.r, proc.alpha, proc.a, proc.b).expected_purchases(
         30, c.orders[idx] - 1, c.tau_last[idx] - c.tau_first[idx], shop.tau[shop.t] - c.tau_first[idx])
     assert calendar.sum() * proc.spend_p * proc.spend_gamma / (proc.spend_q - 1) < 0.85 * latent.sum()
+
+
+def test_expectations_stay_finite_and_right_when_dropout_is_nearly_the_same_for_everyone() -> None:
+    """Game data fits a and b in the thousands (a concentrated dropout): the hypergeometric form
+    overflows there, and the concentrated-Beta form takes over; where both are finite they agree."""
+    x = np.array([0, 1, 3, 10, 30.0])
+    t_x, T = np.minimum(x * 5, 90), np.full(5, 100.0)
+    moderate = btyd.BetaGeo(r=1.627, alpha=18.76, a=84.6, b=4407.0)
+    p = moderate.a / (moderate.a + moderate.b + x)
+    sharp = (1 - ((moderate.alpha + T) / (moderate.alpha + T + p * 28)) ** (moderate.r + x)) / p \
+        / (1 + moderate._odds_dead(x, t_x, T))
+    np.testing.assert_allclose(moderate.expected_purchases(28, x, t_x, T), sharp, rtol=1e-4)
+    extreme = btyd.BetaGeo(r=1.6246, alpha=18.5, a=3111.5, b=162754.7)
+    values = extreme.expected_purchases(28, x, t_x, T)
+    assert np.isfinite(values).all()
+    np.testing.assert_allclose(values, moderate.expected_purchases(28, x, t_x, T), rtol=0.05)  # p ~ 0.019 in both

@@ -76,9 +76,14 @@ class BetaGeo:
             tail = (1 - z) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
             head = (a + b + x - 1) / (a - 1) * (1 - tail)
             value = np.maximum(head / (1 + self._odds_dead(x, t_x, T)), 0.0)
-        # a degenerate fit (e.g. alpha near 0 on data far from the BG/NBD process) can overflow:
-        # no value is better than a wrong one (the models read NaN as missing)
-        return np.where(np.isfinite(value), value, np.nan)
+        # with a and b large (dropout nearly the same for everyone) the hypergeometric function
+        # overflows; p | alive ~ Beta(a, b + x) is then concentrated at its mean, and the
+        # expectation is P(alive) (1 - ((α+T)/(α+T+p t))^(r+x)) / p at that mean
+        p = a / (a + b + x)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            sharp = (1 - ((alpha + T) / (alpha + T + p * t)) ** (r + x)) / p / (1 + self._odds_dead(x, t_x, T))
+        value = np.where(np.isfinite(value), value, sharp)
+        return np.where(np.isfinite(value), value, np.nan)  # no value rather than a wrong one
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
