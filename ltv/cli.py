@@ -479,7 +479,7 @@ def registry_rollback(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
 def predict(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Score the population at a date with the champion (new run id; never overwrites).
 
-    Writes predictions/game=G/date=D/run=R/ and moves date=D/_LATEST to the new run.
+    Writes predictions/game=G/dt=D/run=R/ and moves dt=D/_LATEST to the new run.
 
     Example: ltv predict --game galaxy-raiders --date 2025-06-02
     """
@@ -547,7 +547,7 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, features
     Views: the game's raw tables, player_day, features, labels, predictions (every run) and
     latest_predictions (the _LATEST run of each date).
 
-    Example: ltv sql --game galaxy-raiders "SELECT date, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
+    Example: ltv sql --game galaxy-raiders "SELECT dt, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
     """
     from ltv.scoring import add_prediction_views
 

@@ -48,9 +48,40 @@ class GameInfo(Strict):
         return self.id.replace("-", "_")
 
 
+IAM_PRINCIPAL = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$"
+
+
+class RawWriter(Strict):
+    """Who may write raw logs into the game's raw bucket (the log exporter), and under which prefixes.
+
+    Give exactly one of `principal` (an IAM role or user ARN) or `account` (a 12-digit account id,
+    whose administrators then delegate with their own IAM policies)."""
+
+    principal: str | None = Field(None, pattern=IAM_PRINCIPAL,
+                                  description="IAM role or user ARN, e.g. arn:aws:iam::333333333333:role/log-export")
+    account: str | None = Field(None, pattern=r"^\d{12}$", description="an AWS account id (12 digits)")
+    prefixes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.=/-]*/$")]] = Field(
+        min_length=1, description="key prefixes it may write, each a raw table's folder or below and ending "
+                                  "in '/', e.g. events/ (see logs.events.table)")
+
+    @model_validator(mode="after")
+    def _one_principal(self) -> RawWriter:
+        if (self.principal is None) == (self.account is None):
+            raise ValueError("give exactly one of `principal` (an IAM role/user ARN) or `account` (12 digits), "
+                             f"got {'both' if self.principal else 'neither'}")
+        return self
+
+
 class AwsSettings(Strict):
     account: str = Field(pattern=r"^\d{12}$", description="the game's AWS account id (12 digits)")
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="e.g. eu-west-1")
+    raw_writers: list[RawWriter] = Field(
+        default_factory=list, description="principals or accounts allowed to write raw logs into the raw bucket "
+                                          "(prefix-scoped bucket policy + use of the game's key through S3 only)")
+    logs_start: dt.date | None = Field(
+        None, description="first UTC day of raw logs in the raw bucket: Athena's partition projection enumerates "
+                          "days from here, and the jobs refuse earlier days. Default: datasets.first_start minus "
+                          "the feature history (features.n_steps x step_days)")
 
 
 class EventColumns(Strict):
@@ -401,6 +432,12 @@ class GameConfig(Strict):
         unknown = set(self.validation.severity) - set(CHECK_NAMES)
         if unknown:
             raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
+        tables = (self.logs.events.table, self.logs.players.table)
+        for writer in self.aws.raw_writers:
+            outside = [p for p in writer.prefixes if p.split("/", 1)[0] not in tables]
+            if outside:
+                raise ValueError(f"aws.raw_writers: prefixes {outside} are not under a raw table's folder; "
+                                 f"start each with one of {[t + '/' for t in tables]}")
         return self
 
     def config_hash(self) -> str:

@@ -107,7 +107,7 @@ def delayed_evaluation(engine: Engine, config: GameConfig, lake: Lake, day: str)
         etl.build_labels(engine, config, cutoff)
     labels = engine.query(f"SELECT * FROM labels WHERE cutoff = '{day}'")
     pred = read_predictions(lake, day)
-    frame = labels.merge(pred.drop(columns=["date", "run"]), on="player_id", how="inner")
+    frame = labels.merge(pred.drop(columns=["dt", "run"]), on="player_id", how="inner")
     result = clean(metrics.flat_metrics(frame, config.horizons.purchase_days))
     result |= {"cutoff": day, "model_version": int(pred["model_version"].iloc[0]), "scored_players": int(len(pred)),
                "labelled_players": int(len(labels))}

@@ -2,8 +2,8 @@
 
 Output layout (the same under the curated bucket in AWS, as an Athena table):
 
-    <lake>/predictions/game=<game>/date=YYYY-MM-DD/run=<run id>/part-0.parquet + _SUCCESS
-    <lake>/predictions/game=<game>/date=YYYY-MM-DD/_LATEST        the run id readers should use
+    <lake>/predictions/game=<game>/dt=YYYY-MM-DD/run=<run id>/part-0.parquet + _SUCCESS
+    <lake>/predictions/game=<game>/dt=YYYY-MM-DD/_LATEST          the run id readers should use
 
 A run is written atomically and never overwritten: a rerun gets a new run id, and `_LATEST`
 moves to it only after the run's files are complete.
@@ -41,7 +41,8 @@ def prediction_columns(config: GameConfig) -> list[tuple[str, str]]:
             ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp")]
 
 
-PARTITION_KEYS = (("game", "string"), ("date", "string"), ("run", "string"))
+# `dt`, not `date`: DATE is a reserved word in Athena's (Hive) DDL
+PARTITION_KEYS = (("game", "string"), ("dt", "string"), ("run", "string"))
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def predictions_root(lake: Lake) -> Path:
 
 
 def date_dir(lake: Lake, day: dt.date | str) -> Path:
-    return predictions_root(lake) / f"game={lake.game}" / f"date={day}"
+    return predictions_root(lake) / f"game={lake.game}" / f"dt={day}"
 
 
 def new_run_id() -> str:
@@ -99,7 +100,7 @@ def latest_run(lake: Lake, day: dt.date | str) -> str | None:
 
 def scored_dates(lake: Lake) -> list[str]:
     base = predictions_root(lake) / f"game={lake.game}"
-    return sorted(p.name.split("=", 1)[1] for p in base.glob("date=*") if (p / LATEST).exists()) if base.exists() else []
+    return sorted(p.name.split("=", 1)[1] for p in base.glob("dt=*") if (p / LATEST).exists()) if base.exists() else []
 
 
 def read_predictions(lake: Lake, day: dt.date | str, run: str | None = None) -> pd.DataFrame:
@@ -107,7 +108,7 @@ def read_predictions(lake: Lake, day: dt.date | str, run: str | None = None) -> 
     run = run or latest_run(lake, day)
     if run is None or run not in complete_partitions(date_dir(lake, day), "run"):
         raise MissingPartitionError(f"no complete predictions for {lake.game} at {day} (run {run})")
-    return pd.read_parquet(date_dir(lake, day) / f"run={run}").assign(date=str(day), run=run)
+    return pd.read_parquet(date_dir(lake, day) / f"run={run}").assign(dt=str(day), run=run)
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
@@ -121,12 +122,12 @@ def add_prediction_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     """Views `predictions` (every run) and `latest_predictions` (the `_LATEST` run of each game
     and date): the local twin of the Athena table."""
     base = Path(root) / "predictions"
-    latest = [p.parent / f"run={p.read_text().strip()}" / "part-0.parquet" for p in base.glob(f"game=*/date=*/{LATEST}")]
+    latest = [p.parent / f"run={p.read_text().strip()}" / "part-0.parquet" for p in base.glob(f"game=*/dt=*/{LATEST}")]
     latest = [f for f in latest if f.exists()]
     if not latest:
         raise MissingPartitionError(f"no predictions under {base} yet; run: ltv predict --game G --date D")
-    options = "hive_partitioning = true, hive_types = {'game': VARCHAR, 'date': VARCHAR, 'run': VARCHAR}, union_by_name = true"
+    options = "hive_partitioning = true, hive_types = {'game': VARCHAR, 'dt': VARCHAR, 'run': VARCHAR}, union_by_name = true"
     con.execute(f"CREATE OR REPLACE VIEW predictions AS SELECT * FROM "
-                f"read_parquet('{base}/game=*/date=*/run=*/*.parquet', {options})")
+                f"read_parquet('{base}/game=*/dt=*/run=*/*.parquet', {options})")
     listing = ", ".join(f"'{f}'" for f in latest)
     con.execute(f"CREATE OR REPLACE VIEW latest_predictions AS SELECT * FROM read_parquet([{listing}], {options})")

@@ -14,6 +14,7 @@ from ltv.errors import ConfigError
 from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
 from stacks.names import Names
+from stacks.packaging import Wheelhouse, glue_wheelhouse
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,7 @@ class GameStacks:
     etl: EtlStack
 
 
-def add_game(app: App, config: GameConfig, *, core_wheel: Path) -> GameStacks:
+def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Wheelhouse) -> GameStacks:
     """Add a game's stacks to the app, in the game's account and region, named after its id."""
     names = Names.of(config)
     env = Environment(account=config.aws.account, region=config.aws.region)
@@ -34,8 +35,8 @@ def add_game(app: App, config: GameConfig, *, core_wheel: Path) -> GameStacks:
     lake = DataLakeStack(app, names.stack("DataLake"), config=config, env=env, stack_name=names.stack("DataLake"),
                          termination_protection=protect,
                          description=f"Player LTV data lake of {config.game.name}: buckets, catalog, workgroup")
-    etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, env=env,
-                   stack_name=names.stack("Etl"), termination_protection=protect,
+    etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, wheelhouse=wheelhouse,
+                   env=env, stack_name=names.stack("Etl"), termination_protection=protect,
                    description=f"Player LTV ETL of {config.game.name}: Glue jobs over Athena, workflows")
     for stack in (lake, etl):
         Tags.of(stack).add("ltv:game", config.game.id)
@@ -59,11 +60,15 @@ def project_context() -> dict:
     return json.loads((PROJECT / "cdk.json").read_text()).get("context", {})
 
 
-def build_app(*, core_wheel: Path, configs: list[GameConfig] | None = None, outdir: str | None = None) -> App:
+def build_app(*, core_wheel: Path, wheelhouse: Wheelhouse | None = None, configs: list[GameConfig] | None = None,
+              outdir: str | None = None) -> App:
     """The CDK app: the selected games' stacks, checked by cdk-nag's AWS Solutions pack on synth
-    (any unacknowledged finding fails the synthesis)."""
+    (any unacknowledged finding fails the synthesis). `wheelhouse` defaults to the Glue jobs'
+    locked wheels (downloaded once per lock, then cached)."""
     app = App(context=project_context(), outdir=outdir)
-    for config in configs if configs is not None else select_configs(app.node.try_get_context("game")):
-        add_game(app, config, core_wheel=core_wheel)
+    selected = configs if configs is not None else select_configs(app.node.try_get_context("game"))
+    wheels = wheelhouse or (glue_wheelhouse() if selected else None)
+    for config in selected:
+        add_game(app, config, core_wheel=core_wheel, wheelhouse=wheels)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
