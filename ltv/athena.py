@@ -30,6 +30,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -224,15 +225,17 @@ class AthenaEngine:
 
     def query(self, sql_text: str) -> pd.DataFrame:
         """Run the Trino text of `sql_text` in the workgroup and read its result, unloaded as Parquet."""
-        frames = list(self._unload(sql_text))
+        with closing(self._unload(sql_text)) as chunks:
+            frames = list(chunks)
         return _numpy_dtypes(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
 
     def write_partitions(self, table: str, sql_text: str, value: str | None = None) -> WriteResult:
         spec = self._spec(table)
         if value is not None:
             self._check_projected(table, value)
-        with tempfile.TemporaryDirectory(prefix="ltv-partitions-") as tmp:
-            files, rows = self._write_local(spec, self._unload(sql_text, CHUNK_ROWS), value, Path(tmp))
+        chunks = closing(self._unload(sql_text, CHUNK_ROWS))
+        with tempfile.TemporaryDirectory(prefix="ltv-partitions-") as tmp, chunks as results:
+            files, rows = self._write_local(spec, results, value, Path(tmp))
             for v, path in sorted(files.items()):
                 self._put_partition(spec, v, path)
         return WriteResult(table, sorted(files), rows)
@@ -373,7 +376,8 @@ class AthenaEngine:
                     if v not in writers:
                         files[v] = directory / f"{len(files)}.parquet"
                         writers[v] = pq.ParquetWriter(files[v], schema, compression="snappy")
-                    writers[v].write_table(pa.Table.from_pandas(part[names], schema=schema, preserve_index=False))
+                    # to the catalog's types (Athena may answer DECIMAL where the catalog says double)
+                    writers[v].write_table(pa.Table.from_pandas(part[names], preserve_index=False).cast(schema))
                 rows += len(chunk)
             if value is not None and value not in writers:  # an empty result is an empty partition
                 files[value] = directory / "empty.parquet"
