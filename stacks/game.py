@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import App, Environment, Tags, Validations
+from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from ltv import config as cfg
@@ -32,16 +32,15 @@ def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Whee
     names = Names.of(config)
     env = Environment(account=config.aws.account, region=config.aws.region)
     protect = config.stack.removal_policy == "retain"
+    # stack tags (CloudFormation puts them on every resource that takes tags): given explicitly, as
+    # the `@aws-cdk/core:explicitStackTags` flag wants, so `Tags.of(...)` is not needed
+    tags = {"ltv:game": config.game.id, **dict(sorted(config.stack.tags.items()))}
     lake = DataLakeStack(app, names.stack("DataLake"), config=config, env=env, stack_name=names.stack("DataLake"),
-                         termination_protection=protect,
+                         termination_protection=protect, tags=tags,
                          description=f"Player LTV data lake of {config.game.name}: buckets, catalog, workgroup")
     etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, wheelhouse=wheelhouse,
-                   env=env, stack_name=names.stack("Etl"), termination_protection=protect,
+                   env=env, stack_name=names.stack("Etl"), termination_protection=protect, tags=tags,
                    description=f"Player LTV ETL of {config.game.name}: Glue jobs over Athena, workflows")
-    for stack in (lake, etl):
-        Tags.of(stack).add("ltv:game", config.game.id)
-        for key, value in sorted(config.stack.tags.items()):
-            Tags.of(stack).add(key, value)
     return GameStacks(lake, etl)
 
 

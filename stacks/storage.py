@@ -104,17 +104,16 @@ class LakeStorage(Construct):
 
     def _only_the_game_key(self, bucket: s3.Bucket) -> None:
         """Refuse objects a writer asks S3 to encrypt otherwise (another KMS key, or SSE-S3): the
-        jobs could not read them. Writers that send no encryption header get the bucket default."""
+        jobs could not read them. Writers that send no encryption header get the bucket default
+        (`Null: false` limits each deny to requests that do send the header: a negated operator
+        alone would also match requests without it)."""
         objects = f"arn:{Stack.of(self).partition}:s3:::{self._literal_names[bucket.node.id]}/*"
-        bucket.add_to_resource_policy(iam.PolicyStatement(
-            sid="DenyOtherEncryption", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
-            actions=["s3:PutObject"], resources=[objects],
-            conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}}))
-        bucket.add_to_resource_policy(iam.PolicyStatement(
-            sid="DenyOtherKeys", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
-            actions=["s3:PutObject"], resources=[objects],
-            conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id":
-                                                    self.key.key_arn}}))
+        for sid, header, allowed in (("DenyOtherEncryption", "s3:x-amz-server-side-encryption", "aws:kms"),
+                                     ("DenyOtherKeys", "s3:x-amz-server-side-encryption-aws-kms-key-id",
+                                      self.key.key_arn)):
+            bucket.add_to_resource_policy(iam.PolicyStatement(
+                sid=sid, effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
+                resources=[objects], conditions={"Null": {header: "false"}, "StringNotEquals": {header: allowed}}))
 
     def _allow_cloudwatch_logs(self) -> None:
         """CloudWatch Logs encrypts the Glue jobs' log groups with this key (Glue security configuration)."""

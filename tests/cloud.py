@@ -215,6 +215,8 @@ class PolicyEvaluator:
 
     @staticmethod
     def _principal(spec: Any, principal: str | None) -> bool:
+        """Whether a statement's Principal names the requester. An account (`...:root`) names every
+        principal of that account: it delegates to the account's own IAM policies."""
         if principal is None:
             return True
         if spec == "*" or spec == {"AWS": "*"}:
@@ -231,19 +233,25 @@ class PolicyEvaluator:
 
     @staticmethod
     def _condition(op: str, key: str, values: Any, context: dict[str, str]) -> bool:
+        """One condition, as IAM evaluates it: a key missing from the request satisfies
+        `...IfExists` and the negated operators (`StringNotEquals`...), and fails the others."""
+        wanted = [str(v) for v in _as_list(values)]
+        if op == "Null":
+            return (key not in context) == (wanted[0].lower() == "true")
         if_exists = op.endswith("IfExists")
         op = op.removesuffix("IfExists")
+        negated = "Not" in op
         if key not in context:
-            return if_exists  # a missing key satisfies ...IfExists and fails the rest
-        actual, wanted = context[key], [str(v) for v in _as_list(values)]
+            return if_exists or negated
+        actual = context[key]
         checks = {"StringEquals": lambda: actual in wanted, "ArnEquals": lambda: actual in wanted,
-                  "StringNotEquals": lambda: actual not in wanted,
                   "StringLike": lambda: any(_like(w, actual) for w in wanted),
                   "ArnLike": lambda: any(_like(w, actual) for w in wanted),
                   "Bool": lambda: actual.lower() in [w.lower() for w in wanted]}
-        if op not in checks:
+        base = op.replace("Not", "")
+        if base not in checks:
             raise NotImplementedError(f"condition operator {op}")
-        return checks[op]()
+        return checks[base]() != negated
 
 
 @dataclass(frozen=True)
