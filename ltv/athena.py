@@ -187,6 +187,7 @@ class AthenaEngine:
         self.specs = table_specs(config)
         self.first_day = str(projection_start(config))
         self._results: str | None = None
+        self._clients: dict[str, Any] = {}
 
     # -------------------------------------------------------------------------------------------
     # locations
@@ -407,9 +408,12 @@ class AthenaEngine:
                 if not p.rsplit("/", 1)[1].startswith(("_", "."))]
 
     def _client(self, service: str) -> Any:
-        import boto3
+        """One client per service for the engine's life (creating a client costs milliseconds)."""
+        if service not in self._clients:
+            import boto3
 
-        return (self.session or boto3).client(service)
+            self._clients[service] = (self.session or boto3).client(service)
+        return self._clients[service]
 
     def _put(self, uri: str, body: bytes) -> None:
         bucket, key = _split(uri)

@@ -23,6 +23,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +182,13 @@ def _as_list(value: Any) -> list[Any]:
 
 def _like(pattern: str, value: str, *, case: bool = True) -> bool:
     """IAM's wildcard match (`*` any run of characters, `?` one), no other special characters."""
+    return _wildcard(pattern, case).fullmatch(value) is not None
+
+
+@lru_cache(maxsize=None)
+def _wildcard(pattern: str, case: bool) -> re.Pattern:
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, 0 if case else re.IGNORECASE) is not None
+    return re.compile(regex, 0 if case else re.IGNORECASE)
 
 
 @dataclass
@@ -414,6 +420,13 @@ class FakeAthena:
         self._by_id: dict[str, dict[str, Any]] = {}
         self._cache = Path(tempfile.mkdtemp(prefix="fake-athena-"))
         self._etags: dict[str, str] = {}
+        self._clients: dict[str, Any] = {}
+        self._views: dict[tuple, str] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service)
+        return self._clients[service]
 
     def handlers(self) -> list[tuple[str, Any]]:
         return [("before-parameter-build.athena.StartQueryExecution", self._on_start),
@@ -426,7 +439,7 @@ class FakeAthena:
         text, database = params["QueryString"], params.get("QueryExecutionContext", {}).get("Database")
         self.sent.append(text)
         outcome: dict[str, Any] = {}
-        wg = self.session.client("athena").get_work_group(WorkGroup=params["WorkGroup"])["WorkGroup"]
+        wg = self.client("athena").get_work_group(WorkGroup=params["WorkGroup"])["WorkGroup"]
         output = wg["Configuration"]["ResultConfiguration"]["OutputLocation"].rstrip("/") + "/"
         unload = UNLOAD.match(text)
         try:
@@ -463,7 +476,7 @@ class FakeAthena:
         con = duckdb.connect()
         con.execute("SET threads = 1")
         tables = {t.name for t in sqlglot.parse_one(trino_text, read="trino").find_all(exp.Table)}
-        glue = self.session.client("glue")
+        glue = self.client("glue")
         for name in sorted(tables):
             try:
                 table = glue.get_table(DatabaseName=database, Name=name)["Table"]
@@ -485,6 +498,14 @@ class FakeAthena:
         columns = [(c["Name"], c["Type"]) for c in sd["Columns"]]
         keys = [k["Name"] for k in table.get("PartitionKeys", [])]
         partitions = list(self._partitions(sd["Location"], keys, params))
+        signature = (sd["Location"], json.dumps(columns), tuple((str(f), self._etags[str(f)])
+                                                               for _, files in partitions for f in files))
+        if signature not in self._views:  # the same files as last time: the same view
+            self._views[signature] = self._view_sql(partitions, columns, keys, params)
+        return self._views[signature]
+
+    def _view_sql(self, partitions: list[tuple[list[str], list[Path]]], columns: list[tuple[str, str]],
+                  keys: list[str], params: dict[str, str]) -> str:
         if not partitions:
             typed = [f'CAST(NULL AS {_duck_type(t)}) AS "{c}"' for c, t in columns]
             typed += [f'CAST(NULL AS VARCHAR) AS "{k}"' for k in keys]
@@ -524,7 +545,7 @@ class FakeAthena:
         else:
             pattern = re.escape(prefix) + "".join(f"{k}=(?P<{k}>[^/]+)/" for k in keys)
         compiled = re.compile(pattern + r"(?P<file>[^/]+)$")
-        s3 = self.session.client("s3")
+        s3 = self.client("s3")
         self._need("s3:ListBucket", s3_bucket(bucket), "table data", (("s3:prefix", prefix),))
         found: dict[tuple[str, ...], list[Path]] = {}
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -555,7 +576,7 @@ class FakeAthena:
         local = self._cache / bucket / obj["Key"]
         if self._etags.get(str(local)) != obj["ETag"]:
             local.parent.mkdir(parents=True, exist_ok=True)
-            self.session.client("s3").download_file(bucket, obj["Key"], str(local))
+            self.client("s3").download_file(bucket, obj["Key"], str(local))
             self._etags[str(local)] = obj["ETag"]
         self._need("s3:GetObject", s3_object(bucket, obj["Key"]), "table data")
         return local
@@ -563,7 +584,7 @@ class FakeAthena:
     def _unload(self, result: Result, target: str, output: str) -> str:
         """Athena's UNLOAD: Parquet files under the (empty) target, and a manifest listing them."""
         bucket, prefix = target.removeprefix("s3://").split("/", 1)
-        s3 = self.session.client("s3")
+        s3 = self.client("s3")
         if s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0):
             raise AthenaQueryError(f"HIVE_PATH_ALREADY_EXISTS: UNLOAD target {target} is not empty")
         files = []

@@ -526,9 +526,10 @@ class Cloud:
 
     def upload(self, root: Path, bucket: str, under: str = "") -> None:
         """The files of `root/under`, at their paths relative to `root`."""
+        s3 = self.session.client("s3")
         for path in sorted((root / under).rglob("*")):
             if path.is_file():
-                self.session.client("s3").upload_file(str(path), bucket, path.relative_to(root).as_posix())
+                s3.upload_file(str(path), bucket, path.relative_to(root).as_posix())
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         pages = self.session.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
