@@ -121,24 +121,20 @@ class Templates:
             return self.resolve(stack, props[named[kind]])
         return f"{name}-physical-id"  # generated names: unique and stable is all a test needs
 
+    _ARNS = {"AWS::S3::Bucket": "arn:{p}:s3:::{ref}", "AWS::KMS::Key": "arn:{p}:kms:{r}:{a}:key/{id}",
+             "AWS::IAM::Role": "arn:{p}:iam::{a}:role/{ref}", "AWS::Logs::LogGroup": "arn:{p}:logs:{r}:{a}:log-group:{ref}:*",
+             "AWS::Lambda::Function": "arn:{p}:lambda:{r}:{a}:function:{id}",
+             "AWS::Events::Rule": "arn:{p}:events:{r}:{a}:rule/{name}"}
+
     def _get_att(self, stack: str, name: str, attribute: str) -> str:
+        """`Fn::GetAtt [X, Arn]`: the ARN AWS gives the resource (key ids are made up, stable)."""
         res = self.templates[stack]["Resources"][name]
-        kind, account, region = res["Type"], self.account, self.region
-        if attribute != "Arn":
-            raise KeyError(f"GetAtt {name}.{attribute}")
-        if kind == "AWS::S3::Bucket":
-            return f"arn:{PARTITION}:s3:::{self._ref(stack, name)}"
-        if kind == "AWS::KMS::Key":
-            return f"arn:{PARTITION}:kms:{region}:{account}:key/{name}"
-        if kind == "AWS::IAM::Role":
-            return f"arn:{PARTITION}:iam::{account}:role/{self._ref(stack, name)}"
-        if kind == "AWS::Logs::LogGroup":
-            return f"arn:{PARTITION}:logs:{region}:{account}:log-group:{self._ref(stack, name)}:*"
-        if kind == "AWS::Lambda::Function":
-            return f"arn:{PARTITION}:lambda:{region}:{account}:function:{name}"
-        if kind == "AWS::Events::Rule":
-            return f"arn:{PARTITION}:events:{region}:{account}:rule/{self.resolve(stack, res['Properties']['Name'])}"
-        raise KeyError(f"GetAtt {kind}.Arn")
+        if attribute != "Arn" or res["Type"] not in self._ARNS:
+            raise KeyError(f"GetAtt {res['Type']}.{attribute}")
+        own_name = res.get("Properties", {}).get("Name")
+        return self._ARNS[res["Type"]].format(p=PARTITION, r=self.region, a=self.account, id=name,
+                                              ref=self._ref(stack, name) if "{ref}" in self._ARNS[res["Type"]] else "",
+                                              name=self.resolve(stack, own_name) if own_name else "")
 
     # -- assets ------------------------------------------------------------------------------
 

@@ -7,11 +7,11 @@ requirements/image.txt is the core + `image` extra for the SageMaker image (cp31
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import tomllib
 import zipfile
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -143,8 +143,6 @@ def test_the_core_wheel_is_built_from_the_sources_only_and_reproducibly(tmp_path
     project.mkdir()
     for name in ("pyproject.toml", "README.md"):
         (project / name).write_bytes((ROOT / name).read_bytes())
-    import shutil
-
     for package in ("ltv", "glue_jobs"):
         shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
     stale = project / "build" / "lib" / "ltv"
