@@ -471,11 +471,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"({mo['purchase_day_accuracy']:.3f} - {acc_b:.3f}, paired SE "
                       f"{acc_se:.3f}; oracle - {acc_base} {o_acc_d:+.3f}: the model gets {acc_d / o_acc_d:.0%} "
                       "of the oracle's gain)"))
-    for key, label in (("normalized_gini", "Gini"), ("top1_revenue_capture", "top-1 % capture"),
-                       ("spearman_payers", "Spearman among payers")):
+    for key, name in (("normalized_gini", "Gini"), ("top1_revenue_capture", "top-1 % capture"),
+                      ("spearman_payers", "Spearman among payers")):
         best = ev["strongest_baseline"].get(key)
         if best:
-            print(f"{'  ' + label + ', model / ' + best['baseline']:44s} {fmt(best['ratio']):>10s}   (no target; "
+            print(f"{'  ' + name + ', model / ' + best['baseline']:44s} {fmt(best['ratio']):>10s}   (no target; "
                   f"the strongest baseline on this metric)")
     print(target_line("batch scoring, M players/min", score["players_per_min"] / 1e6, ">= 1.0",
                       score["players_per_min"] >= TARGET_PLAYERS_PER_MIN,
