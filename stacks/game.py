@@ -13,6 +13,7 @@ from ltv.config import GameConfig
 from ltv.errors import ConfigError
 from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
+from stacks.ml import MlStack
 from stacks.names import Names
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,7 @@ class GameStacks:
 
     data_lake: DataLakeStack
     etl: EtlStack
+    ml: MlStack
 
 
 def add_game(app: App, config: GameConfig, *, core_wheel: Path) -> GameStacks:
@@ -37,11 +39,15 @@ def add_game(app: App, config: GameConfig, *, core_wheel: Path) -> GameStacks:
     etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, env=env,
                    stack_name=names.stack("Etl"), termination_protection=protect,
                    description=f"Player LTV ETL of {config.game.name}: Glue jobs over Athena, workflows")
-    for stack in (lake, etl):
+    ml = MlStack(app, names.stack("Ml"), config=config, lake=lake, core_wheel=core_wheel,
+                 dataset_job=names.resource("dataset"), env=env, stack_name=names.stack("Ml"),
+                 termination_protection=protect,
+                 description=f"Player LTV ML of {config.game.name}: image, model registry group, retraining pipeline")
+    for stack in (lake, etl, ml):
         Tags.of(stack).add("ltv:game", config.game.id)
         for key, value in sorted(config.stack.tags.items()):
             Tags.of(stack).add(key, value)
-    return GameStacks(lake, etl)
+    return GameStacks(lake, etl, ml)
 
 
 def select_configs(game: str | None) -> list[GameConfig]:
