@@ -150,6 +150,7 @@ class SageMakerRegistry:
 
         target = self.cache / str(version)
         if not target.exists():
+            self.cache.mkdir(parents=True, exist_ok=True)
             bucket, key = _split_s3(str(self.get(version).path))
             archive = self.cache / f".{version}-{uuid.uuid4().hex[:6]}.tar.gz"
             self._call("download the model archive", self.s3.download_file, bucket, key, str(archive))
@@ -312,14 +313,18 @@ def _history(desc: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     """The status history of a package: its registration, every change made through this module,
     and, where the status moved without it (Studio, the API), an entry saying so."""
     metadata = desc.get("CustomerMetadataProperties") or {}
-    changes = [json.loads(metadata[k]) for k in sorted(k for k in metadata if k.startswith(HISTORY))]
+    keys = sorted(k for k in metadata if k.startswith(HISTORY))
+    changes = [json.loads(metadata[k]) for k in keys]
+    dropped = int(keys[0].removeprefix(HISTORY)) - 1 if keys else 0
     current = desc["ModelApprovalStatus"]
     registered = metadata.get(METADATA["status"]) or (changes[0]["from"] if changes else current)
     entries = [{"status": registered, "at": _iso(desc["CreationTime"]), "by": _who(desc.get("CreatedBy")),
                 "reason": metadata.get(METADATA["reason"]) or desc.get("ModelPackageDescription", "")}]
-    for change in changes:
+    for i, change in enumerate(changes):
         if change.get("from") != entries[-1]["status"]:
-            entries.append(_outside(change["from"], None, None, None))
+            entries.append({"status": change["from"], "at": None, "by": "ltv", "reason": f"after {dropped} earlier "
+                            "changes, no longer kept (a package holds 50 metadata entries)"} if i == 0 and dropped
+                           else _outside(change["from"], None, None, None))
         entries.append({k: change[k] for k in ("status", "at", "by", "reason")})
     if current != entries[-1]["status"]:
         entries.append(_outside(current, desc.get("LastModifiedTime"), desc.get("LastModifiedBy"),

@@ -202,8 +202,10 @@ def _offline_session(region: str, bucket: str) -> Any:
     import boto3
     from sagemaker.workflow.pipeline_context import PipelineSession
 
-    return PipelineSession(boto_session=boto3.Session(region_name=region), default_bucket=bucket,
-                           sagemaker_config=SDK_CONFIG)
+    # it never sends a request; explicit placeholder keys stop botocore from looking for real
+    # credentials when it creates its clients (on EC2 that lookup is a network call)
+    offline = boto3.Session(region_name=region, aws_access_key_id="offline-build", aws_secret_access_key="unused")
+    return PipelineSession(boto_session=offline, default_bucket=bucket, sagemaker_config=SDK_CONFIG)
 
 
 @contextlib.contextmanager

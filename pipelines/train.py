@@ -2,13 +2,15 @@
 
 Reads the `dataset` channel (a dataset version as the dataset job writes it under
 `s3://<curated>/datasets/<version>/`), the `config` channel (the game config the stack ships)
-and `hyperparameters.json` (`game`; `budget`: `config`, the config's model budget, or `fast`).
+and `hyperparameters.json` (`game`; `budget`: `config`, the config's model budget, or `fast`;
+`code_version`: the image's, recorded in the artifact's lineage).
 Writes the checksummed artifact into `/opt/ml/model`, which SageMaker archives as
 `model.tar.gz`, and prints the validation metrics that the pipeline's metric definitions turn
 into Studio's per-run metrics. A failure's reason goes to `/opt/ml/output/failure`.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +19,7 @@ from pathlib import Path
 from ltv.config import GameConfig, ModelBudget
 from ltv.errors import LtvError
 from ltv.models import train, verify
+from ltv.version import code_version
 from pipelines.container import Paths, load_config, log, read_dataset, read_json, run
 
 # validation metrics reported to SageMaker (Studio shows them next to each run)
@@ -44,6 +47,9 @@ def budget(config: GameConfig, name: str) -> ModelBudget:
 def train_model(paths: Paths, workdir: Path) -> str:
     """Train on the channels' dataset and config, leave the artifact in `paths.model`."""
     hyper = read_json(paths.hyperparameters, {})
+    if hyper.get("code_version"):  # the image's code version, recorded in the artifact's lineage
+        os.environ["LTV_CODE_VERSION"] = hyper["code_version"]
+        code_version.cache_clear()
     hosts = read_json(paths.resources, {"hosts": ["algo-1"]}).get("hosts", [])
     if len(hosts) > 1:
         raise LtvError(f"the training job has {len(hosts)} instances; the core trains on one (set the pipeline's "
