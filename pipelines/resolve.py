@@ -41,7 +41,7 @@ def resolve(s3: Any, curated_uri: str, version: str) -> dict[str, Any]:
     complete = [name for name in _versions(s3, bucket) if _exists(s3, bucket, f"{PREFIX}{name}/{SUCCESS}")]
     name = newest_rolling(complete) if version == "rolling" else version
     if name is None or name not in complete:
-        wanted = "a complete rolling-YYYY-MM-DD version" if version == "rolling" else f"version {version!r}"
+        wanted = "complete rolling-YYYY-MM-DD version" if version == "rolling" else f"complete version {version!r}"
         raise MissingPartitionError(
             f"no {wanted} under s3://{bucket}/{PREFIX} (complete versions: {complete or 'none'}); build it with the "
             "dataset Glue job (aws glue start-job-run --job-name ltv-<game>-dataset [--arguments "
