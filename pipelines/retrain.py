@@ -57,7 +57,7 @@ def pipeline_name(config: GameConfig) -> str:
 
 
 def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = None) -> Any:
-    """The retraining DAG of `config`'s game:
+    """The retraining DAG of `config`'s game (build its JSON with `definition`, which keeps the SDK offline):
 
         ResolveDataset ──► Train ──► Evaluate ──► PromotionDecision ──┬─ promote == 1 ──► Register
         (processing:       (training: (processing:  (condition on       │                  (RegisterModel into
@@ -191,30 +191,37 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
 
 
 def definition(config: GameConfig, where: Locations, *, version: str | None = None) -> dict[str, Any]:
-    """The pipeline definition JSON (as a dict) of `get_pipeline`."""
-    with _quiet_sdk():
+    """The pipeline definition JSON (as a dict) of `get_pipeline`, built with the SDK kept offline."""
+    with _offline_sdk(config.aws.region):
         return json.loads(get_pipeline(config, where, version=version).definition())
+
+
+def _boto_session(region: str) -> Any:
+    """A boto3 session that never looks for credentials: the build sends no request, and the
+    lookup itself would be a network call on EC2 (the instance metadata service)."""
+    import boto3
+
+    return boto3.Session(region_name=region, aws_access_key_id="offline-build", aws_secret_access_key="unused")
 
 
 def _offline_session(region: str, bucket: str) -> Any:
     """A PipelineSession: it records job requests instead of starting jobs. Its SDK settings are
     the project's (telemetry off), never files of the machine that synthesizes."""
-    import boto3
     from sagemaker.workflow.pipeline_context import PipelineSession
 
-    # it never sends a request; explicit placeholder keys stop botocore from looking for real
-    # credentials when it creates its clients (on EC2 that lookup is a network call)
-    offline = boto3.Session(region_name=region, aws_access_key_id="offline-build", aws_secret_access_key="unused")
-    return PipelineSession(boto_session=offline, default_bucket=bucket, sagemaker_config=SDK_CONFIG)
+    return PipelineSession(boto_session=_boto_session(region), default_bucket=bucket, sagemaker_config=SDK_CONFIG)
 
 
 @contextlib.contextmanager
-def _quiet_sdk() -> Iterator[None]:
-    """The SDK without its noise and its cost: its INFO logs ("not applying SDK defaults", "popping
-    out job names"), its warnings and its v2 -> v3 notice (v2 is deliberate: v3 cannot build a
-    pipeline offline) silenced; SDK_CONFIG validated once instead of at each of the SDK's ~60
-    lookups (0.3 s each)."""
+def _offline_sdk(region: str) -> Iterator[None]:
+    """The SDK offline, quiet and fast while it builds: boto3's default session (which the SDK
+    uses for side objects, e.g. the estimator's TensorBoard app) is an offline one; its INFO logs
+    ("not applying SDK defaults", "popping out job names"), warnings and v2 -> v3 notice (v2 is
+    deliberate: v3 cannot build a pipeline offline) are silenced; SDK_CONFIG is validated once
+    instead of at each of the SDK's ~60 lookups (0.3 s each)."""
     from unittest import mock
+
+    import boto3
 
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     for name in ("sagemaker", "sagemaker.config"):
@@ -223,6 +230,7 @@ def _quiet_sdk() -> Iterator[None]:
     from sagemaker.config.config import validate_sagemaker_config
 
     validate_sagemaker_config(SDK_CONFIG)
-    with warnings.catch_warnings(), mock.patch.object(utils, "validate_sagemaker_config", lambda *_: None):
+    with warnings.catch_warnings(), mock.patch.object(utils, "validate_sagemaker_config", lambda *_: None), \
+            mock.patch.object(boto3, "DEFAULT_SESSION", _boto_session(region)):
         warnings.simplefilter("ignore")
         yield

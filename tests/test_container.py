@@ -102,18 +102,12 @@ def test_train_prints_the_metrics_the_pipeline_reports_to_studio(trained) -> Non
         assert found and float(found[-1]) == pytest.approx(recorded[name], rel=1e-5), definition
 
 
-def run_module(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`python -m pipelines ARGS` as the image's ENTRYPOINT runs it."""
-    return subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT)
-
-
-def test_a_failed_training_job_says_why_in_the_failure_file(tmp_path) -> None:
+def test_a_failed_training_job_says_why_in_the_failure_file(tmp_path, monkeypatch, capsys) -> None:
     (tmp_path / "input" / "data" / "config").mkdir(parents=True)
-    done = run_module("train", env={"LTV_SM_ROOT": str(tmp_path)})
-    assert done.returncode == 2
+    monkeypatch.setenv("LTV_SM_ROOT", str(tmp_path))
+    assert container.main(["train"]) == 2
     assert "expected exactly one game config" in (tmp_path / "output" / "failure").read_text()
-    assert run_module("fit", env={}).returncode == 2  # unknown commands are refused with the usage
+    assert container.main(["fit"]) == 2 and "usage: python -m pipelines" in capsys.readouterr().err
 
 
 def processing_dirs(tmp: Path, config, dataset_dir: Path, artifact: Path) -> dict[str, Path]:
@@ -245,9 +239,11 @@ def call(url: str, body: bytes | None = None, headers: dict | None = None) -> tu
         return e.code, e.read(), e.headers.get("Content-Type", "")
 
 
-@pytest.fixture
-def server(tiny_model, tmp_path):
-    """`python -m pipelines serve` with /opt/ml/model holding the unpacked archive, as in a transform job."""
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    """`python -m pipelines serve` (the image's ENTRYPOINT and command) with /opt/ml/model holding
+    the unpacked archive, as in a transform job."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     root = tmp_path / "opt-ml"
     root.mkdir()
     unpack(pack(tiny_model[0].path, tmp_path / "model.tar.gz"), root / "model")

@@ -234,10 +234,13 @@ def test_the_definition_is_built_offline(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access while building the pipeline: {args}")
 
+    import boto3
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # no session with credentials from earlier tests
     where = retrain.Locations(*PLACEHOLDERS.values())
     config = make_config("galaxy-raiders", sagemaker={"training": {"instance_type": "ml.c5.9xlarge"}})
     definition = retrain.definition(config, where, version="0.1.0+gabc")
