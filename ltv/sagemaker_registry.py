@@ -30,11 +30,12 @@ import shutil
 import tarfile
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ltv.errors import ArtifactError, RegistryError
 from ltv.promotion import APPROVED, REJECTED
@@ -234,24 +235,29 @@ class SageMakerRegistry:
 
     # -- SageMaker
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Any, *args: Any, missing: Callable[[], str] | None = None, **kwargs: Any) -> Any:
+        """An AWS call whose failure becomes a `RegistryError` saying what could not be done and
+        why; `missing()` is the message for a resource SageMaker does not know (a validation error)."""
         try:
             return fn(*args, **kwargs)
         except ClientError as e:
-            error = e.response.get("Error", {})
-            raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: "
-                                f"{error.get('Code')}: {error.get('Message')}") from None
+            code, message = e.response.get("Error", {}).get("Code"), e.response.get("Error", {}).get("Message")
+            if missing and code in ("ValidationException", "ResourceNotFound"):
+                raise RegistryError(missing()) from None
+            raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {code}: {message}") from None
+        except BotoCoreError as e:  # no credentials, no endpoint, ...
+            raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {e} (credentials of the "
+                                f"game's account, e.g. AWS_PROFILE, and its region are needed)") from None
 
     def _ensure_group(self) -> str:
         """The group's name, once it is known to exist (the ML stack creates it)."""
         if self._group_arn is None:
-            try:
-                self._group_arn = self.sm.describe_model_package_group(
-                    ModelPackageGroupName=self.group)["ModelPackageGroupArn"]
-            except ClientError as e:
-                raise RegistryError(f"model package group {self.group!r} not found in {self.sm.meta.region_name} "
-                                    f"({e.response['Error'].get('Code')}): deploy the game's ML stack "
-                                    f"(make deploy GAME={self.game}) or check the credentials' account and region") from None
+            self._group_arn = self._call(
+                "find the model package group", self.sm.describe_model_package_group, ModelPackageGroupName=self.group,
+                missing=lambda: f"model package group {self.group!r} not found in {self.sm.meta.region_name}: deploy "
+                                f"the game's ML stack (make deploy GAME={self.game}) or check the credentials' account "
+                                "and region",
+            )["ModelPackageGroupArn"]
         return self.group
 
     def _numbers(self, status: str | None = None) -> list[int]:
@@ -259,21 +265,19 @@ class SageMakerRegistry:
         self._ensure_group()
         query = {"ModelPackageGroupName": self.group, "SortBy": "CreationTime", "SortOrder": "Ascending",
                  **({"ModelApprovalStatus": status} if status else {})}
-        pages = self.sm.get_paginator("list_model_packages").paginate(
-            **query, PaginationConfig={"PageSize": self.page_size})
-        try:
+
+        def listing() -> list[int]:
+            pages = self.sm.get_paginator("list_model_packages").paginate(
+                **query, PaginationConfig={"PageSize": self.page_size})
             return sorted(p["ModelPackageVersion"] for page in pages for p in page["ModelPackageSummaryList"])
-        except ClientError as e:
-            raise RegistryError(f"SageMaker registry {self.group!r}: could not list packages: {e}") from None
+
+        return self._call("list the model packages", listing)
 
     def _describe(self, version: int) -> dict[str, Any]:
-        arn = self._package_arn(version)
-        try:
-            return self.sm.describe_model_package(ModelPackageName=arn)
-        except ClientError:
-            known = self._numbers()
-            raise RegistryError(f"model group {self.group!r} has no version {version}; versions: "
-                                f"{known or 'none'}") from None
+        return self._call(f"describe version {version}", self.sm.describe_model_package,
+                          ModelPackageName=self._package_arn(version),
+                          missing=lambda: f"model group {self.group!r} has no version {version}; versions: "
+                                          f"{self._numbers() or 'none'}")
 
     def _package_arn(self, version: int) -> str:
         self._ensure_group()

@@ -282,3 +282,19 @@ def test_sagemaker_backend_imports_neither_autogluon_nor_pandas() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert out.stdout.strip() == "[]"
+
+
+def test_sagemaker_without_credentials_is_a_registry_error_not_a_traceback(tmp_path) -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from ltv.sagemaker_registry import SageMakerRegistry
+
+    class NoCredentials:
+        meta = type("Meta", (), {"region_name": REGION})()
+
+        def describe_model_package_group(self, **_):
+            raise NoCredentialsError()
+
+    registry = SageMakerRegistry(GAME, region=REGION, sagemaker=NoCredentials(), s3=object())
+    with pytest.raises(RegistryError, match="Unable to locate credentials.*AWS_PROFILE"):
+        registry.champion()
