@@ -59,12 +59,18 @@ def pipeline_name(config: GameConfig) -> str:
 def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = None) -> Any:
     """The retraining DAG of `config`'s game (build its JSON with `definition`, which keeps the SDK offline):
 
-        ResolveDataset ──► Train ──► Evaluate ──► PromotionDecision ──┬─ promote == 1 ──► Register
-        (processing:       (training: (processing:  (condition on       │                  (RegisterModel into
-         dataset.json)      the image's evaluation.json  evaluation.json │                   ltv-<game>, status
-                            `train`)   + report.html,   via JsonGet)    │                   ModelApprovalStatus)
-                                       champion from                    └─ otherwise ─────► NotPromoted
-                                       the registry)                                        (FailStep: the reason)
+        ResolveDataset ─► Train ─► Evaluate ─► PromotionDecision ─┬─ promote == 1 ─► Register
+                                                                  └─ otherwise ────► NotPromoted
+
+        ResolveDataset     processing: DatasetVersion -> dataset.json {version, uri} (a PropertyFile)
+        Train              training: the image's `train` on that S3 prefix -> model.tar.gz
+        Evaluate           processing: the challenger and the champion (the latest Approved package,
+                           looked up when the step runs) on the same test rows -> evaluation.json
+                           (a PropertyFile) + report.html
+        PromotionDecision  condition: evaluation.json's promotion.promote == 1
+        Register           RegisterModel into ltv-<game>: image + archive, ModelApprovalStatus,
+                           evaluation.json as model metrics, lineage as customer metadata
+        NotPromoted        FailStep whose message is the promotion rule's reason
 
     Parameters (PascalCase, defaults from the config): DatasetVersion (`rolling` = the newest
     complete rolling version), ModelBudget (`config` | `fast`), Train/Evaluate InstanceType,
