@@ -231,7 +231,7 @@ def features_build(game: GameOpt, cutoff: DateArg, lake: LakeOpt = DEFAULT_LAKE)
 def datasets_build(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
                    version: Annotated[Optional[str], typer.Option(help="v1.., a full name, or rolling-YYYY-MM-DD; default: all")] = None) -> None:
     """Materialise dataset versions (Kakao's scheme from the config): train, validation and
-    test cutoffs separated by an embargo of one label horizon. Versions are immutable.
+    test cutoffs, each period one label horizon after the previous (an embargo). Versions are immutable.
 
     Example: ltv datasets build --game galaxy-raiders --version v1
     """
@@ -335,10 +335,15 @@ def train(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset vers
 def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset version whose test period to use")],
              lake: LakeOpt = DEFAULT_LAKE,
              model: Annotated[Optional[str], typer.Option(help="registry version number or artifact path; default: champion")] = None,
-             out_dir: Annotated[Optional[Path], typer.Option("--out", help="where to write metrics.json and report.html")] = None) -> None:
+             out_dir: Annotated[Optional[Path], typer.Option("--out", help="where to write metrics.json and report.html")] = None,
+             allow_in_sample: Annotated[bool, typer.Option(
+                 "--allow-in-sample", help="evaluate even if the model trained or validated on part of the test period; "
+                                           "every output is then labelled in-sample")] = False) -> None:
     """Evaluate a model on a dataset's test period: metrics.json and an HTML report with plots.
 
-    The model is compared with the baselines and, for simulated games, with the oracle.
+    The model is compared with the baselines and, for simulated games, with the oracle. A model
+    whose training or validation data reach the test period is refused (its figures would be
+    in-sample) unless --allow-in-sample is given.
 
     Example: ltv evaluate --game galaxy-raiders --dataset v2
     """
@@ -356,22 +361,31 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
         m, label = LTVModel.load(version.path), f"version {version.version}"
     else:
         m, label = LTVModel.load(Path(model)), model
-    target, ev = write_evaluation(config, lk, _engine(config, lake), m, label, datasets.find_spec(config, dataset), out_dir)
+    target, ev = write_evaluation(config, lk, _engine(config, lake), m, label, datasets.find_spec(config, dataset), out_dir,
+                                  allow_in_sample=allow_in_sample)
+    if ev.metrics["in_sample"]:
+        console.print(f"[red]IN-SAMPLE[/red]: the model saw data until {ev.metrics['in_sample']['seen_until']}; test "
+                      f"cutoffs {', '.join(ev.metrics['in_sample']['cutoffs'])} are in that period. These figures "
+                      "overstate its quality.")
     _print_metrics(ev.metrics)
     out.print(f"metrics: {target / 'metrics.json'}\nreport:  {target / 'report.html'}")
 
 
 def _print_metrics(metrics: dict) -> None:
-    t = Table(title="test-period metrics")
-    for col in ("metric", "model", "oracle", "model/oracle", "popularity", "recent revenue"):
+    """The headline metrics of an evaluation: model, oracle, and the strongest baseline on each."""
+    t = Table(title="test-period metrics" + (" (IN-SAMPLE)" if metrics.get("in_sample") else ""),
+              caption="strongest: the best baseline on that metric (recent revenue, payer mean, popularity, segment "
+                      "median); the HTML report shows every baseline")
+    for col in ("metric", "model", "oracle", "model/oracle", "strongest baseline", "model/strongest"):
         t.add_column(col, justify="right")
     o = metrics.get("oracle") or {}
-    b = metrics["baselines"]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    for k in ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae", "purchase_day_accuracy", "churn_f1", "total_ratio"):
+    for k in ("normalized_gini", "spearman_payers", "minmax", "top1_revenue_capture", "payer_f1", "purchase_day_mae",
+              "purchase_day_accuracy", "churn_f1", "total_ratio"):
         v, ov = metrics["model"].get(k), o.get(k)
-        t.add_row(k, fmt(v), fmt(ov), fmt(v / ov if v is not None and ov else None), fmt(b["popularity"].get(k)),
-                  fmt(b["recent_revenue"].get(k)))
+        best = metrics.get("strongest_baseline", {}).get(k)
+        t.add_row(k, fmt(v), fmt(ov), fmt(v / ov if v is not None and ov else None),
+                  f"{fmt(best['value'])} {best['baseline']}" if best else "–", fmt(best["ratio"]) if best else "–")
     out.print(t)
 
 

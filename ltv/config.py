@@ -190,8 +190,8 @@ class ModelBudget(Strict):
 
 
 MetricName = Literal[
-    "normalized_gini", "spearman", "minmax", "payer_f1", "payer_roc_auc", "payer_pr_auc",
-    "top10_revenue_capture", "decile_mape", "purchase_day_mae", "purchase_day_accuracy",
+    "normalized_gini", "spearman", "spearman_payers", "minmax", "payer_f1", "payer_roc_auc", "payer_pr_auc",
+    "top1_revenue_capture", "top10_revenue_capture", "decile_mape", "purchase_day_mae", "purchase_day_accuracy",
     "purchase_day_f1", "churn_f1", "total_ratio_error"]
 # metrics where smaller is better; everything else is larger-is-better
 LOWER_IS_BETTER = frozenset({"decile_mape", "purchase_day_mae", "total_ratio_error"})

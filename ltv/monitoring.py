@@ -103,7 +103,7 @@ def delayed_evaluation(engine: Engine, config: GameConfig, lake: Lake, day: str)
     cutoff = dt.date.fromisoformat(day)
     if not etl.labels_available(engine, config, cutoff):
         return None
-    if day not in engine.partitions("labels"):
+    if not etl.is_current(engine, config, "labels", day):
         etl.build_labels(engine, config, cutoff)
     labels = engine.query(f"SELECT * FROM labels WHERE cutoff = '{day}'")
     pred = read_predictions(lake, day)

@@ -114,7 +114,7 @@ def test_daily_job_writes_the_days_partition_matching_an_independent_count(confi
     day = "2025-01-20"
     assert daily.main(local_args(config_file, lake, "--date", day)) == 0
     part = table_dir(lake, "player_day", f"dt={day}")
-    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, "part-0.parquet"]
+    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, etl.DEFINITION_FILE, "part-0.parquet"]
     got = pd.read_parquet(part / "part-0.parquet")
     assert "dt" not in got.columns, "the partition column lives in the path only"
     raw = pd.read_parquet(table_dir(lake, "raw", "events", f"dt={day}")).drop_duplicates()
@@ -133,7 +133,7 @@ def test_glue_own_arguments_are_ignored_and_a_rerun_replaces_the_partition(confi
     first = pd.read_parquet(table_dir(lake, "player_day", "dt=2025-01-21", "part-0.parquet"))
     assert daily.main(argv) == 0
     part = table_dir(lake, "player_day", "dt=2025-01-21")
-    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, "part-0.parquet"]
+    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, etl.DEFINITION_FILE, "part-0.parquet"]
     pd.testing.assert_frame_equal(pd.read_parquet(part / "part-0.parquet").sort_values("player_id", ignore_index=True),
                                   first.sort_values("player_id", ignore_index=True))
     assert not leftovers(part.parent)
@@ -485,7 +485,8 @@ def test_the_daily_entrypoint_on_athena_writes_what_duckdb_computes(config, conf
             "--database", "ltv_galaxy_raiders", "--workgroup", "ltv-galaxy-raiders", "--raw_uri", "s3://raw",
             "--curated_uri", "s3://curated", "--date", str(day)]
     assert daily.main(argv) == 0
-    assert keys(aws, "curated") == [f"player_day/dt={day}/{SUCCESS}", f"player_day/dt={day}/part-0.parquet"]
+    assert keys(aws, "curated") == [f"player_day/dt={day}/{SUCCESS}", f"player_day/dt={day}/{etl.DEFINITION_FILE}",
+                                    f"player_day/dt={day}/part-0.parquet"]
     got = wr.s3.read_parquet(f"s3://curated/player_day/dt={day}/part-0.parquet", boto3_session=aws)
     pd.testing.assert_frame_equal(got.sort_values("player_id", ignore_index=True),
                                   expected.sort_values("player_id", ignore_index=True), check_dtype=False)
@@ -534,6 +535,9 @@ class RecordingEngine:
 
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         pass  # an S3 object beside the partition: nothing is sent to Athena
+
+    def get_partition_json(self, table: str, value: str, name: str) -> dict:
+        return etl.definition(self.config, table)  # every partition is current (an S3 read: nothing sent)
 
     def raw_partition_stats(self, table: str, day: str) -> tuple[int, int]:
         self._record(row_count_sql(table, day))
