@@ -92,15 +92,14 @@ def references(node: Any) -> set[str]:
 
 
 def shared_tool():
-    """../shared/tools/validate_pipeline_definition.py (beside the repository, or /work/shared)."""
-    for base in (ROOT.parent / "shared", ROOT.parent.parent / "shared", Path("/work/shared")):
-        path = base / "tools" / "validate_pipeline_definition.py"
-        if path.exists():
-            spec = importlib.util.spec_from_file_location("validate_pipeline_definition", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-    pytest.skip("../shared/tools/validate_pipeline_definition.py is not beside this checkout")
+    """../shared/tools/validate_pipeline_definition.py when it is beside the repository, else the
+    copy in tests/vendor (with the schema in tests/schemas), so a clean clone checks it too."""
+    candidates = [base / "tools" / "validate_pipeline_definition.py" for base in (ROOT.parent / "shared", Path("/work/shared"))]
+    path = next((p for p in candidates if p.exists()), Path(__file__).parent / "vendor" / "validate_pipeline_definition.py")
+    spec = importlib.util.spec_from_file_location("validate_pipeline_definition", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_every_games_definition_validates_against_the_published_schema(app, games) -> None:
