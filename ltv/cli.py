@@ -275,6 +275,10 @@ def datasets_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
 registry_app = typer.Typer(help="The model registry: versions, approval status, champion, rollback.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 FastOpt = Annotated[bool, typer.Option("--fast", help="small model budget (LightGBM only, 150 rounds, 80k rows) for quick trials")]
+BackendOpt = Annotated[str, typer.Option(
+    "--registry", envvar="LTV_REGISTRY",
+    help="local: the lake's registry; sagemaker: the game's model package group in its AWS account (config's "
+         "aws.region, the environment's credentials)")]
 
 
 def _budget(config: cfg.GameConfig, fast: bool) -> cfg.ModelBudget:
@@ -283,7 +287,13 @@ def _budget(config: cfg.GameConfig, fast: bool) -> cfg.ModelBudget:
     return fast_budget(config.model) if fast else config.model
 
 
-def _registry(config: cfg.GameConfig, lake: Path):
+def _registry(config: cfg.GameConfig, lake: Path, backend: str = "local"):
+    if backend == "sagemaker":
+        from ltv.sagemaker_registry import SageMakerRegistry
+
+        return SageMakerRegistry(config.game.id, region=config.aws.region)
+    if backend != "local":
+        raise LtvError(f"--registry must be local or sagemaker, not {backend!r}")
     from ltv.registry import LocalRegistry
 
     return LocalRegistry(Lake(lake, config.game.id).registry, config.game.id)
@@ -421,13 +431,13 @@ def _drift_table(result: "DriftExperiment") -> Table:
 
 
 @registry_app.command("list")
-def registry_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
+def registry_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE, backend: BackendOpt = "local") -> None:
     """List model versions with status, dataset and key metrics; the champion is marked.
 
-    Example: ltv registry list --game galaxy-raiders
+    Example: ltv registry list --game galaxy-raiders [--registry sagemaker]
     """
     config, game_id = load_game(game)
-    reg = _registry(config, lake)
+    reg = _registry(config, lake, backend)
     champion = reg.champion()
     t = Table(title=f"model group ltv-{game_id}")
     for col in ("version", "status", "created", "dataset", "gini", "minmax", "payer F1", "day MAE"):
@@ -442,50 +452,53 @@ def registry_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
 
 
 @registry_app.command("show")
-def registry_show(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE) -> None:
+def registry_show(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE, backend: BackendOpt = "local") -> None:
     """Show one version: lineage, metrics and the full status history.
 
-    Example: ltv registry show --game galaxy-raiders 3
+    Example: ltv registry show --game galaxy-raiders 3 [--registry sagemaker]
     """
     config, _ = load_game(game)
-    v = _registry(config, lake).get(version)
+    v = _registry(config, lake, backend).get(version)
     print(json.dumps({"version": v.version, "status": v.status, "created": v.created, "path": str(v.path),
                       "lineage": v.lineage, "history": list(v.history), "metrics": v.metrics}, indent=2, default=str))
 
 
 @registry_app.command("approve")
 def registry_approve(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE,
-                     reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "approved by hand") -> None:
+                     reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "approved by hand",
+                     backend: BackendOpt = "local") -> None:
     """Approve a version (it becomes champion if it is the latest approved).
 
-    Example: ltv registry approve --game dragon-merge 4 --reason "reviewed the report"
+    Example: ltv registry approve --game dragon-merge 4 --reason "reviewed the report" [--registry sagemaker]
     """
     config, _ = load_game(game)
-    v = _registry(config, lake).approve(version, reason)
+    v = _registry(config, lake, backend).approve(version, reason)
     out.print(f"version {v.version}: {v.status}")
 
 
 @registry_app.command("reject")
 def registry_reject(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE,
-                    reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rejected by hand") -> None:
+                    reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rejected by hand",
+                    backend: BackendOpt = "local") -> None:
     """Reject a version (nothing is deleted).
 
-    Example: ltv registry reject --game galaxy-raiders 5 --reason "odd whale predictions"
+    Example: ltv registry reject --game galaxy-raiders 5 --reason "odd whale predictions" [--registry sagemaker]
     """
     config, _ = load_game(game)
-    v = _registry(config, lake).reject(version, reason)
+    v = _registry(config, lake, backend).reject(version, reason)
     out.print(f"version {v.version}: {v.status}")
 
 
 @registry_app.command("rollback")
 def registry_rollback(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
-                      reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rollback") -> None:
+                      reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rollback",
+                      backend: BackendOpt = "local") -> None:
     """Reject the champion and re-approve the previous champion.
 
-    Example: ltv registry rollback --game galaxy-raiders --reason "bad scores after release"
+    Example: ltv registry rollback --game galaxy-raiders --reason "bad scores after release" [--registry sagemaker]
     """
     config, _ = load_game(game)
-    old, new = _registry(config, lake).rollback(reason)
+    old, new = _registry(config, lake, backend).rollback(reason)
     out.print(f"rolled back: version {old.version} {old.status}; champion is now version {new.version}")
 
 

@@ -321,6 +321,44 @@ class StackOptions(Strict):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
+# SageMaker instance types: ml.<family>.<size>, e.g. ml.m5.2xlarge
+PROCESSING_MAX_MINUTES = 7 * 24 * 60
+InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", description="e.g. ml.m5.xlarge")]
+
+
+class SageMakerJob(Strict):
+    """Resources of one SageMaker job of the retraining pipeline (its defaults become pipeline parameters)."""
+
+    instance_type: InstanceType = "ml.m5.xlarge"
+    instance_count: int = Field(1, ge=1, le=1, description=(
+        "1: the core trains and evaluates in-process on one instance (AutoGluon tabular); more instances would "
+        "only repeat the same work"))
+    volume_gb: int = Field(30, ge=1, le=16384, description="EBS volume attached to the instance")
+    max_runtime_minutes: int = Field(120, ge=1, le=28 * 24 * 60, description=(
+        "the job is stopped after this (training: at most 28 days, processing: 7)"))
+
+
+class SageMakerSettings(Strict):
+    """The game's SageMaker retraining pipeline (stacks/ml.py, pipelines/): instances and limits.
+
+    The approval status a promoted model is registered with comes from `promotion.approval`."""
+
+    training: SageMakerJob = Field(default_factory=lambda: SageMakerJob(instance_type="ml.m5.2xlarge"))
+    evaluation: SageMakerJob = Field(default_factory=lambda: SageMakerJob(max_runtime_minutes=60))
+    resolve_instance_type: InstanceType = Field(
+        "ml.t3.medium", description="the small job that resolves the dataset version before training")
+    transform_instance_types: list[InstanceType] = Field(
+        default_factory=lambda: ["ml.m5.xlarge"], min_length=1,
+        description="instance types a registered model may be batch-scored on (the first is the default)")
+
+    @model_validator(mode="after")
+    def _processing_limit(self) -> SageMakerSettings:
+        if self.evaluation.max_runtime_minutes > PROCESSING_MAX_MINUTES:
+            raise ValueError(f"evaluation.max_runtime_minutes must be at most {PROCESSING_MAX_MINUTES} (7 days, the "
+                             "limit of a SageMaker processing job)")
+        return self
+
+
 Severity = Literal["error", "warn", "off"]
 
 
@@ -417,6 +455,7 @@ class GameConfig(Strict):
     alerts: AlertTargets = Field(default_factory=AlertTargets)
     schedules: Schedules = Field(default_factory=Schedules)
     stack: StackOptions = Field(default_factory=StackOptions)
+    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     simulation: SimulationSettings | None = Field(None, description="only for simulated (demo/test) games")
 
@@ -442,7 +481,7 @@ class GameConfig(Strict):
 
     def config_hash(self) -> str:
         """Stable hash of everything that defines the game's data and models."""
-        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack"})
+        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack", "sagemaker"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def data_hash(self) -> str:

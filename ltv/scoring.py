@@ -26,6 +26,7 @@ from ltv.errors import MissingPartitionError, RegistryError
 from ltv.lake import Lake, atomic_dir, complete_partitions, write_text_atomic
 
 if TYPE_CHECKING:  # the registry brings the models; the Athena catalog needs only this module's schema
+    from ltv.models import LTVModel
     from ltv.registry import Registry
 
 LATEST = "_LATEST"
@@ -33,12 +34,27 @@ LATEST = "_LATEST"
 
 def prediction_columns(config: GameConfig) -> list[tuple[str, str]]:
     """Columns of the predictions table with their (Hive/Athena) types; partition keys excluded."""
-    ident = "string" if config.logs.player_id_type == "string" else "bigint"
-    days = [(f"p_day_{d}", "double") for d in range(1, config.horizons.purchase_days + 1)]
+    return _columns("string" if config.logs.player_id_type == "string" else "bigint", config.horizons.purchase_days)
+
+
+def _columns(ident: str, purchase_days: int) -> list[tuple[str, str]]:
+    days = [(f"p_day_{d}", "double") for d in range(1, purchase_days + 1)]
     return [("player_id", ident), ("p_payer", "double"), ("value_if_payer", "double"), ("payer_pred", "bigint"),
             ("ltv_pred", "double"), ("ltv_expected", "double"), ("p_churn", "double"), ("churn_pred", "bigint"),
             *days, ("p_day_none", "double"), ("offer_day", "bigint"), ("likely_day", "bigint"),
             ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp")]
+
+
+def predictions(model: LTVModel, features: pd.DataFrame, version: int | None) -> pd.DataFrame:
+    """Feature rows scored as the predictions table holds them: the model's outputs, its model
+    group and version, and the scoring time (what `score` writes and the image's `serve` returns)."""
+    from ltv.registry import group_name
+
+    pred = model.predict(features)
+    pred["model_group"] = group_name(model.manifest["game"])
+    pred["model_version"] = version
+    pred["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return pred[[c for c, _ in _columns("string", model.purchase_days)]]
 
 
 # `dt`, not `date`: DATE is a reserved word in Athena's (Hive) DDL
@@ -79,16 +95,11 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
     features = engine.query(f"SELECT * FROM features WHERE cutoff = '{day}'")
     if features.empty:
         raise MissingPartitionError(f"no features at {day}")
-    model = registry.load(champion.version)
-    pred = model.predict(features)
-    pred["model_group"] = group_name(config.game.id)
-    pred["model_version"] = champion.version
-    pred["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    columns = [c for c, _ in prediction_columns(config)]
+    pred = predictions(registry.load(champion.version), features, champion.version)
     run_id = new_run_id()
     target = date_dir(lake, day) / f"run={run_id}"
     with atomic_dir(target, replace=False) as tmp:
-        pred[columns].to_parquet(tmp / "part-0.parquet", index=False)
+        pred.to_parquet(tmp / "part-0.parquet", index=False)
     write_text_atomic(date_dir(lake, day) / LATEST, run_id)  # readers switch only now
     return ScoringResult(config.game.id, str(day), run_id, len(pred), champion.version, target)
 

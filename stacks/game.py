@@ -13,6 +13,7 @@ from ltv.config import GameConfig
 from ltv.errors import ConfigError
 from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
+from stacks.ml import MlStack
 from stacks.names import Names
 from stacks.packaging import Wheelhouse, glue_wheelhouse
 
@@ -25,6 +26,7 @@ class GameStacks:
 
     data_lake: DataLakeStack
     etl: EtlStack
+    ml: MlStack
 
 
 def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Wheelhouse) -> GameStacks:
@@ -41,7 +43,11 @@ def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Whee
     etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, wheelhouse=wheelhouse,
                    env=env, stack_name=names.stack("Etl"), termination_protection=protect, tags=tags,
                    description=f"Player LTV ETL of {config.game.name}: Glue jobs over Athena, workflows")
-    return GameStacks(lake, etl)
+    ml = MlStack(app, names.stack("Ml"), config=config, lake=lake, core_wheel=core_wheel,
+                 dataset_job=names.resource("dataset"), env=env, stack_name=names.stack("Ml"),
+                 termination_protection=protect, tags=tags,
+                 description=f"Player LTV ML of {config.game.name}: image, model registry group, retraining pipeline")
+    return GameStacks(lake, etl, ml)
 
 
 def select_configs(game: str | None) -> list[GameConfig]:

@@ -101,7 +101,7 @@ def props_named(tpl: Template, kind: str, key: str, name: str) -> dict[str, Any]
 def test_every_game_config_synthesises_into_its_own_account(app, games):
     assert {"galaxy-raiders", "dragon-merge"} <= set(games)
     for config in games.values():
-        for concern in ("DataLake", "Etl"):
+        for concern in ("DataLake", "Etl", "Ml"):
             st = stack(app, config, concern)
             assert st.stack_name == f"Ltv-{Names.of(config).pascal}-{concern}"
             assert (st.account, st.region) == (config.aws.account, config.aws.region)
@@ -634,9 +634,9 @@ def test_cfn_lint_reports_nothing_on_any_template(app, games):
     from cfnlint.api import ManualArgs, lint_file
 
     templates = sorted(Path(app.outdir).glob("*.template.json"))
-    assert len(templates) == 2 * len(games)
+    assert len(templates) == 3 * len(games)
     for config in games.values():
-        for concern in ("DataLake", "Etl"):
+        for concern in ("DataLake", "Etl", "Ml"):
             path = Path(app.outdir) / f"{Names.of(config).stack(concern)}.template.json"
             matches = lint_file(path, config=ManualArgs(regions=[config.aws.region]))
             assert not matches, f"{path.name}: " + "; ".join(f"{m.rule.id} {m.message}" for m in matches)
