@@ -119,7 +119,7 @@ def test_game_context_selects_one_config_and_no_context_selects_all():
 def test_stack_tags_come_from_the_config(app, games):
     """Stack tags, which CloudFormation applies to every resource that takes tags."""
     manifest = json.loads((Path(app.outdir) / "manifest.json").read_text())["artifacts"]
-    for concern in ("DataLake", "Etl"):
+    for concern in ("DataLake", "Etl", "Ml"):
         tags = manifest[f"Ltv-GalaxyRaiders-{concern}"]["properties"]["tags"]
         assert tags == {"ltv:game": "galaxy-raiders", "team": "analytics", "game": "galaxy-raiders"}
 
