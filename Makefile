@@ -6,15 +6,36 @@ STAMP  := $(VENV)/.installed
 GAME   ?= galaxy-raiders
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench lint synth diff deploy clean
+UV_VERSION := 0.13.9
+UV     := $(BIN)/uv
 
-$(STAMP): pyproject.toml
+.PHONY: demo test install lock bench lint synth diff deploy clean
+
+$(UV):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[aws,dev]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# exactly the locked (tested) versions, hash-checked, then the project itself without dependencies
+$(STAMP): pyproject.toml requirements/all.txt | $(UV)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements/all.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the three hashed locks after a dependency change in pyproject.toml or
+# requirements/glue.in (existing pins are kept where still allowed; LOCK_ARGS=--upgrade moves
+# every pin to the newest allowed version). all.txt: everything `make install` installs, for
+# Python 3.11 on any OS; glue.txt: the Glue jobs' closure for Glue 5.0 (cp311, manylinux_2_34 =
+# Amazon Linux 2023); image.txt: the core + the `image` extra for the SageMaker image (cp311,
+# manylinux_2_28). glue.txt and image.txt are constrained to all.txt's versions.
+LOCK_ARGS ?=
+LOCK = UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile --quiet --generate-hashes --python-version 3.11 $(LOCK_ARGS)
+lock: | $(UV)
+	$(LOCK) pyproject.toml --all-extras --universal -o requirements/all.txt
+	$(LOCK) requirements/glue.in -c requirements/all.txt --python-platform x86_64-manylinux_2_34 -o requirements/glue.txt
+	$(LOCK) pyproject.toml --extra image -c requirements/all.txt --python-platform x86_64-manylinux_2_28 \
+		-o requirements/image.txt
 
 demo: $(STAMP)
 	$(BIN)/ltv demo

@@ -12,13 +12,17 @@ configured budget (or `--fast`; `--time-limit` overrides time_limit_s per stage)
 one run:
 
 - normalized Gini model / oracle (>= 0.95), payer F1 model / oracle (>= 0.90),
-  purchase-day MAE model / popularity baseline (<= 0.80; King reached 0.875), exact-day
-  accuracy model - popularity (>= +5 points), fit time, and batch scoring throughput of
-  `LTVModel.predict` on >= 1M rows in one call (>= 1M players/min);
+  purchase-day MAE model / the stronger per-segment baseline (<= 0.80; King reached 0.875
+  against the mode; the segment median is the MAE-optimal constant and usually the stronger),
+  exact-day accuracy model - the stronger per-segment baseline (>= +5 points), fit time, and
+  batch scoring throughput of a warm `LTVModel.predict` on >= 1M rows in one call, the test
+  rows replicated (>= 1M players/min); every metric beside every baseline, with the ratio to
+  the strongest baseline on it;
 - the next-purchase-day design choice: the model's two-part distribution
   P(purchase within N days) x P(day | purchase) against one plain 17-class multiclass
-  (0 = none, 1..16) with the same features and budget: offer-day MAE, exact-day accuracy of
-  the most likely day, and log-loss of the full 17-way distribution on the test split;
+  (0 = none, 1..16) with the same features and the same total budget (two stages' time
+  limit): offer-day MAE, exact-day accuracy of the most likely day, and log-loss of the full
+  17-way distribution on the test split;
 - `--families-check`: the payer classifier with the default families (GBM, CAT, XGB) against
   the same plus RandomForest / ExtraTrees: ROC-AUC / F1 against predict time and artifact size;
 - `--drift`: Kakao's experiment over the configured dataset versions (stale model trained on
@@ -208,14 +212,28 @@ def paired_se(frame: pd.DataFrame, baseline: pd.DataFrame, days: int) -> float:
     return float(gain.std(ddof=1) / np.sqrt(len(gain)))
 
 
+PURCHASE_DAY_STAGES = 2  # the two-part distribution fits `purchase_soon` and `purchase_day`
+
+
+def equal_total_budget(budget: ModelBudget, stages: int = PURCHASE_DAY_STAGES) -> ModelBudget:
+    """The budget of one model that equals `stages` stages of `budget`: the time limit and any
+    explicit boosting-round counts multiplied, so the comparison is not won by spending more."""
+    rounds = ("num_boost_round", "n_estimators", "iterations")
+    hyper = {family: ([{k: (v * stages if k in rounds else v) for k, v in h.items()} for h in params]
+                      if isinstance(params, list) else {k: (v * stages if k in rounds else v) for k, v in params.items()})
+             for family, params in (budget.hyperparameters or {}).items()} or None
+    return budget.model_copy(update={"time_limit_s": budget.time_limit_s * stages, "hyperparameters": hyper})
+
+
 def fit_multiclass(splits: dict[str, pd.DataFrame], features: list[str], budget: ModelBudget,
                    work: Path) -> tuple[Any, dict[str, float]]:
-    """The alternative: one 17-class model (0 = no purchase within N days, 1..N) on every row."""
+    """The alternative: one 17-class model (0 = no purchase within N days, 1..N) on every row,
+    with the total budget of the two-part model's two stages."""
     tr, val = (pd.concat([model_input(splits[s], features), splits[s][["next_purchase_day"]]], axis=1)
                for s in ("train", "validation"))
     val = val[val["next_purchase_day"].isin(set(tr["next_purchase_day"].unique()))]
     with Measured() as m:
-        predictor = automl.fit(tr, "next_purchase_day", "multiclass", "log_loss", budget, work, val)
+        predictor = automl.fit(tr, "next_purchase_day", "multiclass", "log_loss", equal_total_budget(budget), work, val)
     return predictor, m.result()
 
 
@@ -288,12 +306,18 @@ def fmt(v: Any, digits: int = 3) -> str:
 
 def print_metrics(ev: dict[str, Any]) -> None:
     cols = {"model": ev["model"], "oracle": ev["oracle"] or {}, **ev["baselines"]}
-    names = ("normalized_gini", "spearman", "top10_revenue_capture", "minmax", "total_ratio", "payer_f1",
-             "payer_roc_auc", "payer_pr_auc", "purchase_day_mae", "purchase_day_accuracy", "purchase_day_f1",
-             "churn_f1", "churn_roc_auc")
-    print(f"\n{'metric (test split)':24s}" + "".join(f"{c:>15s}" for c in cols))
+    names = ("normalized_gini", "spearman", "spearman_payers", "top1_revenue_capture", "top10_revenue_capture",
+             "minmax", "total_ratio", "payer_f1", "payer_roc_auc", "payer_pr_auc", "purchase_day_mae",
+             "purchase_day_accuracy", "purchase_day_f1", "churn_f1", "churn_roc_auc")
+    print(f"\n{'metric (test split)':24s}{'computed on':>22s}" + "".join(f"{c:>15s}" for c in cols)
+          + f"{'strongest baseline':>28s}")
     for n in names:
-        print(f"{n:24s}" + "".join(f"{fmt(m.get(n)):>15s}" for m in cols.values()))
+        best = ev["strongest_baseline"].get(n)
+        strongest = f"{best['baseline']} x{fmt(best['ratio'])}" if best else "-"
+        print(f"{n:24s}{metrics.METRIC_SCORE.get(n, ''):>22.22s}" + "".join(f"{fmt(m.get(n)):>15s}" for m in cols.values())
+              + f"{strongest:>28s}")
+    print("  spearman is on ltv_pred (exact zeros fit the 90 % zero actuals), spearman_payers on ltv_expected among "
+          "actual payers; 'strongest baseline' = the best baseline on that metric and model / it")
 
 
 def target_line(label: str, value: float, target: str, ok: bool, note: str = "") -> str:
@@ -385,10 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     test = splits["test"].reset_index(drop=True)
     actual = test["next_purchase_day"].to_numpy(int)
     pop = evaluation.baselines["popularity"]["offer_day"].to_numpy(int)
+    med = evaluation.baselines["segment_median"]["offer_day"].to_numpy(int)
     day_rows = {
         "two-part (model)": day_scores(actual, day_distributions(evaluation.frame, days), days=days),
         "17-class multiclass": day_scores(actual, multiclass_proba(mc, test, features, days), days=days),
-        "popularity baseline": day_scores(actual, None, pop, pop, days),
+        "popularity (mode)": day_scores(actual, None, pop, pop, days),
+        "segment median": day_scores(actual, None, med, med, days),
     }
     if evaluation.oracle is not None:
         day_rows["oracle"] = day_scores(actual, day_distributions(evaluation.oracle, days), days=days)
@@ -397,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in day_rows.items():
         print(f"{name:24s}{fmt(r['mae']):>15s}{fmt(r['accuracy']):>15s}{fmt(r['f1']):>10s}{fmt(r['log_loss'], 4):>16s}")
     print(f"  (MAE / accuracy on the {int((actual > 0).sum()):,} test rows with a purchase within {days} days; "
-          f"log-loss on all {len(actual):,} rows; multiclass fit {mc_fit['seconds']:.0f} s)")
+          f"log-loss on all {len(actual):,} rows; the multiclass model had the two-part model's total budget, "
+          f"2 x time_limit_s (and 2 x any boosting rounds): fit {mc_fit['seconds']:.0f} s)")
     automl.remove(run / "multiclass")
 
     # --- scoring throughput
@@ -416,32 +443,44 @@ def main(argv: list[str] | None = None) -> int:
         automl.remove(run / "drift")
 
     # --- the report
-    mo, orc, popm = ev["model"], ev["oracle"] or {}, ev["baselines"]["popularity"]
+    # day targets against the stronger per-segment baseline on each metric: the segment median is
+    # the MAE-optimal constant, the mode (King's popularity) the accuracy-optimal one
+    mo, orc = ev["model"], ev["oracle"] or {}
+    mae_base = ev["strongest_baseline"]["purchase_day_mae"]["baseline"]
+    acc_base = ev["strongest_baseline"]["purchase_day_accuracy"]["baseline"]
+    mae_b, acc_b = ev["baselines"][mae_base]["purchase_day_mae"], ev["baselines"][acc_base]["purchase_day_accuracy"]
     gini_r = mo["normalized_gini"] / orc["normalized_gini"]
     f1_r = mo["payer_f1"] / orc["payer_f1"]
-    mae_r = mo["purchase_day_mae"] / popm["purchase_day_mae"]
-    acc_d = mo["purchase_day_accuracy"] - popm["purchase_day_accuracy"]
-    o_mae_r = orc["purchase_day_mae"] / popm["purchase_day_mae"]
-    o_acc_d = orc["purchase_day_accuracy"] - popm["purchase_day_accuracy"]
-    acc_se = paired_se(evaluation.frame, evaluation.baselines["popularity"], days)
+    mae_r = mo["purchase_day_mae"] / mae_b
+    acc_d = mo["purchase_day_accuracy"] - acc_b
+    o_mae_r = orc["purchase_day_mae"] / mae_b
+    o_acc_d = orc["purchase_day_accuracy"] - acc_b
+    acc_se = paired_se(evaluation.frame, evaluation.baselines[acc_base], days)
+    pop_mae = ev["baselines"]["popularity"]["purchase_day_mae"]
     load_after = os.getloadavg()
     print(f"\n{'target (one run, test split)':44s} {'value':>10s}   {'target':10s} verdict")
     print(target_line("normalized Gini, model / oracle", gini_r, f">= {TARGET_GINI}", gini_r >= TARGET_GINI,
                       f"({mo['normalized_gini']:.3f} / {orc['normalized_gini']:.3f})"))
     print(target_line("payer F1, model / oracle", f1_r, f">= {TARGET_PAYER_F1}", f1_r >= TARGET_PAYER_F1,
                       f"({mo['payer_f1']:.3f} / {orc['payer_f1']:.3f})"))
-    print(target_line("purchase-day MAE, model / popularity", mae_r, f"<= {TARGET_DAY_MAE}", mae_r <= TARGET_DAY_MAE,
-                      f"({mo['purchase_day_mae']:.2f} / {popm['purchase_day_mae']:.2f} d; oracle / popularity "
-                      f"{o_mae_r:.3f})"))
-    print(target_line("exact-day accuracy, model - popularity", acc_d, f">= +{TARGET_DAY_ACCURACY}",
+    print(target_line(f"purchase-day MAE, model / {mae_base}", mae_r, f"<= {TARGET_DAY_MAE}", mae_r <= TARGET_DAY_MAE,
+                      f"({mo['purchase_day_mae']:.2f} / {mae_b:.2f} d; oracle / {mae_base} {o_mae_r:.3f}; against "
+                      f"King's popularity (mode, {pop_mae:.2f} d) {mo['purchase_day_mae'] / pop_mae:.3f})"))
+    print(target_line(f"exact-day accuracy, model - {acc_base}", acc_d, f">= +{TARGET_DAY_ACCURACY}",
                       acc_d >= TARGET_DAY_ACCURACY,
-                      f"({mo['purchase_day_accuracy']:.3f} - {popm['purchase_day_accuracy']:.3f}, paired SE "
-                      f"{acc_se:.3f}; oracle - popularity {o_acc_d:+.3f}: the model gets {acc_d / o_acc_d:.0%} "
+                      f"({mo['purchase_day_accuracy']:.3f} - {acc_b:.3f}, paired SE "
+                      f"{acc_se:.3f}; oracle - {acc_base} {o_acc_d:+.3f}: the model gets {acc_d / o_acc_d:.0%} "
                       "of the oracle's gain)"))
+    for key, name in (("normalized_gini", "Gini"), ("top1_revenue_capture", "top-1 % capture"),
+                      ("spearman_payers", "Spearman among payers")):
+        best = ev["strongest_baseline"].get(key)
+        if best:
+            print(f"{'  ' + name + ', model / ' + best['baseline']:44s} {fmt(best['ratio']):>10s}   (no target; "
+                  f"the strongest baseline on this metric)")
     print(target_line("batch scoring, M players/min", score["players_per_min"] / 1e6, ">= 1.0",
                       score["players_per_min"] >= TARGET_PLAYERS_PER_MIN,
-                      f"({score['rows']:,} rows = {score['copies']} copies of the {score['test_rows']:,} test rows, "
-                      f"one call, {score['seconds']:.1f} s, CPU {score['cpu_s']:.0f} s)"))
+                      f"(warm model, {score['rows']:,} rows = {score['copies']} copies of the {score['test_rows']:,} "
+                      f"test rows, one call, {score['seconds']:.1f} s, CPU {score['cpu_s']:.0f} s)"))
     if len(score["calls"]) > 1:
         print(f"{'':44s} scoring calls: " + "; ".join(
             f"{c['seconds']:.1f} s with {c['foreign_share']:.0%} other load" for c in score["calls"]))
@@ -475,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                "settings": {"game": args.game, "installs": s.daily_installs, "days": s.days, "seed": s.seed,
                             "as_of": str(args.as_of), "players_installed": installed},
                "dataset": {k: manifest[k] for k in ("name", "rows", "payers")},
-               "metrics": {k: ev[k] for k in ("model", "oracle", "baselines", "ratios")},
+               "metrics": {k: ev[k] for k in ("model", "oracle", "baselines", "ratios", "strongest_baseline")},
                "targets": {"gini_ratio": gini_r, "payer_f1_ratio": f1_r, "day_mae_ratio": mae_r,
                            "day_accuracy_gain": acc_d, "day_accuracy_gain_se": acc_se, "oracle_day_mae_ratio": o_mae_r, "oracle_day_accuracy_gain": o_acc_d},
                "purchase_day": day_rows, "multiclass_fit": mc_fit, "fit": fit_m.result(), "scoring": score,

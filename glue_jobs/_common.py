@@ -1,11 +1,12 @@
-"""What every Glue job shares: arguments, the game config, the engine, the run date, the exit code.
+"""What every Glue job shares: arguments, the game config, the engine, the run date, failures.
 
 A job script is `run(rt, args) -> summary` plus `main(argv) = common.main(...)`. In AWS the job
 runs on the Athena engine; with `--engine duckdb --lake DIR` the same script runs on the local
 lake (that is how the tests run each job's logic for real).
 
-In Glue this file arrives beside the script through `--extra-py-files`, so scripts import it as
-the top-level module `_common`; in the repository it is `glue_jobs._common`.
+In Glue the scripts import this module as `glue_jobs._common` from the core wheel, which the job
+puts on its Python path (`--extra-py-files`): a loose `_common.py` would arrive in S3 under its
+content hash and could not be imported by name.
 """
 from __future__ import annotations
 
@@ -139,10 +140,12 @@ def runtime(args: Args, workdir: Path, now: Clock = utc_now, glue: Any = None) -
 
 
 def main(job: str, argv: Sequence[str] | None, run: Callable[[Runtime, Args], str], *,
-         extra: Sequence[str] = (), now: Clock = utc_now, glue: Any = None) -> int:
-    """Parse, build the runtime, run the job; 0 on success, the error's exit code on a user error.
+         extra: Sequence[str] = (), now: Clock = utc_now, glue: Any = None) -> str:
+    """Parse, build the runtime, run the job and return its summary.
 
-    Any other exception propagates with its traceback (Glue marks the run FAILED either way)."""
+    A failure raises: Glue marks the run FAILED and shows the exception's type and message as the
+    run's error message (what the failure alert carries), so a named `LtvError` says what is wrong
+    and how to fix it right there; an exit code would only say "exit code 2"."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # no-op if logging is set up
     log.setLevel(logging.INFO)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -152,9 +155,9 @@ def main(job: str, argv: Sequence[str] | None, run: Callable[[Runtime, Args], st
             summary = run(runtime(args, Path(tmp), now, glue), args)
     except LtvError as e:
         log.error("%s failed: %s", job, e)
-        return e.exit_code
+        raise
     log.info("%s: %s", job, summary)
-    return 0
+    return summary
 
 
 def _client(service: str) -> Any:

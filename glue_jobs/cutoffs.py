@@ -7,12 +7,8 @@ cutoff instead (backfill): its features, and its labels once their window is com
 from __future__ import annotations
 
 import datetime as dt
-import sys
 
-if __package__:
-    from glue_jobs import _common as common
-else:  # in Glue: _common.py is shipped beside this script (--extra-py-files)
-    import _common as common
+from glue_jobs import _common as common  # from the core wheel on the job's Python path
 from ltv import etl
 from ltv.config import GameConfig
 
@@ -36,9 +32,9 @@ def run(rt: common.Runtime, args: common.Args) -> str:
     return "; ".join(done) or "no cutoff is due"
 
 
-def main(argv: list[str] | None = None, **kwargs) -> int:
+def main(argv: list[str] | None = None, **kwargs) -> str:
     return common.main("cutoffs", argv, run, extra=("cutoff",), **kwargs)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,12 +1,7 @@
 """Glue job `ltv-<game>-player-day`: one raw day -> its player_day partition (with _SUCCESS)."""
 from __future__ import annotations
 
-import sys
-
-if __package__:
-    from glue_jobs import _common as common
-else:  # in Glue: _common.py is shipped beside this script (--extra-py-files)
-    import _common as common
+from glue_jobs import _common as common  # from the core wheel on the job's Python path
 from ltv.etl import build_player_day
 from ltv.validation import duplicate_free_days
 
@@ -21,9 +16,9 @@ def run(rt: common.Runtime, args: common.Args) -> str:
     return f"player_day dt={day}: {result.rows} rows ({'validated duplicate-free' if clean else 'deduplicated'})"
 
 
-def main(argv: list[str] | None = None, **kwargs) -> int:
+def main(argv: list[str] | None = None, **kwargs) -> str:
     return common.main("player-day", argv, run, **kwargs)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -6,12 +6,8 @@ the newest window whose test labels are complete with the data up to the run dat
 from __future__ import annotations
 
 import datetime as dt
-import sys
 
-if __package__:
-    from glue_jobs import _common as common
-else:  # in Glue: _common.py is shipped beside this script (--extra-py-files)
-    import _common as common
+from glue_jobs import _common as common  # from the core wheel on the job's Python path
 from ltv.datasets import build_dataset, find_spec, rolling_spec
 from ltv.lake import SUCCESS
 
@@ -29,9 +25,9 @@ def run(rt: common.Runtime, args: common.Args) -> str:
     return f"dataset {spec.name}: " + ", ".join(f"{k} {v} rows" for k, v in manifest["rows"].items())
 
 
-def main(argv: list[str] | None = None, **kwargs) -> int:
+def main(argv: list[str] | None = None, **kwargs) -> str:
     return common.main("dataset", argv, run, extra=("version",), **kwargs)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

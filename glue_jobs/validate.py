@@ -5,12 +5,7 @@ Writes the report to curated/monitoring/validation/dt=<day>.json whatever the ou
 """
 from __future__ import annotations
 
-import sys
-
-if __package__:
-    from glue_jobs import _common as common
-else:  # in Glue: _common.py is shipped beside this script (--extra-py-files)
-    import _common as common
+from glue_jobs import _common as common  # from the core wheel on the job's Python path
 from ltv.validation import validate_day
 
 
@@ -25,9 +20,9 @@ def run(rt: common.Runtime, args: common.Args) -> str:
     return f"raw logs of {day} passed {len(report.results)} checks ({len(report.warnings)} warnings)"
 
 
-def main(argv: list[str] | None = None, **kwargs) -> int:
+def main(argv: list[str] | None = None, **kwargs) -> str:
     return common.main("validate", argv, run, **kwargs)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -9,10 +9,15 @@ to Trino by `ltv.sql.to_trino`, and keeps the local lake's contract on S3:
     s3://<curated bucket>/features/cutoff=.../, labels/cutoff=.../
     s3://<curated bucket>/datasets/<version>/split=<split>/part-0.parquet, manifest.json, _SUCCESS
 
-A partition is exactly one parquet object (an S3 PUT is atomic, so readers see the old file or
-the new one, never half of one), then the `_SUCCESS` marker, then its registration in the Glue
-catalog. The partition column is not stored in the files. Only partitions with a marker are
-"complete" for the ETL; raw tables list every `dt=` prefix that holds objects.
+A partition is exactly one parquet object (an S3 PUT, multipart or not, is atomic: readers see
+the old file or the new one, never half of one), then the `_SUCCESS` marker. The partition
+column is not stored in the files. Only partitions with a marker are "complete" for the ETL;
+raw tables list every `dt=` prefix that holds objects. The tables use partition projection, so
+nothing is registered in the catalog.
+
+Results come back through `UNLOAD` as Parquet (typed and compressed, not CSV) and partitions
+are written from them chunk by chunk through a local file, so a features cutoff of millions of
+players never has to fit in a worker's memory as one frame.
 
 `table_specs(config)` is the schema of every table of a game (columns and Hive types derived
 from the SQL itself), shared by this engine and by the CDK stacks that create the catalog.
@@ -22,6 +27,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,10 +41,11 @@ import pandas as pd
 from ltv import etl, scoring, sql
 from ltv.config import GameConfig
 from ltv.engine import DERIVED, WriteResult, fingerprint
-from ltv.errors import LtvError
+from ltv.errors import ConfigError, LtvError
 from ltv.lake import SUCCESS
 
 DATA_FILE = "part-0.parquet"
+CHUNK_ROWS = 200_000            # rows per chunk read back from an UNLOAD (bounds a worker's memory)
 _HIVE_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "DOUBLE": "double", "FLOAT": "float",
                "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "SMALLINT": "smallint"}
 
@@ -66,6 +76,33 @@ def hive_type(duckdb_type: str) -> str:
     if t.startswith("DECIMAL"):
         return t.lower()
     raise LtvError(f"no Glue type for the DuckDB type {duckdb_type!r}; add a CAST in the SQL template")
+
+
+def projection_start(config: GameConfig) -> dt.date:
+    """The first day Athena's partition projection enumerates: `aws.logs_start`, else the first
+    dataset's start minus the feature history. Every `dt < cutoff` query plans one location per
+    projected day, so the range starts at the game's own first day, not at a fixed old date."""
+    if config.aws is not None and config.aws.logs_start is not None:
+        return config.aws.logs_start
+    history = config.features.n_steps * config.features.step_days
+    return config.datasets.first_start - dt.timedelta(days=history)
+
+
+def arrow_schema(spec: TableSpec) -> Any:
+    """The pyarrow schema of a table's data files: its catalog columns, in order, with their types."""
+    import pyarrow as pa
+
+    simple = {"string": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "smallint": pa.int16(),
+              "double": pa.float64(), "float": pa.float32(), "boolean": pa.bool_(), "timestamp": pa.timestamp("us"),
+              "date": pa.date32()}
+
+    def arrow(hive: str) -> Any:
+        if hive.startswith("decimal"):
+            precision, scale = hive[len("decimal("):-1].split(",")
+            return pa.decimal128(int(precision), int(scale))
+        return simple[hive]
+
+    return pa.schema([(name, arrow(hive)) for name, hive in spec.columns])
 
 
 def raw_columns(config: GameConfig) -> dict[str, list[tuple[str, str]]]:
@@ -148,7 +185,7 @@ def statement(query: str) -> str:
 
 
 class AthenaEngine:
-    """The `Engine` of a game's AWS account: Athena for SQL, S3 for partitions, Glue for the catalog."""
+    """The `Engine` of a game's AWS account: Athena for SQL, S3 for partitions and documents."""
 
     def __init__(self, config: GameConfig, *, database: str, workgroup: str, raw_uri: str, curated_uri: str,
                  boto3_session: Any = None):
@@ -157,6 +194,9 @@ class AthenaEngine:
         self.buckets = {"raw": raw_uri.rstrip("/"), "curated": curated_uri.rstrip("/")}
         self.session = boto3_session
         self.specs = table_specs(config)
+        self.first_day = str(projection_start(config))
+        self._results: str | None = None
+        self._clients: dict[str, Any] = {}
 
     # -------------------------------------------------------------------------------------------
     # locations
@@ -176,30 +216,39 @@ class AthenaEngine:
     def curated_uri(self, key: str) -> str:
         return f"{self.buckets['curated']}/{key.lstrip('/')}"
 
+    def results_uri(self) -> str:
+        """The workgroup's (enforced) result location: UNLOAD output goes below it, under `unload/`."""
+        if self._results is None:
+            wg = self._client("athena").get_work_group(WorkGroup=self.workgroup)["WorkGroup"]
+            self._results = wg["Configuration"]["ResultConfiguration"]["OutputLocation"].rstrip("/") + "/"
+        return self._results
+
+    def _check_projected(self, table: str, day: str) -> None:
+        """Refuse a day Athena cannot see: it would come back empty instead of failing."""
+        if (self._spec(table).bucket == "raw" or table == "player_day") and day < self.first_day:
+            raise ConfigError(f"{table} dt={day} is before the first day of the tables' partition projection "
+                              f"({self.first_day}), so Athena would read nothing for it; set aws.logs_start to the "
+                              f"game's first day of logs and redeploy the data-lake stack")
+
     # -------------------------------------------------------------------------------------------
     # Engine
 
     def query(self, sql_text: str) -> pd.DataFrame:
-        """Run the Trino text of `sql_text` in the workgroup and read its result (the CSV Athena writes
-        to the workgroup's result location: no temporary CTAS tables, so no CREATE/DROP TABLE rights)."""
-        import awswrangler as wr
-
-        frame = wr.athena.read_sql_query(statement(sql_text), database=self.database, workgroup=self.workgroup,
-                                         ctas_approach=False, boto3_session=self.session)
-        return _numpy_dtypes(frame)
+        """Run the Trino text of `sql_text` in the workgroup and read its result, unloaded as Parquet."""
+        with closing(self._unload(sql_text)) as chunks:
+            frames = list(chunks)
+        return _numpy_dtypes(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
 
     def write_partitions(self, table: str, sql_text: str, value: str | None = None) -> WriteResult:
         spec = self._spec(table)
-        frame = self.query(sql_text)
         if value is not None:
-            parts = {value: frame.drop(columns=[spec.key], errors="ignore")}
-        elif spec.key not in frame.columns:
-            raise LtvError(f"writing {table} without a partition value needs a {spec.key!r} column in the result")
-        else:
-            parts = {str(v): g.drop(columns=[spec.key]) for v, g in frame.groupby(spec.key, sort=True)}
-        for v, part in parts.items():
-            self._put_partition(spec, v, part)
-        return WriteResult(table, sorted(parts), int(len(frame)))
+            self._check_projected(table, value)
+        chunks = closing(self._unload(sql_text, CHUNK_ROWS))
+        with tempfile.TemporaryDirectory(prefix="ltv-partitions-") as tmp, chunks as results:
+            files, rows = self._write_local(spec, results, value, Path(tmp))
+            for v, path in sorted(files.items()):
+                self._put_partition(spec, v, path)
+        return WriteResult(table, sorted(files), rows)
 
     def partitions(self, table: str) -> list[str]:
         import awswrangler as wr
@@ -217,6 +266,7 @@ class AthenaEngine:
     def raw_partition_stats(self, table: str, day: str) -> tuple[int, int] | None:
         import awswrangler as wr
 
+        self._check_projected(table, day)
         files = self._data_objects(self.partition_uri(table, day))
         if not files:
             return None
@@ -248,6 +298,11 @@ class AthenaEngine:
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         self._put(self.partition_uri(table, value) + name, json.dumps(payload, sort_keys=True, default=str).encode())
 
+    def get_partition_json(self, table: str, value: str, name: str) -> dict | None:
+        """The JSON document `put_partition_json` stored beside a partition, or None if there is none."""
+        body = self._get(self.partition_uri(table, value) + name)
+        return None if body is None else json.loads(body)
+
     # -------------------------------------------------------------------------------------------
     # files beside the tables: validation reports, dataset versions
 
@@ -266,7 +321,7 @@ class AthenaEngine:
         written = []
         for path in files:
             written.append(f"{target.rstrip('/')}/{path.relative_to(local).as_posix()}")
-            self._put(written[-1], path.read_bytes())
+            self._upload(path, written[-1])
         return written
 
     def fetch(self, key: str, names: list[str], local: Path) -> list[str]:
@@ -284,25 +339,75 @@ class AthenaEngine:
     # -------------------------------------------------------------------------------------------
     # internals
 
-    def _put_partition(self, spec: TableSpec, value: str, frame: pd.DataFrame) -> None:
-        """One parquet object, then the marker, then the catalog partition."""
+    def _unload(self, sql_text: str, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+        """The query's result as DataFrames: UNLOADed as Parquet to a scratch prefix of the result
+        location, read back (whole, or `chunk_rows` at a time), then the scratch files deleted.
+
+        An empty result has no files to read its columns from, so they come from the same query
+        with LIMIT 0 (a plain query: its header row)."""
         import awswrangler as wr
 
-        types = spec.types()
-        unknown, missing = set(frame.columns) - set(types), set(types) - set(frame.columns)
-        if unknown or missing:
-            raise LtvError(f"{spec.name}: the query's columns do not match the catalog schema (not in the catalog: "
-                           f"{sorted(unknown)}, missing: {sorted(missing)}); redeploy the data-lake stack")
+        scratch = f"{self.results_uri()}unload/{uuid.uuid4().hex}/"
+        text = statement(sql_text)
+        try:
+            result = wr.athena.read_sql_query(text, database=self.database, workgroup=self.workgroup,
+                                              ctas_approach=False, unload_approach=True, s3_output=scratch,
+                                              chunksize=chunk_rows, boto3_session=self.session)
+            yield from ([result] if isinstance(result, pd.DataFrame) else result)
+        except wr.exceptions.EmptyDataFrame:
+            yield wr.athena.read_sql_query(f"SELECT * FROM (\n{text.rstrip().rstrip(';')}\n) LIMIT 0",
+                                           database=self.database, workgroup=self.workgroup, ctas_approach=False,
+                                           boto3_session=self.session)
+        finally:
+            wr.s3.delete_objects(scratch, boto3_session=self.session)
+
+    def _write_local(self, spec: TableSpec, chunks: Iterable[pd.DataFrame], value: str | None,
+                     directory: Path) -> tuple[dict[str, Path], int]:
+        """Write the result's rows into one local parquet file per partition value, chunk by chunk,
+        with the catalog's column order and types; returns {value: file} and the row count."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema, names = arrow_schema(spec), [c for c, _ in spec.columns]
+        writers: dict[str, pq.ParquetWriter] = {}
+        files: dict[str, Path] = {}
+        rows = 0
+        try:
+            for chunk in chunks:
+                if value is not None:
+                    parts = {value: chunk.drop(columns=[spec.key], errors="ignore")}
+                elif spec.key not in chunk.columns:
+                    raise LtvError(f"writing {spec.name} without a partition value needs a {spec.key!r} column in "
+                                   "the result")
+                else:
+                    parts = {str(v): g.drop(columns=[spec.key]) for v, g in chunk.groupby(spec.key, sort=True)}
+                for v, part in parts.items():
+                    _check_columns(spec, part.columns)
+                    if v not in writers:
+                        files[v] = directory / f"{len(files)}.parquet"
+                        writers[v] = pq.ParquetWriter(files[v], schema, compression="snappy")
+                    # to the catalog's types (Athena may answer DECIMAL where the catalog says double)
+                    writers[v].write_table(pa.Table.from_pandas(part[names], preserve_index=False).cast(schema))
+                rows += len(chunk)
+            if value is not None and value not in writers:  # an empty result is an empty partition
+                files[value] = directory / "empty.parquet"
+                writers[value] = pq.ParquetWriter(files[value], schema, compression="snappy")
+        finally:
+            for writer in writers.values():
+                writer.close()
+        return files, rows
+
+    def _put_partition(self, spec: TableSpec, value: str, local: Path) -> None:
+        """One parquet object (replacing any other object of the partition), then the marker."""
+        import awswrangler as wr
+
         prefix = self.partition_uri(spec.name, value)
         data = prefix + DATA_FILE
-        wr.s3.to_parquet(frame[[c for c, _ in spec.columns]].reset_index(drop=True), path=data, index=False,
-                         dtype=types, compression="snappy", boto3_session=self.session)
+        self._upload(local, data)
         stale = [p for p in wr.s3.list_objects(prefix, boto3_session=self.session) if p not in (data, prefix + SUCCESS)]
         if stale:
             wr.s3.delete_objects(stale, boto3_session=self.session)
         self._put(prefix + SUCCESS, dt.datetime.now(dt.timezone.utc).isoformat().encode())
-        wr.catalog.add_parquet_partitions(self.database, spec.name, {prefix: [value]}, compression="snappy",
-                                          boto3_session=self.session)
 
     def _data_objects(self, prefix: str) -> list[str]:
         """Objects under a prefix that Athena reads (Hive skips names starting with '_' or '.')."""
@@ -312,13 +417,21 @@ class AthenaEngine:
                 if not p.rsplit("/", 1)[1].startswith(("_", "."))]
 
     def _client(self, service: str) -> Any:
-        import boto3
+        """One client per service for the engine's life (creating a client costs milliseconds)."""
+        if service not in self._clients:
+            import boto3
 
-        return (self.session or boto3.Session()).client(service)
+            self._clients[service] = (self.session or boto3).client(service)
+        return self._clients[service]
 
     def _put(self, uri: str, body: bytes) -> None:
         bucket, key = _split(uri)
         self._client("s3").put_object(Bucket=bucket, Key=key, Body=io.BytesIO(body))
+
+    def _upload(self, local: Path, uri: str) -> None:
+        """A file of any size to S3 (multipart above 8 MiB: the object appears only when complete)."""
+        bucket, key = _split(uri)
+        self._client("s3").upload_file(str(local), bucket, key)
 
     def _get(self, uri: str) -> bytes | None:
         bucket, key = _split(uri)
@@ -332,6 +445,14 @@ class AthenaEngine:
         import awswrangler as wr
 
         return bool(wr.s3.does_object_exist(uri, boto3_session=self.session))
+
+
+def _check_columns(spec: TableSpec, columns: Iterable[str]) -> None:
+    """The result's columns must be the catalog's: a mismatch means the stacks and the SQL disagree."""
+    unknown, missing = set(columns) - set(spec.types()), set(spec.types()) - set(columns)
+    if unknown or missing:
+        raise LtvError(f"{spec.name}: the query's columns do not match the catalog schema (not in the catalog: "
+                       f"{sorted(unknown)}, missing: {sorted(missing)}); redeploy the data-lake stack")
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -355,4 +476,5 @@ def _numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-__all__ = ["AthenaEngine", "TableSpec", "hive_type", "raw_columns", "row_count_sql", "statement", "table_specs"]
+__all__ = ["AthenaEngine", "TableSpec", "arrow_schema", "hive_type", "projection_start", "raw_columns",
+           "row_count_sql", "statement", "table_specs"]

@@ -231,7 +231,7 @@ def features_build(game: GameOpt, cutoff: DateArg, lake: LakeOpt = DEFAULT_LAKE)
 def datasets_build(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
                    version: Annotated[Optional[str], typer.Option(help="v1.., a full name, or rolling-YYYY-MM-DD; default: all")] = None) -> None:
     """Materialise dataset versions (Kakao's scheme from the config): train, validation and
-    test cutoffs separated by an embargo of one label horizon. Versions are immutable.
+    test cutoffs, each period one label horizon after the previous (an embargo). Versions are immutable.
 
     Example: ltv datasets build --game galaxy-raiders --version v1
     """
@@ -275,6 +275,10 @@ def datasets_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
 registry_app = typer.Typer(help="The model registry: versions, approval status, champion, rollback.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 FastOpt = Annotated[bool, typer.Option("--fast", help="small model budget (LightGBM only, 150 rounds, 80k rows) for quick trials")]
+BackendOpt = Annotated[str, typer.Option(
+    "--registry", envvar="LTV_REGISTRY",
+    help="local: the lake's registry; sagemaker: the game's model package group in its AWS account (config's "
+         "aws.region, the environment's credentials)")]
 
 
 def _budget(config: cfg.GameConfig, fast: bool) -> cfg.ModelBudget:
@@ -283,7 +287,13 @@ def _budget(config: cfg.GameConfig, fast: bool) -> cfg.ModelBudget:
     return fast_budget(config.model) if fast else config.model
 
 
-def _registry(config: cfg.GameConfig, lake: Path):
+def _registry(config: cfg.GameConfig, lake: Path, backend: str = "local"):
+    if backend == "sagemaker":
+        from ltv.sagemaker_registry import SageMakerRegistry
+
+        return SageMakerRegistry(config.game.id, region=config.require_aws().region)
+    if backend != "local":
+        raise LtvError(f"--registry must be local or sagemaker, not {backend!r}")
     from ltv.registry import LocalRegistry
 
     return LocalRegistry(Lake(lake, config.game.id).registry, config.game.id)
@@ -330,10 +340,15 @@ def train(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset vers
 def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset version whose test period to use")],
              lake: LakeOpt = DEFAULT_LAKE,
              model: Annotated[Optional[str], typer.Option(help="registry version number or artifact path; default: champion")] = None,
-             out_dir: Annotated[Optional[Path], typer.Option("--out", help="where to write metrics.json and report.html")] = None) -> None:
+             out_dir: Annotated[Optional[Path], typer.Option("--out", help="where to write metrics.json and report.html")] = None,
+             allow_in_sample: Annotated[bool, typer.Option(
+                 "--allow-in-sample", help="evaluate even if the model trained or validated on part of the test period; "
+                                           "every output is then labelled in-sample")] = False) -> None:
     """Evaluate a model on a dataset's test period: metrics.json and an HTML report with plots.
 
-    The model is compared with the baselines and, for simulated games, with the oracle.
+    The model is compared with the baselines and, for simulated games, with the oracle. A model
+    whose training or validation data reach the test period is refused (its figures would be
+    in-sample) unless --allow-in-sample is given.
 
     Example: ltv evaluate --game galaxy-raiders --dataset v2
     """
@@ -351,23 +366,31 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
         m, label = LTVModel.load(version.path), f"version {version.version}"
     else:
         m, label = LTVModel.load(Path(model)), model
-    target, ev = write_evaluation(config, lk, _engine(config, lake), m, label, datasets.find_spec(config, dataset), out_dir)
+    target, ev = write_evaluation(config, lk, _engine(config, lake), m, label, datasets.find_spec(config, dataset), out_dir,
+                                  allow_in_sample=allow_in_sample)
+    if ev.metrics["in_sample"]:
+        console.print(f"[red]IN-SAMPLE[/red]: the model saw data until {ev.metrics['in_sample']['seen_until']}; test "
+                      f"cutoffs {', '.join(ev.metrics['in_sample']['cutoffs'])} are in that period. These figures "
+                      "overstate its quality.")
     _print_metrics(ev.metrics)
     out.print(f"metrics: {target / 'metrics.json'}\nreport:  {target / 'report.html'}")
 
 
 def _print_metrics(metrics: dict) -> None:
-    t = Table(title="test-period metrics")
-    o = metrics.get("oracle") or {}
-    b = metrics["baselines"]
-    shown = [n for n in ("popularity", "recent_revenue", "past_spend", "btyd") if n in b]
-    for col in ("metric", "model", "oracle", "model/oracle", *(n.replace("_", " ") for n in shown)):
+    """The headline metrics of an evaluation: model, oracle, and the strongest baseline on each."""
+    t = Table(title="test-period metrics" + (" (IN-SAMPLE)" if metrics.get("in_sample") else ""),
+              caption="strongest: the best baseline on that metric (recent revenue, payer mean, popularity, segment "
+                      "median); the HTML report shows every baseline")
+    for col in ("metric", "model", "oracle", "model/oracle", "strongest baseline", "model/strongest"):
         t.add_column(col, justify="right")
+    o = metrics.get("oracle") or {}
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    for k in ("normalized_gini", "top1_revenue_capture", "minmax", "payer_f1", "purchase_day_mae",
+    for k in ("normalized_gini", "spearman_payers", "minmax", "top1_revenue_capture", "payer_f1", "purchase_day_mae",
               "purchase_day_accuracy", "churn_f1", "total_ratio"):
         v, ov = metrics["model"].get(k), o.get(k)
-        t.add_row(k, fmt(v), fmt(ov), fmt(v / ov if v is not None and ov else None), *(fmt(b[n].get(k)) for n in shown))
+        best = metrics.get("strongest_baseline", {}).get(k)
+        t.add_row(k, fmt(v), fmt(ov), fmt(v / ov if v is not None and ov else None),
+                  f"{fmt(best['value'])} {best['baseline']}" if best else "–", fmt(best["ratio"]) if best else "–")
     out.print(t)
 
 
@@ -413,13 +436,13 @@ def _drift_table(result: "DriftExperiment") -> Table:
 
 
 @registry_app.command("list")
-def registry_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
+def registry_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE, backend: BackendOpt = "local") -> None:
     """List model versions with status, dataset and key metrics; the champion is marked.
 
-    Example: ltv registry list --game galaxy-raiders
+    Example: ltv registry list --game galaxy-raiders [--registry sagemaker]
     """
     config, game_id = load_game(game)
-    reg = _registry(config, lake)
+    reg = _registry(config, lake, backend)
     champion = reg.champion()
     t = Table(title=f"model group ltv-{game_id}")
     for col in ("version", "status", "created", "dataset", "gini", "minmax", "payer F1", "day MAE"):
@@ -434,50 +457,53 @@ def registry_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
 
 
 @registry_app.command("show")
-def registry_show(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE) -> None:
+def registry_show(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE, backend: BackendOpt = "local") -> None:
     """Show one version: lineage, metrics and the full status history.
 
-    Example: ltv registry show --game galaxy-raiders 3
+    Example: ltv registry show --game galaxy-raiders 3 [--registry sagemaker]
     """
     config, _ = load_game(game)
-    v = _registry(config, lake).get(version)
+    v = _registry(config, lake, backend).get(version)
     print(json.dumps({"version": v.version, "status": v.status, "created": v.created, "path": str(v.path),
                       "lineage": v.lineage, "history": list(v.history), "metrics": v.metrics}, indent=2, default=str))
 
 
 @registry_app.command("approve")
 def registry_approve(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE,
-                     reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "approved by hand") -> None:
+                     reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "approved by hand",
+                     backend: BackendOpt = "local") -> None:
     """Approve a version (it becomes champion if it is the latest approved).
 
-    Example: ltv registry approve --game dragon-merge 4 --reason "reviewed the report"
+    Example: ltv registry approve --game dragon-merge 4 --reason "reviewed the report" [--registry sagemaker]
     """
     config, _ = load_game(game)
-    v = _registry(config, lake).approve(version, reason)
+    v = _registry(config, lake, backend).approve(version, reason)
     out.print(f"version {v.version}: {v.status}")
 
 
 @registry_app.command("reject")
 def registry_reject(game: GameOpt, version: int, lake: LakeOpt = DEFAULT_LAKE,
-                    reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rejected by hand") -> None:
+                    reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rejected by hand",
+                    backend: BackendOpt = "local") -> None:
     """Reject a version (nothing is deleted).
 
-    Example: ltv registry reject --game galaxy-raiders 5 --reason "odd whale predictions"
+    Example: ltv registry reject --game galaxy-raiders 5 --reason "odd whale predictions" [--registry sagemaker]
     """
     config, _ = load_game(game)
-    v = _registry(config, lake).reject(version, reason)
+    v = _registry(config, lake, backend).reject(version, reason)
     out.print(f"version {v.version}: {v.status}")
 
 
 @registry_app.command("rollback")
 def registry_rollback(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
-                      reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rollback") -> None:
+                      reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "rollback",
+                      backend: BackendOpt = "local") -> None:
     """Reject the champion and re-approve the previous champion.
 
-    Example: ltv registry rollback --game galaxy-raiders --reason "bad scores after release"
+    Example: ltv registry rollback --game galaxy-raiders --reason "bad scores after release" [--registry sagemaker]
     """
     config, _ = load_game(game)
-    old, new = _registry(config, lake).rollback(reason)
+    old, new = _registry(config, lake, backend).rollback(reason)
     out.print(f"rolled back: version {old.version} {old.status}; champion is now version {new.version}")
 
 
@@ -485,7 +511,7 @@ def registry_rollback(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
 def predict(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Score the population at a date with the champion (new run id; never overwrites).
 
-    Writes predictions/game=G/date=D/run=R/ and moves date=D/_LATEST to the new run.
+    Writes predictions/game=G/dt=D/run=R/ and moves dt=D/_LATEST to the new run.
 
     Example: ltv predict --game galaxy-raiders --date 2025-06-02
     """
@@ -553,7 +579,7 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, features
     Views: the game's raw tables, player_day, features, labels, predictions (every run) and
     latest_predictions (the _LATEST run of each date).
 
-    Example: ltv sql --game galaxy-raiders "SELECT date, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
+    Example: ltv sql --game galaxy-raiders "SELECT dt, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
     """
     from ltv.scoring import add_prediction_views
 

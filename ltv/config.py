@@ -48,9 +48,40 @@ class GameInfo(Strict):
         return self.id.replace("-", "_")
 
 
+IAM_PRINCIPAL = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$"
+
+
+class RawWriter(Strict):
+    """Who may write raw logs into the game's raw bucket (the log exporter), and under which prefixes.
+
+    Give exactly one of `principal` (an IAM role or user ARN) or `account` (a 12-digit account id,
+    whose administrators then delegate with their own IAM policies)."""
+
+    principal: str | None = Field(None, pattern=IAM_PRINCIPAL,
+                                  description="IAM role or user ARN, e.g. arn:aws:iam::333333333333:role/log-export")
+    account: str | None = Field(None, pattern=r"^\d{12}$", description="an AWS account id (12 digits)")
+    prefixes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.=/-]*/$")]] = Field(
+        min_length=1, description="key prefixes it may write, each a raw table's folder or below and ending "
+                                  "in '/', e.g. events/ (see logs.events.table)")
+
+    @model_validator(mode="after")
+    def _one_principal(self) -> RawWriter:
+        if (self.principal is None) == (self.account is None):
+            raise ValueError("give exactly one of `principal` (an IAM role/user ARN) or `account` (12 digits), "
+                             f"got {'both' if self.principal else 'neither'}")
+        return self
+
+
 class AwsSettings(Strict):
     account: str = Field(pattern=r"^\d{12}$", description="the game's AWS account id (12 digits)")
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="e.g. eu-west-1")
+    raw_writers: list[RawWriter] = Field(
+        default_factory=list, description="principals or accounts allowed to write raw logs into the raw bucket "
+                                          "(prefix-scoped bucket policy + use of the game's key through S3 only)")
+    logs_start: dt.date | None = Field(
+        None, description="first UTC day of raw logs in the raw bucket: Athena's partition projection enumerates "
+                          "days from here, and the jobs refuse earlier days. Default: datasets.first_start minus "
+                          "the feature history (features.n_steps x step_days)")
 
 
 class EventColumns(Strict):
@@ -251,8 +282,8 @@ class ModelBudget(Strict):
 
 
 MetricName = Literal[
-    "normalized_gini", "spearman", "minmax", "payer_f1", "payer_roc_auc", "payer_pr_auc",
-    "top10_revenue_capture", "decile_mape", "purchase_day_mae", "purchase_day_accuracy",
+    "normalized_gini", "spearman", "spearman_payers", "minmax", "payer_f1", "payer_roc_auc", "payer_pr_auc",
+    "top1_revenue_capture", "top10_revenue_capture", "decile_mape", "purchase_day_mae", "purchase_day_accuracy",
     "purchase_day_f1", "churn_f1", "total_ratio_error"]
 # metrics where smaller is better; everything else is larger-is-better
 LOWER_IS_BETTER = frozenset({"decile_mape", "purchase_day_mae", "total_ratio_error"})
@@ -349,6 +380,44 @@ class StackOptions(Strict):
     glue_max_retries: int = Field(1, ge=0, le=10)
     glue_max_concurrency: PositiveInt = Field(1, le=10)
     tags: dict[str, str] = Field(default_factory=dict)
+
+
+# SageMaker instance types: ml.<family>.<size>, e.g. ml.m5.2xlarge
+PROCESSING_MAX_MINUTES = 7 * 24 * 60
+InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", description="e.g. ml.m5.xlarge")]
+
+
+class SageMakerJob(Strict):
+    """Resources of one SageMaker job of the retraining pipeline (its defaults become pipeline parameters)."""
+
+    instance_type: InstanceType = "ml.m5.xlarge"
+    instance_count: int = Field(1, ge=1, le=1, description=(
+        "1: the core trains and evaluates in-process on one instance (AutoGluon tabular); more instances would "
+        "only repeat the same work"))
+    volume_gb: int = Field(30, ge=1, le=16384, description="EBS volume attached to the instance")
+    max_runtime_minutes: int = Field(120, ge=1, le=28 * 24 * 60, description=(
+        "the job is stopped after this (training: at most 28 days, processing: 7)"))
+
+
+class SageMakerSettings(Strict):
+    """The game's SageMaker retraining pipeline (stacks/ml.py, pipelines/): instances and limits.
+
+    The approval status a promoted model is registered with comes from `promotion.approval`."""
+
+    training: SageMakerJob = Field(default_factory=lambda: SageMakerJob(instance_type="ml.m5.2xlarge"))
+    evaluation: SageMakerJob = Field(default_factory=lambda: SageMakerJob(max_runtime_minutes=60))
+    resolve_instance_type: InstanceType = Field(
+        "ml.t3.medium", description="the small job that resolves the dataset version before training")
+    transform_instance_types: list[InstanceType] = Field(
+        default_factory=lambda: ["ml.m5.xlarge"], min_length=1,
+        description="instance types a registered model may be batch-scored on (the first is the default)")
+
+    @model_validator(mode="after")
+    def _processing_limit(self) -> SageMakerSettings:
+        if self.evaluation.max_runtime_minutes > PROCESSING_MAX_MINUTES:
+            raise ValueError(f"evaluation.max_runtime_minutes must be at most {PROCESSING_MAX_MINUTES} (7 days, the "
+                             "limit of a SageMaker processing job)")
+        return self
 
 
 Severity = Literal["error", "warn", "off"]
@@ -469,6 +538,7 @@ class GameConfig(Strict):
     alerts: AlertTargets = Field(default_factory=AlertTargets)
     schedules: Schedules = Field(default_factory=Schedules)
     stack: StackOptions = Field(default_factory=StackOptions)
+    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     simulation: SimulationSettings | None = Field(None, description="only for simulated (demo/test) games")
 
@@ -482,6 +552,12 @@ class GameConfig(Strict):
         unknown = set(self.validation.severity) - set(CHECK_NAMES)
         if unknown:
             raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
+        tables = (self.logs.events.table, self.logs.players.table)
+        for writer in self.aws.raw_writers:
+            outside = [p for p in writer.prefixes if p.split("/", 1)[0] not in tables]
+            if outside:
+                raise ValueError(f"aws.raw_writers: prefixes {outside} are not under a raw table's folder; "
+                                 f"start each with one of {[t + '/' for t in tables]}")
         return self
 
     def require_aws(self) -> AwsSettings:
@@ -494,7 +570,7 @@ class GameConfig(Strict):
 
     def config_hash(self) -> str:
         """Stable hash of everything that defines the game's data and models."""
-        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack"})
+        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack", "sagemaker"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def data_hash(self) -> str:

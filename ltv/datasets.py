@@ -2,11 +2,14 @@
 
 Kakao Games' scheme: version i starts `start_shift_weeks * i` after `first_start` and trains on
 `train_weeks[i]` weeks of cutoffs; an out-of-time validation period and a test period follow.
-Validation follows training directly (it only steers early stopping and decision thresholds);
-before the test period lies an embargo of one label horizon, so no training or validation label
-window overlaps a test label window: the test period, on which models are compared and
-promoted, is truly unseen. The retraining loop uses `rolling_spec`, the newest window whose
-test labels are complete at a given date.
+Before the validation period and before the test period lies an embargo of one label horizon:
+the labels of a cutoff c read [c, c + horizon), so a training cutoff is kept only if its label
+window ends by the first validation cutoff, and a validation cutoff only if its window ends by
+the first test cutoff. Validation steers early stopping, ensemble weights, the smearing factor,
+the payer/churn thresholds and the label-decay reference, so it must not share outcome days
+with training; the test period, on which models are compared and promoted, is unseen by both.
+The retraining loop uses `rolling_spec`, the newest window whose test labels are complete at a
+given date.
 """
 from __future__ import annotations
 
@@ -63,9 +66,10 @@ def cutoffs_in(config: GameConfig, start: dt.date, end: dt.date) -> list[dt.date
     return [d for d in etl.day_range(start, end) if config.cutoffs.is_cutoff(d)]
 
 
-def _after(config: GameConfig, last: dt.date, weeks: int, embargo: bool) -> tuple[dt.date, ...]:
-    """Cutoffs of a period of `weeks` starting after `last` (one label horizon after it with `embargo`)."""
-    start = last + dt.timedelta(days=etl.label_horizon(config) if embargo else 1)
+def _after(config: GameConfig, last: dt.date, weeks: int) -> tuple[dt.date, ...]:
+    """Cutoffs of a period of `weeks` starting one label horizon after `last` (the embargo: the
+    labels of `last` end the day before the period's first possible cutoff)."""
+    start = last + dt.timedelta(days=etl.label_horizon(config))
     return tuple(cutoffs_in(config, start, start + dt.timedelta(weeks=weeks)))
 
 
@@ -91,8 +95,8 @@ def version_specs(config: GameConfig) -> list[DatasetSpec]:
         start = v.first_start + dt.timedelta(weeks=v.start_shift_weeks * i)
         weeks = v.train_weeks_of(i)
         train = tuple(cutoffs_in(config, start, start + dt.timedelta(weeks=weeks)))
-        validation = _after(config, train[-1], v.validation_weeks, embargo=False) if train else ()
-        test = _after(config, validation[-1], v.test_weeks, embargo=True) if validation else ()
+        validation = _after(config, train[-1], v.validation_weeks) if train else ()
+        test = _after(config, validation[-1], v.test_weeks) if validation else ()
         specs.append(_checked(DatasetSpec(f"v{i + 1}-{start}-{weeks}w", train, validation, test)))
     return specs
 
@@ -103,8 +107,7 @@ def rolling_spec(config: GameConfig, as_of: dt.date, train_weeks: int | None = N
     v, h = config.datasets, dt.timedelta(days=etl.label_horizon(config))
     test = _ending(config, as_of - h, v.test_weeks)
     validation = _ending(config, test[0] - h, v.validation_weeks) if test else ()
-    train = (_ending(config, validation[0] - dt.timedelta(days=1), train_weeks or v.rolling_train_weeks)
-             if validation else ())
+    train = _ending(config, validation[0] - h, train_weeks or v.rolling_train_weeks) if validation else ()
     return _checked(DatasetSpec(f"rolling-{as_of}", train, validation, test))
 
 

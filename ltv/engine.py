@@ -66,6 +66,9 @@ class Engine(Protocol):
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         """Store a JSON document beside a complete partition (`_`-prefixed: readers skip it)."""
 
+    def get_partition_json(self, table: str, value: str, name: str) -> dict | None:
+        """The JSON document `name` stored beside a partition, or None if there is none."""
+
 
 class DuckDBEngine:
     """In-process engine over the parquet files of a local lake."""
@@ -174,6 +177,13 @@ class DuckDBEngine:
 
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         write_json_atomic(self.partition_dir(table, value) / name, payload)
+
+    def get_partition_json(self, table: str, value: str, name: str) -> dict | None:
+        path = self.partition_dir(table, value) / name
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
 
     def partition_dir(self, table: str, value: str) -> Path:
         base, key = self._glob(table)

@@ -4,6 +4,11 @@ Incremental by design: the daily run turns one raw partition into one `player_da
 partition, and features for a cutoff are computed from `player_day`, never from raw history.
 The same functions run locally (DuckDB engine) and in the Glue jobs (Athena engine).
 
+Every derived partition records the definition it was computed under (`_definition.json`: the
+config settings and SQL templates its rows depend on, and their hash). A partition whose
+definition differs from the config's present one is stale: features and labels are rebuilt,
+player_day is refused with the command that rebuilds it (it needs the raw logs re-validated).
+
 Time rules (the leakage tests check them):
 - features at cutoff c read `player_day` rows with dt < c only;
 - labels at c read [c, c + max(ltv_days, purchase_days)) only;
@@ -13,16 +18,56 @@ Time rules (the leakage tests check them):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from ltv import sql
 from ltv.config import GameConfig
 from ltv.engine import Engine, WriteResult
-from ltv.errors import EmptyWindowError, MissingPartitionError
+from ltv.errors import EmptyWindowError, MissingPartitionError, StaleDefinitionError
 from ltv.stats import feature_stats
 
 DAY = dt.timedelta(days=1)
 STATS_FILE = "_stats.json"  # feature statistics beside each features partition (readers skip "_" files)
+DEFINITION_FILE = "_definition.json"  # what a partition was computed under (see `definition`)
+# what the rows of each derived table depend on: config settings (a pydantic `include`) and SQL templates
+_DEFINED_BY: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "player_day": ({"game": {"id"}, "logs": True}, ("player_day",)),
+    "features": ({"game": {"id"}, "logs": True, "features": True}, ("player_day", "features")),
+    "labels": ({"game": {"id"}, "logs": True, "features": {"population_window_days"}, "horizons": True},
+               ("player_day", "labels")),
+}
+
+
+def definition(config: GameConfig, table: str) -> dict[str, Any]:
+    """The definition of a derived table's partitions: the settings they are computed from (kept
+    readable, for whoever wonders why a partition was rebuilt) and a hash of those settings and
+    of the SQL templates' source."""
+    include, templates = _DEFINED_BY[table]
+    settings = config.model_dump(mode="json", include=include)
+    payload = json.dumps({"settings": settings, "sql": sql.template_hash(*templates)}, sort_keys=True)
+    return {"hash": hashlib.sha256(payload.encode()).hexdigest()[:16], "table": table, "settings": settings}
+
+
+def _record_definition(engine: Engine, config: GameConfig, table: str, values: list[str]) -> None:
+    """Write the definition beside freshly written partitions. A crash before this leaves a
+    partition without one, which counts as stale and is rebuilt: never trusted by mistake."""
+    current = definition(config, table)
+    for value in values:
+        engine.put_partition_json(table, value, DEFINITION_FILE, current)
+
+
+def stale_partitions(engine: Engine, config: GameConfig, table: str, values: list[str]) -> list[str]:
+    """The partitions among `values` whose recorded definition is missing or differs from the config's."""
+    expected = definition(config, table)["hash"]
+    return [v for v in values if (engine.get_partition_json(table, v, DEFINITION_FILE) or {}).get("hash") != expected]
+
+
+def is_current(engine: Engine, config: GameConfig, table: str, value: str) -> bool:
+    """True when the partition is complete and was computed under the config's present definition."""
+    return value in engine.partitions(table) and not stale_partitions(engine, config, table, [value])
 
 
 def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -93,14 +138,17 @@ def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt
             f"raw table {config.logs.events.table!r} has no partition for {_days(missing)}; "
             "the game's log export for those days has not arrived (check the freshness alert)")
     if start == end:
-        return engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free),
-                                       value=str(start))
-    result = engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free))
-    # days without any valid event still get their (empty) partition: it marks the day as done
-    empty = [d for d in day_range(start, end + DAY) if str(d) not in result.partitions]
-    for d in empty:
-        engine.write_partitions("player_day", player_day_sql(config, d, d), value=str(d))
-    return WriteResult("player_day", sorted(result.partitions + [str(d) for d in empty]), result.rows)
+        result = engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free),
+                                         value=str(start))
+    else:
+        result = engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free))
+        # days without any valid event still get their (empty) partition: it marks the day as done
+        empty = [d for d in day_range(start, end + DAY) if str(d) not in result.partitions]
+        for d in empty:
+            engine.write_partitions("player_day", player_day_sql(config, d, d), value=str(d))
+        result = WriteResult("player_day", sorted(result.partitions + [str(d) for d in empty]), result.rows)
+    _record_definition(engine, config, "player_day", result.partitions)
+    return result
 
 
 def _days(days: list[str]) -> str:
@@ -108,15 +156,23 @@ def _days(days: list[str]) -> str:
 
 
 def require_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt.date, why: str) -> None:
-    """Raise unless player_day holds every day in [start, end) from the game's first day on."""
+    """Raise unless player_day holds every day in [start, end) from the game's first day on,
+    each computed under the config's present definition (log mapping and SQL)."""
     have = engine.partitions("player_day")
     if not have:
         raise MissingPartitionError(f"player_day is empty; build it first: ltv features daily --game {config.game.id}")
     first, present = dt.date.fromisoformat(have[0]), set(have)
-    missing = [str(d) for d in day_range(max(start, first), end) if str(d) not in present]
+    needed = [str(d) for d in day_range(max(start, first), end)]
+    missing = [d for d in needed if d not in present]
     if missing:
         raise MissingPartitionError(f"{why} needs player_day for {_days(missing)}; "
                                     f"run: ltv features daily --game {config.game.id} --date {missing[0]} --to {missing[-1]}")
+    stale = stale_partitions(engine, config, "player_day", needed)
+    if stale:
+        raise StaleDefinitionError(
+            f"{why} needs player_day for {_days(stale)}, which was built under another log mapping or SQL version "
+            f"than config {config.game.id!r} now defines (or before definitions were recorded). Rebuild it: "
+            f"ltv features daily --game {config.game.id} --date {stale[0]} --to {stale[-1]}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,6 +204,7 @@ def build_features(engine: Engine, config: GameConfig, cutoff: dt.date) -> Write
                                "game's first players or player_day is missing those days")
     features = engine.query(f"SELECT * FROM features WHERE cutoff = '{cutoff}'").drop(columns=["player_id", "cutoff"])
     engine.put_partition_json("features", str(cutoff), STATS_FILE, feature_stats(features))
+    _record_definition(engine, config, "features", [str(cutoff)])
     return result
 
 
@@ -155,7 +212,9 @@ def build_labels(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteRe
     """Labels at `cutoff` (reads [cutoff, cutoff + horizon) only; needs those days complete)."""
     w = Windows.of(config, cutoff)
     require_player_day(engine, config, cutoff, w.label_end, f"labels at {cutoff}")
-    return engine.write_partitions("labels", labels_sql(config, cutoff), value=str(cutoff))
+    result = engine.write_partitions("labels", labels_sql(config, cutoff), value=str(cutoff))
+    _record_definition(engine, config, "labels", [str(cutoff)])
+    return result
 
 
 def labels_available(engine: Engine, config: GameConfig, cutoff: dt.date) -> bool:
@@ -165,8 +224,10 @@ def labels_available(engine: Engine, config: GameConfig, cutoff: dt.date) -> boo
 
 
 def ensure_cutoff(engine: Engine, config: GameConfig, cutoff: dt.date, *, labels: bool = True) -> None:
-    """Build the features (and labels) of a cutoff unless they are already complete."""
-    if str(cutoff) not in engine.partitions("features"):
+    """Build the features (and labels) of a cutoff unless they are complete and current: a
+    partition computed under another definition (e.g. before the horizon or the history steps
+    changed in the config) is rebuilt, never served as if it matched."""
+    if not is_current(engine, config, "features", str(cutoff)):
         build_features(engine, config, cutoff)
-    if labels and str(cutoff) not in engine.partitions("labels"):
+    if labels and not is_current(engine, config, "labels", str(cutoff)):
         build_labels(engine, config, cutoff)

@@ -9,6 +9,7 @@ exactly as the model's are.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +17,16 @@ import numpy as np
 import pandas as pd
 
 from ltv import metrics
+from ltv.config import LOWER_IS_BETTER
 from ltv.errors import InSampleError
 from ltv.lake import Lake, is_complete
 from ltv.models import LTVModel, baselines, seen_until
+from ltv.simulate import TRUTH_DEFINITION
 
 # metrics compared as ratios (model / reference) in the report and benchmarks
-RATIO_METRICS = ("normalized_gini", "spearman", "minmax", "payer_f1", "payer_roc_auc", "top10_revenue_capture",
-                 "purchase_day_mae", "purchase_day_accuracy", "purchase_day_f1", "churn_f1", "total_ratio")
+RATIO_METRICS = ("normalized_gini", "spearman", "spearman_payers", "minmax", "payer_f1", "payer_roc_auc",
+                 "top1_revenue_capture", "top10_revenue_capture", "purchase_day_mae", "purchase_day_accuracy",
+                 "purchase_day_f1", "churn_f1", "total_ratio")
 HEADLINE = ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae", "purchase_day_accuracy")
 
 
@@ -38,12 +42,19 @@ def actuals(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[["player_id", "cutoff", "ltv", "payer", "next_purchase_day", "churned"]].reset_index(drop=True)
 
 
-def read_truth(lake: Lake, cutoffs: list[str]) -> pd.DataFrame | None:
-    """The simulator's oracle at these cutoffs, or None if any is missing (a real game)."""
+def read_truth(lake: Lake, cutoffs: list[str], horizons: dict[str, int]) -> tuple[pd.DataFrame | None, str | None]:
+    """The simulator's oracle at these cutoffs, or None and why not: a real game has no truth,
+    and truth computed for other horizons than the model predicts is not its oracle."""
     parts = [lake.partition("truth", "cutoff", c) for c in cutoffs]
     if not all(is_complete(p) for p in parts):
-        return None
-    return pd.concat([pd.read_parquet(p).assign(cutoff=c) for p, c in zip(parts, cutoffs)], ignore_index=True)
+        return None, "no ground truth at these cutoffs (it exists only for simulated games)"
+    wanted = {k: horizons[k] for k in ("ltv_days", "purchase_days")}
+    for p, c in zip(parts, cutoffs):
+        recorded = json.loads((p / TRUTH_DEFINITION).read_text()) if (p / TRUTH_DEFINITION).exists() else None
+        if recorded != wanted:
+            return None, (f"the ground truth at {c} is for horizons {recorded or 'unrecorded'}, the model predicts "
+                          f"{wanted}: re-simulate the game with the current config to get its oracle")
+    return pd.concat([pd.read_parquet(p).assign(cutoff=c) for p, c in zip(parts, cutoffs)], ignore_index=True), None
 
 
 def oracle_predictions(truth: pd.DataFrame, payer_threshold: float, churn_threshold: float, days: int) -> pd.DataFrame:
@@ -70,18 +81,20 @@ def _join(rows: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _oracle(lake: Lake | None, splits: dict[str, pd.DataFrame], days: int) -> pd.DataFrame | None:
+def _oracle(lake: Lake | None, splits: dict[str, pd.DataFrame], horizons: dict[str, int]) -> tuple[pd.DataFrame | None, str | None]:
+    """The oracle's predictions on the test rows (thresholds chosen on validation), or None and why."""
     if lake is None:
-        return None
+        return None, "no lake given: the oracle is read from the simulator's ground truth in the lake"
     test_cutoffs = sorted(splits["test"]["cutoff"].unique())
     val_cutoffs = sorted(splits["validation"]["cutoff"].unique())
-    truth, val_truth = read_truth(lake, test_cutoffs), read_truth(lake, val_cutoffs)
+    truth, why = read_truth(lake, test_cutoffs, horizons)
+    val_truth, val_why = read_truth(lake, val_cutoffs, horizons)
     if truth is None or val_truth is None:
-        return None
+        return None, why or val_why
     val = actuals(splits["validation"]).merge(val_truth, on=["player_id", "cutoff"], how="inner")
     payer_t = metrics.best_f1_threshold(val["payer"], val["p_payer"])
     churn_t = metrics.best_f1_threshold(val["churned"], 1 - val["p_active"])
-    return _join(splits["test"], oracle_predictions(truth, payer_t, churn_t, days))
+    return _join(splits["test"], oracle_predictions(truth, payer_t, churn_t, horizons["purchase_days"])), None
 
 
 def _ratios(model: dict[str, float], reference: dict[str, float]) -> dict[str, float | None]:
@@ -89,6 +102,26 @@ def _ratios(model: dict[str, float], reference: dict[str, float]) -> dict[str, f
     for k in RATIO_METRICS:
         a, b = model.get(k), reference.get(k)
         out[k] = float(a / b) if a is not None and b not in (None, 0) and np.isfinite(a) and np.isfinite(b) else None
+    return out
+
+
+def strongest_baselines(model: dict[str, Any], baseline_metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per metric, the baseline that does best on it and the model's ratio to it: targets and
+    verdicts are stated against the strongest simple comparator, never a convenient one."""
+    out = {}
+    for k in RATIO_METRICS:
+        if k == "total_ratio":  # closeness to 1, not larger/smaller: no "best"
+            continue
+        values = {name: m.get(k) for name, m in baseline_metrics.items()
+                  if m.get(k) is not None and np.isfinite(m.get(k))}
+        if not values:
+            continue
+        pick = min if k in LOWER_IS_BETTER else max
+        name = pick(values, key=values.get)
+        a, b = model.get(k), values[name]
+        ratio = float(a / b) if a is not None and b and np.isfinite(a) else None
+        out[k] = {"baseline": name, "value": b, "ratio": ratio,
+                  "model_wins": None if a is None else bool(a < b if k in LOWER_IS_BETTER else a > b)}
     return out
 
 
@@ -142,34 +175,39 @@ def evaluate(model: LTVModel, splits: dict[str, pd.DataFrame], lake: Lake | None
     for name, pred in baselines.predict(model.manifest["baselines"], test).items():
         base_frames[name] = pd.concat([actuals(test), pred.reset_index(drop=True)], axis=1)
     result["baselines"] = {name: clean(metrics.flat_metrics(f, days)) for name, f in base_frames.items()}
-    oracle = _oracle(lake, splits, days)
+    oracle, result["oracle_note"] = _oracle(lake, splits, model.manifest["horizons"])
     result["oracle"] = clean(metrics.flat_metrics(oracle, days)) if oracle is not None else None
     ratios = {f"model_vs_{name}": _ratios(result["model"], m) for name, m in result["baselines"].items()}
     if result["oracle"]:
         ratios["model_vs_oracle"] = _ratios(result["model"], result["oracle"])
     result["ratios"] = ratios
+    result["strongest_baseline"] = strongest_baselines(result["model"], result["baselines"])
     result["deciles"] = {"model": metrics.decile_table(frame["ltv"], frame["ltv_expected"]).to_dict("records")}
     if oracle is not None:
         result["deciles"]["oracle"] = metrics.decile_table(oracle["ltv"], oracle["ltv_expected"]).to_dict("records")
-    result["purchase_day_by_segment"] = _day_mae_by_segment(test, frame, base_frames["popularity"], model)
+    result["purchase_day_by_segment"] = _day_mae_by_segment(test, frame, base_frames, model)
     return Evaluation(result, frame, oracle, base_frames)
 
 
-def _day_mae_by_segment(test: pd.DataFrame, frame: pd.DataFrame, popularity: pd.DataFrame,
+def _day_mae_by_segment(test: pd.DataFrame, frame: pd.DataFrame, base_frames: dict[str, pd.DataFrame],
                         model: LTVModel) -> list[dict[str, Any]]:
-    """Purchase-day MAE of model and popularity baseline per purchase-frequency segment."""
+    """Purchase-day MAE of the model and the per-segment baselines (mode, median) per
+    purchase-frequency segment."""
     params = model.manifest["baselines"]["popularity"]
     seg = baselines.segments(test, params["cuts"])
     names = {0: "low / none", 1: "medium", 2: "high"}
     rows = []
+    actual_all = frame["next_purchase_day"].to_numpy()
     for s in range(3):
-        m = (seg == s) & (frame["next_purchase_day"].to_numpy() > 0)
+        m = (seg == s) & (actual_all > 0)
         if m.sum() == 0:
             continue
-        actual = frame["next_purchase_day"].to_numpy()[m]
-        rows.append({"segment": names[s], "players": int(m.sum()),
-                     "model_mae": float(np.abs(frame["offer_day"].to_numpy()[m] - actual).mean()),
-                     "baseline_mae": float(np.abs(popularity["offer_day"].to_numpy()[m] - actual).mean())})
+        mae = lambda offer: float(np.abs(offer[m] - actual_all[m]).mean())  # noqa: E731
+        row = {"segment": names[s], "players": int(m.sum()), "model_mae": mae(frame["offer_day"].to_numpy())}
+        for name in ("popularity", "segment_median"):
+            if name in base_frames:
+                row[f"{name}_mae"] = mae(base_frames[name]["offer_day"].to_numpy())
+        rows.append(row)
     return rows
 
 
@@ -186,7 +224,8 @@ def drift_cells(drift: pd.DataFrame, metrics: tuple[str, ...] = DRIFT_METRICS, o
         text += "" if pd.isna(fresh) else f" → {fresh:.3f}"
         return text + ("" if not oracle or pd.isna(best) else f" ({best:.3f})")
 
-    return pd.DataFrame([{"version": r["version"], "test cutoffs": r.get("test_cutoffs", ""),
+    in_sample = lambda r: " (stale model in-sample)" if r.get("in_sample") is True else ""  # noqa: E731
+    return pd.DataFrame([{"version": r["version"] + in_sample(r), "test cutoffs": r.get("test_cutoffs", ""),
                           **{DRIFT_LABELS[key]: cell(r, key) for key in metrics}} for _, r in drift.iterrows()])
 
 
@@ -199,7 +238,9 @@ def drift_table(stale: LTVModel, retrained: LTVModel | None, versions: dict[str,
     names = list(versions)
     for name, splits in versions.items():
         row: dict[str, Any] = {"version": name, "test_cutoffs": f"{splits['test'].cutoff.min()}..{splits['test'].cutoff.max()}"}
-        evaluation = evaluate(stale, splits, lake)
+        # a later version whose test period the stale model saw (overlapping versions) is flagged, not hidden
+        evaluation = evaluate(stale, splits, lake, allow_in_sample=True)
+        row["in_sample"] = bool(evaluation.metrics["in_sample"])
         row |= {f"stale_{k}": evaluation.metrics["model"].get(k) for k in DRIFT_METRICS}
         row |= {f"oracle_{k}": (evaluation.metrics["oracle"] or {}).get(k) for k in DRIFT_METRICS}
         fresh = evaluate(retrained, splits).metrics["model"] if retrained is not None and name == names[-1] else {}

@@ -8,7 +8,7 @@ Layout (the S3 layout in AWS is the same under the game's buckets):
     <root>/<game>/datasets/<version>/                           immutable dataset versions
     <root>/<game>/truth/cutoff=YYYY-MM-DD/                      simulator ground truth (simulated games)
     <root>/<game>/registry/                                     model registry
-    <root>/<game>/predictions/date=YYYY-MM-DD/run=<id>/         batch scores, never overwritten
+    <root>/<game>/predictions/dt=YYYY-MM-DD/run=<id>/           batch scores, never overwritten
     <root>/<game>/monitoring/                                   alerts log, monitoring results
     <root>/<game>/reports/                                      HTML reports
 

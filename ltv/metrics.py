@@ -79,10 +79,11 @@ def spearman(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Spearman rank correlation (average ranks for ties); nan if either side is constant.
 
     With mostly zero actuals (non-payers share one tied rank) it rewards predicting exact zeros:
-    a continuous score such as `ltv_expected` stays near 0.5 however well it orders players,
-    while the oracle's and `recent_revenue`'s exact zeros score higher. Read it beside the Gini."""
+    a continuous score such as `ltv_expected` stays near 0.5 however well it orders players. So
+    `flat_metrics` reports it for the hurdle prediction `ltv_pred` (exact zeros where stage 1
+    says non-payer) and, as `spearman_payers`, for `ltv_expected` among actual payers only."""
     y, p = _arr(y_true), _arr(y_pred)
-    if np.ptp(y) == 0 or np.ptp(p) == 0:
+    if len(y) < 2 or np.ptp(y) == 0 or np.ptp(p) == 0:
         return float("nan")
     return float(stats.spearmanr(y, p).statistic)
 
@@ -227,17 +228,38 @@ def offer_day(p_days: np.ndarray) -> np.ndarray:
 # All named metrics of one set of predictions
 
 
+# The prediction each value metric is computed on. `ltv_expected` (p_payer × value) is the
+# ranking and calibration score; `ltv_pred` (the two-stage hurdle: value where stage 1 says
+# payer, else exactly 0) is the point prediction, and the one a rank correlation fits when most
+# actuals are exactly 0 (see `spearman`). The report prints this beside each metric.
+METRIC_SCORE = {
+    "normalized_gini": "ltv_expected", "top1_revenue_capture": "ltv_expected",
+    "top10_revenue_capture": "ltv_expected", "whale_recall_top1": "ltv_expected", "decile_mape": "ltv_expected",
+    "total_ratio": "ltv_expected", "total_ratio_error": "ltv_expected",
+    "spearman": "ltv_pred", "spearman_payers": "ltv_expected (actual payers only)", "minmax": "ltv_pred",
+    "payer_f1": "payer_pred", "payer_precision": "payer_pred", "payer_recall": "payer_pred",
+    "payer_roc_auc": "p_payer", "payer_pr_auc": "p_payer", "purchase_day_mae": "offer_day",
+    "purchase_day_accuracy": "likely_day", "purchase_day_f1": "likely_day", "churn_f1": "churn_pred",
+    "churn_roc_auc": "p_churn",
+}
+
+
 def flat_metrics(frame: pd.DataFrame, days: int = 16) -> dict[str, float]:
     """Named metrics from a frame with actuals (`ltv`, `payer`, `next_purchase_day`, `churned`)
     and any of the prediction columns `ltv_pred`, `ltv_expected`, `p_payer`, `payer_pred`,
-    `offer_day`, `likely_day`, `p_churn`, `churn_pred`. Missing prediction columns skip their metrics."""
+    `offer_day`, `likely_day`, `p_churn`, `churn_pred`, each metric on the column `METRIC_SCORE`
+    names (a missing `ltv_expected` or `ltv_pred` stands in for the other). Missing prediction
+    columns skip their metrics."""
     y = frame["ltv"].to_numpy(float)
     out: dict[str, float] = {"players": int(len(frame)), "actual_total": float(y.sum())}
     rank = frame["ltv_expected"] if "ltv_expected" in frame else frame.get("ltv_pred")
+    point = frame["ltv_pred"] if "ltv_pred" in frame else rank
     if "ltv_pred" in frame:
         out["minmax"] = minmax_score(y, frame["ltv_pred"])
     if rank is not None:
-        out |= {"normalized_gini": normalized_gini(y, rank), "spearman": spearman(y, rank),
+        payers = y > 0
+        out |= {"normalized_gini": normalized_gini(y, rank), "spearman": spearman(y, point),
+                "spearman_payers": spearman(y[payers], _arr(rank)[payers]),
                 "top1_revenue_capture": revenue_capture(y, rank, 0.01),
                 "top10_revenue_capture": revenue_capture(y, rank, 0.10),
                 "whale_recall_top1": whale_recall(y, rank, 0.01), "decile_mape": decile_mape(y, rank)}

@@ -103,11 +103,11 @@ def delayed_evaluation(engine: Engine, config: GameConfig, lake: Lake, day: str)
     cutoff = dt.date.fromisoformat(day)
     if not etl.labels_available(engine, config, cutoff):
         return None
-    if day not in engine.partitions("labels"):
+    if not etl.is_current(engine, config, "labels", day):
         etl.build_labels(engine, config, cutoff)
     labels = engine.query(f"SELECT * FROM labels WHERE cutoff = '{day}'")
     pred = read_predictions(lake, day)
-    frame = labels.merge(pred.drop(columns=["date", "run"]), on="player_id", how="inner")
+    frame = labels.merge(pred.drop(columns=["dt", "run"]), on="player_id", how="inner")
     result = clean(metrics.flat_metrics(frame, config.horizons.purchase_days))
     result |= {"cutoff": day, "model_version": int(pred["model_version"].iloc[0]), "scored_players": int(len(pred)),
                "labelled_players": int(len(labels))}

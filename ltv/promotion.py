@@ -3,7 +3,8 @@
 A challenger and the current champion are scored on the same out-of-time holdout. The
 challenger is promoted only if it beats the champion on the primary metric by at least
 `min_improvement` and is no worse than each guard metric's tolerance; a tie is not a win.
-With no champion, the first valid model (finite primary metric) is promoted. Promoted means
+With no champion, the first valid model (finite primary metric) is promoted. A challenger whose
+primary or guard metric is NaN/inf is rejected: a metric it cannot show is one it fails. Promoted means
 Approved, or PendingManualApproval when the game's config asks for manual approval.
 """
 from __future__ import annotations
@@ -60,7 +61,11 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, rule: Pr
     breached = []
     for g, tolerance in rule.guard_metrics.items():
         c, k = challenger.get(g), champion.get(g)
-        if not (_finite(c) and _finite(k)):
+        if not _finite(c):  # a guard the challenger cannot show is a guard it fails
+            guards[g] = {"challenger": c, "champion": k, "checked": True}
+            breached.append(f"{g} is not a finite number for the challenger ({c})")
+            continue
+        if not _finite(k):  # the champion has no value to compare with: nothing to guard against
             guards[g] = {"challenger": c, "champion": k, "checked": False}
             continue
         loss = -_gain(g, c, k)

@@ -6,6 +6,10 @@ lineage (dataset version, config hash, code version, training time), and an appr
 The champion is the latest Approved version, exactly what the scoring Lambda picks in AWS.
 Nothing is ever deleted: a rollback rejects the champion and re-approves the previous one.
 
+Backends: `LocalRegistry` (below) and `ltv.sagemaker_registry.SageMakerRegistry` (the SageMaker
+Model Registry). This module imports no model code at import time, so the SageMaker backend (and
+the scoring Lambda that resolves the champion with it) loads without AutoGluon.
+
 Local layout, under `<lake>/<game>/registry/<group>/`:
 
     versions/<n>/model/          the artifact (checksummed, relocatable)
@@ -22,11 +26,13 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ltv.errors import ArtifactError, RegistryError
-from ltv.models import LTVModel, verify
 from ltv.promotion import APPROVED, PENDING, REJECTED
+
+if TYPE_CHECKING:  # the models (AutoGluon) are imported only when a version is loaded or registered
+    from ltv.models import LTVModel
 
 STATUSES = (PENDING, APPROVED, REJECTED)
 
@@ -44,7 +50,7 @@ class ModelVersion:
     metrics: dict[str, Any]
     lineage: dict[str, Any]
     history: tuple[dict[str, Any], ...]
-    path: Path
+    path: Path | str            # the artifact: a folder locally, the model data's s3:// URI in SageMaker
 
     @property
     def ever_approved(self) -> bool:
@@ -58,14 +64,53 @@ class Registry(Protocol):
     def set_status(self, version: int, status: str, reason: str) -> ModelVersion: ...
     def champion(self) -> ModelVersion | None: ...
     def load(self, version: int) -> LTVModel: ...
+    def approve(self, version: int, reason: str = ...) -> ModelVersion: ...
+    def reject(self, version: int, reason: str = ...) -> ModelVersion: ...
+    def rollback(self, reason: str = ...) -> tuple[ModelVersion, ModelVersion]: ...
+
+
+def lineage(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a registered version records of its artifact's origin (from the artifact's manifest)."""
+    return {"dataset": manifest.get("dataset"), "config_hash": manifest["config_hash"],
+            "code_version": manifest["code_version"], "trained": manifest["created"],
+            "artifact_bytes": manifest.get("size_bytes")}
+
+
+def check_artifact(artifact: Path, game: str, status: str) -> dict[str, Any]:
+    """The artifact's manifest, once it is known to be registrable: a known status, intact
+    (checksums), loadable, and a model of this game. Nothing is written before this passes."""
+    from ltv.models import LTVModel, verify
+
+    if status not in STATUSES:
+        raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+    manifest = verify(artifact)
+    LTVModel.load(artifact)  # refuse what cannot be loaded, not only what fails checksums
+    if manifest["game"] != game:
+        raise ArtifactError(f"artifact {artifact} is a model of game {manifest['game']!r}, not {game!r}")
+    return manifest
+
+
+def rollback_plan(versions: list[ModelVersion], group: str) -> tuple[ModelVersion, ModelVersion]:
+    """(champion, previous champion) of a rollback: the latest Approved version and the latest
+    earlier version that was ever Approved; `RegistryError` if either is missing."""
+    approved = [v for v in versions if v.status == APPROVED]
+    if not approved:
+        raise RegistryError(f"{group!r} has no champion to roll back")
+    champion = approved[-1]
+    earlier = [v for v in versions if v.version < champion.version and v.ever_approved]
+    if not earlier:
+        raise RegistryError(f"version {champion.version} is the first approved version; there is no earlier "
+                            "champion to roll back to")
+    return champion, earlier[-1]
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _actor() -> str:
-    return os.environ.get("LTV_ACTOR") or getpass.getuser()
+def status_entry(status: str, reason: str) -> dict[str, str]:
+    """One line of a version's status history: the new status, when, who ($LTV_ACTOR or the user), why."""
+    return {"status": status, "at": _now(), "by": os.environ.get("LTV_ACTOR") or getpass.getuser(), "reason": reason}
 
 
 class LocalRegistry:
@@ -100,30 +145,23 @@ class LocalRegistry:
         return approved[-1] if approved else None
 
     def load(self, version: int) -> LTVModel:
-        return LTVModel.load(self.get(version).path)
+        from ltv.models import LTVModel
+
+        return LTVModel.load(Path(self.get(version).path))
 
     # -- writing
 
     def register(self, artifact: Path, *, metrics: dict[str, Any], status: str, reason: str) -> ModelVersion:
         """Add a new version holding a copy of `artifact` (verified first: a corrupt or
         unloadable artifact is refused before anything is written)."""
-        if status not in STATUSES:
-            raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
-        manifest = verify(Path(artifact))
-        LTVModel.load(Path(artifact))  # refuse what cannot be loaded, not only what fails checksums
-        if manifest["game"] != self.game:
-            raise ArtifactError(f"artifact {artifact} is a model of game {manifest['game']!r}, not {self.game!r}")
+        manifest = check_artifact(Path(artifact), self.game, status)
         self.dir.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".staging-{uuid.uuid4().hex[:8]}"
         shutil.copytree(artifact, staging / "model")
-        lineage = {"dataset": manifest.get("dataset"), "config_hash": manifest["config_hash"],
-                   "code_version": manifest["code_version"], "trained": manifest["created"],
-                   "artifact_bytes": manifest.get("size_bytes")}
         (staging / "version.json").write_text(json.dumps(
-            {"group": group_name(self.game), "created": _now(), "metrics": metrics, "lineage": lineage},
+            {"group": group_name(self.game), "created": _now(), "metrics": metrics, "lineage": lineage(manifest)},
             indent=2, sort_keys=True, default=str))
-        (staging / "status.jsonl").write_text(json.dumps(
-            {"status": status, "at": _now(), "by": _actor(), "reason": reason}) + "\n")
+        (staging / "status.jsonl").write_text(json.dumps(status_entry(status, reason)) + "\n")
         while True:  # claim the next number: renaming onto an existing version fails, so none is overwritten
             number = max([v.version for v in self.versions()] or [0]) + 1
             try:
@@ -141,13 +179,15 @@ class LocalRegistry:
         if current.status == status:
             return current
         with open(self.dir / str(version) / "status.jsonl", "a") as f:
-            f.write(json.dumps({"status": status, "at": _now(), "by": _actor(), "reason": reason}) + "\n")
+            f.write(json.dumps(status_entry(status, reason)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         return self.get(version)
 
     def approve(self, version: int, reason: str = "approved by hand") -> ModelVersion:
-        verify(self.get(version).path)
+        from ltv.models import verify
+
+        verify(Path(self.get(version).path))
         return self.set_status(version, APPROVED, reason)
 
     def reject(self, version: int, reason: str = "rejected by hand") -> ModelVersion:
@@ -155,15 +195,10 @@ class LocalRegistry:
 
     def rollback(self, reason: str = "rollback") -> tuple[ModelVersion, ModelVersion]:
         """Reject the champion and re-approve the previous champion; returns (old, new)."""
-        champion = self.champion()
-        if champion is None:
-            raise RegistryError(f"{group_name(self.game)!r} has no champion to roll back")
-        earlier = [v for v in self.versions() if v.version < champion.version and v.ever_approved]
-        if not earlier:
-            raise RegistryError(f"version {champion.version} is the first approved version; there is no earlier "
-                                "champion to roll back to")
-        previous = earlier[-1]
-        verify(previous.path)
+        champion, previous = rollback_plan(self.versions(), group_name(self.game))
+        from ltv.models import verify
+
+        verify(Path(previous.path))
         self.set_status(previous.version, APPROVED, f"{reason}: re-approved to replace version {champion.version}")
         old = self.set_status(champion.version, REJECTED, f"{reason}: rolled back to version {previous.version}")
         return old, self.get(previous.version)

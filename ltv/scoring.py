@@ -2,8 +2,8 @@
 
 Output layout (the same under the curated bucket in AWS, as an Athena table):
 
-    <lake>/predictions/game=<game>/date=YYYY-MM-DD/run=<run id>/part-0.parquet + _SUCCESS
-    <lake>/predictions/game=<game>/date=YYYY-MM-DD/_LATEST        the run id readers should use
+    <lake>/predictions/game=<game>/dt=YYYY-MM-DD/run=<run id>/part-0.parquet + _SUCCESS
+    <lake>/predictions/game=<game>/dt=YYYY-MM-DD/_LATEST          the run id readers should use
 
 A run is written atomically and never overwritten: a rerun gets a new run id, and `_LATEST`
 moves to it only after the run's files are complete.
@@ -26,6 +26,7 @@ from ltv.errors import MissingPartitionError, RegistryError
 from ltv.lake import Lake, atomic_dir, complete_partitions, write_text_atomic
 
 if TYPE_CHECKING:  # the registry brings the models; the Athena catalog needs only this module's schema
+    from ltv.models import LTVModel
     from ltv.registry import Registry
 
 LATEST = "_LATEST"
@@ -33,15 +34,31 @@ LATEST = "_LATEST"
 
 def prediction_columns(config: GameConfig) -> list[tuple[str, str]]:
     """Columns of the predictions table with their (Hive/Athena) types; partition keys excluded."""
-    ident = "string" if config.logs.player_id_type == "string" else "bigint"
-    days = [(f"p_day_{d}", "double") for d in range(1, config.horizons.purchase_days + 1)]
+    return _columns("string" if config.logs.player_id_type == "string" else "bigint", config.horizons.purchase_days)
+
+
+def _columns(ident: str, purchase_days: int) -> list[tuple[str, str]]:
+    days = [(f"p_day_{d}", "double") for d in range(1, purchase_days + 1)]
     return [("player_id", ident), ("p_payer", "double"), ("value_if_payer", "double"), ("payer_pred", "bigint"),
             ("ltv_pred", "double"), ("ltv_expected", "double"), ("p_churn", "double"), ("churn_pred", "bigint"),
             *days, ("p_day_none", "double"), ("offer_day", "bigint"), ("likely_day", "bigint"),
             ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp")]
 
 
-PARTITION_KEYS = (("game", "string"), ("date", "string"), ("run", "string"))
+def predictions(model: LTVModel, features: pd.DataFrame, version: int | None) -> pd.DataFrame:
+    """Feature rows scored as the predictions table holds them: the model's outputs, its model
+    group and version, and the scoring time (what `score` writes and the image's `serve` returns)."""
+    from ltv.registry import group_name
+
+    pred = model.predict(features)
+    pred["model_group"] = group_name(model.manifest["game"])
+    pred["model_version"] = version
+    pred["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return pred[[c for c, _ in _columns("string", model.purchase_days)]]
+
+
+# `dt`, not `date`: DATE is a reserved word in Athena's (Hive) DDL
+PARTITION_KEYS = (("game", "string"), ("dt", "string"), ("run", "string"))
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,7 @@ def predictions_root(lake: Lake) -> Path:
 
 
 def date_dir(lake: Lake, day: dt.date | str) -> Path:
-    return predictions_root(lake) / f"game={lake.game}" / f"date={day}"
+    return predictions_root(lake) / f"game={lake.game}" / f"dt={day}"
 
 
 def new_run_id() -> str:
@@ -78,16 +95,11 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
     features = engine.query(f"SELECT * FROM features WHERE cutoff = '{day}'")
     if features.empty:
         raise MissingPartitionError(f"no features at {day}")
-    model = registry.load(champion.version)
-    pred = model.predict(features)
-    pred["model_group"] = group_name(config.game.id)
-    pred["model_version"] = champion.version
-    pred["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    columns = [c for c, _ in prediction_columns(config)]
+    pred = predictions(registry.load(champion.version), features, champion.version)
     run_id = new_run_id()
     target = date_dir(lake, day) / f"run={run_id}"
     with atomic_dir(target, replace=False) as tmp:
-        pred[columns].to_parquet(tmp / "part-0.parquet", index=False)
+        pred.to_parquet(tmp / "part-0.parquet", index=False)
     write_text_atomic(date_dir(lake, day) / LATEST, run_id)  # readers switch only now
     return ScoringResult(config.game.id, str(day), run_id, len(pred), champion.version, target)
 
@@ -99,7 +111,7 @@ def latest_run(lake: Lake, day: dt.date | str) -> str | None:
 
 def scored_dates(lake: Lake) -> list[str]:
     base = predictions_root(lake) / f"game={lake.game}"
-    return sorted(p.name.split("=", 1)[1] for p in base.glob("date=*") if (p / LATEST).exists()) if base.exists() else []
+    return sorted(p.name.split("=", 1)[1] for p in base.glob("dt=*") if (p / LATEST).exists()) if base.exists() else []
 
 
 def read_predictions(lake: Lake, day: dt.date | str, run: str | None = None) -> pd.DataFrame:
@@ -107,7 +119,7 @@ def read_predictions(lake: Lake, day: dt.date | str, run: str | None = None) -> 
     run = run or latest_run(lake, day)
     if run is None or run not in complete_partitions(date_dir(lake, day), "run"):
         raise MissingPartitionError(f"no complete predictions for {lake.game} at {day} (run {run})")
-    return pd.read_parquet(date_dir(lake, day) / f"run={run}").assign(date=str(day), run=run)
+    return pd.read_parquet(date_dir(lake, day) / f"run={run}").assign(dt=str(day), run=run)
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
@@ -121,12 +133,12 @@ def add_prediction_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     """Views `predictions` (every run) and `latest_predictions` (the `_LATEST` run of each game
     and date): the local twin of the Athena table."""
     base = Path(root) / "predictions"
-    latest = [p.parent / f"run={p.read_text().strip()}" / "part-0.parquet" for p in base.glob(f"game=*/date=*/{LATEST}")]
+    latest = [p.parent / f"run={p.read_text().strip()}" / "part-0.parquet" for p in base.glob(f"game=*/dt=*/{LATEST}")]
     latest = [f for f in latest if f.exists()]
     if not latest:
         raise MissingPartitionError(f"no predictions under {base} yet; run: ltv predict --game G --date D")
-    options = "hive_partitioning = true, hive_types = {'game': VARCHAR, 'date': VARCHAR, 'run': VARCHAR}, union_by_name = true"
+    options = "hive_partitioning = true, hive_types = {'game': VARCHAR, 'dt': VARCHAR, 'run': VARCHAR}, union_by_name = true"
     con.execute(f"CREATE OR REPLACE VIEW predictions AS SELECT * FROM "
-                f"read_parquet('{base}/game=*/date=*/run=*/*.parquet', {options})")
+                f"read_parquet('{base}/game=*/dt=*/run=*/*.parquet', {options})")
     listing = ", ".join(f"'{f}'" for f in latest)
     con.execute(f"CREATE OR REPLACE VIEW latest_predictions AS SELECT * FROM read_parquet([{listing}], {options})")

@@ -165,11 +165,15 @@ def drift_experiment(config: GameConfig, lake: Lake, engine: Engine, *, budget: 
 
 
 def write_evaluation(config: GameConfig, lake: Lake, engine: Engine, model: LTVModel, label: str,
-                     spec: datasets.DatasetSpec, target: Path | None = None) -> tuple[Path, Evaluation]:
+                     spec: datasets.DatasetSpec, target: Path | None = None, *,
+                     allow_in_sample: bool = False) -> tuple[Path, Evaluation]:
     """Evaluate a model on a dataset's test period: metrics.json and report.html (with the
-    latest drift table) in `target`, by default reports/evaluation-<dataset>."""
-    datasets.build_dataset(engine, config, lake, spec)
-    evaluation = evaluate(model, datasets.load_dataset(lake, spec.name), lake)
-    target = target or lake.reports / f"evaluation-{spec.name}"
+    latest drift table) in `target`, by default reports/evaluation-<dataset>. A test period the
+    model has seen raises `InSampleError`, unless `allow_in_sample`, which labels every output
+    (metrics.json's `in_sample`, the report's title and banner, the default folder name)."""
+    evaluation = evaluate(model, datasets.load_dataset(lake, datasets.build_dataset(engine, config, lake, spec)["name"]),
+                          lake, allow_in_sample=allow_in_sample)
+    suffix = "-in-sample" if evaluation.metrics["in_sample"] else ""
+    target = target or lake.reports / f"evaluation-{spec.name}{suffix}"
     write_report(target, evaluation, model.manifest, f"{config.game.name}: {label} on {spec.name}", latest_drift(lake))
     return target, evaluation

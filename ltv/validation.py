@@ -277,7 +277,7 @@ class Validator:
         v = self.config.validation
         today = self.engine.raw_partition_stats(table, day)[0]
         previous = [p for p in self.engine.partitions(table) if p < day][-v.volume_trailing_days:]
-        counts = [s[0] for p in previous if (s := self.engine.raw_partition_stats(table, p))]
+        counts = list(self._row_counts(table, previous).values())
         if len(counts) < 3:
             return self._result("volume", table, day, True, message=f"{today:,} rows (too little history to compare)")
         mean = sum(counts) / len(counts)
@@ -287,6 +287,15 @@ class Validator:
                             message=f"{today:,} rows vs trailing {len(counts)}-day mean {mean:,.0f} ({change:+.0%}, "
                                     f"tolerance ±{v.volume_tolerance:.0%})",
                             hint="a partial export or an outage; check the source before rerunning")
+
+    def _row_counts(self, table: str, days: list[str]) -> dict[str, int]:
+        """Rows per raw partition of `days` in one `GROUP BY dt` query (one Athena query, not one per day)."""
+        if not days:
+            return {}
+        counts = self.engine.query(f"SELECT dt, COUNT(*) AS n FROM {sql.quote(table)} WHERE dt IN {sql.in_list(days)} "
+                                   "GROUP BY dt")
+        found = {str(d): int(n) for d, n in zip(counts["dt"], counts["n"])}
+        return {d: found.get(d, 0) for d in days}
 
 
 def mapped_columns(config: GameConfig) -> list[str]:

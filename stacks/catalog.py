@@ -6,14 +6,11 @@ from aws_cdk import aws_glue as glue
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ltv.athena import TableSpec, table_specs
+from ltv.athena import TableSpec, projection_start, table_specs
 from ltv.config import GameConfig
 from ltv.datasets import SPLITS
 from stacks.names import Names
 
-# First day partition projection enumerates: early enough for any game's history, because
-# features aggregate a player's whole history (`dt < cutoff`) and must see all of it.
-PROJECTION_START = "2015-01-01"
 PARQUET = {
     "input_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "output_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -24,17 +21,19 @@ _IDS = {"player_day": "PlayerDayTable", "features": "FeaturesTable", "labels": "
         "datasets": "DatasetsTable", "predictions": "PredictionsTable"}
 
 
-def projection(spec: TableSpec, location: str) -> dict[str, str]:
-    """Partition projection parameters: Athena computes partitions, so no crawler or MSCK is needed."""
+def projection(spec: TableSpec, location: str, start: str) -> dict[str, str]:
+    """Partition projection parameters: Athena computes partitions, so no crawler, MSCK or partition
+    registration is needed. Date keys run from `start` (the game's first day, see
+    `ltv.athena.projection_start`): a `dt < cutoff` query plans one location per projected day."""
     params = {"projection.enabled": "true"}
     for key, _ in spec.partition_keys:
-        if key in ("dt", "cutoff", "date"):
+        if key in ("dt", "cutoff"):
             params |= {f"projection.{key}.type": "date", f"projection.{key}.format": "yyyy-MM-dd",
-                       f"projection.{key}.range": f"{PROJECTION_START},NOW", f"projection.{key}.interval": "1",
+                       f"projection.{key}.range": f"{start},NOW", f"projection.{key}.interval": "1",
                        f"projection.{key}.interval.unit": "DAYS"}
         elif key == "split":
             params |= {f"projection.{key}.type": "enum", f"projection.{key}.values": ",".join(SPLITS)}
-        else:  # version, run: free-form ids, given in the query's WHERE clause
+        else:  # version, run, game: free-form ids, given in the query's WHERE clause
             params[f"projection.{key}.type"] = "injected"
     if spec.location_template:
         params["storage.location.template"] = f"{location}{spec.location_template}/"
@@ -50,9 +49,16 @@ class LakeCatalog(Construct):
         super().__init__(scope, id_)
         stack = Stack.of(self)
         self.database_name = names.database
-        self.database = glue.CfnDatabase(self, "Database", catalog_id=stack.account, database_input=glue.CfnDatabase.DatabaseInputProperty(
-            name=names.database, description=f"Player LTV tables of {config.game.name}"))
+        db = glue.CfnDatabase
+        # Lake Formation: the tables are governed by IAM alone (the jobs' role policy), whatever the
+        # account's Lake Formation defaults; docs/deploy.md has the pre-check for accounts that use it
+        self.database = db(self, "Database", catalog_id=stack.account, database_input=db.DatabaseInputProperty(
+            name=names.database, description=f"Player LTV tables of {config.game.name}",
+            create_table_default_permissions=[db.PrincipalPrivilegesProperty(
+                permissions=["ALL"], principal=db.DataLakePrincipalProperty(
+                    data_lake_principal_identifier="IAM_ALLOWED_PRINCIPALS"))]))
         self.specs = table_specs(config)
+        self.projection_start = str(projection_start(config))
         raw_ids = dict(zip(config.logs.tables, ("RawEventsTable", "RawPlayersTable")))
         self.tables: dict[str, glue.CfnTable] = {}
         for name, spec in self.specs.items():
@@ -72,7 +78,7 @@ class LakeCatalog(Construct):
             description=f"{spec.bucket} table {spec.name}, " + (
                 f"partitioned by {', '.join(k for k, _ in spec.partition_keys)}" if spec.partition_keys else "unpartitioned"),
             parameters={"classification": "parquet", "EXTERNAL": "TRUE",
-                        **(projection(spec, location) if spec.partition_keys else {})},
+                        **(projection(spec, location, self.projection_start) if spec.partition_keys else {})},
             partition_keys=[column(name=k, type=t) for k, t in spec.partition_keys],
             storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
                 columns=[column(name=c, type=t) for c, t in spec.columns], location=location,

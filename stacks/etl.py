@@ -13,16 +13,18 @@ from stacks.etl_jobs import EtlJobs
 from stacks.etl_workflow import EtlWorkflows
 from stacks.failure_hook import FailureHook
 from stacks.names import Names
+from stacks.packaging import Wheelhouse
 
 
 class EtlStack(Stack):
-    """`Ltv-<Game>-Etl`: `jobs`, `workflows` and `failures` (its `topic` is the alarm hook)."""
+    """`Ltv-<Game>-Etl`: `jobs`, `workflows` and `failures` (its `topic` mails the config's alerts)."""
 
     def __init__(self, scope: Construct, id_: str, *, config: GameConfig, lake: DataLakeStack, core_wheel: Path,
-                 **kwargs: Any) -> None:
+                 wheelhouse: Wheelhouse, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
         names = Names.of(config)
-        self.jobs = EtlJobs(self, "Jobs", config=config, names=names, lake=lake, core_wheel=core_wheel)
+        self.jobs = EtlJobs(self, "Jobs", config=config, names=names, lake=lake, core_wheel=core_wheel,
+                            wheelhouse=wheelhouse)
         self.workflows = EtlWorkflows(self, "Workflows", config=config, names=names, jobs=self.jobs)
         self.failures = FailureHook(self, "Failures", names=names, job_names=self.jobs.job_names,
-                                    key=lake.storage.key)
+                                    key=lake.storage.key, emails=config.alerts.emails)

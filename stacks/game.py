@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import App, Environment, Tags, Validations
+from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from ltv import config as cfg
@@ -13,7 +13,9 @@ from ltv.config import GameConfig
 from ltv.errors import ConfigError
 from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
+from stacks.ml import MlStack
 from stacks.names import Names
+from stacks.packaging import Wheelhouse, glue_wheelhouse
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -24,25 +26,29 @@ class GameStacks:
 
     data_lake: DataLakeStack
     etl: EtlStack
+    ml: MlStack
 
 
-def add_game(app: App, config: GameConfig, *, core_wheel: Path) -> GameStacks:
+def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Wheelhouse) -> GameStacks:
     """Add a game's stacks to the app, in the game's account and region, named after its id."""
     names = Names.of(config)
     aws = config.require_aws()
     env = Environment(account=aws.account, region=aws.region)
     protect = config.stack.removal_policy == "retain"
+    # stack tags (CloudFormation puts them on every resource that takes tags): given explicitly, as
+    # the `@aws-cdk/core:explicitStackTags` flag wants, so `Tags.of(...)` is not needed
+    tags = {"ltv:game": config.game.id, **dict(sorted(config.stack.tags.items()))}
     lake = DataLakeStack(app, names.stack("DataLake"), config=config, env=env, stack_name=names.stack("DataLake"),
-                         termination_protection=protect,
+                         termination_protection=protect, tags=tags,
                          description=f"Player LTV data lake of {config.game.name}: buckets, catalog, workgroup")
-    etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, env=env,
-                   stack_name=names.stack("Etl"), termination_protection=protect,
+    etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, wheelhouse=wheelhouse,
+                   env=env, stack_name=names.stack("Etl"), termination_protection=protect, tags=tags,
                    description=f"Player LTV ETL of {config.game.name}: Glue jobs over Athena, workflows")
-    for stack in (lake, etl):
-        Tags.of(stack).add("ltv:game", config.game.id)
-        for key, value in sorted(config.stack.tags.items()):
-            Tags.of(stack).add(key, value)
-    return GameStacks(lake, etl)
+    ml = MlStack(app, names.stack("Ml"), config=config, lake=lake, core_wheel=core_wheel,
+                 dataset_job=names.resource("dataset"), env=env, stack_name=names.stack("Ml"),
+                 termination_protection=protect, tags=tags,
+                 description=f"Player LTV ML of {config.game.name}: image, model registry group, retraining pipeline")
+    return GameStacks(lake, etl, ml)
 
 
 def select_configs(game: str | None) -> list[GameConfig]:
@@ -60,11 +66,15 @@ def project_context() -> dict:
     return json.loads((PROJECT / "cdk.json").read_text()).get("context", {})
 
 
-def build_app(*, core_wheel: Path, configs: list[GameConfig] | None = None, outdir: str | None = None) -> App:
+def build_app(*, core_wheel: Path, wheelhouse: Wheelhouse | None = None, configs: list[GameConfig] | None = None,
+              outdir: str | None = None) -> App:
     """The CDK app: the selected games' stacks, checked by cdk-nag's AWS Solutions pack on synth
-    (any unacknowledged finding fails the synthesis)."""
+    (any unacknowledged finding fails the synthesis). `wheelhouse` defaults to the Glue jobs'
+    locked wheels (downloaded once per lock, then cached)."""
     app = App(context=project_context(), outdir=outdir)
-    for config in configs if configs is not None else select_configs(app.node.try_get_context("game")):
-        add_game(app, config, core_wheel=core_wheel)
+    selected = configs if configs is not None else select_configs(app.node.try_get_context("game"))
+    wheels = wheelhouse or (glue_wheelhouse() if selected else None)
+    for config in selected:
+        add_game(app, config, core_wheel=core_wheel, wheelhouse=wheels)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app

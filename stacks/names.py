@@ -52,5 +52,6 @@ class Names:
         return f"alias/{self.prefix}"
 
     @property
-    def glue_log_group(self) -> str:
+    def glue_log_group_prefix(self) -> str:
+        """Glue 5.0's `--custom-logGroup-prefix`: the jobs log to <prefix>/output and <prefix>/error."""
         return f"/aws-glue/jobs/{self.prefix}"

@@ -1,52 +1,129 @@
-"""What the Glue jobs run: the core package built as a wheel, and the pinned libraries it needs.
+"""What the Glue jobs run: the core package as a wheel, and its locked dependencies as a wheelhouse.
 
-The wheel is built reproducibly (fixed timestamps), so unchanged sources give identical bytes,
-an identical asset hash and no spurious job update on deploy. The jobs put it on their Python
-path (`--extra-py-files`, as a .zip) instead of pip-installing it: pip would resolve the core's
-full dependency list (AutoGluon and friends), which the ETL never imports. The libraries the ETL
-does import are pinned to the versions installed here, i.e. the versions the tests ran with.
+- The core wheel (`ltv` + `glue_jobs`) is built from a clean copy of the sources, so a stale
+  `build/lib` can never ship a deleted module, and reproducibly (fixed timestamps): unchanged
+  sources give identical bytes, an identical asset hash and no spurious job update on deploy.
+  The jobs put it on their Python path (`--extra-py-files`, as a .zip) instead of pip-installing
+  it: pip would resolve the core's full dependency list (AutoGluon and friends), which the ETL
+  never imports.
+- The libraries the ETL does import are locked in requirements/glue.txt (`make lock`: the
+  closure of requirements/glue.in, hashed, at the versions the tests run with, numpy/pandas/
+  pyarrow included). `glue_wheelhouse` downloads exactly those files as cp311 manylinux wheels
+  for Glue 5.0 (Amazon Linux 2023, glibc 2.34) once per lock; the stack uploads them under their
+  real names (pip refuses a wheel whose file name is not a wheel name, and CDK file assets are
+  named by their hash) and Glue installs them with `--no-index`: no package index at run time.
 """
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import tomllib
+import uuid
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-# Distributions the job code path imports (ltv.config/sql/engine/etl/datasets/validation/athena)
-# beyond what Glue 5.0 provides (boto3, numpy, pandas, pyarrow).
-GLUE_JOB_DEPENDENCIES = ("awswrangler", "duckdb", "jinja2", "pydantic", "pyyaml", "sqlglot")
-GLUE_PROVIDED = ("boto3", "botocore", "numpy", "pandas", "pyarrow", "s3transfer")
+PROJECT = Path(__file__).resolve().parent.parent
+REQUIREMENTS = PROJECT / "requirements"
+GLUE_LOCK = REQUIREMENTS / "glue.txt"
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest timestamp a zip file can hold
+# Glue 5.0: Python 3.11 on Amazon Linux 2023 (glibc 2.34), x86_64
+GLUE_PYTHON = "3.11"
+GLUE_PLATFORM = "manylinux_2_34_x86_64"
+# the wheel platform tags that glibc 2.34 runs, best first (pip does not expand `--platform` itself)
+GLUE_PLATFORM_TAGS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(34, 16, -1)), "manylinux2014_x86_64")
+COMPLETE = "wheelhouse.json"  # written last: the list of wheels of a finished download
 
 
-def job_requirements() -> list[str]:
-    """`--additional-python-modules` entries: each job dependency pinned to the local version."""
-    return [f"{name}=={version(name)}" for name in GLUE_JOB_DEPENDENCIES]
+# ----------------------------------------------------------------------------------------------
+# locks
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One locked distribution: its normalised name, exact version and the hashes of its files."""
+
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+
+
+def normalise(name: str) -> str:
+    """A distribution name as the lock files and wheel file names compare it (PEP 503)."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def read_lock(path: Path, environment: dict[str, str] | None = None) -> dict[str, Pin]:
+    """The pins of a hashed lock file (`name==version ; marker \\ --hash=...` entries). With
+    `environment`, entries whose marker does not hold there are left out (all.txt is universal)."""
+    from packaging.requirements import Requirement
+
+    pins: dict[str, Pin] = {}
+    entries = path.read_text().replace("\\\n", " ").splitlines()
+    for entry in entries:
+        text = entry.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):
+            continue
+        spec, *options = text.split(" --hash=")
+        req = Requirement(spec.strip())
+        if environment is not None and req.marker is not None and not req.marker.evaluate(environment):
+            continue
+        pinned = [s.version for s in req.specifier if s.operator == "=="]
+        if len(pinned) != 1:
+            raise ValueError(f"{path.name}: {spec.strip()!r} is not an exact pin")
+        name = normalise(req.name)
+        if name in pins:
+            raise ValueError(f"{path.name}: {name} is pinned twice for one environment")
+        pins[name] = Pin(name, pinned[0], tuple(o.strip() for o in options))
+    return pins
+
+
+# ----------------------------------------------------------------------------------------------
+# the core wheel
 
 
 def build_core_wheel(project: Path, out: Path) -> Path:
     """Build the core package's wheel into `out` (replacing an older build) and return its path.
 
-    When this environment already has the build backend pyproject.toml asks for, the build
-    uses it (offline, fast); otherwise pip fetches it into an isolated build environment."""
+    The build runs in a fresh copy of the project's packaged sources (pyproject.toml, README and
+    the packages `[tool.setuptools.packages.find]` includes), so leftovers of earlier builds in
+    the working tree (`build/lib`, `*.egg-info`, `__pycache__`) cannot end up in the wheel. When
+    this environment has the build backend pyproject.toml asks for, the build uses it (offline,
+    fast); otherwise pip fetches it into an isolated build environment."""
     out.mkdir(parents=True, exist_ok=True)
     isolation = ["--no-build-isolation"] if _has_build_backend(project) else []
     with tempfile.TemporaryDirectory(prefix="ltv-wheel-") as tmp:
+        source, built = Path(tmp) / "src", Path(tmp) / "dist"
+        _copy_sources(project, source)
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", str(project), "--no-deps", "--quiet", "--disable-pip-version-check",
-             *isolation, "-w", tmp], env={**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH},
+            [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--quiet", "--disable-pip-version-check",
+             *isolation, "-w", str(built)], env={**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH},
             capture_output=True, text=True)
-        wheels = sorted(Path(tmp).glob("*.whl"))
+        wheels = sorted(built.glob("*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
             raise RuntimeError(f"building the core wheel failed (pip wheel {project}):\n{done.stdout}{done.stderr}")
         target = out / wheels[0].name
         shutil.move(str(wheels[0]), target)
     return target
+
+
+def _copy_sources(project: Path, target: Path) -> None:
+    """Copy what the wheel is built from: pyproject.toml, its readme, and the included packages."""
+    meta = tomllib.loads((project / "pyproject.toml").read_text())
+    patterns = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    target.mkdir(parents=True)
+    for name in ("pyproject.toml", meta["project"].get("readme", "README.md")):
+        shutil.copy2(project / name, target / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", ".*")
+    for package in sorted(project.iterdir()):
+        if (package / "__init__.py").exists() and any(fnmatch.fnmatch(package.name, p) for p in patterns):
+            shutil.copytree(package, target / package.name, ignore=ignore)
 
 
 def _has_build_backend(project: Path) -> bool:
@@ -65,9 +142,92 @@ def _has_build_backend(project: Path) -> bool:
 
 
 def python_path_zip(wheel: Path, out_dir: Path) -> Path:
-    """The wheel under a .zip name, for `--extra-py-files` (Spark puts .zip files on the Python path;
-    a pure-Python wheel is such a zip, with the package at its root)."""
+    """The wheel under a .zip name, for `--extra-py-files` (Glue puts .zip files on the Python path;
+    a pure-Python wheel is such a zip, with the packages at its root)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / (wheel.stem + ".zip")
     shutil.copyfile(wheel, target)
     return target
+
+
+# ----------------------------------------------------------------------------------------------
+# the Glue wheelhouse
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    """A directory holding exactly one wheel per pin of a lock; `digest` names the lock's content."""
+
+    path: Path
+    digest: str
+    wheels: tuple[str, ...]
+
+
+def lock_digest(lock: Path = GLUE_LOCK) -> str:
+    """Identity of a wheelhouse: the lock's bytes and the platform the wheels are for."""
+    return hashlib.sha256(lock.read_bytes() + f"\n{GLUE_PYTHON} {GLUE_PLATFORM}".encode()).hexdigest()[:16]
+
+
+def wheelhouse_cache() -> Path:
+    """Where wheelhouses are kept between synths and test runs: $LTV_WHEELHOUSE_CACHE, else the
+    user's cache directory (~/.cache/ltv/wheelhouse)."""
+    if os.environ.get("LTV_WHEELHOUSE_CACHE"):
+        return Path(os.environ["LTV_WHEELHOUSE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ltv" / "wheelhouse"
+
+
+def glue_wheelhouse(lock: Path = GLUE_LOCK, cache: Path | None = None) -> Wheelhouse:
+    """The lock's distributions as cp311 manylinux x86_64 wheels, downloaded (hash-checked) once per
+    lock content; later calls return the cached directory without touching the network."""
+    digest = lock_digest(lock)
+    target = (cache or wheelhouse_cache()) / f"glue-{digest}"
+    if not (target / COMPLETE).exists():
+        _download(lock, target)
+    wheels = tuple(json.loads((target / COMPLETE).read_text())["wheels"])
+    return Wheelhouse(target, digest, wheels)
+
+
+def _download(lock: Path, target: Path) -> None:
+    """pip download into a scratch directory, check one wheel per pin, then move it into place
+    (atomic: concurrent synths or test workers never see half a wheelhouse)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+             "--only-binary=:all:", "--require-hashes", *(f"--platform={tag}" for tag in GLUE_PLATFORM_TAGS),
+             "--python-version", GLUE_PYTHON, "--implementation", "cp", "-r", str(lock), "-d", str(scratch)],
+            capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"downloading the Glue wheelhouse from {lock.name} failed:\n{done.stdout}{done.stderr}")
+        wheels = sorted(p.name for p in scratch.glob("*.whl"))
+        check_wheelhouse(read_lock(lock), wheels)
+        (scratch / COMPLETE).write_text(json.dumps({"lock": lock.name, "wheels": wheels}, indent=1))
+        try:
+            scratch.rename(target)
+        except OSError:  # another process finished first: keep its copy
+            if not (target / COMPLETE).exists():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_wheelhouse(pins: dict[str, Pin], wheels: list[str]) -> None:
+    """Exactly one wheel per pin, at the pinned version, and nothing else."""
+    found: dict[str, list[str]] = {}
+    for wheel in wheels:
+        name, ver = wheel_name_version(wheel)
+        found.setdefault(name, []).append(ver)
+    problems = [f"{n}: {found.get(n, 'no wheel')} instead of {p.version}" for n, p in sorted(pins.items())
+                if found.get(n) != [p.version]]
+    problems += [f"{n}: not in the lock" for n in sorted(set(found) - set(pins))]
+    if problems:
+        raise RuntimeError("the Glue wheelhouse does not match its lock:\n  " + "\n  ".join(problems))
+
+
+def wheel_name_version(filename: str) -> tuple[str, str]:
+    """(normalised name, version) of a wheel file name; ValueError if it is not one (what pip checks)."""
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    name, ver, _build, _tags = parse_wheel_filename(filename)
+    return normalise(canonicalize_name(name)), str(ver)

@@ -7,7 +7,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ltv.config import GameConfig
+from ltv.config import GameConfig, RawWriter
 from stacks.names import Names
 
 ATHENA_RESULTS_DAYS = 30      # query results are re-creatable; nothing reads them after a job ends
@@ -46,6 +46,9 @@ class LakeStorage(Construct):
             reason="This is the server-access-log bucket itself; logging its own access would recurse."))
         st = config.stack
         self.raw = self._bucket("Raw", "raw", versioned=True, expiration_days=st.raw_logs_expiration_days)
+        self._only_the_game_key(self.raw)
+        for index, writer in enumerate(config.require_aws().raw_writers):
+            self._allow_raw_writer(index, writer)
         self.curated = self._bucket("Curated", "curated", versioned=True)
         self.artifacts = self._bucket("Artifacts", "artifacts", versioned=True)
         self.athena_results = self._bucket("AthenaResults", "athena-results", versioned=False,
@@ -73,6 +76,44 @@ class LakeStorage(Construct):
         literal name: other stacks can use it in a policy without an export, and every reader of
         the policy (and cdk-nag) sees which bucket it is."""
         return f"arn:{Stack.of(self).partition}:s3:::{self._literal_names[bucket.node.id]}/{prefix}*"
+
+    def _allow_raw_writer(self, index: int, writer: RawWriter) -> None:
+        """`aws.raw_writers[index]` may put objects under its prefixes of the raw bucket (and list
+        them, to resume or check an export), and use the game's key for that through S3 only.
+
+        Bucket keys are on, so S3 asks KMS with the bucket's ARN as encryption context: the key
+        statement is limited to this bucket as well. Nothing else: no read, no delete, no other
+        prefix. An `account` writer's administrators must still allow their own principals (IAM
+        policy in that account: s3:PutObject on the prefixes, kms:GenerateDataKey/Decrypt on the key)."""
+        stack = Stack.of(self)
+        principal = iam.ArnPrincipal(writer.principal) if writer.principal else iam.AccountPrincipal(writer.account)
+        bucket_arn = f"arn:{stack.partition}:s3:::{self._literal_names[self.raw.node.id]}"
+        self.raw.add_to_resource_policy(iam.PolicyStatement(
+            sid=f"RawWriter{index}Puts", principals=[principal],
+            actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            resources=[f"{bucket_arn}/{prefix}*" for prefix in writer.prefixes]))
+        self.raw.add_to_resource_policy(iam.PolicyStatement(
+            sid=f"RawWriter{index}Lists", principals=[principal], actions=["s3:ListBucket", "s3:GetBucketLocation"],
+            resources=[bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in writer.prefixes]}}))
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid=f"RawWriter{index}EncryptsThroughS3", principals=[principal],
+            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+            resources=["*"],  # in a key policy, "*" means this key
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com",
+                                         "kms:EncryptionContext:aws:s3:arn": bucket_arn}}))
+
+    def _only_the_game_key(self, bucket: s3.Bucket) -> None:
+        """Refuse objects a writer asks S3 to encrypt otherwise (another KMS key, or SSE-S3): the
+        jobs could not read them. Writers that send no encryption header get the bucket default
+        (`Null: false` limits each deny to requests that do send the header: a negated operator
+        alone would also match requests without it)."""
+        objects = f"arn:{Stack.of(self).partition}:s3:::{self._literal_names[bucket.node.id]}/*"
+        for sid, header, allowed in (("DenyOtherEncryption", "s3:x-amz-server-side-encryption", "aws:kms"),
+                                     ("DenyOtherKeys", "s3:x-amz-server-side-encryption-aws-kms-key-id",
+                                      self.key.key_arn)):
+            bucket.add_to_resource_policy(iam.PolicyStatement(
+                sid=sid, effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()], actions=["s3:PutObject"],
+                resources=[objects], conditions={"Null": {header: "false"}, "StringNotEquals": {header: allowed}}))
 
     def _allow_cloudwatch_logs(self) -> None:
         """CloudWatch Logs encrypts the Glue jobs' log groups with this key (Glue security configuration)."""

@@ -30,7 +30,7 @@ class QueryWorkgroup(Construct):
             bytes_scanned_cutoff_per_query=config.stack.athena_bytes_scanned_cutoff_gb * GB,
             engine_version=cfg.EngineVersionProperty(selected_engine_version=ENGINE_VERSION),
             result_configuration=cfg.ResultConfigurationProperty(
-                output_location=f"s3://{results.bucket_name}/",
+                output_location=f"s3://{results.bucket_name}/", expected_bucket_owner=Stack.of(self).account,
                 encryption_configuration=cfg.EncryptionConfigurationProperty(encryption_option="SSE_KMS",
                                                                              kms_key=key.key_arn))))
         self.arn = Stack.of(self).format_arn(service="athena", resource="workgroup", resource_name=names.workgroup)

@@ -186,7 +186,7 @@ def test_incremental_daily_runs_equal_the_full_recompute(simulated, tmp_path: Pa
     (full_root / config.game.id / "raw").symlink_to(root / config.game.id / "raw")
     full = DuckDBEngine(Lake(full_root, config.game.id), config, threads=1)
     days = full.partitions("events")
-    result = full.write_partitions("player_day", etl.player_day_sql(config, day(days[0]), day(days[-1])))
+    result = etl.build_player_day(full, config, day(days[0]), day(days[-1]))
     assert result.partitions == days == daily.partitions("player_day")
     order = "ORDER BY dt, player_id"
     pd.testing.assert_frame_equal(daily.query(f"SELECT * FROM player_day {order}"),
@@ -266,19 +266,48 @@ def test_dataset_versions_are_immutable_and_out_of_time(simulated) -> None:
     assert (lake.datasets / "tiny" / "stats.json").exists()
 
 
-def test_configured_versions_follow_kakaos_scheme_with_an_embargo() -> None:
-    config = make_config()
+def _assert_embargoed(spec: datasets.DatasetSpec, horizon: dt.timedelta) -> None:
+    """No label window [c, c + horizon) of a period reaches the first cutoff of the next one."""
+    assert max(spec.train) + horizon <= min(spec.validation), f"{spec.name}: training labels reach validation"
+    assert max(spec.validation) + horizon <= min(spec.test), f"{spec.name}: validation labels reach the test period"
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_configured_versions_follow_kakaos_scheme_with_embargoes(game: str) -> None:
+    config = make_config(game)
     specs = datasets.version_specs(config)
     horizon = dt.timedelta(days=etl.label_horizon(config))
     assert len(specs) == config.datasets.count
     for i, s in enumerate(specs):
         assert len(s.train) == config.datasets.train_weeks_of(i)
         assert s.train[0] == config.datasets.first_start + dt.timedelta(weeks=4 * i)
-        assert max(s.train) < min(s.validation) <= max(s.train) + dt.timedelta(weeks=1), "validation follows"
-        assert min(s.test) >= max(s.validation) + horizon, "no earlier label window overlaps the test period"
-    rolling = datasets.rolling_spec(config, day("2025-12-01"))
-    assert max(rolling.test) + horizon <= day("2025-12-01"), "test labels are complete on the as-of date"
-    assert min(rolling.test) >= max(rolling.validation) + horizon and max(rolling.train) < min(rolling.validation)
+        _assert_embargoed(s, horizon)
+        # each period starts at the first cutoff the embargo allows (no gap beyond it)
+        assert min(s.validation) < max(s.train) + horizon + dt.timedelta(weeks=config.cutoffs.every_weeks)
+        assert min(s.test) < max(s.validation) + horizon + dt.timedelta(weeks=config.cutoffs.every_weeks)
+        assert len(s.validation) == config.datasets.validation_weeks and len(s.test) == config.datasets.test_weeks
+
+
+@pytest.mark.parametrize("as_of", ["2025-06-02", "2025-09-17", "2025-12-01"])
+def test_rolling_datasets_are_embargoed_and_complete_on_their_date(as_of: str) -> None:
+    config = make_config()
+    horizon = dt.timedelta(days=etl.label_horizon(config))
+    rolling = datasets.rolling_spec(config, day(as_of))
+    assert max(rolling.test) + horizon <= day(as_of), "test labels are complete on the as-of date"
+    _assert_embargoed(rolling, horizon)
+    assert len(rolling.train) == config.datasets.rolling_train_weeks
+
+
+def test_a_built_dataset_has_no_training_label_inside_validation(tiny_game) -> None:
+    """On real rows: the last training cutoff's labels end before the first validation cutoff."""
+    config, lake, engine = tiny_game
+    spec = datasets.version_specs(config)[0]
+    datasets.build_dataset(engine, config, lake, spec)
+    splits = datasets.load_dataset(lake, spec.name)
+    horizon = dt.timedelta(days=etl.label_horizon(config))
+    last_train = day(max(splits["train"].cutoff))
+    assert last_train + horizon <= day(min(splits["validation"].cutoff))
+    assert day(max(splits["validation"].cutoff)) + horizon <= day(min(splits["test"].cutoff))
 
 
 @pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])

@@ -1,22 +1,28 @@
-"""The Glue job entrypoints, offline.
+"""The Glue job entrypoints, offline, run the way the cloud runs them.
 
 - their logic for real: each entrypoint with the DuckDB engine over a small simulated lake
   produces the partitions and markers it should, checked against independent computations;
-- their cloud wiring against moto (S3, Glue, Athena): the Athena engine writes one parquet
-  object, then the marker, then the catalog partition, and the daily entrypoint on Athena
-  writes the same partition DuckDB computes;
-- the Trino text each job sends to Athena, snapshot-tested in tests/snapshots/glue_jobs/<game>/;
-- the Glue packaging: a script run the way Glue runs it, with the core wheel on its path.
-
-Update snapshots after an intended SQL change: LTV_UPDATE_SNAPSHOTS=1 pytest tests/test_glue_jobs.py
+- their cloud path as the synthesized templates define it: moto buckets, Glue catalog and Athena
+  workgroup created from the DataLake template, Athena answering each query by running its
+  Trino text transpiled back to DuckDB over the S3 objects the catalog points at (tests/cloud.py);
+  every job of both example games must produce what the DuckDB source produces, and every AWS
+  call they make (theirs, and Athena's on their behalf) must be allowed by the jobs' IAM policy
+  in the template;
+- the Trino text each job sends to Athena, snapshot-tested in tests/snapshots/glue_jobs/<game>/
+  (review-only: a change fails with its diff; LTV_UPDATE_SNAPSHOTS=1 rewrites the files and still
+  fails, so a rewrite shows up as a git diff and never passes silently);
+- the packaging: each job script run as Glue runs it, from the synthesized cdk.out, with only the
+  files the template names (`--extra-py-files` under their S3 names, the wheels of
+  `--additional-python-modules` installed with --no-index into a clean environment).
 """
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import logging
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,10 +39,12 @@ import yaml
 for _var, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
                      "AWS_DEFAULT_REGION": "eu-west-1"}.items():
     os.environ[_var] = _value
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+from cloud import CallRecorder, FakeAthena, Need, PolicyEvaluator, Templates, create_from_template  # noqa: E402
 from conftest import GAMES, ROOT, make_config  # noqa: E402
 
-sys.path.append(str(ROOT))  # glue_jobs/ and stacks/ are not installed packages
+sys.path.append(str(ROOT))  # stacks/ is not an installed package
 
 from glue_jobs import _common as common  # noqa: E402
 from glue_jobs import cutoffs, daily, dataset, validate  # noqa: E402
@@ -44,24 +52,32 @@ from ltv import config as cfg  # noqa: E402
 from ltv import etl  # noqa: E402
 from ltv.athena import AthenaEngine, raw_columns, row_count_sql, statement, table_specs  # noqa: E402
 from ltv.engine import DuckDBEngine, WriteResult  # noqa: E402
-from ltv.errors import LtvError  # noqa: E402
+from ltv.errors import ConfigError, DataValidationError, LtvError, MissingPartitionError  # noqa: E402
 from ltv.lake import SUCCESS, Lake  # noqa: E402
 from ltv.simulate import simulate  # noqa: E402
-from stacks.packaging import GLUE_JOB_DEPENDENCIES, GLUE_PROVIDED, build_core_wheel, python_path_zip  # noqa: E402
+from stacks.game import build_app  # noqa: E402
+from stacks.names import Names  # noqa: E402
+from stacks.packaging import GLUE_LOCK, build_core_wheel, read_lock  # noqa: E402
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "glue_jobs"
-REGION = "eu-west-1"
 START = dt.date(2025, 1, 6)   # the simulation's first day (a Monday)
 DAYS = 60
 LAST = START + dt.timedelta(days=DAYS - 1)
 NOW = dt.datetime(2025, 3, 11, 3, 0)
+SMALL = {"horizons": {"ltv_days": 7, "purchase_days": 7},
+         "datasets": {"rolling_train_weeks": 1, "validation_weeks": 1, "test_weeks": 1}}
+
+
+def small_config(game: str = "galaxy-raiders") -> cfg.GameConfig:
+    """An example game, small: one-week horizons and splits so a rolling dataset fits in 60 days."""
+    return make_config(game, **cfg.merge(SMALL, {
+        "simulation": {"start": str(START), "daily_installs": 40, "days": DAYS, "campaign": None, "drift": None},
+        "aws": {"logs_start": str(START)}}))
 
 
 @pytest.fixture(scope="module")
 def config() -> cfg.GameConfig:
-    """galaxy-raiders, small, with one-week horizons and splits so a rolling dataset fits in 60 days."""
-    return make_config(simulation={"daily_installs": 40, "days": DAYS}, horizons={"ltv_days": 7, "purchase_days": 7},
-                       datasets={"rolling_train_weeks": 1, "validation_weeks": 1, "test_weeks": 1})
+    return small_config()
 
 
 def write_config(config: cfg.GameConfig, directory: Path) -> Path:
@@ -97,8 +113,8 @@ def build_player_day(config: cfg.GameConfig, lake: Path, end: dt.date = LAST) ->
     etl.build_player_day(DuckDBEngine(Lake(lake, config.game.id), config), config, START, end)
 
 
-def table_dir(lake: Path, *parts: str) -> Path:
-    return lake.joinpath("galaxy-raiders", *parts)
+def table_dir(lake: Path, *parts: str, game: str = "galaxy-raiders") -> Path:
+    return lake.joinpath(game, *parts)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -112,9 +128,9 @@ def leftovers(directory: Path) -> list[str]:
 
 def test_daily_job_writes_the_days_partition_matching_an_independent_count(config, config_file, lake):
     day = "2025-01-20"
-    assert daily.main(local_args(config_file, lake, "--date", day)) == 0
+    daily.main(local_args(config_file, lake, "--date", day))
     part = table_dir(lake, "player_day", f"dt={day}")
-    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, "part-0.parquet"]
+    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, etl.DEFINITION_FILE, "part-0.parquet"]
     got = pd.read_parquet(part / "part-0.parquet")
     assert "dt" not in got.columns, "the partition column lives in the path only"
     raw = pd.read_parquet(table_dir(lake, "raw", "events", f"dt={day}")).drop_duplicates()
@@ -127,30 +143,34 @@ def test_daily_job_writes_the_days_partition_matching_an_independent_count(confi
 
 def test_glue_own_arguments_are_ignored_and_a_rerun_replaces_the_partition(config_file, lake):
     glue_args = ["--JOB_NAME", "ltv-galaxy-raiders-player-day", "--JOB_RUN_ID", "jr_1", "--TempDir", "s3://t/",
-                 "--job-bookmark-option", "job-bookmark-disable", "--enable-continuous-cloudwatch-log", "true"]
+                 "--job-bookmark-option", "job-bookmark-disable", "--custom-logGroup-prefix", "/aws-glue/jobs/x"]
     argv = [*glue_args, *local_args(config_file, lake, "--date", "2025-01-21")]
-    assert daily.main(argv) == 0
+    daily.main(argv)
     first = pd.read_parquet(table_dir(lake, "player_day", "dt=2025-01-21", "part-0.parquet"))
-    assert daily.main(argv) == 0
+    daily.main(argv)
     part = table_dir(lake, "player_day", "dt=2025-01-21")
-    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, "part-0.parquet"]
+    assert sorted(p.name for p in part.iterdir()) == [SUCCESS, etl.DEFINITION_FILE, "part-0.parquet"]
     pd.testing.assert_frame_equal(pd.read_parquet(part / "part-0.parquet").sort_values("player_id", ignore_index=True),
                                   first.sort_values("player_id", ignore_index=True))
     assert not leftovers(part.parent)
 
 
-def test_a_missing_raw_day_fails_the_job_without_leaving_a_partition(config_file, lake, caplog):
-    assert daily.main(local_args(config_file, lake, "--date", "2025-04-01")) == 2
-    assert "has no partition for 2025-04-01" in caplog.text
+def test_a_failing_job_raises_its_named_error_with_the_fix_and_leaves_no_partition(config_file, lake, caplog):
+    """Glue shows the exception's type and message as the run's error message (what the alert
+    mails): the job must raise the named error, not return an exit code."""
+    with pytest.raises(MissingPartitionError, match="has no partition for 2025-04-01") as failure:
+        daily.main(local_args(config_file, lake, "--date", "2025-04-01"))
+    assert "log export for those days has not arrived" in str(failure.value)
+    assert "player-day failed: raw table 'events' has no partition" in caplog.text
     assert not table_dir(lake, "player_day", "dt=2025-04-01").exists()
     assert not leftovers(table_dir(lake, "player_day"))
 
 
 def test_validate_job_passes_a_clean_day_and_writes_its_report(config_file, lake):
-    assert validate.main(local_args(config_file, lake, "--date", "2025-01-20"), now=lambda: NOW) == 0
+    assert "passed" in validate.main(local_args(config_file, lake, "--date", "2025-01-20"), now=lambda: NOW)
     report = json.loads(table_dir(lake, "monitoring", "validation", "dt=2025-01-20.json").read_text())
     assert report["passed"] is True and report["day"] == "2025-01-20"
-    assert {r["name"] for r in report["results"]} >= {"schema", "freshness", "event_types", "null_ids"}
+    assert {r["name"] for r in report["results"]} >= {"schema", "freshness", "event_types", "null_ids", "volume"}
 
 
 def test_validate_job_fails_on_bad_rows_and_still_writes_its_report(config_file, lake):
@@ -159,11 +179,41 @@ def test_validate_job_fails_on_bad_rows_and_still_writes_its_report(config_file,
     bad = good.slice(0, 1).set_column(good.schema.get_field_index("event_name"), "event_name",
                                       pa.array(["wallhack"], type=pa.string()))
     pq.write_table(bad, part / "part-1.parquet")
-    assert validate.main(local_args(config_file, lake, "--date", "2025-01-21"), now=lambda: NOW) == 2
+    with pytest.raises(DataValidationError, match="event_types on events") as failure:
+        validate.main(local_args(config_file, lake, "--date", "2025-01-21"), now=lambda: NOW)
+    assert "add the new event type to logs.events.event_types" in str(failure.value)
     report = json.loads(table_dir(lake, "monitoring", "validation", "dt=2025-01-21.json").read_text())
     failed = [r for r in report["results"] if not r["passed"] and r["severity"] == "error"]
     assert report["passed"] is False and [r["name"] for r in failed] == ["event_types"]
     assert failed[0]["failing_rows"] == 1
+
+
+def test_volume_check_counts_the_trailing_days_in_one_query(config, lake):
+    """One `GROUP BY dt` over the trailing days, not one count per day (one Athena query each)."""
+    from ltv.validation import Validator
+
+    class Counting(DuckDBEngine):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.counts: list[str] = []
+
+        def query(self, sql_text: str) -> pd.DataFrame:
+            if "COUNT(*)" in sql_text and "events" in sql_text:
+                self.counts.append(sql_text)
+            return super().query(sql_text)
+
+        def raw_partition_stats(self, table: str, day: str):
+            self.counts.append(f"stats {table} {day}")
+            return super().raw_partition_stats(table, day)
+
+    engine = Counting(Lake(lake, config.game.id), config, threads=1)
+    result = Validator(engine, config, NOW)._volume("2025-01-20")
+    assert result.passed and "trailing 7-day mean" in result.message
+    assert len(engine.counts) == 2 and engine.counts[0] == "stats events 2025-01-20", engine.counts
+    assert "GROUP BY dt" in engine.counts[1] and "IN ('2025-01-13'" in engine.counts[1]
+    expected = [len(pd.read_parquet(table_dir(lake, "raw", "events", f"dt={d}")))
+                for d in etl.day_range(dt.date(2025, 1, 13), dt.date(2025, 1, 20))]
+    assert f"mean {sum(expected) / 7:,.0f}" in result.message
 
 
 def test_daily_job_skips_deduplication_only_while_the_validated_partition_is_unchanged(config, config_file, lake,
@@ -173,15 +223,12 @@ def test_daily_job_skips_deduplication_only_while_the_validated_partition_is_unc
     original = pq.read_table(part / "part-0.parquet")
     pq.write_table(pa.Table.from_pandas(original.to_pandas().drop_duplicates(), preserve_index=False)
                    .cast(original.schema), part / "part-0.parquet")
-    assert validate.main(local_args(config_file, lake, "--date", day), now=lambda: NOW) == 0
+    validate.main(local_args(config_file, lake, "--date", day), now=lambda: NOW)
     caplog.set_level(logging.INFO, logger="ltv.glue")
-    assert daily.main(local_args(config_file, lake, "--date", day)) == 0
-    assert "(validated duplicate-free)" in caplog.text
+    assert "(validated duplicate-free)" in daily.main(local_args(config_file, lake, "--date", day))
 
     pq.write_table(original.slice(0, 50), part / "part-1.parquet")  # late re-export: 50 events twice
-    caplog.clear()
-    assert daily.main(local_args(config_file, lake, "--date", day)) == 0
-    assert "(deduplicated)" in caplog.text
+    assert "(deduplicated)" in daily.main(local_args(config_file, lake, "--date", day))
     got = pd.read_parquet(table_dir(lake, "player_day", f"dt={day}", "part-0.parquet"))
     raw = pd.read_parquet(part).drop_duplicates()
     raw = raw[raw.user_id.notna() & (raw.event_ts.dt.date.astype(str) == day)]
@@ -207,7 +254,7 @@ def population(lake: Path, cutoff: dt.date, days: int) -> set[str]:
 
 def test_cutoffs_job_builds_the_features_and_labels_the_day_completes(config, config_file, lake):
     build_player_day(config, lake, end=dt.date(2025, 2, 23))
-    assert cutoffs.main(local_args(config_file, lake, "--date", "2025-02-23")) == 0  # a Sunday
+    cutoffs.main(local_args(config_file, lake, "--date", "2025-02-23"))  # a Sunday
     features_at, labels_at = dt.date(2025, 2, 24), dt.date(2025, 2, 17)
     features = pd.read_parquet(table_dir(lake, "features", f"cutoff={features_at}", "part-0.parquet"))
     labels = pd.read_parquet(table_dir(lake, "labels", f"cutoff={labels_at}", "part-0.parquet"))
@@ -217,20 +264,20 @@ def test_cutoffs_job_builds_the_features_and_labels_the_day_completes(config, co
     assert set(features.player_id) == population(lake, features_at, window)
     assert set(labels.player_id) == population(lake, labels_at, window)
     assert sorted(p.name for p in table_dir(lake, "features").iterdir()) == [f"cutoff={features_at}"]
-    assert cutoffs.main(local_args(config_file, lake, "--date", "2025-02-24")) == 0  # nothing due on a Monday
+    assert cutoffs.main(local_args(config_file, lake, "--date", "2025-02-24")) == "no cutoff is due"  # a Monday
     assert sorted(p.name for p in table_dir(lake, "features").iterdir()) == [f"cutoff={features_at}"]
 
 
-def test_cutoffs_job_fails_cleanly_without_player_day(config_file, lake, caplog):
-    assert cutoffs.main(local_args(config_file, lake, "--cutoff", "2025-02-24")) == 2
-    assert "player_day is empty" in caplog.text
+def test_cutoffs_job_fails_cleanly_without_player_day(config_file, lake):
+    with pytest.raises(MissingPartitionError, match="player_day is empty"):
+        cutoffs.main(local_args(config_file, lake, "--cutoff", "2025-02-24"))
     assert not table_dir(lake, "features").exists() or not any(table_dir(lake, "features").iterdir())
 
 
 def test_dataset_job_builds_an_immutable_rolling_version(config, config_file, lake):
     build_player_day(config, lake)
     argv = local_args(config_file, lake, "--version", "rolling", "--date", "2025-03-02")
-    assert dataset.main(argv) == 0
+    dataset.main(argv)
     version = table_dir(lake, "datasets", "rolling-2025-03-03")
     manifest = json.loads((version / "manifest.json").read_text())
     assert (version / SUCCESS).exists()
@@ -238,7 +285,7 @@ def test_dataset_job_builds_an_immutable_rolling_version(config, config_file, la
     for split in ("train", "validation", "test"):
         rows = pd.read_parquet(version / f"split={split}" / "part-0.parquet")
         assert len(rows) == manifest["rows"][split] > 0 and "split" not in rows.columns
-    assert dataset.main(argv) == 0
+    dataset.main(argv)
     assert json.loads((version / "manifest.json").read_text()) == manifest, "a version never changes"
 
 
@@ -248,7 +295,7 @@ def test_run_date_is_fixed_by_the_first_job_of_a_workflow_run(config, lake):
     with mock_aws():
         import boto3
 
-        glue = boto3.client("glue", region_name=REGION)
+        glue = boto3.client("glue", region_name=config.aws.region)
         glue.create_workflow(Name="ltv-galaxy-raiders-daily-etl")
         run_id = glue.start_workflow_run(Name="ltv-galaxy-raiders-daily-etl")["RunId"]
         args = {"WORKFLOW_NAME": "ltv-galaxy-raiders-daily-etl", "WORKFLOW_RUN_ID": run_id}
@@ -289,211 +336,15 @@ def test_glue_and_argparse_parse_the_same_arguments(monkeypatch):
         common.parse_args(["--game", "g", "--config", "c.yaml"])
 
 
-def test_a_config_of_another_game_is_refused(config_file, lake, caplog):
+def test_a_config_of_another_game_is_refused(config_file, lake):
     argv = local_args(config_file, lake, "--date", "2025-01-20")
     argv[1] = "dragon-merge"
-    assert daily.main(argv) == 2 and "not of --game 'dragon-merge'" in caplog.text
+    with pytest.raises(LtvError, match="not of --game 'dragon-merge'"):
+        daily.main(argv)
 
 
 # ----------------------------------------------------------------------------------------------
-# the cloud wiring, against moto
-
-
-@pytest.fixture
-def aws(config):
-    """Mocked S3 (raw, curated, Athena results, assets), the game's Glue catalog and its workgroup."""
-    from moto import mock_aws
-
-    with mock_aws():
-        import boto3
-
-        session = boto3.Session(region_name=REGION)
-        s3 = session.client("s3")
-        for bucket in ("raw", "curated", "results", "assets"):
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-        glue = session.client("glue")
-        glue.create_database(DatabaseInput={"Name": "ltv_galaxy_raiders"})
-        for name, spec in table_specs(config).items():
-            glue.create_table(DatabaseName="ltv_galaxy_raiders", TableInput={
-                "Name": name, "PartitionKeys": [{"Name": k, "Type": t} for k, t in spec.partition_keys],
-                "StorageDescriptor": {"Columns": [{"Name": c, "Type": t} for c, t in spec.columns],
-                                      "Location": f"s3://{'raw' if spec.bucket == 'raw' else 'curated'}/{name}/"}})
-        session.client("athena").create_work_group(Name="ltv-galaxy-raiders", Configuration={
-            "ResultConfiguration": {"OutputLocation": "s3://results/"}, "EnforceWorkGroupConfiguration": True})
-        yield session
-
-
-def athena_engine(config: cfg.GameConfig, session: Any) -> AthenaEngine:
-    return AthenaEngine(config, database="ltv_galaxy_raiders", workgroup="ltv-galaxy-raiders", raw_uri="s3://raw",
-                        curated_uri="s3://curated", boto3_session=session)
-
-
-ATHENA_TYPES = {"string": "varchar", "bigint": "bigint", "int": "integer", "double": "double"}
-
-
-def queue_athena_result(frame: pd.DataFrame, types: dict[str, str]) -> None:
-    """Make moto's Athena answer the next query with `frame` (header row first, like Athena)."""
-    import requests
-
-    def cell(value: Any) -> dict[str, str]:
-        return {} if pd.isna(value) else {"VarCharValue": str(value)}
-
-    rows = [{"Data": [{"VarCharValue": c} for c in frame.columns]}]
-    rows += [{"Data": [cell(v) for v in row]} for row in frame.itertuples(index=False)]
-    info = [{"Name": c, "Label": c, "Type": ATHENA_TYPES[types[c]]} for c in frame.columns]
-    response = requests.post("http://motoapi.amazonaws.com/moto-api/static/athena/query-results",
-                             json={"region": REGION, "results": [{"rows": rows, "column_info": info}]})
-    assert response.status_code == 201
-
-
-def sent_queries(session: Any) -> list[str]:
-    athena = session.client("athena")
-    ids = athena.list_query_executions()["QueryExecutionIds"]
-    executions = [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"] for i in ids]
-    return [e["Query"] for e in sorted(executions, key=lambda e: e["Status"]["SubmissionDateTime"])]
-
-
-def keys(session: Any, bucket: str, prefix: str = "") -> list[str]:
-    listed = session.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
-    return sorted(o["Key"] for o in listed.get("Contents", []))
-
-
-PLAYER_DAY = pd.DataFrame({"player_id": ["p1", "p2"], "logins": [1, 2], "sessions": [2, 0], "play_seconds": [30.5, 0.0],
-                           "level_ups": [0, 1], "max_level": [4, 7], "purchases": [1, 0], "revenue": [2.99, 0.0],
-                           "events": [7, 3]})
-
-
-def test_athena_writes_one_object_then_the_marker_then_the_catalog_partition(config, aws, monkeypatch):
-    import awswrangler as wr
-
-    engine = athena_engine(config, aws)
-    calls: list[str] = []
-    to_parquet, put, add = wr.s3.to_parquet, engine._put, wr.catalog.add_parquet_partitions
-    monkeypatch.setattr(wr.s3, "to_parquet", lambda df, path, **kw: calls.append(f"data {path}") or to_parquet(df, path, **kw))
-    monkeypatch.setattr(engine, "_put", lambda uri, body: calls.append(f"put {uri}") or put(uri, body))
-    monkeypatch.setattr(wr.catalog, "add_parquet_partitions",
-                        lambda *a, **kw: calls.append("register") or add(*a, **kw))
-    queue_athena_result(PLAYER_DAY, table_specs(config)["player_day"].types())
-    result = engine.write_partitions("player_day", etl.player_day_sql(config, START, START), value=str(START))
-    prefix = f"s3://curated/player_day/dt={START}/"
-    assert result == WriteResult("player_day", [str(START)], 2)
-    assert calls == [f"data {prefix}part-0.parquet", f"put {prefix}{SUCCESS}", "register"]
-    assert keys(aws, "curated") == [f"player_day/dt={START}/{SUCCESS}", f"player_day/dt={START}/part-0.parquet"]
-    written = wr.s3.read_parquet(f"{prefix}part-0.parquet", boto3_session=aws)
-    assert list(written.columns) == [c for c, _ in table_specs(config)["player_day"].columns]
-    assert written.revenue.tolist() == [2.99, 0.0]
-    partition = aws.client("glue").get_partition(DatabaseName="ltv_galaxy_raiders", TableName="player_day",
-                                                 PartitionValues=[str(START)])["Partition"]
-    assert partition["StorageDescriptor"]["Location"] == prefix
-    assert sent_queries(aws) == [statement(etl.player_day_sql(config, START, START))]
-
-
-def test_athena_lists_complete_derived_partitions_and_every_raw_day(config, aws):
-    s3 = aws.client("s3")
-    s3.put_object(Bucket="curated", Key="player_day/dt=2025-01-06/part-0.parquet", Body=b"x")
-    s3.put_object(Bucket="curated", Key="player_day/dt=2025-01-06/_SUCCESS", Body=b"")
-    s3.put_object(Bucket="curated", Key="player_day/dt=2025-01-07/part-0.parquet", Body=b"x")  # no marker yet
-    s3.put_object(Bucket="raw", Key="events/dt=2025-01-06/export-000.parquet", Body=b"x")
-    s3.put_object(Bucket="raw", Key="events/dt=2025-01-07/export-000.parquet", Body=b"x")
-    engine = athena_engine(config, aws)
-    assert engine.partitions("player_day") == ["2025-01-06"]
-    assert engine.partitions("events") == ["2025-01-06", "2025-01-07"]
-    assert engine.partitions("features") == []
-
-
-def test_a_failed_athena_write_leaves_nothing_visible(config, aws, monkeypatch):
-    import awswrangler as wr
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise OSError("connection reset while uploading")
-
-    monkeypatch.setattr(wr.s3, "to_parquet", broken)
-    queue_athena_result(PLAYER_DAY, table_specs(config)["player_day"].types())
-    engine = athena_engine(config, aws)
-    with pytest.raises(OSError):
-        engine.write_partitions("player_day", etl.player_day_sql(config, START, START), value=str(START))
-    assert keys(aws, "curated") == [] and engine.partitions("player_day") == []
-    assert aws.client("glue").get_partitions(DatabaseName="ltv_galaxy_raiders", TableName="player_day")["Partitions"] == []
-
-
-def test_athena_refuses_columns_the_catalog_does_not_know(config, aws):
-    queue_athena_result(PLAYER_DAY.assign(surprise=1), table_specs(config)["player_day"].types() | {"surprise": "bigint"})
-    with pytest.raises(LtvError, match=r"not in the catalog: \['surprise'\]"):
-        athena_engine(config, aws).write_partitions("player_day", "SELECT 1", value=str(START))
-    assert keys(aws, "curated") == []
-
-
-def test_athena_raw_partition_stats_and_file_schema(config, simulated, aws):
-    source = table_dir(simulated, "raw", "events", f"dt={START}", "part-0.parquet")
-    aws.client("s3").upload_file(str(source), "raw", f"events/dt={START}/part-0.parquet")
-    engine = athena_engine(config, aws)
-    queue_athena_result(pd.DataFrame({"n": [1234]}), {"n": "bigint"})
-    assert engine.raw_partition_stats("events", str(START)) == (1234, source.stat().st_size)
-    assert sent_queries(aws)[-1] == statement(row_count_sql("events", str(START)))
-    assert engine.raw_partition_stats("events", "2025-01-07") is None
-    assert engine.raw_partition_columns("events", str(START)) == {
-        "user_id": "STRING", "event_ts": "TIMESTAMP", "event_name": "STRING", "level": "INT",
-        "session_seconds": "DOUBLE", "revenue_usd": "DOUBLE"}
-    assert engine.raw_partition_columns("events", "2025-01-07") == {}
-    assert len(sent_queries(aws)) == 1, "the schema comes from the parquet footers, not from a query"
-
-
-def test_athena_raw_partition_fingerprint_changes_when_the_partition_is_rewritten(config, simulated, aws):
-    source = table_dir(simulated, "raw", "events", f"dt={START}", "part-0.parquet")
-    s3, engine = aws.client("s3"), athena_engine(config, aws)
-    assert engine.raw_partition_fingerprint("events", str(START)) is None
-    s3.upload_file(str(source), "raw", f"events/dt={START}/part-0.parquet")
-    s3.put_object(Bucket="raw", Key=f"events/dt={START}/_SUCCESS", Body=b"")  # not data: Athena skips it
-    first = engine.raw_partition_fingerprint("events", str(START))
-    assert first is not None and engine.raw_partition_fingerprint("events", str(START)) == first
-    s3.put_object(Bucket="raw", Key=f"events/dt={START}/part-0.parquet", Body=source.read_bytes()[:-1] + b"!")
-    assert engine.raw_partition_fingerprint("events", str(START)) not in (None, first)
-    assert sent_queries(aws) == [], "a listing, not a query"
-
-
-def test_athena_publishes_a_directory_marker_last_and_fetches_all_or_nothing(config, aws, tmp_path, monkeypatch):
-    engine = athena_engine(config, aws)
-    local = tmp_path / "datasets" / "v1"
-    (local / "split=train").mkdir(parents=True)
-    (local / "split=train" / "part-0.parquet").write_bytes(b"rows")
-    (local / "manifest.json").write_text('{"name": "v1"}')
-    (local / SUCCESS).write_text("done")
-    uploaded = engine.publish(local, "datasets/v1")
-    assert uploaded[-1] == f"s3://curated/datasets/v1/{SUCCESS}" and len(uploaded) == 3
-    assert engine.publish(local, "datasets/v1", replace=False) == [], "a complete version is not rewritten"
-    assert engine.fetch("datasets/v1", [SUCCESS, "manifest.json"], tmp_path / "copy") == [SUCCESS, "manifest.json"]
-    assert (tmp_path / "copy" / "manifest.json").read_text() == '{"name": "v1"}'
-    aws.client("s3").put_object(Bucket="curated", Key="datasets/v2/manifest.json", Body=b"{}")  # no marker
-    assert engine.fetch("datasets/v2", [SUCCESS, "manifest.json"], tmp_path / "v2") == []
-    assert not (tmp_path / "v2").exists()
-
-
-def test_the_daily_entrypoint_on_athena_writes_what_duckdb_computes(config, config_file, simulated, aws):
-    """Athena (mocked) answers with the rows DuckDB computes from the same raw day; the entrypoint
-    must turn them into the same player_day partition the local run writes."""
-    import awswrangler as wr
-
-    day = dt.date(2025, 1, 20)
-    local = DuckDBEngine(Lake(simulated, config.game.id), config)
-    expected = local.query(etl.player_day_sql(config, day, day)).drop(columns=["dt"])
-    for table in (config.logs.events.table, config.logs.players.table):
-        aws.client("s3").upload_file(str(table_dir(simulated, "raw", table, f"dt={day}", "part-0.parquet")),
-                                     "raw", f"{table}/dt={day}/part-0.parquet")
-    aws.client("s3").upload_file(str(config_file), "assets", "abc123.yaml")
-    queue_athena_result(expected.assign(dt=str(day)), table_specs(config)["player_day"].types() | {"dt": "string"})
-    argv = ["--JOB_NAME", "ltv-galaxy-raiders-player-day", "--game", "galaxy-raiders", "--config", "s3://assets/abc123.yaml",
-            "--database", "ltv_galaxy_raiders", "--workgroup", "ltv-galaxy-raiders", "--raw_uri", "s3://raw",
-            "--curated_uri", "s3://curated", "--date", str(day)]
-    assert daily.main(argv) == 0
-    assert keys(aws, "curated") == [f"player_day/dt={day}/{SUCCESS}", f"player_day/dt={day}/part-0.parquet"]
-    got = wr.s3.read_parquet(f"s3://curated/player_day/dt={day}/part-0.parquet", boto3_session=aws)
-    pd.testing.assert_frame_equal(got.sort_values("player_id", ignore_index=True),
-                                  expected.sort_values("player_id", ignore_index=True), check_dtype=False)
-    assert sent_queries(aws) == [statement(etl.player_day_sql(config, day, day))]
-
-
-# ----------------------------------------------------------------------------------------------
-# the Trino text each job sends, snapshot-tested
+# the Trino text each job sends, snapshot-tested (review-only)
 
 
 class RecordingEngine:
@@ -511,6 +362,8 @@ class RecordingEngine:
         self._record(sql_text)
         if "COUNT(*) AS copies" in sql_text:
             return pd.DataFrame({"copies": pd.Series([], dtype="int64")})
+        if "GROUP BY dt" in sql_text:
+            return pd.DataFrame({"dt": re.findall(r"'(\d{4}-\d\d-\d\d)'", sql_text), "n": 1000})
         if "COUNT(*) AS n" in sql_text:
             return pd.DataFrame({"n": [1000]})
         if " AS n, SUM(" in sql_text:  # rows and revenue a deduplication rule would remove: none
@@ -537,6 +390,9 @@ class RecordingEngine:
     def put_partition_json(self, table: str, value: str, name: str, payload: dict) -> None:
         pass  # an S3 object beside the partition: nothing is sent to Athena
 
+    def get_partition_json(self, table: str, value: str, name: str) -> dict:
+        return etl.definition(self.config, table)  # every partition is current (an S3 read: nothing sent)
+
     def raw_partition_stats(self, table: str, day: str) -> tuple[int, int]:
         self._record(row_count_sql(table, day))
         return 1000, 10_000
@@ -562,6 +418,22 @@ def due_day(config: cfg.GameConfig) -> dt.date:
     return next(d for d in etl.day_range(dt.date(2025, 3, 1), dt.date(2025, 4, 1)) if all(cutoffs.due_cutoffs(config, d)))
 
 
+def compare_snapshot(path: Path, content: str, update: bool) -> str | None:
+    """None if the snapshot holds `content`; else the problem, with the unified diff. With `update`,
+    a differing snapshot is rewritten, and that is still reported: the rewrite is a change to review."""
+    old = path.read_text() if path.exists() else ""
+    if old == content:
+        return None
+    diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), content.splitlines(keepends=True),
+                                        f"{path.name} (snapshot)", f"{path.name} (now)", n=2))
+    if update:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        return f"rewrote {path}: review `git diff {path}`, then rerun without LTV_UPDATE_SNAPSHOTS\n{diff}"
+    how = "create it" if not old else "if the change is intended, rewrite it"
+    return f"{path} differs from what the job sends ({how} with LTV_UPDATE_SNAPSHOTS=1 and review the diff):\n{diff}"
+
+
 @pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
 def test_trino_text_of_every_job_matches_its_snapshot(game, tmp_path):
     config = cfg.load(GAMES / f"{game}.yaml")
@@ -575,74 +447,522 @@ def test_trino_text_of_every_job_matches_its_snapshot(game, tmp_path):
     }
     assert texts["cutoffs"].count("\n-- [") == 3 and texts["dataset"].count("\n-- [") == 3
     update = os.environ.get("LTV_UPDATE_SNAPSHOTS") == "1"
-    for job, text in texts.items():
-        content = (f"-- Trino text the {job} job of {game} sends to Athena for run date {day}.\n"
-                   f"-- Generated by tests/test_glue_jobs.py; after an intended SQL change rerun it with "
-                   f"LTV_UPDATE_SNAPSHOTS=1.\n{text}")
-        path = SNAPSHOTS / game / f"{job}.sql"
-        if update:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-        assert path.exists(), f"missing snapshot {path}; create it with LTV_UPDATE_SNAPSHOTS=1"
-        assert path.read_text() == content, f"{path} changed: review the SQL diff, then LTV_UPDATE_SNAPSHOTS=1"
+    problems = [compare_snapshot(SNAPSHOTS / game / f"{job}.sql",
+                                 f"-- Trino text the {job} job of {game} sends to Athena for run date {day}.\n"
+                                 f"-- Generated by tests/test_glue_jobs.py; review any change to it as a code change.\n"
+                                 f"{text}", update) for job, text in texts.items()]
+    problems = [p for p in problems if p]
+    assert not problems, "\n\n".join(problems)
+
+
+def test_a_changed_snapshot_fails_with_its_diff_and_a_rewrite_is_never_silent(tmp_path):
+    path = tmp_path / "job.sql"
+    path.write_text("SELECT 1\n")
+    assert compare_snapshot(path, "SELECT 1\n", update=False) is None
+    problem = compare_snapshot(path, "SELECT 2\n", update=False)
+    assert "-SELECT 1\n+SELECT 2" in problem and path.read_text() == "SELECT 1\n"
+    problem = compare_snapshot(path, "SELECT 2\n", update=True)
+    assert problem.startswith("rewrote") and "-SELECT 1\n+SELECT 2" in problem, "a rewrite still fails the test"
+    assert path.read_text() == "SELECT 2\n" and compare_snapshot(path, "SELECT 2\n", update=True) is None
 
 
 # ----------------------------------------------------------------------------------------------
-# packaging: what Glue runs
+# the synthesized stacks the cloud tests run against
 
 
-def test_a_job_runs_as_glue_runs_it_with_the_core_wheel_on_its_path(config, config_file, lake, tmp_path):
-    """Glue runs the script file with _common.py (--extra-py-files) beside it and the core
-    wheel, as a .zip, on the Python path: the core must come from that zip."""
-    wheel = build_core_wheel(ROOT, tmp_path / "dist")
-    core = python_path_zip(wheel, tmp_path / "assets")
-    job_dir = tmp_path / "glue"
-    job_dir.mkdir()
-    for name in ("daily.py", "_common.py"):
-        shutil.copy(ROOT / "glue_jobs" / name, job_dir / name)
-    script = job_dir / "daily.py"
-    argv = [str(script), "--JOB_NAME", "x", *local_args(config_file, lake, "--date", "2025-01-22")]
-    run_like_glue = ("import runpy, sys, ltv.sql; "
-                     f"assert ltv.sql.__file__.startswith({str(core)!r}), ltv.sql.__file__; "
-                     f"sys.argv = {argv!r}; runpy.run_path({str(script)!r}, run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", run_like_glue], capture_output=True, text=True, cwd=job_dir,
-                          env={**os.environ, "PYTHONPATH": f"{job_dir}{os.pathsep}{core}", "LTV_THREADS": "1"})
+CLOUD_GAMES = ("galaxy-raiders", "dragon-merge")
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory) -> dict[str, Any]:
+    """Both example games (small), synthesized with the real core wheel and the Glue wheelhouse:
+    {game: (config, Templates)}."""
+    out = tmp_path_factory.mktemp("synth")
+    wheel = build_core_wheel(ROOT, out / "dist")
+    configs = {game: small_config(game) for game in CLOUD_GAMES}
+    app = build_app(core_wheel=wheel, configs=list(configs.values()), outdir=str(out / "cdk.out"))
+    app.synth()
+    return {game: (config, Templates(out / "cdk.out", config.aws.account, config.aws.region))
+            for game, config in configs.items()}
+
+
+def etl_job(tpl: Templates, config: cfg.GameConfig, job: str) -> dict[str, Any]:
+    stack = Names.of(config).stack("Etl")
+    for logical_id, res in tpl.resources(stack, "AWS::Glue::Job").items():
+        props = tpl.props(stack, logical_id)
+        if props["Name"] == Names.of(config).resource(job):
+            return props
+    raise KeyError(job)
+
+
+def template_argv(props: dict[str, Any], **override: str) -> list[str]:
+    """The arguments Glue passes a run: its own, then the job's DefaultArguments (then overrides)."""
+    args = {**props["DefaultArguments"], **{f"--{k}": v for k, v in override.items()}}
+    return ["--JOB_NAME", props["Name"], "--JOB_RUN_ID", "jr_test", *[x for kv in args.items() for x in kv]]
+
+
+# ----------------------------------------------------------------------------------------------
+# the cloud path: moto built from the template, Athena answering with the Trino text
+
+
+class Cloud:
+    """One game's account in moto: what the DataLake template creates, Athena over DuckDB, and a
+    recorder of every permission the code's calls need. `session` is the test's own (its calls are
+    not recorded); the code under test uses boto3's default session, which is."""
+
+    def __init__(self, config: cfg.GameConfig, tpl: Templates, session: Any, athena: FakeAthena,
+                 recorder: CallRecorder):
+        self.config, self.tpl, self.session, self.athena, self.recorder = config, tpl, session, athena, recorder
+        self.names = Names.of(config)
+
+    @property
+    def lake_stack(self) -> str:
+        return self.names.stack("DataLake")
+
+    def bucket(self, purpose: str) -> str:
+        return self.names.bucket(purpose)
+
+    def engine(self) -> AthenaEngine:
+        return AthenaEngine(self.config, database=self.names.database, workgroup=self.names.workgroup,
+                            raw_uri=f"s3://{self.bucket('raw')}", curated_uri=f"s3://{self.bucket('curated')}")
+
+    def upload(self, root: Path, bucket: str, under: str = "") -> None:
+        """The files of `root/under`, at their paths relative to `root`."""
+        s3 = self.session.client("s3")
+        for path in sorted((root / under).rglob("*")):
+            if path.is_file():
+                s3.upload_file(str(path), bucket, path.relative_to(root).as_posix())
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.session.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def read(self, bucket: str, key: str) -> pd.DataFrame:
+        body = self.session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        return pq.read_table(pa.BufferReader(body)).to_pandas()
+
+
+@pytest.fixture
+def cloud(request, synthesized, monkeypatch) -> Cloud:
+    """moto in the game's account and region, with the DataLake template's resources, FakeAthena
+    and the call recorder hooked into every boto3 client created from now on."""
+    import boto3
+    import botocore.handlers
+    from moto import mock_aws
+    from moto.moto_api import state_manager
+
+    config, tpl = synthesized[getattr(request, "param", "galaxy-raiders")]
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", config.aws.account)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", config.aws.region)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    state_manager.set_transition(model_name="athena::execution", transition={"progression": "immediate"})
+    try:
+        with mock_aws():
+            session = boto3.Session(region_name=config.aws.region)
+            create_from_template(session, tpl, Names.of(config).stack("DataLake"))
+            lake_stack = Names.of(config).stack("DataLake")
+            kms = {}
+            for logical_id in tpl.resources(lake_stack, "AWS::S3::Bucket"):
+                props = tpl.props(lake_stack, logical_id)
+                rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+                if rule["SSEAlgorithm"] == "aws:kms":
+                    kms[props["BucketName"]] = rule["KMSMasterKeyID"]
+            recorder = CallRecorder(config.aws.account, config.aws.region, kms)
+            athena = FakeAthena(session, config.aws.account, recorder, today=dt.date(2025, 12, 31))
+            hooks = [("before-parameter-build", recorder.on_call), *athena.handlers()]
+            # sessions created from now on (boto3's default one included) carry the hooks
+            monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *hooks])
+            yield Cloud(config, tpl, session, athena, recorder)
+    finally:
+        state_manager.unset_transition(model_name="athena::execution")
+
+
+def test_the_moto_catalog_is_the_synthesized_one(cloud):
+    """Buckets, database, tables (with projection) and workgroup come from the template."""
+    glue = cloud.session.client("glue")
+    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName=cloud.names.database)["TableList"]}
+    assert set(tables) == set(table_specs(cloud.config))
+    player_day = tables["player_day"]
+    assert player_day["StorageDescriptor"]["Location"] == f"s3://{cloud.bucket('curated')}/player_day/"
+    assert player_day["Parameters"]["projection.dt.range"] == f"{START},NOW"
+    wg = cloud.session.client("athena").get_work_group(WorkGroup=cloud.names.workgroup)["WorkGroup"]["Configuration"]
+    assert wg["ResultConfiguration"]["OutputLocation"] == f"s3://{cloud.bucket('athena-results')}/"
+    assert wg["ResultConfiguration"]["ExpectedBucketOwner"] == cloud.config.aws.account
+
+
+PLAYER_DAY = pd.DataFrame({"player_id": ["p1", "p2"], "logins": [1, 2], "sessions": [2, 0], "play_seconds": [30.5, 0.0],
+                           "level_ups": [0, 1], "max_level": [4, 7], "purchases": [1, 0], "revenue": [2.99, 0.0],
+                           "events": [7, 3]})
+
+
+def literal_select(frame: pd.DataFrame) -> str:
+    """A query whose result is `frame` (typed like the player_day SQL's columns)."""
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = [f"'{v}'" if isinstance(v, str) else (f"CAST({v} AS DOUBLE)" if isinstance(v, float)
+                                                       else f"CAST({v} AS BIGINT)") for v in row]
+        rows.append("SELECT " + ", ".join(f"{c} AS {n}" for c, n in zip(cells, frame.columns)))
+    return " UNION ALL ".join(rows)
+
+
+def test_athena_writes_one_parquet_object_then_the_marker_and_registers_nothing(cloud, monkeypatch):
+    engine = cloud.engine()
+    calls: list[str] = []
+    upload, put = engine._upload, engine._put
+    monkeypatch.setattr(engine, "_upload", lambda local, uri: calls.append(f"data {uri}") or upload(local, uri))
+    monkeypatch.setattr(engine, "_put", lambda uri, body: calls.append(f"put {uri}") or put(uri, body))
+    result = engine.write_partitions("player_day", literal_select(PLAYER_DAY), value=str(START))
+    prefix = f"s3://{cloud.bucket('curated')}/player_day/dt={START}/"
+    assert result == WriteResult("player_day", [str(START)], 2)
+    assert calls == [f"data {prefix}part-0.parquet", f"put {prefix}{SUCCESS}"]
+    assert cloud.keys(cloud.bucket("curated")) == [f"player_day/dt={START}/{SUCCESS}",
+                                                   f"player_day/dt={START}/part-0.parquet"]
+    written = cloud.read(cloud.bucket("curated"), f"player_day/dt={START}/part-0.parquet")
+    assert list(written.columns) == [c for c, _ in table_specs(cloud.config)["player_day"].columns]
+    assert written.revenue.tolist() == [2.99, 0.0]
+    partitions = cloud.session.client("glue").get_partitions(DatabaseName=cloud.names.database, TableName="player_day")
+    assert partitions["Partitions"] == [], "partition projection: nothing to register"
+    assert engine.query("SELECT COUNT(*) AS n, SUM(events) AS e FROM player_day").to_dict("records") == [{"n": 2, "e": 10}]
+    assert all(text.startswith("UNLOAD (") for text in cloud.athena.sent), "results come back as Parquet"
+    assert not cloud.keys(cloud.bucket("athena-results"), "unload/"), "the unloaded files are removed"
+
+
+def test_athena_streams_a_large_result_into_one_object_chunk_by_chunk(cloud, monkeypatch):
+    import ltv.athena
+
+    monkeypatch.setattr(ltv.athena, "CHUNK_ROWS", 1000)
+    rows = 4321
+    text = (f"SELECT CAST(i AS VARCHAR) AS player_id, i AS logins, 0 AS sessions, 0.5 AS play_seconds, 0 AS level_ups, "
+            f"1 AS max_level, 0 AS purchases, 0.0 AS revenue, i AS events FROM UNNEST(SEQUENCE(1, {rows})) AS t(i)")
+    seen = []
+    chunks = AthenaEngine._unload
+
+    def counting(self, sql_text, chunk_rows=None):
+        for chunk in chunks(self, sql_text, chunk_rows):
+            seen.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(AthenaEngine, "_unload", counting)
+    assert cloud.engine().write_partitions("player_day", text, value=str(START)).rows == rows
+    assert max(seen) <= 1000 and sum(seen) == rows, "never more than one chunk in memory"
+    written = cloud.read(cloud.bucket("curated"), f"player_day/dt={START}/part-0.parquet")
+    assert len(written) == rows and written.events.sum() == rows * (rows + 1) // 2
+
+
+def test_an_empty_result_is_an_empty_partition_with_the_catalog_schema(cloud):
+    engine = cloud.engine()
+    empty = literal_select(PLAYER_DAY) + " LIMIT 0"
+    assert engine.write_partitions("player_day", f"SELECT * FROM ({empty})", value=str(START)).rows == 0
+    written = cloud.read(cloud.bucket("curated"), f"player_day/dt={START}/part-0.parquet")
+    assert len(written) == 0 and list(written.columns) == [c for c, _ in table_specs(cloud.config)["player_day"].columns]
+    assert engine.query(f"SELECT * FROM ({empty})").columns.tolist() == PLAYER_DAY.columns.tolist()
+
+
+def test_a_failed_athena_write_leaves_nothing_visible(cloud, monkeypatch):
+    engine = cloud.engine()
+
+    def broken(local: Path, uri: str) -> None:
+        raise OSError("connection reset while uploading")
+
+    monkeypatch.setattr(engine, "_upload", broken)
+    with pytest.raises(OSError):
+        engine.write_partitions("player_day", literal_select(PLAYER_DAY), value=str(START))
+    assert cloud.keys(cloud.bucket("curated")) == [] and engine.partitions("player_day") == []
+
+
+def test_a_failed_query_raises_with_athenas_reason(cloud):
+    import awswrangler as wr
+
+    with pytest.raises(wr.exceptions.QueryFailed, match="no_such_column"):
+        cloud.engine().query("SELECT no_such_column FROM player_day")
+
+
+def test_athena_refuses_columns_the_catalog_does_not_know(cloud):
+    text = literal_select(PLAYER_DAY.assign(surprise=1))
+    with pytest.raises(LtvError, match=r"not in the catalog: \['surprise'\]"):
+        cloud.engine().write_partitions("player_day", text, value=str(START))
+    assert cloud.keys(cloud.bucket("curated")) == []
+
+
+def test_athena_refuses_days_before_the_partition_projection(cloud):
+    """Athena would see nothing there (the projection starts at aws.logs_start): an error, not an
+    empty partition."""
+    with pytest.raises(ConfigError, match="before the first day of the tables' partition projection"):
+        cloud.engine().write_partitions("player_day", literal_select(PLAYER_DAY), value="2024-12-31")
+    with pytest.raises(ConfigError, match="set aws.logs_start"):
+        cloud.engine().raw_partition_stats("events", "2024-12-31")
+
+
+def test_athena_lists_complete_derived_partitions_and_every_raw_day(cloud):
+    s3, raw, curated = cloud.session.client("s3"), cloud.bucket("raw"), cloud.bucket("curated")
+    s3.put_object(Bucket=curated, Key="player_day/dt=2025-01-06/part-0.parquet", Body=b"x")
+    s3.put_object(Bucket=curated, Key="player_day/dt=2025-01-06/_SUCCESS", Body=b"")
+    s3.put_object(Bucket=curated, Key="player_day/dt=2025-01-07/part-0.parquet", Body=b"x")  # no marker yet
+    s3.put_object(Bucket=raw, Key="events/dt=2025-01-06/export-000.parquet", Body=b"x")
+    s3.put_object(Bucket=raw, Key="events/dt=2025-01-07/export-000.parquet", Body=b"x")
+    engine = cloud.engine()
+    assert engine.partitions("player_day") == ["2025-01-06"]
+    assert engine.partitions("events") == ["2025-01-06", "2025-01-07"]
+    assert engine.partitions("features") == []
+
+
+def test_athena_raw_partition_stats_and_file_schema(cloud, simulated):
+    source = table_dir(simulated, "raw", "events", f"dt={START}", "part-0.parquet")
+    cloud.session.client("s3").upload_file(str(source), cloud.bucket("raw"), f"events/dt={START}/part-0.parquet")
+    engine = cloud.engine()
+    assert engine.raw_partition_stats("events", str(START)) == (len(pd.read_parquet(source)), source.stat().st_size)
+    assert re.sub(r"\s+", " ", cloud.athena.sent[-1]).startswith("UNLOAD (SELECT COUNT(*) AS n FROM \"events\"")
+    assert engine.raw_partition_stats("events", "2025-01-07") is None
+    assert engine.raw_partition_columns("events", str(START)) == {
+        "user_id": "STRING", "event_ts": "TIMESTAMP", "event_name": "STRING", "level": "INT",
+        "session_seconds": "DOUBLE", "revenue_usd": "DOUBLE"}
+    assert engine.raw_partition_columns("events", "2025-01-07") == {}
+    assert len(cloud.athena.sent) == 1, "the schema comes from the parquet footers, not from a query"
+
+
+def test_athena_raw_partition_fingerprint_changes_when_the_partition_is_rewritten(cloud, simulated):
+    source = table_dir(simulated, "raw", "events", f"dt={START}", "part-0.parquet")
+    s3, raw, engine = cloud.session.client("s3"), cloud.bucket("raw"), cloud.engine()
+    assert engine.raw_partition_fingerprint("events", str(START)) is None
+    s3.upload_file(str(source), raw, f"events/dt={START}/part-0.parquet")
+    s3.put_object(Bucket=raw, Key=f"events/dt={START}/_SUCCESS", Body=b"")  # not data: Athena skips it
+    first = engine.raw_partition_fingerprint("events", str(START))
+    assert first is not None and engine.raw_partition_fingerprint("events", str(START)) == first
+    s3.put_object(Bucket=raw, Key=f"events/dt={START}/part-0.parquet", Body=source.read_bytes()[:-1] + b"!")
+    assert engine.raw_partition_fingerprint("events", str(START)) not in (None, first)
+    assert cloud.athena.sent == [], "a listing, not a query"
+
+
+def test_athena_publishes_a_directory_marker_last_and_fetches_all_or_nothing(cloud, tmp_path):
+    engine, curated = cloud.engine(), cloud.bucket("curated")
+    local = tmp_path / "datasets" / "v1"
+    (local / "split=train").mkdir(parents=True)
+    (local / "split=train" / "part-0.parquet").write_bytes(b"rows")
+    (local / "manifest.json").write_text('{"name": "v1"}')
+    (local / SUCCESS).write_text("done")
+    uploaded = engine.publish(local, "datasets/v1")
+    assert uploaded[-1] == f"s3://{curated}/datasets/v1/{SUCCESS}" and len(uploaded) == 3
+    assert engine.publish(local, "datasets/v1", replace=False) == [], "a complete version is not rewritten"
+    assert engine.fetch("datasets/v1", [SUCCESS, "manifest.json"], tmp_path / "copy") == [SUCCESS, "manifest.json"]
+    assert (tmp_path / "copy" / "manifest.json").read_text() == '{"name": "v1"}'
+    cloud.session.client("s3").put_object(Bucket=curated, Key="datasets/v2/manifest.json", Body=b"{}")  # no marker
+    assert engine.fetch("datasets/v2", [SUCCESS, "manifest.json"], tmp_path / "v2") == []
+    assert not (tmp_path / "v2").exists()
+
+
+def test_athena_json_beside_a_partition_round_trips_and_is_none_when_absent(cloud):
+    engine = cloud.engine()
+    assert engine.get_partition_json("features", "2025-02-24", "_definition.json") is None
+    engine.put_partition_json("features", "2025-02-24", "_definition.json", {"data_hash": "abc", "n_steps": 8})
+    assert cloud.keys(cloud.bucket("curated")) == ["features/cutoff=2025-02-24/_definition.json"]
+    assert engine.get_partition_json("features", "2025-02-24", "_definition.json") == {"data_hash": "abc", "n_steps": 8}
+    assert engine.get_partition_json("labels", "2025-02-24", "_definition.json") is None
+
+
+# ----------------------------------------------------------------------------------------------
+# every job of both example games on the cloud path == the DuckDB source
+
+
+def frames_equal(got: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -> None:
+    got = got.sort_values(keys, ignore_index=True)
+    expected = expected[list(got.columns)].sort_values(keys, ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=False, rtol=1e-9)
+
+
+def glue_platform_needs(cloud: Cloud, props: dict[str, Any]) -> list[Need]:
+    """What Glue itself does with the job's role before and around the script: read the script,
+    the --extra-py-files and the wheels, write the run's log streams."""
+    def obj(uri: str) -> list[Need]:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        return cloud.recorder.for_call("s3", "GetObject", {"Bucket": bucket, "Key": key})
+
+    args = props["DefaultArguments"]
+    needs = obj(props["Command"]["ScriptLocation"])
+    for uri in [*args["--extra-py-files"].split(","), *args["--additional-python-modules"].split(",")]:
+        needs += obj(uri)
+    prefix = args["--custom-logGroup-prefix"]
+    for group in ("output", "error"):
+        stream = (f"arn:aws:logs:{cloud.config.aws.region}:{cloud.config.aws.account}:log-group:{prefix}/{group}"
+                  ":log-stream:jr_test-driver")
+        needs += [Need("logs:CreateLogStream", stream), Need("logs:PutLogEvents", stream)]
+    return needs
+
+
+def job_role_policy(cloud: Cloud) -> PolicyEvaluator:
+    stack = cloud.names.stack("Etl")
+    role = next(k for k, r in cloud.tpl.resources(stack, "AWS::IAM::Role").items()
+                if r["Properties"].get("RoleName") == cloud.names.resource("etl-jobs"))
+    return PolicyEvaluator(cloud.tpl.policy_statements(stack, role))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cloud", CLOUD_GAMES, indirect=True)
+def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud, tmp_path):
+    """Each job runs with its template's arguments against moto built from the template; Athena
+    answers by running the Trino text the job sends, transpiled back to DuckDB, over what is in
+    S3. The same jobs on the DuckDB engine over the same raw logs are the reference. Every
+    permission the runs needed (the jobs' calls, Athena's on their behalf, Glue's own) must be
+    allowed by the jobs' IAM policy in the template."""
+    config, game = cloud.config, cloud.config.game.id
+    local = tmp_path / "local"
+    simulate(config, Lake(local, game), days=DAYS)
+    config_file = write_config(config, tmp_path / "config")
+    cloud.upload(local / game / "raw", cloud.bucket("raw"))
+    props = {job: etl_job(cloud.tpl, config, job) for job in ("validate", "player-day", "cutoffs", "dataset")}
+    config_uri = props["validate"]["DefaultArguments"]["--config"]
+    bucket, key = config_uri.removeprefix("s3://").split("/", 1)
+    cloud.session.client("s3").upload_file(str(cloud.tpl.asset_file(cloud.names.stack("Etl"), config_uri)), bucket, key)
+
+    def both(job: Any, name: str, **args: str) -> None:
+        extra = [x for k, v in args.items() for x in (f"--{k}", v)]
+        job.main(["--game", game, "--config", str(config_file), "--engine", "duckdb", "--lake", str(local), *extra],
+                 now=lambda: NOW)
+        job.main(template_argv(props[name], **args), now=lambda: NOW)
+
+    due = next(d for d in etl.day_range(dt.date(2025, 2, 20), LAST) if all(cutoffs.due_cutoffs(config, d)))
+    validated, unvalidated = str(due - dt.timedelta(days=1)), str(due)
+    both(validate, "validate", date=validated)
+    both(daily, "player-day", date=validated)   # validated: no duplicates, dedup skipped
+    both(daily, "player-day", date=unvalidated)
+    local_engine = DuckDBEngine(Lake(local, game), config, threads=1)
+    etl.build_player_day(local_engine, config, START, due - dt.timedelta(days=2))
+    for day in etl.day_range(START, due - dt.timedelta(days=1)):  # the days before, as built earlier
+        cloud.upload(local / game, cloud.bucket("curated"), f"player_day/dt={day}")
+    both(cutoffs, "cutoffs", date=unvalidated)
+    both(dataset, "dataset", version="rolling", date=unvalidated)
+
+    curated = cloud.bucket("curated")
+    report_key = f"monitoring/validation/dt={validated}.json"
+    remote = json.loads(cloud.session.client("s3").get_object(Bucket=curated, Key=report_key)["Body"].read())
+    mine = json.loads((local / game / report_key).read_text())
+    summary = lambda r: [(c["name"], c["table"], c["passed"], c["failing_rows"]) for c in r["results"]]  # noqa: E731
+    assert summary(remote) == summary(mine) and remote["passed"]
+    for day in (validated, unvalidated):
+        frames_equal(cloud.read(curated, f"player_day/dt={day}/part-0.parquet"),
+                     pd.read_parquet(local / game / "player_day" / f"dt={day}" / "part-0.parquet"), ["player_id"])
+    features_at, labels_at = cutoffs.due_cutoffs(config, due)
+    built = [("features", c) for c in features_at] + [("labels", c) for c in labels_at]
+    assert len(built) == 2
+    for table, cutoff in built:
+        got = cloud.read(curated, f"{table}/cutoff={cutoff}/part-0.parquet")
+        assert len(got) > 20
+        frames_equal(got, pd.read_parquet(local / game / table / f"cutoff={cutoff}" / "part-0.parquet"), ["player_id"])
+    version = "datasets/" + next(p.name for p in (local / game / "datasets").iterdir() if p.name.startswith("rolling-"))
+    remote_manifest = json.loads(cloud.session.client("s3").get_object(
+        Bucket=curated, Key=f"{version}/manifest.json")["Body"].read())
+    local_manifest = json.loads((local / game / version / "manifest.json").read_text())
+    assert remote_manifest["rows"] == local_manifest["rows"] and remote_manifest["cutoffs"] == local_manifest["cutoffs"]
+    for split in ("train", "validation", "test"):
+        frames_equal(cloud.read(curated, f"{version}/split={split}/part-0.parquet"),
+                     pd.read_parquet(local / game / version / f"split={split}" / "part-0.parquet"), ["player_id", "cutoff"])
+
+    policy = job_role_policy(cloud)
+    for need in (n for p in props.values() for n in glue_platform_needs(cloud, p)):
+        cloud.recorder.needs.append(need)
+    denied = cloud.recorder.denied(policy)
+    assert not denied, f"the jobs' policy in the template denies {len(denied)} request(s), e.g.:\n" + "\n".join(
+        f"  {n.action} on {n.resource} ({n.why})" for n in denied[:15])
+    assert len({n.action for n in cloud.recorder.needs}) >= 10, "the recorder saw the jobs' calls"
+    assert not policy.allows("s3:PutObject", f"arn:aws:s3:::{cloud.bucket('raw')}/events/x.parquet"), \
+        "the policy evaluator is not vacuous: raw logs are read-only for the jobs"
+
+
+# ----------------------------------------------------------------------------------------------
+# packaging: what Glue runs, as Glue runs it
+
+
+@pytest.fixture(scope="module")
+def glue_python(synthesized, tmp_path_factory) -> dict[str, Any]:
+    """A clean Python 3.11 environment holding exactly the wheels `--additional-python-modules`
+    names, taken from the wheelhouse asset in cdk.out and installed with --no-index as Glue does
+    (any dependency missing from the lock fails the install)."""
+    config, tpl = synthesized["galaxy-raiders"]
+    stack = Names.of(config).stack("Etl")
+    props = etl_job(tpl, config, "player-day")
+    deployment = tpl.props(stack, next(iter(tpl.resources(stack, "Custom::CDKBucketDeployment"))))
+    source = tpl.asset_file(stack, f"s3://{deployment['SourceBucketNames'][0]}/{deployment['SourceObjectKeys'][0]}")
+    target = f"s3://{deployment['DestinationBucketName']}/{deployment['DestinationBucketKeyPrefix']}"
+    wheels = []
+    for uri in props["DefaultArguments"]["--additional-python-modules"].split(","):
+        assert uri.startswith(target), f"{uri} is not deployed by the wheelhouse deployment ({target})"
+        wheels.append(source / uri[len(target):])
+        assert wheels[-1].is_file(), f"{uri} is not in the deployed wheelhouse"
+    assert props["DefaultArguments"]["--python-modules-installer-option"] == "--no-index"
+    venv = tmp_path_factory.mktemp("glue-python") / "venv"
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    done = subprocess.run([str(uv), "pip", "install", "--quiet", "--no-index", "--offline", "--python",
+                           str(venv / "bin" / "python"), *map(str, wheels)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert table_dir(lake, "player_day", "dt=2025-01-22", SUCCESS).exists()
+    return {"python": venv / "bin" / "python", "config": config, "tpl": tpl, "stack": stack}
 
 
-def test_what_the_jobs_import_is_pinned_or_provided_by_glue():
-    """Every third-party distribution the job code imports is a pinned job dependency, provided by
-    Glue, or a dependency of those: nothing else gets installed in Glue."""
-    from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
+def stage_extra_py_files(glue: dict[str, Any], props: dict[str, Any], directory: Path) -> list[Path]:
+    """Each `--extra-py-files` entry from cdk.out, under the name it has in S3 (what Glue gets)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = []
+    for uri in props["DefaultArguments"]["--extra-py-files"].split(","):
+        staged.append(directory / uri.rsplit("/", 1)[1])
+        shutil.copyfile(glue["tpl"].asset_file(glue["stack"], uri), staged[-1])
+    return staged
 
-    from packaging.requirements import Requirement
 
+@pytest.mark.slow
+def test_each_job_runs_as_glue_runs_it_from_cdk_out(glue_python, tmp_path, simulated):
+    """The script from its asset (named <hash>.py), `--extra-py-files` under their S3 names on
+    the Python path (.zip files themselves, .py files by their directory), the wheels installed
+    with --no-index, nothing else: no repository, no test environment. Before the fix, `import
+    _common` failed here: the helper module arrived as <hash>.py."""
+    lake = Path(shutil.copytree(simulated, tmp_path / "lake"))
+    build_player_day(glue_python["config"], lake)
+    config_uri = etl_job(glue_python["tpl"], glue_python["config"], "validate")["DefaultArguments"]["--config"]
+    config_file = glue_python["tpl"].asset_file(glue_python["stack"], config_uri)
+    runs = {"validate": {"date": "2025-02-23"}, "player-day": {"date": "2025-02-23"},
+            "cutoffs": {"date": "2025-02-23"}, "dataset": {"version": "rolling", "date": "2025-03-02"}}
+    for job, args in runs.items():
+        props = etl_job(glue_python["tpl"], glue_python["config"], job)
+        run_dir = tmp_path / job
+        script_uri = props["Command"]["ScriptLocation"]
+        script = run_dir / script_uri.rsplit("/", 1)[1]
+        run_dir.mkdir()
+        shutil.copyfile(glue_python["tpl"].asset_file(glue_python["stack"], script_uri), script)
+        assert re.fullmatch(r"[0-9a-f]{64}\.py", script.name), "a file asset is named by its hash in S3"
+        staged = stage_extra_py_files(glue_python, props, run_dir / "extra")
+        path = [str(p) if p.suffix == ".zip" else str(p.parent) for p in staged]
+        argv = template_argv(props, config=str(config_file), engine="duckdb", lake=str(lake), **args)
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(path),
+               "LTV_THREADS": "1", "PYTHONNOUSERSITE": "1"}
+        done = subprocess.run([str(glue_python["python"]), str(script), *argv], capture_output=True, text=True,
+                              cwd=run_dir, env=env, timeout=300)
+        assert done.returncode == 0, f"{job}:\n{done.stderr[-3000:]}"
+    assert table_dir(lake, "player_day", "dt=2025-02-23", SUCCESS).exists()
+    assert table_dir(lake, "features", "cutoff=2025-02-24", SUCCESS).exists()
+    assert table_dir(lake, "datasets", "rolling-2025-03-03", SUCCESS).exists()
+
+
+@pytest.mark.slow
+def test_the_glue_environment_has_the_locked_versions_and_the_athena_path_imports(glue_python, tmp_path):
+    """The Athena engine's lazy imports (awswrangler, boto3) resolve from the wheelhouse, and
+    numpy/pandas/pyarrow are the locked versions, not Glue's own older ones."""
+    props = etl_job(glue_python["tpl"], glue_python["config"], "player-day")
+    staged = stage_extra_py_files(glue_python, props, tmp_path / "extra")
+    code = ("import json, importlib.metadata as m, glue_jobs._common, ltv.athena, awswrangler, boto3; "
+            "print(json.dumps({d: m.version(d) for d in ['numpy', 'pandas', 'pyarrow', 'duckdb', 'awswrangler']}))")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(map(str, staged)), "PYTHONNOUSERSITE": "1"}
+    done = subprocess.run([str(glue_python["python"]), "-c", code], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    pins = read_lock(GLUE_LOCK)
+    assert json.loads(done.stdout) == {name: pins[name].version for name in
+                                       ("numpy", "pandas", "pyarrow", "duckdb", "awswrangler")}
+
+
+def test_the_jobs_do_not_import_the_training_stack():
+    """The ETL imports the SQL/engine half of the core only (that the wheelhouse holds everything it
+    does import is proven by the clean-environment runs above)."""
     code = ("import sys, glue_jobs.validate, glue_jobs.daily, glue_jobs.cutoffs, glue_jobs.dataset, ltv.athena; "
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
-    owners = packages_distributions()
-    imported = {d.lower().replace("_", "-") for m in done.stdout.split() for d in owners.get(m, [])}
-    # present here but not needed: setuptools' .pth hook loads in every interpreter, and pyarrow
-    # imports cloudpickle only if it happens to be installed
-    imported -= {"player-ltv", "setuptools", "cloudpickle"}
-    allowed: set[str] = set()
-    todo = [*GLUE_JOB_DEPENDENCIES, *GLUE_PROVIDED]
-    while todo:
-        name = todo.pop().lower().replace("_", "-")
-        if name in allowed:
-            continue
-        allowed.add(name)
-        try:
-            requires = distribution(name).requires or []
-        except PackageNotFoundError:
-            continue
-        for text in requires:
-            req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({"extra": "", "python_version": "3.11", "sys_platform": "linux",
-                                                          "platform_system": "Linux"}):
-                todo.append(req.name)
-    assert imported - allowed == set(), "add these to stacks/packaging.GLUE_JOB_DEPENDENCIES"
-    assert not imported & {"autogluon-tabular", "typer", "matplotlib", "scipy"}
+    assert not set(done.stdout.split()) & {"autogluon", "typer", "matplotlib", "scipy", "sklearn", "sagemaker"}

@@ -50,3 +50,17 @@ def test_lower_is_better_primary_metric() -> None:
     rule = PromotionRule(primary_metric="purchase_day_mae", min_improvement=0.1, guard_metrics={})
     assert decide({"purchase_day_mae": 2.5}, {"purchase_day_mae": 3.0}, rule).promote
     assert not decide({"purchase_day_mae": 2.95}, {"purchase_day_mae": 3.0}, rule).promote
+
+
+def test_a_guard_metric_the_challenger_cannot_show_rejects_it() -> None:
+    """NaN, inf or a missing guard metric in the challenger is a failed guard, not a skipped one."""
+    for bad in (float("nan"), float("inf"), float("-inf"), None):
+        d = decide({"normalized_gini": 0.95, "payer_f1": bad, "purchase_day_mae": 3.0}, CHAMPION, RULE)
+        assert not d.promote and d.status == REJECTED and "payer_f1 is not a finite number" in d.reason, bad
+        assert d.guards["payer_f1"]["checked"]
+
+
+def test_a_champion_without_a_guard_value_does_not_block_a_valid_challenger() -> None:
+    champion = CHAMPION | {"purchase_day_mae": float("nan")}
+    d = decide({"normalized_gini": 0.9, "payer_f1": 0.7, "purchase_day_mae": 3.0}, champion, RULE)
+    assert d.promote and d.guards["purchase_day_mae"]["checked"] is False

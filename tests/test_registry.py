@@ -1,8 +1,15 @@
-"""The local model registry: versions, champion, rollback, immutability, refusing bad artifacts."""
+"""The model registry, one behavioural suite over both backends: the local directory registry and
+the SageMaker Model Registry (against moto). Then what only one backend has: the local registry's
+claim of version numbers, SageMaker's pagination, metadata history and changes made in Studio."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,14 +17,65 @@ from typer.testing import CliRunner
 
 from ltv.errors import ArtifactError, RegistryError
 from ltv.promotion import APPROVED, PENDING, REJECTED
-from ltv.registry import LocalRegistry
+from ltv.registry import LocalRegistry, ModelVersion, group_name
 
 pytestmark = pytest.mark.slow
 
+GAME, REGION, BUCKET = "galaxy-raiders", "eu-west-1", "ltv-galaxy-raiders-artifacts-111111111111"
+IMAGE = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/cdk-hnb659fds-container-assets-111111111111-eu-west-1:abc"
+
 
 @pytest.fixture
-def registry(tmp_path: Path) -> LocalRegistry:
-    return LocalRegistry(tmp_path / "registry", "galaxy-raiders")
+def aws(monkeypatch) -> Iterator[None]:
+    """moto with fake credentials, the game's artifacts bucket and its model package group."""
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(var, value)
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("s3", region_name=REGION).create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        for game in (GAME, "dragon-merge"):
+            boto3.client("sagemaker", region_name=REGION).create_model_package_group(ModelPackageGroupName=group_name(game))
+        yield
+
+
+def sagemaker_registry(tmp_path: Path, game: str = GAME, page_size: int = 2):
+    from ltv.sagemaker_registry import SageMakerRegistry
+
+    return SageMakerRegistry(game, region=REGION, page_size=page_size, artifact_uri=f"s3://{BUCKET}/pipelines/imported",
+                             image_uri=IMAGE, cache_dir=tmp_path / f"cache-{game}")
+
+
+@pytest.fixture(params=["local", "sagemaker"])
+def backend(request, tmp_path) -> str:
+    if request.param == "sagemaker":
+        request.getfixturevalue("aws")
+    return request.param
+
+
+def make_registry(backend: str, tmp_path: Path, game: str = GAME):
+    return LocalRegistry(tmp_path / "registry", game) if backend == "local" else sagemaker_registry(tmp_path, game)
+
+
+@pytest.fixture
+def registry(backend, tmp_path):
+    return make_registry(backend, tmp_path)
+
+
+def artifact_present(version: ModelVersion) -> bool:
+    if isinstance(version.path, Path):
+        return version.path.exists()
+    import boto3
+
+    bucket, key = version.path.removeprefix("s3://").split("/", 1)
+    return boto3.client("s3", region_name=REGION).head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# the behavioural suite: both backends
 
 
 def test_versions_are_numbered_and_the_champion_is_the_latest_approved(registry, tiny_model) -> None:
@@ -26,12 +84,15 @@ def test_versions_are_numbered_and_the_champion_is_the_latest_approved(registry,
     v2 = registry.register(model.path, metrics={"normalized_gini": 0.7}, status=REJECTED, reason="worse")
     v3 = registry.register(model.path, metrics={"normalized_gini": 0.9}, status=PENDING, reason="manual")
     assert [v.version for v in registry.versions()] == [1, 2, 3]
+    assert [v.status for v in registry.versions()] == [APPROVED, REJECTED, PENDING]
     assert registry.champion().version == v1.version
+    assert registry.get(2).metrics == {"normalized_gini": 0.7}
     registry.approve(3, "looked at the report")
     assert registry.champion().version == 3
     assert [h["status"] for h in registry.get(3).history] == [PENDING, APPROVED]
     assert registry.get(3).history[-1]["reason"] == "looked at the report"
-    assert v2.lineage["dataset"]["name"] == tiny_model[2]["name"] and v3.lineage["config_hash"]
+    assert v2.lineage["dataset"]["name"] == tiny_model[2]["name"]
+    assert v3.lineage["config_hash"] == model.manifest["config_hash"]
     assert registry.load(3).predict(tiny_model[1]["test"].head(5)).shape[0] == 5
 
 
@@ -43,24 +104,63 @@ def test_rollback_reapproves_the_previous_champion_and_deletes_nothing(registry,
     old, new = registry.rollback("bad scores after the release")
     assert (old.version, old.status, new.version) == (3, REJECTED, 1)
     assert registry.champion().version == 1
-    assert len(registry.versions()) == 3 and all(v.path.exists() for v in registry.versions())
+    assert "rolled back to version 1" in registry.get(3).history[-1]["reason"]
+    assert len(registry.versions()) == 3 and all(artifact_present(v) for v in registry.versions())
     with pytest.raises(RegistryError, match="first approved version"):
         registry.rollback()
 
 
-def test_a_corrupt_or_foreign_artifact_is_refused_before_anything_is_written(registry, tiny_model, tmp_path) -> None:
+def test_rollback_without_a_champion_is_refused(registry, tiny_model) -> None:
+    registry.register(tiny_model[0].path, metrics={}, status=PENDING, reason="manual approval pending")
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.rollback()
+    with pytest.raises(RegistryError, match="unknown status"):
+        registry.set_status(1, "Maybe", "no such status")
+    with pytest.raises(RegistryError, match="no version 7"):
+        registry.get(7)
+
+
+def test_a_corrupt_or_foreign_artifact_is_refused_before_anything_is_written(backend, registry, tiny_model,
+                                                                             tmp_path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model[0].path, broken)
     (broken / "payer" / "predictor.pkl").write_bytes(b"not a predictor")
     with pytest.raises(ArtifactError, match="corrupt"):
         registry.register(broken, metrics={}, status=APPROVED, reason="x")
     assert registry.versions() == [] and registry.champion() is None
-    other = LocalRegistry(tmp_path / "r2", "dragon-merge")
+    other = make_registry(backend, tmp_path / "other", "dragon-merge")
     with pytest.raises(ArtifactError, match="not 'dragon-merge'"):
         other.register(tiny_model[0].path, metrics={}, status=APPROVED, reason="x")
+    if backend == "sagemaker":
+        import boto3
+
+        assert "Contents" not in boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
 
 
-def test_versions_are_immutable(registry, tiny_model) -> None:
+def test_registry_cli_approves_and_rolls_back_with_either_backend(backend, registry, tiny_model, tmp_path) -> None:
+    from ltv.cli import app
+
+    registry.register(tiny_model[0].path, metrics={"normalized_gini": 0.8}, status=APPROVED, reason="a")
+    registry.register(tiny_model[0].path, metrics={"normalized_gini": 0.9}, status=PENDING, reason="b")
+    runner = CliRunner()
+    base = ["--game", GAME, "--lake", str(tmp_path), "--registry", backend]
+    if backend == "local":  # the CLI finds the local registry under the lake
+        shutil.move(str(tmp_path / "registry"), str(tmp_path / GAME / "registry"))
+    assert runner.invoke(app, ["registry", "approve", *base, "2", "--reason", "ok"]).exit_code == 0
+    listing = runner.invoke(app, ["registry", "list", *base])
+    assert "2 ★" in listing.output and "Approved" in listing.output and "0.900" in listing.output
+    assert runner.invoke(app, ["registry", "rollback", *base]).exit_code == 0
+    shown = json.loads(runner.invoke(app, ["registry", "show", *base, "2"]).output)
+    assert shown["status"] == REJECTED and "rolled back to version 1" in shown["history"][-1]["reason"]
+    assert [h["status"] for h in shown["history"]] == [PENDING, APPROVED, REJECTED]
+
+
+# ----------------------------------------------------------------------------------------------
+# local only
+
+
+def test_local_versions_are_immutable(tmp_path, tiny_model) -> None:
+    registry = LocalRegistry(tmp_path / "registry", GAME)
     v1 = registry.register(tiny_model[0].path, metrics={"a": 1}, status=APPROVED, reason="x")
     before = (v1.path.parent / "version.json").read_text()
     # a second writer that already claimed number 2 cannot be overwritten: the next number is used
@@ -70,21 +170,131 @@ def test_versions_are_immutable(registry, tiny_model) -> None:
     v = registry.register(tiny_model[0].path, metrics={"a": 2}, status=APPROVED, reason="y")
     assert v.version == 3 and (registry.dir / "2" / "version.json").read_text().startswith('{"created": "x"')
     assert (v1.path.parent / "version.json").read_text() == before
-    with pytest.raises(RegistryError, match="no version 9"):
-        registry.get(9)
 
 
-def test_registry_cli(tiny_model, tmp_path: Path) -> None:
-    from ltv.cli import app
+# ----------------------------------------------------------------------------------------------
+# SageMaker only
 
-    reg = LocalRegistry(tmp_path / "galaxy-raiders" / "registry", "galaxy-raiders")
-    reg.register(tiny_model[0].path, metrics={"normalized_gini": 0.8}, status=APPROVED, reason="a")
-    reg.register(tiny_model[0].path, metrics={"normalized_gini": 0.9}, status=PENDING, reason="b")
-    runner = CliRunner()
-    base = ["--game", "galaxy-raiders", "--lake", str(tmp_path)]
-    assert runner.invoke(app, ["registry", "approve", *base, "2", "--reason", "ok"]).exit_code == 0
-    listing = runner.invoke(app, ["registry", "list", *base])
-    assert "2 ★" in listing.output and "Approved" in listing.output
-    assert runner.invoke(app, ["registry", "rollback", *base]).exit_code == 0
-    shown = json.loads(runner.invoke(app, ["registry", "show", *base, "2"]).output)
-    assert shown["status"] == REJECTED and "rolled back to version 1" in shown["history"][-1]["reason"]
+
+def pipeline_metadata(status: str) -> dict[str, str]:
+    return {"ltv:dataset": "rolling-2025-06-02", "ltv:registered-status": status}
+
+
+def calls(registry) -> Counter:
+    """Counts of the SageMaker API calls the registry makes from now on."""
+    counter: Counter = Counter()
+    registry.sm.meta.events.register("before-call.sagemaker.*", lambda model, **_: counter.update([model.name]))
+    return counter
+
+
+def package(registry, status: str) -> int:
+    """A model package made directly through the API, as the pipeline's register step makes them."""
+    registry.s3.put_object(Bucket=BUCKET, Key="pipelines/x/model.tar.gz", Body=b"a training job's archive")
+    arn = registry.sm.create_model_package(
+        ModelPackageGroupName=registry.group, ModelApprovalStatus=status, ModelPackageDescription="by the pipeline",
+        InferenceSpecification=registry.inference_specification(f"s3://{BUCKET}/pipelines/x/model.tar.gz"),
+        CustomerMetadataProperties=pipeline_metadata(status))["ModelPackageArn"]
+    return int(arn.rsplit("/", 1)[1])
+
+
+def test_sagemaker_champion_is_the_latest_approved_across_pages(aws, tmp_path) -> None:
+    registry = sagemaker_registry(tmp_path, page_size=2)
+    statuses = [APPROVED, REJECTED, APPROVED, PENDING, APPROVED, REJECTED, PENDING]
+    for status in statuses:
+        package(registry, status)
+    counted = calls(registry)
+    assert registry.champion().version == 5
+    assert counted["ListModelPackages"] == 2, "three Approved packages, two per page"
+    counted.clear()
+    assert [(v.version, v.status) for v in registry.versions()] == list(enumerate(statuses, start=1))
+    assert counted["ListModelPackages"] == 4, "seven packages, two per page"
+    registry.reject(5, "drifted")
+    assert registry.champion().version == 3
+    assert sagemaker_registry(tmp_path, page_size=100).champion().version == 3
+    assert counted["DeleteModelPackage"] == 0 and len(registry.versions()) == 7
+
+
+def test_sagemaker_status_reason_lineage_and_history_live_on_the_package(aws, tmp_path, tiny_model) -> None:
+    registry = sagemaker_registry(tmp_path)
+    version = registry.register(tiny_model[0].path, metrics={"minmax": 0.7}, status=PENDING,
+                                reason="minmax 0.7120 beats champion 0.7050 by +0.0070")
+    registry.approve(version.version, "reviewed the report")
+    described = registry.sm.describe_model_package(ModelPackageName=version.lineage["package"])
+    assert described["ModelApprovalStatus"] == APPROVED
+    assert described["ApprovalDescription"] == "reviewed the report"
+    metadata = described["CustomerMetadataProperties"]
+    manifest = tiny_model[0].manifest
+    assert metadata["ltv:dataset"] == manifest["dataset"]["name"]
+    assert metadata["ltv:config-hash"] == manifest["config_hash"]
+    assert metadata["ltv:code-version"] == manifest["code_version"]
+    assert metadata["ltv:seen-until"] == manifest["trained_on"]["seen_until"]
+    assert metadata["ltv:registered-status"] == PENDING
+    assert json.loads(metadata["ltv:history:001"])["from"] == PENDING
+    assert described["InferenceSpecification"]["Containers"][0]["Image"] == IMAGE
+    assert registry.get(version.version).metrics == {"minmax": 0.7}
+    assert registry.get(version.version).history[0]["reason"].startswith("minmax 0.7120 beats")
+
+
+def test_sagemaker_changes_made_in_studio_show_in_the_history_and_count_for_rollback(aws, tmp_path) -> None:
+    registry = sagemaker_registry(tmp_path)
+    first, second = package(registry, PENDING), package(registry, APPROVED)
+    # the first was approved in Studio, then superseded and rejected there: no ltv entry for either change
+    registry.sm.update_model_package(ModelPackageArn=registry._package_arn(first), ModelApprovalStatus=APPROVED,
+                                     ApprovalDescription="approved in Studio",
+                                     CustomerMetadataProperties=pipeline_metadata(PENDING))  # Studio keeps it
+    history = registry.get(first).history
+    assert [h["status"] for h in history] == [PENDING, APPROVED] and history[-1]["reason"] == "approved in Studio"
+    registry.reject(first, "superseded")
+    assert registry.get(first).ever_approved
+    old, new = registry.rollback("second is broken")
+    assert (old.version, new.version, new.status) == (second, first, APPROVED)
+
+
+def test_sagemaker_history_keeps_within_the_metadata_limit(aws, tmp_path) -> None:
+    from ltv.sagemaker_registry import MAX_HISTORY
+
+    registry = sagemaker_registry(tmp_path)
+    number = package(registry, PENDING)
+    for i in range(MAX_HISTORY + 5):
+        registry.set_status(number, (APPROVED, REJECTED)[i % 2], "x" * 400)
+    metadata = registry.sm.describe_model_package(ModelPackageName=registry._package_arn(number))[
+        "CustomerMetadataProperties"]
+    assert len(metadata) <= 50 and all(len(v) <= 256 for v in metadata.values())
+    assert sum(k.startswith("ltv:history:") for k in metadata) == MAX_HISTORY
+    version = registry.get(number)
+    assert version.status == APPROVED  # the last of 45 alternating changes
+    assert len(version.history) == 1 + 1 + MAX_HISTORY and "5 earlier changes" in version.history[1]["reason"]
+
+
+def test_sagemaker_registry_needs_the_group_and_says_how_to_get_it(aws, tmp_path) -> None:
+    from ltv.sagemaker_registry import SageMakerRegistry
+
+    with pytest.raises(RegistryError, match="deploy the game's ML stack"):
+        SageMakerRegistry("space-golf", region=REGION).versions()
+    with pytest.raises(RegistryError, match="artifact_uri"):
+        SageMakerRegistry(GAME, region=REGION).register(Path("x"), metrics={}, status=APPROVED, reason="x")
+
+
+def test_sagemaker_backend_imports_neither_autogluon_nor_pandas() -> None:
+    """The scoring Lambda resolves the champion with this module and cannot carry AutoGluon."""
+    code = ("import sys, ltv.sagemaker_registry; heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('autogluon', 'pandas', 'numpy', 'lightgbm', 'sklearn') or m.startswith('ltv.models')]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert out.stdout.strip() == "[]"
+
+
+def test_sagemaker_without_credentials_is_a_registry_error_not_a_traceback(tmp_path) -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from ltv.sagemaker_registry import SageMakerRegistry
+
+    class NoCredentials:
+        meta = type("Meta", (), {"region_name": REGION})()
+
+        def describe_model_package_group(self, **_):
+            raise NoCredentialsError()
+
+    registry = SageMakerRegistry(GAME, region=REGION, sagemaker=NoCredentials(), s3=object())
+    with pytest.raises(RegistryError, match="Unable to locate credentials.*AWS_PROFILE"):
+        registry.champion()

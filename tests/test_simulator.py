@@ -115,6 +115,21 @@ def test_oracle_matches_realised_spend_on_average(mid_game) -> None:
     assert abs(merged.index.isin(active.index).mean() / merged.p_active.mean() - 1) < 0.05
 
 
+def _forked_outcomes(sim: Simulator, horizon: int, n_days: int, n_forks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Realised spend in [t, t + horizon) and first purchase day (n_days + 1 = none) of every
+    player installed before t, in `n_forks` independent futures of the same latent state."""
+    n = int((sim.players.install_day < sim.t).sum())
+    spend = np.zeros((n_forks, n))
+    first_day = np.full((n_forks, n), n_days + 1)
+    for f in range(n_forks):
+        fork = sim.fork(f + 1)
+        for k in range(max(horizon, n_days)):
+            buys = fork.step().events.query("role == 2 and player < @n")
+            np.add.at(spend[f], buys.player.to_numpy(), buys.revenue.to_numpy() * (k < horizon))
+            first_day[f, buys.player.unique()] = np.minimum(first_day[f, buys.player.unique()], k + 1)
+    return spend, first_day
+
+
 def test_oracle_converges_over_many_seeds_per_player() -> None:
     """Fork one latent state into many futures: the mean realised outcome per player converges
     to the oracle's expectation (spend, payer probability and first-purchase-day distribution)."""
@@ -126,16 +141,7 @@ def test_oracle_converges_over_many_seeds_per_player() -> None:
     t, horizon, n_days, n_forks = sim.t, 14, 16, 300
     truth = oracle(sim.players, t, sim.world, horizon, n_days).set_index("player")
     payers = truth.index[(truth.expected_ltv > 0)]
-    spend = np.zeros((n_forks, len(truth)))
-    first_day = np.full((n_forks, len(truth)), n_days + 1)
-    for f in range(n_forks):
-        fork = sim.fork(f + 1)
-        for k in range(max(horizon, n_days)):
-            log = fork.step()
-            buys = log.events[log.events.role == 2]
-            buys = buys[buys.player < len(truth)]
-            np.add.at(spend[f], buys.player.to_numpy(), buys.revenue.to_numpy() * (k < horizon))
-            first_day[f, buys.player.unique()] = np.minimum(first_day[f, buys.player.unique()], k + 1)
+    spend, first_day = _forked_outcomes(sim, horizon, n_days, n_forks)
     mean, sd = spend.mean(axis=0), spend.std(axis=0) + 1e-9
     z = (mean[payers] - truth.expected_ltv[payers]) / (sd[payers] / np.sqrt(n_forks))
     assert len(payers) > 20
@@ -146,6 +152,36 @@ def test_oracle_converges_over_many_seeds_per_player() -> None:
     for d in range(1, n_days + 1):
         empirical = (first_day == d).mean()
         assert abs(empirical - truth[f"p_day_{d}"].mean()) < 0.01, d
+
+
+def test_oracle_holds_across_a_content_update_with_conversion_and_sales() -> None:
+    """The same fork test with what the demo game has inside the horizon: a sale, then a content
+    update that converts non-payers (who must buy like their new type, second purchases
+    included) and changes every payer type's rates, prices and rhythm."""
+    c = make_config(simulation={
+        "daily_installs": 40, "days": 60, "campaign": None,
+        "sales": {"every_days": 10, "duration_days": 3, "purchase_boost": 1.6},   # a sale on days 39-41
+        "drift": {"day": "2025-02-15", "nonpayer_conversion": 0.6, "conversion_type": "dolphin",  # day 40
+                  "purchase_rate_multiplier": {"minnow": 1.3, "dolphin": 2.0, "whale": 0.4},
+                  "price_shift": {"dolphin": 1, "whale": -1}, "period_multiplier": {"dolphin": 0.6, "whale": 1.8}},
+        "player_mix": {"minnow": 0.1, "dolphin": 0.05, "whale": 0.03}})
+    sim = Simulator(c)
+    for _ in range(35):
+        sim.step()
+    t, horizon, n_days, n_forks = sim.t, 14, 16, 200
+    assert sim.world.regime(t) == 0 and sim.world.regime(t + horizon - 1) == 1
+    truth = oracle(sim.players, t, sim.world, horizon, n_days).set_index("player")
+    spend, first_day = _forked_outcomes(sim, horizon, n_days, n_forks)
+    idx = truth.index.to_numpy()
+    converted = (sim.players.ptype[idx] == 0) & (sim.players.ptype_after[idx] > 0) & sim.players.alive[idx]
+    assert converted.sum() > 100
+    for name, group in (("converted", converted), ("payers before the update", sim.players.ptype[idx] > 0)):
+        realised, expected = spend[:, group].mean(axis=0).sum(), truth.expected_ltv.to_numpy()[group].sum()
+        assert abs(realised / expected - 1) < 0.03, (name, realised / expected)
+    paid = (spend > 0).mean(axis=0)
+    assert abs(paid[converted].mean() / truth.p_payer.to_numpy()[converted].mean() - 1) < 0.03
+    for d in range(1, n_days + 1):
+        assert abs((first_day == d).mean() - truth[f"p_day_{d}"].mean()) < 0.01, d
 
 
 def test_dirty_knobs_inject_defects(tmp_path: Path) -> None:

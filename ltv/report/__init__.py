@@ -35,15 +35,29 @@ th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
 """
 # headline metrics: name, label, True if larger is better
 HEADLINE = (("normalized_gini", "normalized Gini", True), ("spearman", "Spearman", True),
-            ("minmax", "minmax score (Kakao)", True), ("top10_revenue_capture", "revenue in top 10%", True),
+            ("spearman_payers", "Spearman among payers", True),
+            ("minmax", "minmax score (Kakao)", True), ("top1_revenue_capture", "revenue in top 1%", True),
+            ("top10_revenue_capture", "revenue in top 10%", True),
             ("total_ratio", "total predicted / actual", None), ("decile_mape", "decile MAPE", False),
             ("payer_f1", "payer F1", True), ("payer_precision", "payer precision", True),
             ("payer_recall", "payer recall", True), ("payer_roc_auc", "payer ROC-AUC", True),
             ("purchase_day_mae", "purchase-day MAE (days)", False),
             ("purchase_day_accuracy", "purchase-day exact accuracy", True),
             ("purchase_day_f1", "purchase-day macro F1", True), ("churn_f1", "churn F1", True))
-
-
+BASELINE_LABELS = {"recent_revenue": "recent revenue", "payer_mean": "payer mean", "popularity": "popularity (mode)",
+                   "segment_median": "segment median"}
+# why a baseline can look good on a metric for a reason that is not better prediction
+NOTES = {
+    "spearman": "computed on the hurdle prediction ltv_pred: with most actuals exactly 0, a rank correlation "
+                "rewards predicting exact zeros (recent revenue does for every player without recent spend), "
+                "so a continuous score cannot be read on it; see the Gini and Spearman among payers",
+    "spearman_payers": "ltv_expected ranked among players who actually paid: how well value is ordered, "
+                       "free of the zero ties",
+    "payer_f1": "the baselines' payer flag is 'paid recently / before', the model's the F1-optimal threshold on "
+                "validation",
+    "purchase_day_mae": "the segment median is the MAE-optimal constant per segment; King's popularity baseline "
+                        "(the mode) is the strongest for exact-day accuracy",
+}
 def _svg(fig: plt.Figure) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -67,29 +81,44 @@ def _table(frame: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
+def _ratio_cell(model: float | None, ref: float | None, larger: bool | None) -> str:
+    if model is None or ref in (None, 0) or not np.isfinite(ref):
+        return _fmt(None)
+    ratio = model / ref
+    if larger is None:
+        return _fmt(ratio)
+    good = ratio >= 1 if larger else ratio <= 1
+    return f"<span class={'good' if good else 'bad'}>{ratio:.3f}</span>"
+
+
 def _summary(m: dict[str, Any]) -> str:
+    """Every headline metric: which score it is computed on, the model, the oracle, every
+    baseline, and the model's ratios to the oracle and to the strongest baseline on that metric."""
     base = m["baselines"]
-    best = {"popularity": ("purchase_day",), "recent_revenue": ("normalized_gini", "minmax", "payer", "total", "top10",
-                                                                "decile", "spearman"), }
-    rows = []
+    names = [b for b in BASELINE_LABELS if b in base] + [b for b in base if b not in BASELINE_LABELS]
+    strongest = m.get("strongest_baseline", {})
+    rows, notes = [], []
     for key, label, larger in HEADLINE:
         model = m["model"].get(key)
-        oracle = (m["oracle"] or {}).get(key)
-        baseline_name = next((b for b, prefixes in best.items() if key.startswith(prefixes)), None)
-        baseline = base.get(baseline_name, {}).get(key) if baseline_name else None
-        cells = [label, _fmt(model), _fmt(oracle), f"{_fmt(baseline)} <span class=muted>{baseline_name or ''}</span>"]
-        for ref in (oracle, baseline):
-            if model is None or ref in (None, 0) or larger is None:
-                cells.append(_fmt(model / ref if model is not None and ref not in (None, 0) else None))
-                continue
-            ratio = model / ref
-            good = ratio >= 1 if larger else ratio <= 1
-            cells.append(f"<span class={'good' if good else 'bad'}>{ratio:.3f}</span>")
+        if model is None and all(base[b].get(key) is None for b in names):
+            continue
+        best = strongest.get(key)
+        cells = [label + ("" if key not in NOTES else f" <sup>{len(notes) + 1}</sup>"),
+                 f"<span class=muted>{html.escape(metrics.METRIC_SCORE.get(key, ''))}</span>",
+                 _fmt(model), _fmt((m["oracle"] or {}).get(key))]
+        cells += [_fmt(base[b].get(key)) for b in names]
+        cells.append(_ratio_cell(model, (m["oracle"] or {}).get(key), larger))
+        cells.append(_ratio_cell(model, best["value"], larger) + f" <span class=muted>{BASELINE_LABELS.get(best['baseline'], best['baseline'])}</span>"
+                     if best else _fmt(None))
+        if key in NOTES:
+            notes.append(NOTES[key])
         rows.append(cells)
-    head = "".join(f"<th>{c}</th>" for c in ("metric", "model", "oracle", "baseline", "model / oracle",
-                                               "model / baseline"))
+    head = "".join(f"<th>{c}</th>" for c in ("metric", "computed on", "model", "oracle",
+                                               *(BASELINE_LABELS.get(b, b) for b in names),
+                                               "model / oracle", "model / strongest baseline"))
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    foot = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<table><tr>{head}</tr>{body}</table><ol class=muted>{foot}</ol>"
 
 
 def _gain_plot(ev: Evaluation) -> str:
@@ -178,8 +207,12 @@ def _mae_by_segment(m: dict[str, Any]) -> str:
         return ""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     x = np.arange(len(rows))
-    ax.bar(x - 0.2, rows.model_mae, 0.4, label="model (offer day)", color=COLORS["model"])
-    ax.bar(x + 0.2, rows.baseline_mae, 0.4, label="popularity baseline", color=COLORS["popularity"])
+    bars = [("model_mae", "model (offer day)", COLORS["model"]), ("popularity_mae", "popularity (mode)", COLORS["popularity"]),
+            ("segment_median_mae", "segment median", COLORS["payer_mean"])]
+    bars = [b for b in bars if b[0] in rows]
+    width = 0.8 / len(bars)
+    for i, (col, label, color) in enumerate(bars):
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, rows[col], width, label=label, color=color)
     ax.set(xticks=x, xticklabels=rows.segment, ylabel="MAE (days)", xlabel="purchase-frequency segment")
     ax.legend(fontsize=8)
     return _svg(fig) + _table(rows)
@@ -204,7 +237,9 @@ def _drift(drift: pd.DataFrame | None) -> str:
 def _card(m: dict[str, Any], manifest: dict[str, Any]) -> str:
     ds = manifest.get("dataset") or {}
     rows = [("game", manifest["game"]), ("dataset version", ds.get("name")), ("train cutoffs", _span(ds, "train")),
-            ("validation cutoffs", _span(ds, "validation")), ("test cutoffs", ", ".join(m.get("cutoffs", []))),
+            ("validation cutoffs", _span(ds, "validation")),
+            ("data seen until (last training/validation label day + 1)", (manifest.get("trained_on") or {}).get("seen_until", "unrecorded")),
+            ("test cutoffs", ", ".join(m.get("cutoffs", [])) + (" (IN-SAMPLE)" if m.get("in_sample") else "")),
             ("test rows", f"{m.get('rows', 0):,}"), ("features", str(len(manifest["features"]))),
             ("payer threshold (max F1 on validation)", f"{manifest['payer_threshold']:.4f}"),
             ("churn threshold", f"{manifest['churn_threshold']:.4f}"), ("log target smearing", f"{manifest['smearing']:.4f}"),
@@ -222,11 +257,19 @@ def _span(ds: dict[str, Any], split: str) -> str:
 def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.DataFrame | None = None) -> str:
     """The whole report as one HTML string."""
     m = ev.metrics
-    oracle_note = "" if m["oracle"] else "<p class=muted>No oracle: ground truth exists only for simulated games.</p>"
+    oracle_note = "" if m["oracle"] else f"<p class=muted>No oracle: {html.escape(m.get('oracle_note') or 'no ground truth')}.</p>"
+    warning = ""
+    if m.get("in_sample"):
+        cut = m["in_sample"]["cutoffs"]
+        warning = (f"<p class=bad>IN-SAMPLE: the model's training or validation data reached {m['in_sample']['seen_until']}"
+                   f"; test cutoffs {cut[0]}..{cut[-1]} lie in that period, so these figures overstate its quality.</p>")
     parts = {
-        "Summary": oracle_note + _summary(m),
+        "Summary": warning + oracle_note + _summary(m),
         "Gain curve": "<p>Players sorted by predicted value (p(payer) × value); the closer to the perfect curve the "
-                      "better the ranking.</p>" + _gain_plot(ev),
+                      "better the ranking. The normalized Gini is 2 × (area under this curve) − 1 divided by the same "
+                      "for the perfect ordering; tied predictions are taken together (the curve is linear across a tie, "
+                      "the trapezoid rule), which is google/lifetime_value's gain-curve Gini when there are no "
+                      "ties.</p>" + _gain_plot(ev),
         "Deciles": _decile_plot(ev) + _table(pd.DataFrame(m["deciles"]["model"])),
         "Calibration": _calibration_plot(ev),
         "Payer stage": "<p>Stage 1 with the F1-maximising threshold chosen on the validation period.</p>" + _confusion(ev),
@@ -239,6 +282,7 @@ def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.Da
     nav = "".join(f"<a href='#{s.replace(' ', '-')}'>{s}</a>" for s in SECTIONS)
     body = "".join(f"<h2 id='{s.replace(' ', '-')}'>{s}</h2>{parts[s]}" for s in SECTIONS)
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    title = f"{title} (IN-SAMPLE)" if m.get("in_sample") else title
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
             f"</head><body><h1>{html.escape(title)}</h1><p class=muted>generated {stamp}</p><nav>{nav}</nav>{body}"
             "</body></html>")

@@ -15,7 +15,7 @@ from ltv.simulate import dynamics as dyn
 from ltv.simulate.game import LogWriter, Simulator, write_table
 from ltv.simulate.truth import oracle
 
-__all__ = ["Simulator", "SimulationSummary", "oracle", "simulate", "truth_table"]
+__all__ = ["TRUTH_DEFINITION", "Simulator", "SimulationSummary", "oracle", "simulate", "truth_definition", "truth_table"]
 
 
 @dataclass
@@ -41,6 +41,20 @@ class SimulationSummary:
     @property
     def whale_revenue_share(self) -> float:
         return self.revenue_by_type.get("whale", 0.0) / max(1e-9, self.revenue)
+
+
+TRUTH_DEFINITION = "_definition.json"
+
+
+def truth_definition(config: GameConfig) -> dict[str, int]:
+    """What a truth partition's expectations are over: the label horizons of the config that
+    simulated it. An oracle is only comparable with a model predicting the same horizons."""
+    return {"ltv_days": config.horizons.ltv_days, "purchase_days": config.horizons.purchase_days}
+
+
+def _write_truth(directory, table: pa.Table, config: GameConfig) -> None:
+    write_table(table, directory)
+    write_json_atomic(directory / TRUTH_DEFINITION, truth_definition(config))
 
 
 def truth_table(sim: Simulator, writer: LogWriter, day: int) -> pa.Table:
@@ -73,7 +87,8 @@ def simulate(config: GameConfig, lake: Lake, *, days: int | None = None,
         t = sim.t
         day = sim.world.date(t)
         if config.cutoffs.is_cutoff(day) and t > 0:
-            write_with(lake.partition("truth", "cutoff", day), lambda d: write_table(truth_table(sim, writer, t), d))
+            write_with(lake.partition("truth", "cutoff", day),
+                       lambda d: _write_truth(d, truth_table(sim, writer, t), config))
             truth_days.append(str(day))
         log = sim.step()
         rng = np.random.default_rng([settings.seed, t, 1_000_003])

@@ -206,6 +206,8 @@ def players_table(config: GameConfig, writer: LogWriter, players: np.ndarray, da
 def simulate_shop(config: GameConfig, lake: Lake, *, days: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict:
     """Simulate the shop into the lake: raw orders per day, players (if mapped) and truth per cutoff."""
+    from ltv.simulate import _write_truth  # the truth partition with the horizons it is over (same package)
+
     shop, writer = BtydShop(config), LogWriter(config)
     n_days = days or shop.settings.days
     ev, pl, h = config.logs.events, config.logs.players, config.horizons
@@ -217,7 +219,7 @@ def simulate_shop(config: GameConfig, lake: Lake, *, days: int | None = None,
             frame = oracle(shop.customers, t, shop.tau, shop.proc, h.ltv_days, h.purchase_days)
             table = pa.Table.from_pandas(frame.drop(columns=["player"]), preserve_index=False)
             table = table.add_column(0, "player_id", writer.player_ids(frame["player"].to_numpy()))
-            write_with(lake.partition("truth", "cutoff", day), lambda d, tb=table: write_table(tb, d))
+            write_with(lake.partition("truth", "cutoff", day), lambda d, tb=table: _write_truth(d, tb, config))
             truth_days.append(str(day))
         orders, new = shop.step()
         table = events_table(config, writer, orders)

@@ -120,8 +120,10 @@ class Simulator:
         within = np.arange(len(l_player)) - np.repeat(np.r_[0, np.cumsum(n_lvl)[:-1]], n_lvl)
         l_level = p.level[l_player] + within + 1
         l_time = np.repeat(start_floor, n_lvl) + rng.random(len(l_player)) * (86_399 - np.repeat(start_floor, n_lvl))
-        # purchases (sometimes two on one day)
-        n_buy = 1 + (rng.random(len(buyers)) < dyn.EXTRA_PURCHASE_PROB[p.ptype[buyers]])
+        # purchases (sometimes two on one day), by the type that spends today: after a content
+        # update a converted non-payer buys like its new type (as the oracle assumes)
+        spends_as = dyn.spending_type(p, buyers, t, self.world)
+        n_buy = 1 + (rng.random(len(buyers)) < dyn.EXTRA_PURCHASE_PROB[spends_as])
         b_player = np.repeat(buyers, n_buy)
         b_amount = dyn.draw_amounts(p, b_player, t, self.world, rng)
         b_floor = np.where(p.install_day[b_player] == t, self.install_seconds[b_player], 0)

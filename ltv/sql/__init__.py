@@ -78,7 +78,12 @@ def to_trino(sql: str) -> str:
 
 def sql_hash(config: GameConfig) -> str:
     """Hash of the templates' source: part of a dataset's identity."""
+    return template_hash(*TEMPLATES)
+
+
+def template_hash(*names: str) -> str:
+    """Hash of the source of the named templates."""
     h = hashlib.sha256()
-    for name in TEMPLATES:
+    for name in names:
         h.update(resources.files("ltv.sql").joinpath(f"{name}.sql").read_bytes())
     return h.hexdigest()[:16]

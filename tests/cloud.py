@@ -1,0 +1,650 @@
+"""The cloud as the templates define it, offline: test helpers built from synthesized CloudFormation.
+
+- `Templates`: a synthesized cdk.out (templates + asset manifests) with CloudFormation's
+  intrinsics resolved the way AWS would resolve them for the stack's account and region.
+- `PolicyEvaluator`: IAM's decision (explicit deny > allow > implicit deny) for an action on a
+  resource, from the statements of a template (identity policies, bucket or key policies),
+  with the condition operators our templates use.
+- `create_from_template`: moto buckets, Glue catalog and Athena workgroup made from the
+  DataLake template, not from a hand-written copy.
+- `FakeAthena`: runs each query Athena receives the way Athena would for this catalog: the
+  Trino text transpiled back to DuckDB (sqlglot) over the S3 objects the Glue tables point at,
+  honouring partition projection and the catalog's column types; UNLOAD writes Parquet and a
+  manifest. It also records the IAM actions Athena performs as the caller.
+- `CallRecorder`: every AWS API call the code makes, as the IAM actions and resources it needs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
+
+PARTITION = "aws"
+URL_SUFFIX = "amazonaws.com"
+
+
+# ----------------------------------------------------------------------------------------------
+# templates
+
+
+class Templates:
+    """The templates and asset manifests of one cdk.out, with intrinsics resolved."""
+
+    def __init__(self, outdir: Path, account: str, region: str):
+        self.outdir, self.account, self.region = Path(outdir), account, region
+        self.templates = {p.name.removesuffix(".template.json"): json.loads(p.read_text())
+                          for p in self.outdir.glob("*.template.json")}
+
+    # -- resources ---------------------------------------------------------------------------
+
+    def resources(self, stack: str, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.templates[stack]["Resources"].items() if v["Type"] == kind}
+
+    def props(self, stack: str, logical_id: str) -> dict[str, Any]:
+        return self.resolve(stack, self.templates[stack]["Resources"][logical_id].get("Properties", {}))
+
+    # -- intrinsics --------------------------------------------------------------------------
+
+    def resolve(self, stack: str, value: Any) -> Any:
+        """A property with every intrinsic replaced by the value CloudFormation would give it."""
+        if isinstance(value, list):
+            return [self.resolve(stack, v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (name, arg), = value.items()
+            if name == "Ref":
+                return self._ref(stack, arg)
+            if name == "Fn::GetAtt":
+                return self._get_att(stack, *(arg if isinstance(arg, list) else arg.split(".", 1)))
+            if name == "Fn::Join":
+                sep, parts = arg
+                return sep.join(str(self.resolve(stack, p)) for p in parts)
+            if name == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.resolve(stack, variables[m.group(1)])
+                                                            if m.group(1) in variables else self._sub(stack, m.group(1))),
+                              text)
+            if name == "Fn::Select":
+                index, items = arg
+                return self.resolve(stack, items)[int(index)]
+            if name == "Fn::Split":
+                sep, text = arg
+                return self.resolve(stack, text).split(sep)
+            if name == "Fn::GetStackOutput":
+                producer = arg["StackName"]
+                return self.resolve(producer, self.templates[producer]["Outputs"][arg["OutputName"]]["Value"])
+            if name == "Fn::ImportValue":
+                export = self.resolve(stack, arg)
+                for producer, tpl in self.templates.items():
+                    for output in tpl.get("Outputs", {}).values():
+                        if output.get("Export", {}).get("Name") == export:
+                            return self.resolve(producer, output["Value"])
+                raise KeyError(f"no export {export}")
+        return {k: self.resolve(stack, v) for k, v in value.items()}
+
+    def _sub(self, stack: str, name: str) -> str:
+        if name.startswith("AWS::"):
+            return self._ref(stack, name)
+        if "." in name:
+            return self._get_att(stack, *name.split(".", 1))
+        return self._ref(stack, name)
+
+    def _ref(self, stack: str, name: str) -> str:
+        pseudo = {"AWS::Partition": PARTITION, "AWS::Region": self.region, "AWS::AccountId": self.account,
+                  "AWS::URLSuffix": URL_SUFFIX, "AWS::StackName": stack}
+        if name in pseudo:
+            return pseudo[name]
+        res = self.templates[stack]["Resources"][name]
+        props, kind = res.get("Properties", {}), res["Type"]
+        named = {"AWS::S3::Bucket": "BucketName", "AWS::IAM::Role": "RoleName", "AWS::Glue::Job": "Name",
+                 "AWS::Glue::Workflow": "Name", "AWS::Glue::SecurityConfiguration": "Name",
+                 "AWS::Logs::LogGroup": "LogGroupName", "AWS::Athena::WorkGroup": "Name"}
+        if kind == "AWS::Glue::Database":
+            return self.resolve(stack, props["DatabaseInput"]["Name"])
+        if kind == "AWS::SNS::Topic":
+            return f"arn:{PARTITION}:sns:{self.region}:{self.account}:{self.resolve(stack, props['TopicName'])}"
+        if kind in named and named[kind] in props:
+            return self.resolve(stack, props[named[kind]])
+        return f"{name}-physical-id"  # generated names: unique and stable is all a test needs
+
+    _ARNS = {"AWS::S3::Bucket": "arn:{p}:s3:::{ref}", "AWS::KMS::Key": "arn:{p}:kms:{r}:{a}:key/{id}",
+             "AWS::IAM::Role": "arn:{p}:iam::{a}:role/{ref}", "AWS::Logs::LogGroup": "arn:{p}:logs:{r}:{a}:log-group:{ref}:*",
+             "AWS::Lambda::Function": "arn:{p}:lambda:{r}:{a}:function:{id}",
+             "AWS::Events::Rule": "arn:{p}:events:{r}:{a}:rule/{name}"}
+
+    def _get_att(self, stack: str, name: str, attribute: str) -> str:
+        """`Fn::GetAtt [X, Arn]`: the ARN AWS gives the resource (key ids are made up, stable)."""
+        res = self.templates[stack]["Resources"][name]
+        if attribute != "Arn" or res["Type"] not in self._ARNS:
+            raise KeyError(f"GetAtt {res['Type']}.{attribute}")
+        own_name = res.get("Properties", {}).get("Name")
+        return self._ARNS[res["Type"]].format(p=PARTITION, r=self.region, a=self.account, id=name,
+                                              ref=self._ref(stack, name) if "{ref}" in self._ARNS[res["Type"]] else "",
+                                              name=self.resolve(stack, own_name) if own_name else "")
+
+    # -- assets ------------------------------------------------------------------------------
+
+    def asset_file(self, stack: str, s3_uri: str) -> Path:
+        """The cdk.out file or directory a template's `s3://<asset bucket>/<key>` is published from."""
+        bucket, key = s3_uri.removeprefix("s3://").split("/", 1)
+        manifest = json.loads((self.outdir / f"{stack}.assets.json").read_text())
+        for entry in manifest["files"].values():
+            for dest in entry["destinations"].values():
+                if dest["objectKey"] == key and self._asset_bucket(dest["bucketName"]) == bucket:
+                    return self.outdir / entry["source"]["path"]
+        raise KeyError(f"{s3_uri} is no asset of {stack}")
+
+    def _asset_bucket(self, name: str) -> str:
+        return name.replace("${AWS::AccountId}", self.account).replace("${AWS::Region}", self.region)
+
+    def policy_statements(self, stack: str, role_logical_id: str) -> list[dict[str, Any]]:
+        """Every identity-policy statement attached to a role of the stack, resolved."""
+        out = []
+        for logical_id, res in self.resources(stack, "AWS::IAM::Policy").items():
+            if {"Ref": role_logical_id} in res["Properties"].get("Roles", []):
+                out += self.props(stack, logical_id)["PolicyDocument"]["Statement"]
+        return out
+
+    def resource_policy(self, stack: str, kind: str, prop: str, match: dict[str, Any]) -> list[dict[str, Any]]:
+        """The statements of the resource policy (bucket policy, key policy...) whose properties match."""
+        for logical_id, res in self.resources(stack, kind).items():
+            props = self.props(stack, logical_id)
+            if all(props.get(k) == v for k, v in match.items()):
+                return props[prop]["Statement"]
+        raise KeyError(f"no {kind} with {match}")
+
+
+# ----------------------------------------------------------------------------------------------
+# IAM
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _like(pattern: str, value: str, *, case: bool = True) -> bool:
+    """IAM's wildcard match (`*` any run of characters, `?` one), no other special characters."""
+    return _wildcard(pattern, case).fullmatch(value) is not None
+
+
+@lru_cache(maxsize=None)
+def _wildcard(pattern: str, case: bool) -> re.Pattern:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(regex, 0 if case else re.IGNORECASE)
+
+
+@dataclass
+class PolicyEvaluator:
+    """IAM's decision for one request against a set of statements (one policy or several)."""
+
+    statements: list[dict[str, Any]]
+
+    def decide(self, action: str, resource: str, *, principal: str | None = None,
+               context: dict[str, str] | None = None) -> str:
+        """"deny" (an explicit Deny matches), "allow" (an Allow matches) or "implicit-deny"."""
+        matches = [s for s in self.statements if self._matches(s, action, resource, principal, context or {})]
+        if any(s["Effect"] == "Deny" for s in matches):
+            return "deny"
+        return "allow" if any(s["Effect"] == "Allow" for s in matches) else "implicit-deny"
+
+    def allows(self, action: str, resource: str, **kwargs: Any) -> bool:
+        return self.decide(action, resource, **kwargs) == "allow"
+
+    def _matches(self, st: dict[str, Any], action: str, resource: str, principal: str | None,
+                 context: dict[str, str]) -> bool:
+        if not any(_like(a, action, case=False) for a in _as_list(st.get("Action", []))):
+            return False
+        if not any(_like(r, resource) for r in _as_list(st.get("Resource", []))):
+            return False
+        if "Principal" in st and not self._principal(st["Principal"], principal):
+            return False
+        return all(self._condition(op, key, values, context)
+                   for op, block in st.get("Condition", {}).items() for key, values in block.items())
+
+    @staticmethod
+    def _principal(spec: Any, principal: str | None) -> bool:
+        """Whether a statement's Principal names the requester. An account (`...:root`) names every
+        principal of that account: it delegates to the account's own IAM policies."""
+        if principal is None:
+            return True
+        if spec == "*" or spec == {"AWS": "*"}:
+            return True
+        for kind, values in spec.items():
+            for value in _as_list(values):
+                if kind == "AWS":
+                    account = re.fullmatch(r"arn:[^:]+:iam::(\d{12}):root", value)
+                    if value == principal or (account and f"::{account.group(1)}:" in principal):
+                        return True
+                elif kind == "Service" and value == principal:
+                    return True
+        return False
+
+    @staticmethod
+    def _condition(op: str, key: str, values: Any, context: dict[str, str]) -> bool:
+        """One condition, as IAM evaluates it: a key missing from the request satisfies
+        `...IfExists` and the negated operators (`StringNotEquals`...), and fails the others."""
+        wanted = [str(v) for v in _as_list(values)]
+        if op == "Null":
+            return (key not in context) == (wanted[0].lower() == "true")
+        if_exists = op.endswith("IfExists")
+        op = op.removesuffix("IfExists")
+        negated = "Not" in op
+        if key not in context:
+            return if_exists or negated
+        actual = context[key]
+        checks = {"StringEquals": lambda: actual in wanted, "ArnEquals": lambda: actual in wanted,
+                  "StringLike": lambda: any(_like(w, actual) for w in wanted),
+                  "ArnLike": lambda: any(_like(w, actual) for w in wanted),
+                  "Bool": lambda: actual.lower() in [w.lower() for w in wanted]}
+        base = op.replace("Not", "")
+        if base not in checks:
+            raise NotImplementedError(f"condition operator {op}")
+        return checks[base]() != negated
+
+
+@dataclass(frozen=True)
+class Need:
+    """One IAM permission a call needs: an action on a resource (with its request context)."""
+
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+    why: str = ""
+
+
+def s3_object(bucket: str, key: str) -> str:
+    return f"arn:{PARTITION}:s3:::{bucket}/{key}"
+
+
+def s3_bucket(bucket: str) -> str:
+    return f"arn:{PARTITION}:s3:::{bucket}"
+
+
+@dataclass
+class CallRecorder:
+    """Turns the AWS calls a process makes into the IAM permissions they need.
+
+    `kms_buckets` maps the buckets encrypted with a customer key to that key's ARN: reading an
+    object of such a bucket also needs kms:Decrypt, writing one kms:GenerateDataKey."""
+
+    account: str
+    region: str
+    kms_buckets: dict[str, str] = field(default_factory=dict)
+    needs: list[Need] = field(default_factory=list)
+    workgroup: str | None = None
+
+    def on_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        service, op = model.service_model.service_name, model.name
+        self.needs += self.for_call(service, op, params)
+
+    def for_call(self, service: str, op: str, params: dict[str, Any]) -> list[Need]:
+        why = f"{service}:{op}"
+        if service == "s3":
+            return self._s3(op, params, why)
+        if service == "athena":
+            if op == "StartQueryExecution" or op == "GetWorkGroup":
+                self.workgroup = params.get("WorkGroup") or self.workgroup
+            arn = f"arn:{PARTITION}:athena:{self.region}:{self.account}:workgroup/{self.workgroup}"
+            return [Need(f"athena:{op}", arn, why=why)]
+        if service == "glue":
+            base = f"arn:{PARTITION}:glue:{self.region}:{self.account}"
+            if op in ("GetWorkflowRunProperties", "PutWorkflowRunProperties", "GetWorkflowRun"):
+                return [Need(f"glue:{op}", f"{base}:workflow/{params['Name']}", why=why)]
+            if op in ("GetTable", "GetPartitions", "GetPartition", "BatchCreatePartition", "CreatePartition"):
+                db, table = params["DatabaseName"], params.get("TableName") or params["Name"]
+                return [Need(f"glue:{op}", r, why=why) for r in
+                        (f"{base}:catalog", f"{base}:database/{db}", f"{base}:table/{db}/{table}")]
+            if op == "GetDatabase":
+                return [Need("glue:GetDatabase", r, why=why) for r in (f"{base}:catalog", f"{base}:database/{params['Name']}")]
+        raise NotImplementedError(f"no IAM mapping for {service}:{op}")
+
+    def _s3(self, op: str, params: dict[str, Any], why: str) -> list[Need]:
+        bucket, key = params.get("Bucket"), params.get("Key", "")
+        reads = ("GetObject", "HeadObject")
+        writes = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+        if op in reads:
+            needs = [Need("s3:GetObject", s3_object(bucket, key), why=why)]
+            return needs + self._kms(bucket, "kms:Decrypt", why)
+        if op in writes:
+            needs = [Need("s3:PutObject", s3_object(bucket, key), why=why)]
+            return needs + self._kms(bucket, "kms:GenerateDataKey", why)
+        if op == "AbortMultipartUpload":
+            return [Need("s3:AbortMultipartUpload", s3_object(bucket, key), why=why)]
+        if op in ("ListObjectsV2", "ListObjects"):
+            return [Need("s3:ListBucket", s3_bucket(bucket), (("s3:prefix", params.get("Prefix", "")),), why)]
+        if op == "DeleteObject":
+            return [Need("s3:DeleteObject", s3_object(bucket, key), why=why)]
+        if op == "DeleteObjects":
+            return [Need("s3:DeleteObject", s3_object(bucket, o["Key"]), why=why) for o in params["Delete"]["Objects"]]
+        if op == "GetBucketLocation":
+            return [Need("s3:GetBucketLocation", s3_bucket(bucket), why=why)]
+        raise NotImplementedError(f"no IAM mapping for s3:{op}")
+
+    def _kms(self, bucket: str, action: str, why: str) -> list[Need]:
+        key = self.kms_buckets.get(bucket)
+        via = (("kms:ViaService", f"s3.{self.region}.amazonaws.com"),)
+        return [Need(action, key, via, why=f"{why} (SSE-KMS)")] if key else []
+
+    def denied(self, evaluator: PolicyEvaluator) -> list[Need]:
+        """The recorded needs the statements do not allow (unique, in call order)."""
+        out: list[Need] = []
+        for need in self.needs:
+            if need not in out and not evaluator.allows(need.action, need.resource, context=dict(need.context)):
+                out.append(need)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# moto resources from the DataLake template
+
+
+def create_from_template(session: Any, tpl: Templates, stack: str) -> None:
+    """The stack's buckets, Glue database and tables, and Athena workgroup, created in moto from the
+    synthesized template (plus the CDK bootstrap bucket its assets live in)."""
+    s3 = session.client("s3")
+    location = {"LocationConstraint": tpl.region}
+    for logical_id in tpl.resources(stack, "AWS::S3::Bucket"):
+        s3.create_bucket(Bucket=tpl.props(stack, logical_id)["BucketName"], CreateBucketConfiguration=location)
+    s3.create_bucket(Bucket=f"cdk-hnb659fds-assets-{tpl.account}-{tpl.region}", CreateBucketConfiguration=location)
+    glue = session.client("glue")
+    for logical_id in tpl.resources(stack, "AWS::Glue::Database"):
+        db = tpl.props(stack, logical_id)["DatabaseInput"]
+        glue.create_database(DatabaseInput={k: v for k, v in db.items() if k in ("Name", "Description")})
+    for logical_id in tpl.resources(stack, "AWS::Glue::Table"):
+        props = tpl.props(stack, logical_id)
+        glue.create_table(DatabaseName=props["DatabaseName"], TableInput=props["TableInput"])
+    athena = session.client("athena")
+    for logical_id in tpl.resources(stack, "AWS::Athena::WorkGroup"):
+        props = tpl.props(stack, logical_id)
+        athena.create_work_group(Name=props["Name"], Configuration=props["WorkGroupConfiguration"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Athena over DuckDB
+
+_DUCK_TYPES = {"string": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "double": "DOUBLE",
+               "float": "FLOAT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
+_ATHENA_TYPES = {"VARCHAR": "varchar", "BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint",
+                 "DOUBLE": "double", "FLOAT": "float", "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date"}
+# parquet physical/logical types a catalog type can read (Athena fails on anything else)
+_READABLE = {"bigint": {"BIGINT", "INTEGER", "SMALLINT", "TINYINT"}, "int": {"INTEGER", "SMALLINT", "TINYINT"},
+             "smallint": {"SMALLINT", "TINYINT"}, "double": {"DOUBLE", "FLOAT"}, "float": {"FLOAT"},
+             "string": {"VARCHAR"}, "boolean": {"BOOLEAN"}, "date": {"DATE"},
+             "timestamp": {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP WITH TIME ZONE"}}
+@dataclass
+class Result:
+    """A query's rows (pyarrow) and the Athena type of each column."""
+
+    table: Any
+    types: dict[str, str]
+
+
+UNLOAD = re.compile(r"^\s*UNLOAD\s*\((.*)\)\s*TO\s*'([^']+)'\s*WITH\s*\((.*)\)\s*$", re.DOTALL | re.IGNORECASE)
+
+
+class AthenaQueryError(Exception):
+    pass
+
+
+class FakeAthena:
+    """Athena for one database, answering from (moto) S3 and the (moto) Glue catalog.
+
+    Install its botocore handlers with `handlers()` (e.g. appended to botocore's builtin handlers,
+    so every client gets them). Queries that fail in DuckDB, or read files whose types the
+    catalog cannot read, end FAILED with the reason, as in Athena."""
+
+    def __init__(self, session: Any, account: str, recorder: CallRecorder | None = None,
+                 today: dt.date | None = None):
+        self.session, self.account, self.recorder = session, account, recorder
+        self.today = today or dt.date.today()
+        self.sent: list[str] = []
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._by_id: dict[str, dict[str, Any]] = {}
+        self._cache = Path(tempfile.mkdtemp(prefix="fake-athena-"))
+        self._etags: dict[str, str] = {}
+        self._clients: dict[str, Any] = {}
+        self._views: dict[tuple, str] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service)
+        return self._clients[service]
+
+    def handlers(self) -> list[tuple[str, Any]]:
+        return [("before-parameter-build.athena.StartQueryExecution", self._on_start),
+                ("after-call.athena.StartQueryExecution", self._after_start),
+                ("after-call.athena.GetQueryExecution", self._after_get)]
+
+    # -- botocore hooks ------------------------------------------------------------------------
+
+    def _on_start(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        text, database = params["QueryString"], params.get("QueryExecutionContext", {}).get("Database")
+        self.sent.append(text)
+        outcome: dict[str, Any] = {}
+        wg = self.client("athena").get_work_group(WorkGroup=params["WorkGroup"])["WorkGroup"]
+        output = wg["Configuration"]["ResultConfiguration"]["OutputLocation"].rstrip("/") + "/"
+        unload = UNLOAD.match(text)
+        try:
+            result = self.execute(unload.group(1) if unload else text, database)
+        except (AthenaQueryError, duckdb.Error, sqlglot.errors.SqlglotError) as e:
+            outcome["failed"] = str(e)
+            _queue_results(self.session, self.account, None)
+        else:
+            if unload:
+                outcome["manifest"] = self._unload(result, unload.group(2), output)
+                _queue_results(self.session, self.account, None)
+                self._need("s3:PutObject", _object_arn(unload.group(2) + "*"), "UNLOAD target")
+            else:
+                _queue_results(self.session, self.account, result)
+            self._need("s3:PutObject", _object_arn(output + "*"), "query results")
+        context["fake_athena"] = outcome
+
+    def _after_start(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        self._by_id[parsed["QueryExecutionId"]] = context.pop("fake_athena", {})
+
+    def _after_get(self, parsed: dict[str, Any], **_: Any) -> None:
+        execution = parsed["QueryExecution"]
+        outcome = self._by_id.get(execution["QueryExecutionId"], {})
+        if "failed" in outcome:
+            execution["Status"] = {**execution["Status"], "State": "FAILED", "StateChangeReason": outcome["failed"]}
+        if "manifest" in outcome:
+            execution["Statistics"]["DataManifestLocation"] = outcome["manifest"]
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def execute(self, trino_text: str, database: str) -> Result:
+        """The query's result: its Trino text in DuckDB's dialect over views of the catalog's tables."""
+        duck_text = ";\n".join(sqlglot.transpile(trino_text, read="trino", write="duckdb"))
+        con = duckdb.connect()
+        con.execute("SET threads = 1")
+        tables = {t.name for t in sqlglot.parse_one(trino_text, read="trino").find_all(exp.Table)}
+        glue = self.client("glue")
+        for name in sorted(tables):
+            try:
+                table = glue.get_table(DatabaseName=database, Name=name)["Table"]
+            except glue.exceptions.EntityNotFoundException:
+                continue  # a CTE
+            self._catalog_needs(database, name)
+            con.execute(f'CREATE VIEW "{name}" AS {self._table_sql(table)}')
+        described = con.execute(f"DESCRIBE {duck_text}").fetchall()
+        wide = [name for name, kind, *_ in described if kind.upper() in ("HUGEINT", "UBIGINT")]
+        if wide:  # DuckDB widens SUM/COUNT results where Trino keeps BIGINT
+            casts = ", ".join(f'CAST("{c}" AS BIGINT) AS "{c}"' for c in wide)
+            duck_text = f"SELECT * REPLACE ({casts}) FROM ({duck_text})"
+        return Result(con.sql(duck_text).to_arrow_table(), {name: _trino_type(kind) for name, kind, *_ in described})
+
+    def _table_sql(self, table: dict[str, Any]) -> str:
+        """A table as Athena sees it: the catalog's columns and types over the data files of the
+        partitions projection enumerates (key=value folders, or the table's location template)."""
+        sd, params = table["StorageDescriptor"], table.get("Parameters", {})
+        columns = [(c["Name"], c["Type"]) for c in sd["Columns"]]
+        keys = [k["Name"] for k in table.get("PartitionKeys", [])]
+        partitions = list(self._partitions(sd["Location"], keys, params))
+        signature = (sd["Location"], json.dumps(columns), tuple((str(f), self._etags[str(f)])
+                                                               for _, files in partitions for f in files))
+        if signature not in self._views:  # the same files as last time: the same view
+            self._views[signature] = self._view_sql(partitions, columns, keys, params)
+        return self._views[signature]
+
+    def _view_sql(self, partitions: list[tuple[list[str], list[Path]]], columns: list[tuple[str, str]],
+                  keys: list[str], params: dict[str, str]) -> str:
+        if not partitions:
+            typed = [f'CAST(NULL AS {_duck_type(t)}) AS "{c}"' for c, t in columns]
+            typed += [f'CAST(NULL AS VARCHAR) AS "{k}"' for k in keys]
+            return f"SELECT {', '.join(typed)} WHERE false"
+        if "storage.location.template" not in params:  # key=value folders: DuckDB reads the keys from the paths
+            files = [f for _, fs in partitions for f in fs]
+            return self._files_sql(files, columns, keys, {})
+        return "\nUNION ALL BY NAME\n".join(self._files_sql(files, columns, [], dict(zip(keys, values)))
+                                              for values, files in partitions)
+
+    def _files_sql(self, files: list[Path], columns: list[tuple[str, str]], hive_keys: list[str],
+                   constants: dict[str, str]) -> str:
+        hive = ("hive_partitioning = true, hive_types = {" + ", ".join(f"'{k}': VARCHAR" for k in hive_keys) + "}"
+                if hive_keys else "hive_partitioning = false")
+        source = f"read_parquet([{', '.join(repr(str(f)) for f in files)}], {hive}, union_by_name = true)"
+        present = {r[0].lower(): r[1] for r in duckdb.connect().execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        exprs = []
+        for name, kind in columns:
+            found = present.get(name.lower())
+            if found is None:  # Athena reads a column missing from the files as NULL
+                exprs.append(f'CAST(NULL AS {_duck_type(kind)}) AS "{name}"')
+                continue
+            if kind in _READABLE and found.upper() not in _READABLE[kind]:
+                raise AthenaQueryError(f"HIVE_BAD_DATA: column {name} is declared {kind} but the files hold {found}")
+            exprs.append(f'CAST("{name}" AS {_duck_type(kind)}) AS "{name}"')
+        exprs += [f'"{k}"' for k in hive_keys] + [f"'{v}' AS \"{k}\"" for k, v in constants.items()]
+        return f"SELECT {', '.join(exprs)} FROM {source}"
+
+    def _partitions(self, location: str, keys: list[str], params: dict[str, str]) -> Iterator[tuple[list[str], list[Path]]]:
+        """(partition values, local copies of its data files) of every partition projection lets Athena see."""
+        bucket, prefix = location.removeprefix("s3://").split("/", 1)
+        template = params.get("storage.location.template")
+        if template:
+            pattern = re.escape(template.removeprefix(f"s3://{bucket}/"))
+            for key in keys:
+                pattern = pattern.replace(re.escape(f"${{{key}}}"), f"(?P<{key}>[^/]+)")
+        else:
+            pattern = re.escape(prefix) + "".join(f"{k}=(?P<{k}>[^/]+)/" for k in keys)
+        compiled = re.compile(pattern + r"(?P<file>[^/]+)$")
+        s3 = self.client("s3")
+        self._need("s3:ListBucket", s3_bucket(bucket), "table data", (("s3:prefix", prefix),))
+        found: dict[tuple[str, ...], list[Path]] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                m = compiled.match(obj["Key"])
+                if not m or m.group("file").startswith(("_", ".")) or not obj["Size"]:
+                    continue  # Hive skips _ and . files (markers, JSON beside the partition)
+                values = tuple(m.group(k) for k in keys)
+                if all(self._projected(k, v, params) for k, v in zip(keys, values)):
+                    found.setdefault(values, []).append(self._download(bucket, obj))
+        yield from ((list(v), files) for v, files in sorted(found.items()))
+
+    def _projected(self, key: str, value: str, params: dict[str, str]) -> bool:
+        if params.get("projection.enabled") != "true":
+            return True
+        kind = params.get(f"projection.{key}.type")
+        if kind == "date":
+            start, end = params[f"projection.{key}.range"].split(",")
+            end = str(self.today) if end == "NOW" else end
+            return start <= value <= end
+        if kind == "enum":
+            return value in params[f"projection.{key}.values"].split(",")
+        return True  # injected: any value the query names
+
+    def _download(self, bucket: str, obj: dict[str, Any]) -> Path:
+        """A local copy of an object at the same key (so key=value folders stay readable), refreshed
+        when its ETag changes."""
+        local = self._cache / bucket / obj["Key"]
+        if self._etags.get(str(local)) != obj["ETag"]:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.client("s3").download_file(bucket, obj["Key"], str(local))
+            self._etags[str(local)] = obj["ETag"]
+        self._need("s3:GetObject", s3_object(bucket, obj["Key"]), "table data")
+        return local
+
+    def _unload(self, result: Result, target: str, output: str) -> str:
+        """Athena's UNLOAD: Parquet files under the (empty) target, and a manifest listing them."""
+        bucket, prefix = target.removeprefix("s3://").split("/", 1)
+        s3 = self.client("s3")
+        if s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0):
+            raise AthenaQueryError(f"HIVE_PATH_ALREADY_EXISTS: UNLOAD target {target} is not empty")
+        files = []
+        if result.table.num_rows:
+            buffer = io.BytesIO()
+            pq.write_table(result.table, buffer)
+            files.append(f"s3://{bucket}/{prefix}{uuid.uuid4().hex}_0.parquet")
+            s3.put_object(Bucket=bucket, Key=files[-1].split("/", 3)[3], Body=buffer.getvalue())
+        out_bucket, out_prefix = output.removeprefix("s3://").split("/", 1)
+        manifest_key = f"{out_prefix}{uuid.uuid4().hex}-manifest.csv"
+        s3.put_object(Bucket=out_bucket, Key=manifest_key, Body="".join(f + "\n" for f in files).encode())
+        return f"s3://{out_bucket}/{manifest_key}"
+
+    # -- what Athena does as the caller -------------------------------------------------------
+
+    def _catalog_needs(self, database: str, table: str) -> None:
+        if self.recorder is not None:
+            for op in ("GetDatabase", "GetTable"):
+                params = {"Name": database} if op == "GetDatabase" else {"DatabaseName": database, "Name": table}
+                for need in self.recorder.for_call("glue", op, params):
+                    self.recorder.needs.append(Need(need.action, need.resource, why=f"Athena reads {table}"))
+
+    def _need(self, action: str, resource: str, why: str, context: tuple[tuple[str, str], ...] = ()) -> None:
+        if self.recorder is not None:
+            self.recorder.needs.append(Need(action, resource, context, why=f"Athena: {why}"))
+            bucket = resource.split(":::", 1)[1].split("/", 1)[0] if ":s3:::" in resource else None
+            if bucket and action in ("s3:GetObject", "s3:PutObject"):
+                kms = "kms:Decrypt" if action == "s3:GetObject" else "kms:GenerateDataKey"
+                self.recorder.needs += self.recorder._kms(bucket, kms, f"Athena: {why}")
+
+
+def _object_arn(uri: str) -> str:
+    return f"arn:{PARTITION}:s3:::{uri.removeprefix('s3://')}"
+
+
+def _duck_type(hive: str) -> str:
+    return hive.upper() if hive.startswith("decimal") else _DUCK_TYPES[hive]
+
+
+def _trino_type(duck: str) -> str:
+    t = duck.upper()
+    if t.startswith("DECIMAL"):
+        return t.lower()
+    return {"HUGEINT": "bigint", "UBIGINT": "bigint", "TINYINT": "tinyint"}.get(t, _ATHENA_TYPES.get(t, "varchar"))
+
+
+def _queue_results(session: Any, account: str, result: Result | None) -> None:
+    """Make moto's Athena answer the query being started with `result` (the header row first, as
+    Athena does); an empty queue entry for UNLOAD and failed queries."""
+    import requests
+
+    if result is None:
+        entry = {"rows": [], "column_info": []}
+    else:
+        names = result.table.column_names
+        rows = [{"Data": [{"VarCharValue": c} for c in names]}]
+        rows += [{"Data": [{} if row[c] is None else {"VarCharValue": str(row[c])} for c in names]}
+                 for row in result.table.to_pylist()]
+        info = [{"Name": c, "Label": c, "Type": result.types[c]} for c in names]
+        entry = {"rows": rows, "column_info": info}
+    response = requests.post("http://motoapi.amazonaws.com/moto-api/static/athena/query-results",
+                             json={"account_id": account, "region": session.region_name, "results": [entry]})
+    assert response.status_code == 201
+
+
+__all__ = ["AthenaQueryError", "CallRecorder", "FakeAthena", "Need", "PolicyEvaluator", "Result", "Templates",
+           "create_from_template", "s3_bucket", "s3_object"]
