@@ -552,8 +552,8 @@ class GameConfig(Strict):
         unknown = set(self.validation.severity) - set(CHECK_NAMES)
         if unknown:
             raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
-        tables = (self.logs.events.table, self.logs.players.table)
-        for writer in self.aws.raw_writers:
+        tables = tuple(self.logs.tables)
+        for writer in (self.aws.raw_writers if self.aws is not None else []):
             outside = [p for p in writer.prefixes if p.split("/", 1)[0] not in tables]
             if outside:
                 raise ValueError(f"aws.raw_writers: prefixes {outside} are not under a raw table's folder; "

@@ -1,8 +1,8 @@
 """Does the history hold a dataset at the label horizon? And what to do when it does not.
 
-A rolling dataset needs, after its first training cutoff: the training weeks, the validation
-weeks, an embargo of one label horizon, the test weeks and one more label horizon for the last
-test labels (`ltv.datasets.rolling_spec`). With a long horizon (e.g. value over 9 months) and
+A rolling dataset needs, after its first training cutoff: the training weeks, an embargo of one
+label horizon, the validation weeks, another embargo, the test weeks and one more label horizon
+for the last test labels (`ltv.datasets.rolling_spec`): three horizons in all. With a long horizon (e.g. value over 9 months) and
 a short history that does not fit. `fit` says so with the numbers, and applies the game's
 choice (`horizons.when_history_short`):
 
@@ -23,6 +23,7 @@ from ltv.config import GameConfig
 from ltv.errors import HorizonError
 
 MIN_HISTORY_DAYS = 7  # history before the first training cutoff, so it has players to score
+HORIZONS = 3  # label horizons a dataset spans besides its weeks: two embargoes and the last test labels
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,14 @@ def needed_days(config: GameConfig, ltv_days: int | None = None, train_weeks: in
     """Days of logs a rolling dataset needs at this label horizon."""
     d, h = config.datasets, max(ltv_days or config.horizons.ltv_days, config.horizons.purchase_days)
     weeks = (train_weeks or d.rolling_train_weeks) + d.validation_weeks + d.test_weeks
-    return MIN_HISTORY_DAYS + 7 * weeks + 2 * h
+    return MIN_HISTORY_DAYS + 7 * weeks + HORIZONS * h
 
 
 def longest_fitting(config: GameConfig, available: int, train_weeks: int | None = None) -> int:
     """The longest LTV horizon whose dataset fits in `available` days (0 if none)."""
     d = config.datasets
     weeks = (train_weeks or d.rolling_train_weeks) + d.validation_weeks + d.test_weeks
-    h = (available - MIN_HISTORY_DAYS - 7 * weeks) // 2
+    h = (available - MIN_HISTORY_DAYS - 7 * weeks) // HORIZONS
     return h if h >= config.horizons.purchase_days else 0
 
 
@@ -60,7 +61,7 @@ def fit(config: GameConfig, first_day: dt.date, last_day: dt.date, train_weeks: 
              config.datasets.test_weeks)
     why = (f"the logs hold {available} days ({first_day} .. {last_day}); a dataset at ltv_days={h.ltv_days} needs "
            f"{need}: {weeks[0]} training + {weeks[1]} validation + {weeks[2]} test weeks, an embargo of one label "
-           f"horizon and one more for the last test labels")
+           f"horizon after training and after validation, and one more horizon for the last test labels")
     if h.when_history_short == "error":
         shorter = (f"train at a shorter horizon that fits (at most {best} days): set horizons.when_history_short: "
                    "train_shorter (and optionally horizons.training_ltv_days); rankings carry over to the long horizon, "
