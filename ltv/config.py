@@ -221,11 +221,6 @@ class FeatureSettings(Strict):
 class Horizons(Strict):
     ltv_days: PositiveInt = Field(30, le=365, description="LTV and churn label window after the cutoff")
     purchase_days: PositiveInt = Field(16, le=60, description="next-purchase-day classes 1..N (King used 16)")
-    when_history_short: Literal["error", "train_shorter"] = Field("error", description=(
-        "when the logs cannot hold train + validation + embargo + test at ltv_days (ltv.horizon): error, or "
-        "train_shorter = train and evaluate at `training_ltv_days` (ranking carries over, absolute values do not)"))
-    training_ltv_days: PositiveInt | None = Field(
-        None, le=365, description="the shorter label horizon for train_shorter (default: the longest that fits)")
 
 
 class CutoffSchedule(Strict):
@@ -248,6 +243,11 @@ class DatasetVersions(Strict):
     validation_weeks: PositiveInt = 2
     test_weeks: PositiveInt = 2
     rolling_train_weeks: PositiveInt = Field(8, description="training length of the retraining loop's datasets")
+    when_history_short: Literal["error", "train_shorter"] = Field("error", description=(
+        "when the logs cannot hold train + validation + embargoes + test at horizons.ltv_days (ltv.horizon): error, or "
+        "train_shorter = train and evaluate at `training_ltv_days` (ranking carries over, absolute values do not)"))
+    training_ltv_days: PositiveInt | None = Field(
+        None, le=365, description="the shorter label horizon for train_shorter (default: the longest that fits)")
 
     @model_validator(mode="after")
     def _lengths(self) -> DatasetVersions:

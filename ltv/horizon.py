@@ -4,10 +4,10 @@ A rolling dataset needs, after its first training cutoff: the training weeks, an
 label horizon, the validation weeks, another embargo, the test weeks and one more label horizon
 for the last test labels (`ltv.datasets.rolling_spec`): three horizons in all. With a long horizon (e.g. value over 9 months) and
 a short history that does not fit. `fit` says so with the numbers, and applies the game's
-choice (`horizons.when_history_short`):
+choice (`datasets.when_history_short`):
 
 - `error` (default): a `HorizonError` naming the two ways out;
-- `train_shorter`: train and evaluate at `horizons.training_ltv_days` (default: the longest
+- `train_shorter`: train and evaluate at `datasets.training_ltv_days` (default: the longest
   horizon that fits). Rankings learned at a shorter horizon carry over to the long one (who
   spends most next month mostly spends most next year), absolute values do not: predictions
   are of value over the shorter horizon. The alternative for absolute long-horizon values is
@@ -62,19 +62,19 @@ def fit(config: GameConfig, first_day: dt.date, last_day: dt.date, train_weeks: 
     why = (f"the logs hold {available} days ({first_day} .. {last_day}); a dataset at ltv_days={h.ltv_days} needs "
            f"{need}: {weeks[0]} training + {weeks[1]} validation + {weeks[2]} test weeks, an embargo of one label "
            f"horizon after training and after validation, and one more horizon for the last test labels")
-    if h.when_history_short == "error":
-        shorter = (f"train at a shorter horizon that fits (at most {best} days): set horizons.when_history_short: "
-                   "train_shorter (and optionally horizons.training_ltv_days); rankings carry over to the long horizon, "
+    if config.datasets.when_history_short == "error":
+        shorter = (f"train at a shorter horizon that fits (at most {best} days): set datasets.when_history_short: "
+                   "train_shorter (and optionally datasets.training_ltv_days); rankings carry over to the long horizon, "
                    "absolute values do not" if best else
                    "no horizon fits: wait for more logs or shorten datasets.rolling_train_weeks")
         raise HorizonError(f"{why}. Choose one: (1) {shorter}; (2) extrapolate to {h.ltv_days} days with the BTYD "
                            "model (E[purchases] x E[spend], ltv.models.btyd), which assumes a BG/NBD process.")
-    target = h.training_ltv_days or best
+    target = config.datasets.training_ltv_days or best
     if not target or needed_days(config, target, train_weeks) > available:
-        raise HorizonError(f"{why}; horizons.training_ltv_days={target} does not fit either (at most {best} days)")
+        raise HorizonError(f"{why}; datasets.training_ltv_days={target} does not fit either (at most {best} days)")
     shorter = config.model_copy(update={"horizons": h.model_copy(update={"ltv_days": target})})
     return HorizonFit(shorter, needed_days(config, target, train_weeks), available,
-                      f"{why}: training and evaluating at ltv_days={target} instead (horizons.when_history_short: "
+                      f"{why}: training and evaluating at ltv_days={target} instead (datasets.when_history_short: "
                       f"train_shorter). Rankings carry over to {h.ltv_days} days; absolute values are {target}-day values.")
 
 

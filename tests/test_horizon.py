@@ -12,8 +12,8 @@ from conftest import make_config
 FIRST = dt.date(2025, 1, 6)
 
 
-def nine_months(**horizons) -> object:
-    return make_config(horizons={"ltv_days": 270, "purchase_days": 16, **horizons})
+def nine_months(**choice) -> object:
+    return make_config(horizons={"ltv_days": 270, "purchase_days": 16}, datasets=choice)
 
 
 def test_a_horizon_that_fits_changes_nothing() -> None:
