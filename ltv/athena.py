@@ -113,7 +113,7 @@ def raw_columns(config: GameConfig) -> dict[str, list[tuple[str, str]]]:
     ev, pl = config.logs.events, config.logs.players
     c, ident = ev.columns, "string" if config.logs.player_id_type == "string" else "bigint"
     session = "bigint" if ev.session_length_unit == "milliseconds" else "double"
-    events = [(c.player_id, ident), (c.event_time, "timestamp")]
+    events = [(c.player_id, ident), (c.event_time, ev.event_time_type)]
     events += [(c.event_type, "string")] if c.event_type else []
     events += [(c.revenue, "double")]
     events += [(c.currency, "string")] if c.currency else []
@@ -122,7 +122,7 @@ def raw_columns(config: GameConfig) -> dict[str, list[tuple[str, str]]]:
     events += [(c.session_length, session)] if c.session_length else []
     if pl is None:
         return {ev.table: events}
-    players = [(pl.columns.player_id, ident), (pl.columns.install_time, "timestamp")]
+    players = [(pl.columns.player_id, ident), (pl.columns.install_time, pl.install_time_type)]
     players += [(column, "string") for column in pl.attributes.values()]
     return {ev.table: events, pl.table: players}
 
@@ -186,6 +186,10 @@ def statement(query: str) -> str:
 
 class AthenaEngine:
     """The `Engine` of a game's AWS account: Athena for SQL, S3 for partitions and documents."""
+
+    # Athena reads raw files with the catalog's declared types (no INT64 read as varchar, no DATE
+    # as timestamp): validation holds raw files to exactly those types (ltv.validation.expected_types)
+    strict_types = True
 
     def __init__(self, config: GameConfig, *, database: str, workgroup: str, raw_uri: str, curated_uri: str,
                  boto3_session: Any = None):

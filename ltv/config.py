@@ -84,6 +84,9 @@ class AwsSettings(Strict):
                           "the feature history (features.n_steps x step_days)")
 
 
+TimeType = Literal["timestamp", "date"]
+
+
 class EventColumns(Strict):
     """The raw events' columns. Only player id, event time and revenue are required: a log of
     purchases alone (one row per order, no event type) is a complete mapping."""
@@ -142,6 +145,9 @@ class EventsTable(Strict):
     columns: EventColumns
     event_types: EventTypes = Field(default_factory=EventTypes)
     session_length_unit: Literal["seconds", "milliseconds", "minutes"] = "seconds"
+    event_time_type: TimeType = Field("timestamp", description=(
+        "type of the event time in the export's files. Locally either is read; the Athena catalog declares "
+        "this type, and Athena cannot read a DATE column declared as a timestamp or the reverse"))
     revenue: RevenueSettings = Field(default_factory=RevenueSettings)
     deduplicate: Deduplicate | None = Field(None, description=(
         "which rows are one event: by_id = rows sharing columns.event_id; exact_rows = identical rows (every "
@@ -185,6 +191,9 @@ class PlayerColumns(Strict):
 class PlayersTable(Strict):
     table: str = Field(pattern=IDENT)
     columns: PlayerColumns
+    install_time_type: TimeType = Field("timestamp", description=(
+        "type of the install time in the export's files (DATE is read as midnight). Locally either is read; "
+        "the Athena catalog declares this type"))
     partitioned: bool = Field(True, description=(
         "true: daily `dt=` partitions like the events; false: one flat table (files directly in the table's "
         "folder), e.g. a full export of the players"))

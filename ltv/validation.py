@@ -138,20 +138,26 @@ def purchase_condition(config: GameConfig) -> str:
     return f"{sql.quote(ev.columns.event_type)} IN {sql.in_list(ev.event_types.purchase)}"
 
 
-def expected_types(config: GameConfig) -> dict[str, dict[str, set[str]]]:
+def expected_types(config: GameConfig, strict: bool = False) -> dict[str, dict[str, set[str]]]:
     """Per table: column -> acceptable type families (those the SQL casts to what it needs: an
-    integer id where the config says string, a DATE install time read as midnight)."""
+    integer id where the config says string, a DATE install time read as midnight). With
+    `strict` (an engine that reads files with declared types: Athena) the id and time columns
+    must have exactly the types the config declares, which the catalog is built from."""
     ev, pl = config.logs.events, config.logs.players
     c = ev.columns
     ident = {"string", "integer"}  # player_day / features CAST the id to player_id_type
     numeric = {"integer", "float"}
-    events = {c.player_id: ident, c.event_time: {"timestamp", "date"}, c.revenue: numeric}
+    times = {"timestamp", "date"}
+    declared = lambda kind: {kind} if strict else (ident if kind in ident else times)  # noqa: E731
+    ident, event_time = declared(config.logs.player_id_type), declared(ev.event_time_type)
+    install_time = declared(pl.install_time_type) if pl is not None else times
+    events = {c.player_id: ident, c.event_time: event_time, c.revenue: numeric}
     events |= {col: kinds for col, kinds in ((c.event_type, {"string"}), (c.level, numeric),
                                              (c.session_length, numeric), (c.currency, {"string"}),
                                              (c.event_id, {"string", "integer"})) if col}
     out = {ev.table: events}
     if pl is not None and pl.partitioned:  # a flat players table is read whole, not by day
-        players = {pl.columns.player_id: ident, pl.columns.install_time: {"timestamp", "date"}}
+        players = {pl.columns.player_id: ident, pl.columns.install_time: install_time}
         players |= {col: {"string", "integer", "float", "boolean"} for col in pl.attributes.values()}
         out[pl.table] = players
     return out
@@ -191,7 +197,7 @@ class Validator:
         events_fingerprint = self.engine.raw_partition_fingerprint(self.config.logs.events.table, d)
         results: list[CheckResult] = []
         present = []
-        for table, types in expected_types(self.config).items():
+        for table, types in expected_types(self.config, getattr(self.engine, "strict_types", False)).items():
             stats = self.engine.raw_partition_stats(table, d)
             if stats is None or stats[0] == 0:
                 result = self._result("freshness", table, d, False, message="partition is missing or empty",
@@ -221,9 +227,14 @@ class Validator:
                 problems.append(f"missing column {column!r}")
             elif got not in allowed:
                 problems.append(f"{column!r} is {got}, expected {' or '.join(sorted(allowed))}")
+        strict = getattr(self.engine, "strict_types", False)
+        hint = "fix logs.*.columns in the game config, or the exporter's schema"
+        if strict:
+            hint += ("; Athena reads the files with the catalog's types, declared by logs.player_id_type, "
+                     "logs.events.event_time_type and logs.players.install_time_type: set them to what the export holds")
         return self._result("schema", table, day, not problems,
                             message="; ".join(problems) or "all configured columns present with expected types",
-                            hint="fix logs.*.columns in the game config, or the exporter's schema")
+                            hint=hint)
 
     def _row_checks(self, day: str, tables: list[str]) -> list[CheckResult]:
         checks = [c for c in row_checks(self.config, self.now) if c.table in tables and self.severity[c.name] != "off"]
