@@ -147,6 +147,8 @@ def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt
         raise MissingPartitionError(
             f"raw table {config.logs.events.table!r} has no partition for {_days(missing)}; "
             "the game's log export for those days has not arrived (check the freshness alert)")
+    # before writing: a crash in between leaves summaries rebuilt needlessly, never trusted wrongly
+    _stale_summaries_after(engine, start, f"player_day from {start} to {end} was rebuilt after it")
     if start == end:
         result = engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free),
                                          value=str(start))
@@ -158,7 +160,6 @@ def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt
             engine.write_partitions("player_day", player_day_sql(config, d, d), value=str(d))
         result = WriteResult("player_day", sorted(result.partitions + [str(d) for d in empty]), result.rows)
     _record_definition(engine, config, "player_day", result.partitions)
-    _stale_summaries_after(engine, config, start, f"player_day from {start} to {end} was rebuilt after it")
     return result
 
 
@@ -230,7 +231,7 @@ def ensure_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> Write
     return build_summary(engine, config, cutoff)
 
 
-def _stale_summaries_after(engine: Engine, config: GameConfig, day: dt.date, why: str) -> None:
+def _stale_summaries_after(engine: Engine, day: dt.date, why: str) -> None:
     """Mark the summaries that hold `day` (cutoffs after it) stale: they hold its old rows. The
     next summary then continues from an earlier one, or starts from scratch."""
     for value in engine.partitions("player_summary"):
@@ -246,8 +247,7 @@ def _stale_summaries_after(engine: Engine, config: GameConfig, day: dt.date, why
 def features_sql(config: GameConfig, cutoff: dt.date) -> str:
     w = Windows.of(config, cutoff)
     return sql.render("features", config, cutoff=cutoff, cutoff_ts=f"{cutoff} 00:00:00",
-                      window_start=w.window_start, steps_start=w.steps_start, recent_start=w.recent_start,
-                      steps=w.steps(config),
+                      window_start=w.window_start, recent_start=w.recent_start, steps=w.steps(config),
                       calendar={"weekday": cutoff.isoweekday(), "month": cutoff.month, "day": cutoff.day})
 
 
