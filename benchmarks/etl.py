@@ -9,10 +9,14 @@ stage in a fresh child process (time inside the child, peak RSS of the child):
 - scan     a bare DuckDB scan with simple aggregates over the raw columns player_day reads:
            the I/O + decode floor of any engine on this data;
 - core     the full feature build: player_day for all days (one range run = full recompute)
-           + features at a late cutoff, every day deduplicated (no validation results used);
+           + features at a late cutoff, every day deduplicated (no validation results used); the
+           features' whole-history summary is built from scratch (a first cutoff);
 - clean    the same, with every day declared duplicate-free (`duplicate_free=`, as the daily
            loop's backfill does from stored validation reports): true by construction here,
            the simulated lake has no duplicate events (simulation.dirty.duplicate_rate = 0);
+- cutoff   the daily path of a cutoff: its features when the summary of the previous scheduled
+           cutoff exists (built, untimed, before): the summary merges it with the days since, the
+           features read the summary and the recent steps of player_day;
 - daily    the incremental daily run: player_day of the last day alone;
 - pandas   benchmarks/pandas_reference.py on the same data and cutoff (player_day + features,
            both written as parquet like the core's). If it needs more memory than the machine
@@ -140,7 +144,7 @@ def stage_core(config: GameConfig, lake: Lake, first: dt.date, last: dt.date, cu
     """Full recompute: player_day for [first, last] in one range run, then features at the cutoff.
 
     With `clean`, every day is passed as validated duplicate-free (no DISTINCT)."""
-    for table in ("player_day", "features"):
+    for table in ("player_day", "player_summary", "features"):
         shutil.rmtree(lake.table(table), ignore_errors=True)
     engine = _engine(config, lake, threads)
     duplicate_free = frozenset(str(d) for d in etl.day_range(first, last + dt.timedelta(days=1))) if clean else frozenset()
@@ -148,9 +152,41 @@ def stage_core(config: GameConfig, lake: Lake, first: dt.date, last: dt.date, cu
         with Measured() as m_day:
             pday = etl.build_player_day(engine, config, first, last, duplicate_free=duplicate_free)
         with Measured() as m_feat:
-            feats = etl.build_features(engine, config, cutoff)
-    return m.result() | {"player_day_s": m_day.seconds, "features_s": m_feat.seconds,
+            with Measured() as m_summary:
+                etl.build_summary(engine, config, cutoff)
+            feats = etl.build_features(engine, config, cutoff)  # the summary is current: features only
+    return m.result() | {"player_day_s": m_day.seconds, "features_s": m_feat.seconds, "summary_s": m_summary.seconds,
                          "player_day_rows": pday.rows, "feature_rows": feats.rows}
+
+
+def previous_cutoff(config: GameConfig, cutoff: dt.date) -> dt.date:
+    """The scheduled cutoff before `cutoff`."""
+    day = cutoff - dt.timedelta(days=1)
+    while not config.cutoffs.is_cutoff(day):
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def stage_cutoff(config: GameConfig, lake: Lake, cutoff: dt.date, threads: int | None) -> dict[str, Any]:
+    """The daily path of a cutoff (after the full build's player_day): its features when the
+    previous scheduled cutoff's summary exists, i.e. summary merged from it + features."""
+    for table in ("player_summary", "features"):
+        shutil.rmtree(lake.table(table), ignore_errors=True)
+    engine = _engine(config, lake, threads)
+    previous = previous_cutoff(config, cutoff)
+    etl.build_summary(engine, config, previous)  # as the previous cutoff's run left it (not timed)
+    with Measured() as m:
+        with Measured() as m_summary:
+            summary = etl.ensure_summary(engine, config, cutoff)
+        feats = etl.build_features(engine, config, cutoff)
+    lineage = engine.get_partition_json("player_summary", str(cutoff), etl.LINEAGE_FILE)
+    assert summary is not None and lineage["previous"] == str(previous), lineage
+    rows = engine.query(f"SELECT COUNT(*) FILTER (WHERE dt >= '{previous}') AS merged, COUNT(*) AS history, "
+                        f"COUNT(*) FILTER (WHERE dt >= '{etl.Windows.of(config, cutoff).recent_start}') AS recent, "
+                        f"COUNT(*) FILTER (WHERE purchases > 0) AS purchase_days FROM player_day WHERE dt < '{cutoff}'")
+    return m.result() | {"summary_s": m_summary.seconds, "features_s": m.seconds - m_summary.seconds,
+                         "previous": str(previous), "feature_rows": feats.rows, "summary_rows": summary.rows,
+                         **{k: int(v) for k, v in rows.iloc[0].items()}}
 
 
 def stage_daily(config: GameConfig, lake: Lake, day: dt.date, threads: int | None) -> dict[str, Any]:
@@ -190,6 +226,8 @@ def child_main(args: argparse.Namespace) -> None:
         result = stage_scan(config, lake, first, last, args.threads)
     elif args.child in ("core", "clean"):
         result = stage_core(config, lake, first, last, cutoff, args.threads, clean=args.child == "clean")
+    elif args.child == "cutoff":
+        result = stage_cutoff(config, lake, cutoff, args.threads)
     elif args.child == "daily":
         result = stage_daily(config, lake, last, args.threads)
     else:
@@ -212,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="kill the pandas run above this RSS (default: 90%% of RAM)")
     parser.add_argument("--idle-timeout", type=float, default=3600,
                         help="seconds to wait, before each stage, for other processes to leave the CPUs idle")
-    parser.add_argument("--child", choices=["scan", "clean", "core", "daily", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["scan", "clean", "core", "cutoff", "daily", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--last", help=argparse.SUPPRESS)
     parser.add_argument("--cutoff", help=argparse.SUPPRESS)
@@ -240,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads : DuckDB {args.threads or 'engine default (LTV_THREADS or all cores)'}")
     print(f"cache   : raw files read once before measuring ({warm_cache(lake):.1f} s); all stages warm\n", flush=True)
 
-    stages = ["scan", "clean", "core", "daily"]  # daily last: it needs the full build's player_day
+    stages = ["scan", "clean", "core", "cutoff", "daily"]  # cutoff and daily need the full build's player_day
     if config.simulation.dirty.duplicate_rate > 0:
         stages.remove("clean")
         print("(the lake has duplicate events: no 'clean' stage)")
@@ -271,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         if pandas is None:
             print("pandas did not fit in memory even on 1/8 of the days")
             return 1
-    report(config, rows, size, cutoff, scan, core, clean, daily, pandas, prefix, engine, all_days, limit)
+    report(config, rows, size, cutoff, scan, core, clean, measured["cutoff"], daily, pandas, prefix, engine, all_days,
+           limit)
     return 0
 
 
@@ -282,7 +321,7 @@ def _row(label: str, r: dict, events: int) -> str:
 
 
 def report(config: GameConfig, rows: int, size: int, cutoff: dt.date, scan: dict, core: dict, clean: dict | None,
-           daily: dict, pandas: dict, prefix: tuple | None, engine: DuckDBEngine, all_days: list[dt.date],
+           inc: dict, daily: dict, pandas: dict, prefix: tuple | None, engine: DuckDBEngine, all_days: list[dt.date],
            limit: float) -> None:
     d_rows, d_size = raw_stats(engine, config, all_days[-1:])
     print(f"\n{'stage':32s} {'wall s':>8s} {'CPU s':>8s} {'events/s':>12s} {'peak MiB':>9s}   other load")
@@ -290,7 +329,14 @@ def report(config: GameConfig, rows: int, size: int, cutoff: dt.date, scan: dict
     print(_row("core full build", core, rows))
     print(f"  player_day, {len(all_days)} days, one run {core['player_day_s']:8.2f}   "
           f"({core['player_day_rows']:,} player-days)")
-    print(f"  features at {cutoff}       {core['features_s']:8.2f}   ({core['feature_rows']:,} players)")
+    print(f"  features at {cutoff}       {core['features_s']:8.2f}   ({core['feature_rows']:,} players; "
+          f"whole-history summary from scratch {core['summary_s']:.2f} s of it)")
+    inc_rows, _ = raw_stats(engine, config, [d for d in all_days if inc["previous"] <= str(d) < str(cutoff)])
+    print(_row("features, daily path", inc, inc_rows))
+    print(f"  summary merged from {inc['previous']}  {inc['summary_s']:8.2f}   ({inc['merged']:,} player-days read of "
+          f"{inc['history']:,} before the cutoff; {inc['summary_rows']:,} players)")
+    print(f"  features from the summary       {inc['features_s']:8.2f}   ({inc['recent']:,} recent player-days + "
+          f"{inc['purchase_days']:,} purchase days for the median gap)")
     if clean is not None:
         print(_row("core full build, days clean", clean, rows))
         print(f"  player_day without DISTINCT     {clean['player_day_s']:8.2f}")
@@ -323,13 +369,15 @@ def report(config: GameConfig, rows: int, size: int, cutoff: dt.date, scan: dict
               f"{verdict(r_pandas >= TARGET_PANDAS_RATIO)}   (pandas still deduplicates)")
         print(f"{'core, days clean / scan':40s} {r_scan:8.1f}x   <= {TARGET_SCAN_RATIO:.0f}x   "
               f"{verdict(r_scan <= TARGET_SCAN_RATIO)}")
+    print(f"{'features, daily path / from scratch':40s} {inc['seconds'] / core['features_s']:9.3f}   "
+          f"({inc['seconds']:.2f} s vs {core['features_s']:.2f} s)")
     print(f"{'daily / full: rows read':40s} {d_rows / rows:9.4f}   (1 of {len(all_days)} partitions: "
           f"{d_rows:,} of {rows:,} rows)")
     print(f"{'daily / full: bytes read':40s} {d_size / size:9.4f}   ({d_size / 2**20:.1f} of "
           f"{size / 2**20:,.0f} MiB)")
     print(f"{'daily / full: time':40s} {daily['seconds'] / core['player_day_s']:9.4f}   "
           f"({daily['seconds']:.2f} s vs {core['player_day_s']:.1f} s for player_day)")
-    contended = [n for n, r in [("scan", scan), ("core", core), ("clean", clean), ("daily", daily),
+    contended = [n for n, r in [("scan", scan), ("core", core), ("clean", clean), ("cutoff", inc), ("daily", daily),
                                 ("pandas", pandas)] if r is not None and r["contended"]]
     if contended:
         print(f"WARNING: other processes competed for the CPUs during {', '.join(contended)}; "

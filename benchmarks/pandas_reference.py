@@ -19,6 +19,10 @@ features at a cutoff c (from player_day rows with dt < c only):
   until each "usual gap" since the last purchase, recency, calendar of c;
 - attributes and install time: the minimum over a player's install records, each on its own.
 
+Only the roles the config maps get columns (a purchase-only log without an event type column:
+every row is a purchase, no logins, sessions, levels; no players table: install = first event),
+and duplicates follow `logs.events.deduplicate` (exact_rows or none; by_id is not implemented).
+
 Vectorised throughout: no Python loop over players (only over the configured history steps
 in column naming). No dependency on the SQL code, only on the config and the lake layout.
 """
@@ -35,6 +39,8 @@ from ltv.lake import Lake
 PLAYER_DAY_COLUMNS = ["player_id", "logins", "sessions", "play_seconds", "level_ups", "max_level",
                       "purchases", "revenue", "events", "dt"]
 STEP_MEASURES = ["active_days", "logins", "play_minutes", "level_ups", "purchases", "revenue"]
+# the columns each event role (when the config maps it) adds to player_day
+_ROLE_COLUMNS = {"login": ["logins"], "session": ["sessions", "play_seconds"], "level_up": ["level_ups"]}
 SESSION_TO_SECONDS = {"seconds": 1.0, "milliseconds": 1 / 1000.0, "minutes": 60.0}
 
 
@@ -55,6 +61,23 @@ def read_raw(lake: Lake, table: str, columns: list[str], start: str | None = Non
     if before is not None:
         filters.append(("dt", "<", before))
     return pd.read_parquet(lake.raw(table), columns=[*columns, "dt"], filters=filters or None)
+
+
+def player_day_columns(config: GameConfig) -> list[str]:
+    """The columns of player_day for this config (PLAYER_DAY_COLUMNS when every role is mapped)."""
+    mapped = {col for role, cols in _ROLE_COLUMNS.items()
+              if getattr(config.logs.events.event_types, role) for col in cols}
+    if config.logs.events.columns.level:
+        mapped.add("max_level")
+    return [c for c in PLAYER_DAY_COLUMNS if c in mapped or c in ("player_id", "purchases", "revenue", "events", "dt")]
+
+
+def _step_measures(config: GameConfig) -> list[str]:
+    """The measures of each history step for this config (STEP_MEASURES when every role is mapped)."""
+    daily = set(player_day_columns(config))
+    present = {"active_days", "purchases", "revenue", *({"logins", "level_ups"} & daily)}
+    present |= {"play_minutes"} if "play_seconds" in daily else set()
+    return [m for m in STEP_MEASURES if m in present]
 
 
 def _player_ids(ids: pd.Series, config: GameConfig) -> pd.Series:
@@ -87,16 +110,19 @@ def events(config: GameConfig, raw: pd.DataFrame) -> pd.DataFrame:
     ev = pd.DataFrame({
         "player_id": _player_ids(raw[c.player_id], config),
         "event_time": pd.to_datetime(raw[c.event_time]),
-        "event_type": raw[c.event_type],
+        "event_type": raw[c.event_type] if c.event_type else "purchase",
         "revenue": _revenue(raw, config),
-        "level": raw[c.level].astype("Int64"),
-        "session_seconds": raw[c.session_length].astype(float) * unit,
+        "level": raw[c.level].astype("Int64") if c.level else pd.NA,
+        "session_seconds": raw[c.session_length].astype(float) * unit if c.session_length else np.nan,
         "dt": raw["dt"],
     })
     partition_day = pd.to_datetime(ev["dt"]).astype("datetime64[ns]")  # (a categorical stays one otherwise)
     on_its_day = ev["event_time"].dt.normalize() == partition_day
     ev = ev[ev["player_id"].notna() & on_its_day]
-    return ev.drop_duplicates()
+    dedup = config.logs.events.dedup
+    if dedup == "by_id":
+        raise NotImplementedError("the pandas reference removes exact duplicate rows or none, not by event id")
+    return ev.drop_duplicates() if dedup == "exact_rows" else ev
 
 
 def player_day(config: GameConfig, raw: pd.DataFrame) -> pd.DataFrame:
@@ -104,7 +130,9 @@ def player_day(config: GameConfig, raw: pd.DataFrame) -> pd.DataFrame:
     types = config.logs.events.event_types
     ev = events(config, raw)
     is_session = ev["event_type"].isin(types.session)
-    is_purchase = ev["event_type"].isin(types.purchase)
+    # without an event type column every row is a purchase
+    is_purchase = (ev["event_type"].isin(types.purchase) if config.logs.events.columns.event_type
+                   else pd.Series(True, index=ev.index))
     ev = ev.assign(
         logins=ev["event_type"].isin(types.login).astype("int64"),
         sessions=is_session.astype("int64"),
@@ -119,15 +147,14 @@ def player_day(config: GameConfig, raw: pd.DataFrame) -> pd.DataFrame:
         revenue=("revenue", "sum"), events=("dt", "size"),
     ).reset_index()
     daily["dt"] = daily["dt"].astype(str)
-    return daily[PLAYER_DAY_COLUMNS].sort_values(["dt", "player_id"], ignore_index=True)
+    return daily[player_day_columns(config)].sort_values(["dt", "player_id"], ignore_index=True)
 
 
 def player_day_from_lake(config: GameConfig, lake: Lake, start: dt.date, end: dt.date) -> pd.DataFrame:
     """player_day of the raw partitions [start, end] (inclusive), read from the lake."""
     c = config.logs.events.columns
-    columns = [c.player_id, c.event_time, c.event_type, c.revenue, c.level, c.session_length]
-    if c.currency:
-        columns.append(c.currency)
+    columns = [col for col in (c.player_id, c.event_time, c.event_type, c.revenue, c.level, c.session_length,
+                               c.currency) if col]
     raw = read_raw(lake, config.logs.events.table, columns, start=str(start), end=str(end))
     return player_day(config, raw)
 
@@ -152,18 +179,20 @@ def installs(config: GameConfig, players: pd.DataFrame) -> pd.DataFrame:
 
 
 def _lifetime(history: pd.DataFrame, window_start: str) -> pd.DataFrame:
-    """Totals over the whole history before the cutoff."""
+    """Totals over the whole history before the cutoff (of the measures player_day has)."""
     h = history.assign(
         in_window=(history["dt"] >= window_start).astype("int64"),
         purchase_day=(history["purchases"] > 0).astype("int64"),
         purchase_date=history["date"].where(history["purchases"] > 0),
         purchase_day_revenue=history["revenue"].where(history["purchases"] > 0),
     )
+    optional = {"logins_total": ("logins", "sum"), "sessions_total": ("sessions", "sum"),
+                "play_seconds_total": ("play_seconds", "sum"), "level_ups_total": ("level_ups", "sum"),
+                "max_level": ("max_level", "max")}
     return h.groupby("player_id", sort=False).agg(
         active_days_total=("dt", "size"), active_days_window=("in_window", "sum"),
-        logins_total=("logins", "sum"), sessions_total=("sessions", "sum"),
-        play_seconds_total=("play_seconds", "sum"), level_ups_total=("level_ups", "sum"),
-        max_level=("max_level", "max"), purchases_total=("purchases", "sum"),
+        **{name: agg for name, agg in optional.items() if agg[0] in h},
+        purchases_total=("purchases", "sum"),
         purchase_days_total=("purchase_day", "sum"), revenue_total=("revenue", "sum"),
         max_daily_revenue=("revenue", "max"), first_active=("date", "min"), last_active=("date", "max"),
         first_purchase=("purchase_date", "min"), last_purchase=("purchase_date", "max"),
@@ -171,20 +200,22 @@ def _lifetime(history: pd.DataFrame, window_start: str) -> pd.DataFrame:
     )
 
 
-def _steps(history: pd.DataFrame, cutoff: dt.date, step_days: int, n_steps: int) -> pd.DataFrame:
+def _steps(history: pd.DataFrame, cutoff: dt.date, step_days: int, n_steps: int,
+           measures: list[str]) -> pd.DataFrame:
     """Per player, the measures of each history step: w1 = [cutoff - step_days, cutoff), ..."""
     days_before = (pd.Timestamp(cutoff) - history["date"]).dt.days  # 1 for the day before the cutoff
     h = history.assign(step=(days_before - 1) // step_days + 1, active_days=1,
-                       play_minutes=history["play_seconds"])
+                       play_minutes=history["play_seconds"] if "play_seconds" in history else 0.0)
     h = h[h["step"] <= n_steps]
-    sums = h.groupby(["player_id", "step"], sort=False)[STEP_MEASURES].sum()
+    sums = h.groupby(["player_id", "step"], sort=False)[measures].sum()
     wide = sums.unstack("step").reindex(
-        columns=pd.MultiIndex.from_product([STEP_MEASURES, range(1, n_steps + 1)]), fill_value=0)
+        columns=pd.MultiIndex.from_product([measures, range(1, n_steps + 1)]), fill_value=0)
     wide = wide.fillna(0)
     wide.columns = [f"{measure}_w{step}" for measure, step in wide.columns]
-    minutes = [f"play_minutes_w{step}" for step in range(1, n_steps + 1)]
-    wide[minutes] = wide[minutes] / 60.0  # summed in seconds, then converted, as the SQL does
-    order = [f"{measure}_w{step}" for step in range(1, n_steps + 1) for measure in STEP_MEASURES]
+    if "play_minutes" in measures:
+        minutes = [f"play_minutes_w{step}" for step in range(1, n_steps + 1)]
+        wide[minutes] = wide[minutes] / 60.0  # summed in seconds, then converted, as the SQL does
+    order = [f"{measure}_w{step}" for step in range(1, n_steps + 1) for measure in measures]
     ints = [col for col in order if not col.startswith(("play_minutes", "revenue"))]
     return wide[order].astype({col: "int64" for col in ints})
 
@@ -206,12 +237,12 @@ def _days_to(cutoff: dt.date, dates: pd.Series) -> pd.Series:
     return (pd.Timestamp(cutoff) - dates.dt.normalize()).dt.days.astype("Int64")
 
 
-def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame, cutoff: dt.date) -> pd.DataFrame:
+def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame | None, cutoff: dt.date) -> pd.DataFrame:
     """Features of the population at `cutoff` (columns of features.sql), sorted by player id.
 
     Args:
         daily: player_day rows (any days; only dt < cutoff are used).
-        players: the raw players table with a `dt` column (only dt < cutoff are used).
+        players: the raw players table with a `dt` column (only dt < cutoff are used), None without one.
     """
     f = config.features
     cut = str(cutoff)
@@ -219,30 +250,40 @@ def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame, cut
     history = daily[daily["dt"] < cut].copy()
     history["date"] = pd.to_datetime(history["dt"])
     population = history.loc[history["dt"] >= window_start, "player_id"].drop_duplicates()
+    measures = _step_measures(config)
 
     lifetime = _lifetime(history, window_start)
-    inst = installs(config, players[players["dt"].astype(str) < cut]).set_index("player_id")
     out = (pd.DataFrame({"player_id": population}).set_index("player_id")
-           .join(lifetime, how="inner").join(inst, how="left")
-           .join(_steps(history, cutoff, f.step_days, f.n_steps), how="left")
+           .join(lifetime, how="inner")
+           .join(_steps(history, cutoff, f.step_days, f.n_steps, measures), how="left")
            .join(_gaps(history), how="left"))
+    attributes = config.logs.players.attributes if config.logs.players else {}
+    if players is not None:
+        inst = installs(config, players[players["dt"].astype(str) < cut]).set_index("player_id")
+        out = out.join(inst, how="left")
+    else:  # no players table: the install is the first event
+        out["install_time"] = pd.NaT
     out = out[out["install_time"].isna() | (out["install_time"] < pd.Timestamp(cutoff))].reset_index()
 
     result = pd.DataFrame({"player_id": out["player_id"]})
-    for name in config.logs.players.attributes:
+    for name in attributes:
         result[f"attr_{name}"] = out[f"attr_{name}"].fillna("unknown").astype(object)
     result["days_since_install"] = _days_to(cutoff, out["install_time"].fillna(out["first_active"]))
     result["days_since_last_active"] = _days_to(cutoff, out["last_active"])
     result["days_since_first_purchase"] = _days_to(cutoff, out["first_purchase"])
     result["days_since_last_purchase"] = _days_to(cutoff, out["last_purchase"])
     for col in ["active_days_total", "active_days_window", "logins_total", "sessions_total"]:
-        result[col] = out[col]
-    result["play_minutes_total"] = out["play_seconds_total"] / 60.0
+        if col in out:
+            result[col] = out[col]
+    if "play_seconds_total" in out:
+        result["play_minutes_total"] = out["play_seconds_total"] / 60.0
     for col in ["level_ups_total", "max_level", "purchases_total", "purchase_days_total", "revenue_total",
                 "max_daily_revenue"]:
-        result[col] = out[col]
+        if col in out:
+            result[col] = out[col]
     result["revenue_per_purchase"] = (out["revenue_total"] / out["purchases_total"]).where(out["purchases_total"] > 0)
-    result["purchase_day_rate"] = out["purchase_days_total"] / out["active_days_total"]
+    if config.logs.events.columns.event_type:  # every active day is a purchase day otherwise
+        result["purchase_day_rate"] = out["purchase_days_total"] / out["active_days_total"]
     result["revenue_per_active_day"] = out["revenue_total"] / out["active_days_total"]
     # the whole history as buy-till-you-die inputs: repeat purchase days, last - first purchase day
     paid = out["purchase_days_total"] > 0
@@ -257,7 +298,7 @@ def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame, cut
     result["days_to_median_gap"] = result["purchase_gap_median"] - since
     result["days_to_usual_gap"] = result["purchase_gap_mean"] - since
     result["days_to_last_gap"] = result["purchase_gap_last"] - since
-    steps = out[[f"{measure}_w{step}" for step in range(1, f.n_steps + 1) for measure in STEP_MEASURES]].fillna(0)
+    steps = out[[f"{measure}_w{step}" for step in range(1, f.n_steps + 1) for measure in measures]].fillna(0)
     ints = [col for col in steps.columns if not col.startswith(("play_minutes", "revenue"))]
     calendar = pd.DataFrame({"cutoff_weekday": np.int32(cutoff.isoweekday()), "cutoff_month": np.int32(cutoff.month),
                              "cutoff_day_of_month": np.int32(cutoff.day), "cutoff": cut}, index=out.index)
@@ -266,8 +307,10 @@ def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame, cut
 
 
 def features_from_lake(config: GameConfig, lake: Lake, daily: pd.DataFrame, cutoff: dt.date) -> pd.DataFrame:
-    """Features at `cutoff` from a player_day frame and the lake's raw players table."""
+    """Features at `cutoff` from a player_day frame and the lake's raw players table (if any)."""
     pl = config.logs.players
+    if pl is None:
+        return features(config, daily, None, cutoff)
     columns = [pl.columns.player_id, pl.columns.install_time, *pl.attributes.values()]
     players = read_raw(lake, pl.table, list(dict.fromkeys(columns)), before=str(cutoff))
     return features(config, daily, players, cutoff)

@@ -1,8 +1,10 @@
 """Glue job `ltv-<game>-cutoffs`: features and labels of the cutoffs a finished day completes.
 
 After day d is aggregated, the features of cutoff d+1 (they read days before it) and the labels
-of cutoff d+1-horizon (their window ends with d) can be built. `--cutoff YYYY-MM-DD` builds one
-cutoff instead (backfill): its features, and its labels once their window is complete.
+of cutoff d+1-horizon (their window ends with d) can be built. A cutoff's features start with its
+whole-history summary (`player_summary`: the previous cutoff's merged with the days since).
+`--cutoff YYYY-MM-DD` builds one cutoff instead (backfill): its summary and features, and its
+labels once their window is complete.
 """
 from __future__ import annotations
 
@@ -27,7 +29,11 @@ def run(rt: common.Runtime, args: common.Args) -> str:
         features, labels = [cutoff], [cutoff] if etl.labels_available(rt.engine, rt.config, cutoff) else []
     else:
         features, labels = due_cutoffs(rt.config, rt.run_date(args))
-    done = [f"features {c}: {etl.build_features(rt.engine, rt.config, c).rows} rows" for c in features]
+    done = []
+    for c in features:
+        summary = etl.ensure_summary(rt.engine, rt.config, c)
+        done.append(f"summary {c}: " + (f"{summary.rows} players" if summary else "current"))
+        done.append(f"features {c}: {etl.build_features(rt.engine, rt.config, c).rows} rows")
     done += [f"labels {c}: {etl.build_labels(rt.engine, rt.config, c).rows} rows" for c in labels]
     return "; ".join(done) or "no cutoff is due"
 

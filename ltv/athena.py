@@ -6,7 +6,7 @@ to Trino by `ltv.sql.to_trino`, and keeps the local lake's contract on S3:
 
     s3://<raw bucket>/<table>/dt=YYYY-MM-DD/...                 raw logs (the game's own export)
     s3://<curated bucket>/player_day/dt=YYYY-MM-DD/part-0.parquet + _SUCCESS
-    s3://<curated bucket>/features/cutoff=.../, labels/cutoff=.../
+    s3://<curated bucket>/player_summary/cutoff=.../, features/cutoff=.../, labels/cutoff=.../
     s3://<curated bucket>/datasets/<version>/split=<split>/part-0.parquet, manifest.json, _SUCCESS
 
 A partition is exactly one parquet object (an S3 PUT, multipart or not, is atomic: readers see
@@ -153,8 +153,8 @@ def _table_specs(config_json: str) -> dict[str, TableSpec]:
 
 
 def _describe_derived(config: GameConfig, raw: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
-    """Column types of player_day, features, labels and datasets, by binding their SQL in DuckDB
-    over empty tables of the raw schema (nothing is read; it takes milliseconds)."""
+    """Column types of player_day, player_summary, features, labels and datasets, by binding their
+    SQL in DuckDB over empty tables of the raw schema (nothing is read; it takes milliseconds)."""
     import duckdb
 
     duck = {"string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "timestamp": "TIMESTAMP"}
@@ -163,8 +163,8 @@ def _describe_derived(config: GameConfig, raw: dict[str, list[tuple[str, str]]])
         columns = ", ".join(f"{sql.quote(c)} {duck[t]}" for c, t in cols)
         con.execute(f"CREATE TABLE {sql.quote(table)} ({columns}, dt VARCHAR)")  # flat tables: dt unused
     day = config.datasets.first_start
-    queries = {"player_day": etl.player_day_sql(config, day, day), "features": etl.features_sql(config, day),
-               "labels": etl.labels_sql(config, day)}
+    queries = {"player_day": etl.player_day_sql(config, day, day), "player_summary": etl.summary_sql(config, day),
+               "features": etl.features_sql(config, day), "labels": etl.labels_sql(config, day)}
     out: dict[str, list[tuple[str, str]]] = {}
     for name, text in queries.items():
         out[name] = [(r[0], hive_type(r[1])) for r in con.execute(f"DESCRIBE {text}").fetchall()]

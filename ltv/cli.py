@@ -572,11 +572,12 @@ def _print_summary(summary) -> None:
 
 
 @app.command()
-def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, features, labels, raw tables, predictions")],
+def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, player_summary, features, labels, raw tables, "
+                                                    "predictions")],
         game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Query the local lake with DuckDB (the local twin of Athena).
 
-    Views: the game's raw tables, player_day, features, labels, predictions (every run) and
+    Views: the game's raw tables, player_day, player_summary, features, labels, predictions (every run) and
     latest_predictions (the _LATEST run of each date).
 
     Example: ltv sql --game galaxy-raiders "SELECT dt, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"

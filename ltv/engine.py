@@ -2,8 +2,8 @@
 
 ETL code talks to an `Engine` only: it runs the canonical (DuckDB-dialect) SQL from `ltv.sql`
 and writes query results as partitions of the game's tables. Tables are addressed by name:
-the game's raw log tables (from its config) and the derived tables `player_day`, `features`,
-`labels`, each Hive-partitioned (`dt=` or `cutoff=`), plus `predictions`.
+the game's raw log tables (from its config) and the derived tables `player_day`, `player_summary`,
+`features`, `labels`, each Hive-partitioned (`dt=` or `cutoff=`), plus `predictions`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from ltv.errors import MissingPartitionError
 from ltv.lake import SUCCESS, Lake, atomic_dir, complete_partitions, write_json_atomic, write_with
 
 # derived tables and their partition key
-DERIVED = {"player_day": "dt", "features": "cutoff", "labels": "cutoff"}
+DERIVED = {"player_day": "dt", "player_summary": "cutoff", "features": "cutoff", "labels": "cutoff"}
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,21 @@
 
 Incremental by design: the daily run turns one raw partition into one `player_day`
 partition, and features for a cutoff are computed from `player_day`, never from raw history.
-The same functions run locally (DuckDB engine) and in the Glue jobs (Athena engine).
+The whole-history features come from `player_summary` (per player, the mergeable aggregates of
+every player_day row before a cutoff): the summary at a cutoff is the summary at the previous
+one merged with the player_day days in between, so a cutoff reads one summary partition and a
+few weeks of player_day instead of the whole history. The same functions run locally (DuckDB
+engine) and in the Glue jobs (Athena engine).
 
 Every derived partition records the definition it was computed under (`_definition.json`: the
 config settings and SQL templates its rows depend on, and their hash). A partition whose
 definition differs from the config's present one is stale: features and labels are rebuilt,
 player_day is refused with the command that rebuilds it (it needs the raw logs re-validated).
+Rewriting a player_day day also marks the summaries after it stale (they hold its old rows).
 
 Time rules (the leakage tests check them):
-- features at cutoff c read `player_day` rows with dt < c only;
+- features at cutoff c read `player_day` rows with dt < c only, and the summary at c, which holds
+  only rows with dt < c (the summary at an earlier cutoff p plus the rows of [p, c));
 - labels at c read [c, c + max(ltv_days, purchase_days)) only;
 - a player is in the population at c if active in [c - population_window_days, c) and
   installed before c.
@@ -32,10 +38,12 @@ from ltv.stats import feature_stats
 DAY = dt.timedelta(days=1)
 STATS_FILE = "_stats.json"  # feature statistics beside each features partition (readers skip "_" files)
 DEFINITION_FILE = "_definition.json"  # what a partition was computed under (see `definition`)
+LINEAGE_FILE = "_lineage.json"  # beside each summary partition: the previous summary it merged, if any
 # what the rows of each derived table depend on: config settings (a pydantic `include`) and SQL templates
 _DEFINED_BY: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "player_day": ({"game": {"id"}, "logs": True}, ("player_day",)),
-    "features": ({"game": {"id"}, "logs": True, "features": True}, ("player_day", "features")),
+    "player_summary": ({"game": {"id"}, "logs": True}, ("player_day", "player_summary")),
+    "features": ({"game": {"id"}, "logs": True, "features": True}, ("player_day", "player_summary", "features")),
     "labels": ({"game": {"id"}, "logs": True, "features": {"population_window_days"}, "horizons": True},
                ("player_day", "labels")),
 }
@@ -82,6 +90,7 @@ class Windows:
     cutoff: dt.date
     window_start: dt.date   # population: active in [window_start, cutoff)
     steps_start: dt.date    # first day of the oldest history step
+    recent_start: dt.date   # features read player_day rows from here (the rest comes from the summary)
     ltv_end: dt.date
     purchase_end: dt.date
     label_end: dt.date      # labels read [cutoff, label_end)
@@ -91,8 +100,9 @@ class Windows:
         f, h = config.features, config.horizons
         ltv_end = cutoff + dt.timedelta(days=h.ltv_days)
         purchase_end = cutoff + dt.timedelta(days=h.purchase_days)
-        return cls(cutoff, cutoff - dt.timedelta(days=f.population_window_days),
-                   cutoff - dt.timedelta(days=f.step_days * f.n_steps), ltv_end, purchase_end,
+        window_start = cutoff - dt.timedelta(days=f.population_window_days)
+        steps_start = cutoff - dt.timedelta(days=f.step_days * f.n_steps)
+        return cls(cutoff, window_start, steps_start, min(window_start, steps_start), ltv_end, purchase_end,
                    max(ltv_end, purchase_end))
 
     def steps(self, config: GameConfig) -> list[dict[str, str]]:
@@ -137,6 +147,8 @@ def build_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt
         raise MissingPartitionError(
             f"raw table {config.logs.events.table!r} has no partition for {_days(missing)}; "
             "the game's log export for those days has not arrived (check the freshness alert)")
+    # before writing: a crash in between leaves summaries rebuilt needlessly, never trusted wrongly
+    _stale_summaries_after(engine, start, f"player_day from {start} to {end} was rebuilt after it")
     if start == end:
         result = engine.write_partitions("player_day", player_day_sql(config, start, end, duplicate_free),
                                          value=str(start))
@@ -176,13 +188,66 @@ def require_player_day(engine: Engine, config: GameConfig, start: dt.date, end: 
 
 
 # ----------------------------------------------------------------------------------------------
+# the running whole-history summary
+
+
+def summary_sql(config: GameConfig, cutoff: dt.date, previous: dt.date | None = None) -> str:
+    """The summary at `cutoff`: the summary at `previous` merged with player_day [previous, cutoff),
+    or, without `previous`, from every player_day row before the cutoff (the same rows either way)."""
+    if previous is not None and previous >= cutoff:
+        raise ValueError(f"a summary at {cutoff} cannot continue from the one at {previous}")
+    return sql.render("player_summary", config, cutoff=cutoff, previous=previous)
+
+
+def previous_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> dt.date | None:
+    """The newest summary before `cutoff` computed under the config's present definition (and not
+    made stale since by a rewritten player_day day), or None: then the summary is built from scratch."""
+    expected = definition(config, "player_summary")["hash"]
+    for value in reversed([v for v in engine.partitions("player_summary") if v < str(cutoff)]):
+        if (engine.get_partition_json("player_summary", value, DEFINITION_FILE) or {}).get("hash") == expected:
+            return dt.date.fromisoformat(value)
+    return None
+
+
+def build_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
+    """The running summary at `cutoff` (every player's whole-history aggregates of dt < cutoff),
+    incrementally from the newest current summary before it, else from scratch."""
+    previous = previous_summary(engine, config, cutoff)
+    # from scratch, every day since the first must be there; incrementally, the days since the previous
+    # summary (the earlier ones were checked when it was built, and rewriting one since made it stale)
+    require_player_day(engine, config, previous or dt.date.min, cutoff, f"features at {cutoff} (whole-history summary)")
+    result = engine.write_partitions("player_summary", summary_sql(config, cutoff, previous), value=str(cutoff))
+    engine.put_partition_json("player_summary", str(cutoff), LINEAGE_FILE,
+                              {"previous": str(previous) if previous else None,
+                               "player_day": {"from": str(previous) if previous else None, "before": str(cutoff)}})
+    _record_definition(engine, config, "player_summary", [str(cutoff)])
+    return result
+
+
+def ensure_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult | None:
+    """Build the summary at `cutoff` unless it is complete and current; None when it was."""
+    if is_current(engine, config, "player_summary", str(cutoff)):
+        return None
+    return build_summary(engine, config, cutoff)
+
+
+def _stale_summaries_after(engine: Engine, day: dt.date, why: str) -> None:
+    """Mark the summaries that hold `day` (cutoffs after it) stale: they hold its old rows. The
+    next summary then continues from an earlier one, or starts from scratch."""
+    for value in engine.partitions("player_summary"):
+        if value > str(day):
+            engine.put_partition_json("player_summary", value, DEFINITION_FILE,
+                                      {"hash": None, "table": "player_summary", "stale": why})
+
+
+# ----------------------------------------------------------------------------------------------
 # features and labels
 
 
 def features_sql(config: GameConfig, cutoff: dt.date) -> str:
     w = Windows.of(config, cutoff)
     return sql.render("features", config, cutoff=cutoff, cutoff_ts=f"{cutoff} 00:00:00",
-                      window_start=w.window_start, steps_start=w.steps_start, steps=w.steps(config),
+                      window_start=w.window_start, recent_start=w.recent_start, steps=w.steps(config),
                       calendar={"weekday": cutoff.isoweekday(), "month": cutoff.month, "day": cutoff.day})
 
 
@@ -194,10 +259,11 @@ def labels_sql(config: GameConfig, cutoff: dt.date) -> str:
 
 
 def build_features(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
-    """Features of the population at `cutoff` (reads player_day before the cutoff only)."""
+    """Features of the population at `cutoff` (reads player_day before the cutoff only): the
+    whole-history summary at the cutoff first (built unless current), then the features."""
     w = Windows.of(config, cutoff)
-    # lifetime aggregates read all history: every day since the first must be there
-    require_player_day(engine, config, dt.date.min, cutoff, f"features at {cutoff}")
+    ensure_summary(engine, config, cutoff)
+    require_player_day(engine, config, w.recent_start, cutoff, f"features at {cutoff}")
     result = engine.write_partitions("features", features_sql(config, cutoff), value=str(cutoff))
     if result.rows == 0:
         raise EmptyWindowError(f"no player was active in [{w.window_start}, {cutoff}): the cutoff is before the "

@@ -4,6 +4,7 @@ Layout (the S3 layout in AWS is the same under the game's buckets):
 
     <root>/<game>/raw/<table>/dt=YYYY-MM-DD/part-0.parquet     raw logs (the game's own schema)
     <root>/<game>/player_day/dt=YYYY-MM-DD/                    daily aggregates
+    <root>/<game>/player_summary/cutoff=YYYY-MM-DD/            whole-history aggregates per player
     <root>/<game>/features/cutoff=YYYY-MM-DD/ , labels/...      per cutoff
     <root>/<game>/datasets/<version>/                           immutable dataset versions
     <root>/<game>/truth/cutoff=YYYY-MM-DD/                      simulator ground truth (simulated games)

@@ -17,7 +17,8 @@ PARQUET = {
     "serde": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
 }
 # construct ids by role, so logical ids are the same for every game whatever its raw table names
-_IDS = {"player_day": "PlayerDayTable", "features": "FeaturesTable", "labels": "LabelsTable",
+_IDS = {"player_day": "PlayerDayTable", "player_summary": "PlayerSummaryTable", "features": "FeaturesTable",
+        "labels": "LabelsTable",
         "datasets": "DatasetsTable", "predictions": "PredictionsTable"}
 
 

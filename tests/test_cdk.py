@@ -295,7 +295,8 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
             "DataLakePrincipalIdentifier": "IAM_ALLOWED_PRINCIPALS"}}]})})
     tables = {r["Properties"]["TableInput"]["Name"]: r["Properties"] for r in resources(tpl, "AWS::Glue::Table").values()}
     ev, pl = config.logs.events, config.logs.players
-    assert set(tables) == {ev.table, pl.table, "player_day", "features", "labels", "datasets", "predictions"}
+    assert set(tables) == {ev.table, pl.table, "player_day", "player_summary", "features", "labels", "datasets",
+                           "predictions"}
     ident = "string" if config.logs.player_id_type == "string" else "bigint"
     raw_columns = {c["Name"]: c["Type"] for c in tables[ev.table]["TableInput"]["StorageDescriptor"]["Columns"]}
     assert raw_columns[ev.columns.player_id.lower()] == ident
@@ -308,7 +309,8 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
     start = str(projection_start(config))
     history = dt.timedelta(days=config.features.n_steps * config.features.step_days)
     assert start == str(config.aws.logs_start or config.datasets.first_start - history), "the game's first day"
-    for name, key in {ev.table: "dt", pl.table: "dt", "player_day": "dt", "features": "cutoff", "labels": "cutoff"}.items():
+    for name, key in {ev.table: "dt", pl.table: "dt", "player_day": "dt", "player_summary": "cutoff",
+                      "features": "cutoff", "labels": "cutoff"}.items():
         table_input = tables[name]["TableInput"]
         assert table_input["PartitionKeys"] == [{"Name": key, "Type": "string"}]
         assert {"projection.enabled": "true", f"projection.{key}.type": "date",
@@ -324,6 +326,10 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
     assert predictions["Parameters"]["projection.dt.range"] == f"{start},NOW"
     for table in tables.values():  # a reserved word in Athena's (Hive) DDL needs quoting in every query
         assert not {k["Name"] for k in table["TableInput"]["PartitionKeys"]} & HIVE_RESERVED
+    summary = {c["Name"]: c["Type"] for c in tables["player_summary"]["TableInput"]["StorageDescriptor"]["Columns"]}
+    assert list(summary.items()) == list(table_specs(config)["player_summary"].columns)
+    assert (summary["revenue"], summary["rounded_revenue_sq"], summary["purchase_gaps"]) == \
+        ("decimal(38,9)", "decimal(38,12)", "bigint"), "exact sums: decimals and integers"
     feature_columns = [c["Name"] for c in tables["features"]["TableInput"]["StorageDescriptor"]["Columns"]]
     assert feature_columns == [c for c, _ in table_specs(config)["features"].columns]
     assert f"revenue_w{config.features.n_steps}" in feature_columns and "cutoff" not in feature_columns

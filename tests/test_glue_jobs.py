@@ -254,8 +254,10 @@ def population(lake: Path, cutoff: dt.date, days: int) -> set[str]:
 
 def test_cutoffs_job_builds_the_features_and_labels_the_day_completes(config, config_file, lake):
     build_player_day(config, lake, end=dt.date(2025, 2, 23))
-    cutoffs.main(local_args(config_file, lake, "--date", "2025-02-23"))  # a Sunday
+    summary = cutoffs.main(local_args(config_file, lake, "--date", "2025-02-23"))  # a Sunday
     features_at, labels_at = dt.date(2025, 2, 24), dt.date(2025, 2, 17)
+    assert summary.startswith(f"summary {features_at}: ") and f"features {features_at}: " in summary
+    assert table_dir(lake, "player_summary", f"cutoff={features_at}", SUCCESS).exists()
     features = pd.read_parquet(table_dir(lake, "features", f"cutoff={features_at}", "part-0.parquet"))
     labels = pd.read_parquet(table_dir(lake, "labels", f"cutoff={labels_at}", "part-0.parquet"))
     assert (table_dir(lake, "features", f"cutoff={features_at}", SUCCESS).exists()
@@ -354,6 +356,7 @@ class RecordingEngine:
     def __init__(self, config: cfg.GameConfig, days: list[dt.date]):
         self.config, self.days, self.sent = config, [str(d) for d in days], []
         self.raw = set(config.logs.tables)
+        self.written: dict[str, list[str]] = {}
 
     def _record(self, sql_text: str) -> None:
         self.sent.append(statement(sql_text))
@@ -380,10 +383,13 @@ class RecordingEngine:
 
     def write_partitions(self, table: str, sql_text: str, value: str | None = None) -> WriteResult:
         self._record(sql_text)
+        self.written.setdefault(table, []).append(value)
         return WriteResult(table, [value], 100)
 
     def partitions(self, table: str) -> list[str]:
-        return self.days if table in self.raw or table == "player_day" else self.complete
+        if table in self.raw or table == "player_day":
+            return self.days
+        return sorted({*self.complete, *self.written.get(table, [])})
 
     complete: list[str] = []
 
@@ -418,6 +424,14 @@ def due_day(config: cfg.GameConfig) -> dt.date:
     return next(d for d in etl.day_range(dt.date(2025, 3, 1), dt.date(2025, 4, 1)) if all(cutoffs.due_cutoffs(config, d)))
 
 
+def previous_cutoff(config: cfg.GameConfig, day: dt.date) -> dt.date:
+    """The scheduled cutoff before the one `day` completes."""
+    cutoff = day
+    while not config.cutoffs.is_cutoff(cutoff):
+        cutoff -= dt.timedelta(days=1)
+    return cutoff
+
+
 def compare_snapshot(path: Path, content: str, update: bool) -> str | None:
     """None if the snapshot holds `content`; else the problem, with the unified diff. With `update`,
     a differing snapshot is rewritten, and that is still reported: the rewrite is a change to review."""
@@ -442,10 +456,12 @@ def test_trino_text_of_every_job_matches_its_snapshot(game, tmp_path):
     texts = {
         "validate": recorded(config, tmp_path, validate, {"date": str(day)}),
         "player_day": recorded(config, tmp_path, daily, {"date": str(day)}),
-        "cutoffs": recorded(config, tmp_path, cutoffs, {"date": str(day)}),
+        # the summary of the previous cutoff exists: the daily path's incremental summary
+        "cutoffs": recorded(config, tmp_path, cutoffs, {"date": str(day)}, complete=[str(previous_cutoff(config, day))]),
         "dataset": recorded(config, tmp_path, dataset, {"version": "rolling", "date": str(day)}, complete=spec_cutoffs),
     }
-    assert texts["cutoffs"].count("\n-- [") == 3 and texts["dataset"].count("\n-- [") == 3
+    assert texts["cutoffs"].count("\n-- [") == 4 and texts["dataset"].count("\n-- [") == 3
+    assert texts["cutoffs"].count("FROM player_summary") == 2, "the summary continues from the previous one"
     update = os.environ.get("LTV_UPDATE_SNAPSHOTS") == "1"
     problems = [compare_snapshot(SNAPSHOTS / game / f"{job}.sql",
                                  f"-- Trino text the {job} job of {game} sends to Athena for run date {day}.\n"
@@ -800,7 +816,8 @@ def job_role_policy(cloud: Cloud) -> PolicyEvaluator:
 def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud, tmp_path):
     """Each job runs with its template's arguments against moto built from the template; Athena
     answers by running the Trino text the job sends, transpiled back to DuckDB, over what is in
-    S3. The same jobs on the DuckDB engine over the same raw logs are the reference. Every
+    S3. The same jobs on the DuckDB engine over the same raw logs are the reference (the
+    whole-history summaries too: the cutoffs job continues from the previous cutoff's). Every
     permission the runs needed (the jobs' calls, Athena's on their behalf, Glue's own) must be
     allowed by the jobs' IAM policy in the template."""
     config, game = cloud.config, cloud.config.game.id
@@ -828,6 +845,10 @@ def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud,
     etl.build_player_day(local_engine, config, START, due - dt.timedelta(days=2))
     for day in etl.day_range(START, due - dt.timedelta(days=1)):  # the days before, as built earlier
         cloud.upload(local / game, cloud.bucket("curated"), f"player_day/dt={day}")
+    # the previous cutoff's summary, as built earlier: both continue from it (the daily path)
+    previous = previous_cutoff(config, due)
+    etl.build_summary(local_engine, config, previous)
+    cloud.upload(local / game, cloud.bucket("curated"), f"player_summary/cutoff={previous}")
     both(cutoffs, "cutoffs", date=unvalidated)
     both(dataset, "dataset", version="rolling", date=unvalidated)
 
@@ -843,6 +864,16 @@ def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud,
     features_at, labels_at = cutoffs.due_cutoffs(config, due)
     built = [("features", c) for c in features_at] + [("labels", c) for c in labels_at]
     assert len(built) == 2
+    lineage = json.loads(cloud.session.client("s3").get_object(
+        Bucket=curated, Key=f"player_summary/cutoff={features_at[0]}/{etl.LINEAGE_FILE}")["Body"].read())
+    assert lineage["previous"] == str(previous), "Athena merged the previous summary with the days since"
+    # every summary: the cutoffs job's and those the dataset job built from scratch, then cutoff by cutoff
+    summaries = sorted(p.name for p in (local / game / "player_summary").iterdir() if p.name.startswith("cutoff="))
+    assert len(summaries) >= 4 and summaries == sorted(
+        k.split("/")[1] for k in cloud.keys(curated, "player_summary/") if k.endswith("/_SUCCESS"))
+    for partition in summaries:
+        frames_equal(cloud.read(curated, f"player_summary/{partition}/part-0.parquet"),
+                     pd.read_parquet(local / game / "player_summary" / partition / "part-0.parquet"), ["player_id"])
     for table, cutoff in built:
         got = cloud.read(curated, f"{table}/cutoff={cutoff}/part-0.parquet")
         assert len(got) > 20

@@ -10,12 +10,15 @@ from conftest import make_config
 from ltv import etl, sql
 
 CUTOFF = dt.date(2025, 6, 2)
+PREVIOUS = dt.date(2025, 5, 26)
 
 
 def rendered(game: str) -> dict[str, str]:
     config = make_config(game)
     return {
         "player_day": etl.player_day_sql(config, dt.date(2025, 6, 1), dt.date(2025, 6, 1)),
+        "player_summary": etl.summary_sql(config, CUTOFF, PREVIOUS),
+        "player_summary from scratch": etl.summary_sql(config, CUTOFF),
         "features": etl.features_sql(config, CUTOFF),
         "labels": etl.labels_sql(config, CUTOFF),
         "dataset": sql.render("dataset", config, split="train", cutoffs=["2025-05-26", "2025-06-02"]),
@@ -44,8 +47,24 @@ def test_templates_take_names_from_the_config() -> None:
     assert b["features"].count("AS revenue_w") == 2 * steps["dragon-merge"]
 
 
+def reads(text: str, table: str) -> list[str]:
+    """The WHERE clause of every SELECT that reads `table` directly."""
+    tree = sqlglot.parse_one(text, read="duckdb")
+    return [t.parent_select.args["where"].sql() for t in tree.find_all(sqlglot.exp.Table) if t.name == table]
+
+
 def test_feature_sql_reads_only_history_before_the_cutoff() -> None:
-    tree = sqlglot.parse_one(rendered("galaxy-raiders")["features"], read="duckdb")
-    reads = [t for t in tree.find_all(sqlglot.exp.Table) if t.name == "player_day"]
-    assert len(reads) == 1, "player_day is read in exactly one place"
-    assert reads[0].parent_select.args["where"].sql() == "WHERE dt < '2025-06-02'"
+    text = rendered("galaxy-raiders")["features"]
+    assert reads(text, "player_day") == ["WHERE dt < '2025-06-02' AND (dt >= '2025-04-07' OR purchases > 0)"], \
+        "player_day is read in exactly one place: the 8 weekly steps, and purchase days for the median gap"
+    assert reads(text, "player_summary") == ["WHERE cutoff = '2025-06-02'"], "the summary at the cutoff, only"
+
+
+def test_summary_sql_reads_the_previous_summary_and_the_days_since() -> None:
+    texts = rendered("galaxy-raiders")
+    assert reads(texts["player_summary"], "player_day") == ["WHERE dt >= '2025-05-26' AND dt < '2025-06-02'"]
+    assert reads(texts["player_summary"], "player_summary") == ["WHERE cutoff = '2025-05-26'"]
+    assert reads(texts["player_summary from scratch"], "player_day") == ["WHERE dt < '2025-06-02'"]
+    assert reads(texts["player_summary from scratch"], "player_summary") == []
+    with pytest.raises(ValueError, match="cannot continue"):
+        etl.summary_sql(make_config(), PREVIOUS, CUTOFF)

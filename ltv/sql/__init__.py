@@ -19,7 +19,7 @@ import sqlglot
 
 from ltv.config import GameConfig
 
-TEMPLATES = ("player_day", "features", "labels", "dataset", "check")
+TEMPLATES = ("player_day", "player_summary", "features", "labels", "dataset", "check")
 
 
 def quote(identifier: str) -> str:
