@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ltv import etl, metrics, schedule, webhook
+from ltv import etl, metric_names, metrics, schedule, webhook
 from ltv.config import LOWER_IS_BETTER, GameConfig, Policy
 from ltv.engine import Engine
 from ltv.evaluate import clean
@@ -41,9 +41,6 @@ from ltv.scoring import Predictions
 from ltv.stats import psi, psi_table
 
 PREDICTION_DRIFT_COLUMNS = ("ltv_expected", "p_payer", "p_churn")
-# CloudWatch: one namespace per game, one metric per policy (dimensions: its signal and name)
-METRIC = "PolicyValue"
-MISSED_RUNS_METRIC = "MissedScoringRuns"
 MISSED_RUNS_LOOKBACK_DAYS = 14
 
 
@@ -278,11 +275,6 @@ def alarm_threshold(policy: Policy) -> float:
     return float(policy.min_features) if policy.signal == "feature_drift" else float(policy.threshold)
 
 
-def metric_namespace(game: str) -> str:
-    """The CloudWatch namespace of a game's monitoring metrics (the alarms watch the same)."""
-    return f"LTV/{game}"
-
-
 def metric_dimensions(policy: Policy | PolicyValue) -> list[dict[str, str]]:
     name = policy.name if isinstance(policy, Policy) else policy.policy
     return [{"Name": "Signal", "Value": policy.signal}, {"Name": "Policy", "Value": name}]
@@ -291,8 +283,8 @@ def metric_dimensions(policy: Policy | PolicyValue) -> list[dict[str, str]]:
 def metric_data(report: MonitoringReport, at: dt.datetime | None = None) -> list[dict[str, Any]]:
     """The report's policy values as CloudWatch `MetricData` (what the AWS monitoring job publishes)."""
     stamp = {"Timestamp": at} if at else {}
-    return [{"MetricName": METRIC, "Dimensions": metric_dimensions(v), "Value": v.value, "Unit": "None", **stamp}
-            for v in report.values]
+    return [{"MetricName": metric_names.POLICY_VALUE, "Dimensions": metric_dimensions(v), "Value": v.value,
+             "Unit": "None", **stamp} for v in report.values]
 
 
 def scoring_days(config: GameConfig, start: dt.date, end: dt.date) -> list[dt.date]:

@@ -23,3 +23,19 @@ def post_json(url: str, body: bytes, timeout: float = 5.0) -> str:
             return f"webhook {response.status}"
     except Exception as e:  # noqa: BLE001 - an unreachable webhook must not stop the caller
         return f"webhook failed: {type(e).__name__}: {e}"
+
+
+def text_of(subject: str | None, message: str) -> str:
+    """One readable line from an SNS notification of the game's topic: a monitoring alert (JSON
+    with `text`), a CloudWatch alarm (JSON with `AlarmName`), or plain text (job failures)."""
+    try:
+        body = json.loads(message)
+    except ValueError:
+        body = message
+    if isinstance(body, dict) and isinstance(body.get("text"), str):
+        return body["text"]
+    if isinstance(body, dict) and "AlarmName" in body:
+        return (f"{body.get('NewStateValue', '?')}: {body['AlarmName']}: {body.get('AlarmDescription') or ''} "
+                f"({body.get('NewStateReason', '')})").replace("  ", " ")
+    text = body if isinstance(body, str) else json.dumps(body)
+    return f"{subject}: {text}" if subject and subject not in text else text
