@@ -24,6 +24,7 @@ from ltv.errors import LtvError
 logger, tracer = Logger(service="alerts-webhook"), Tracer()
 SECRET = "LTV_WEBHOOK_SECRET"
 CACHE_SECONDS = 300
+SCHEMES = ("https://",)  # a webhook URL carries its credential: never sent in clear text
 
 
 @logger.inject_lambda_context
@@ -35,9 +36,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.error("malformed event: not an SNS notification, nothing posted", extra={"keys": sorted(event)[:10]})
         return {"posted": 0, "malformed": True}
     url = parameters.get_secret(os.environ[SECRET], max_age=CACHE_SECONDS).strip()
-    if not url.startswith("https://"):
-        logger.warning(f"no webhook URL yet: store it with aws secretsmanager put-secret-value --secret-id "
-                       f"{os.environ[SECRET]} --secret-string https://hooks.example.com/...; "
+    if not url.startswith(SCHEMES):
+        logger.warning(f"no webhook URL yet (or not an https URL): store it with aws secretsmanager "
+                       f"put-secret-value --secret-id {os.environ[SECRET]} --secret-string https://hooks.example.com/...; "
                        f"{len(records)} notification(s) not posted")
         return {"posted": 0}
     for record in records:

@@ -50,6 +50,8 @@ DATA_FILE = "part-0.parquet"
 CHUNK_ROWS = 200_000            # rows per chunk read back from an UNLOAD (bounds a worker's memory)
 MIB = 1024 ** 2
 SLICES_PER_PART = 8             # a part grows by at most 1/8 of its budget per write, so it stays below it
+FOOTER_BYTES_PER_CHUNK = 160    # parquet footer: metadata and statistics of each column of each row group
+FOOTER_BYTES = 8192             # and the schema
 _HIVE_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "DOUBLE": "double", "FLOAT": "float",
                "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "SMALLINT": "smallint"}
 
@@ -463,15 +465,16 @@ class PartWriter:
     """One partition's rows as local parquet parts of at most about `budget` bytes each.
 
     Rows are written in slices of about `budget / SLICES_PER_PART` bytes (row groups); before a
-    slice would take the current part past its budget, the part is closed and the next begun. A
-    slice's size is estimated from the bytes per row of what was already written (at first, from
-    the rows' size in memory, which is larger than in compressed parquet)."""
+    slice would take the current part past its budget (its rows, plus the footer the part will
+    end with), the part is closed and the next begun. A slice's size is estimated from the bytes
+    per row of what was already written (at first, from the rows' size in memory, which is larger
+    than in compressed parquet)."""
 
     def __init__(self, directory: Path, schema: Any, budget: int):
         self.directory, self.schema, self.budget = directory, schema, budget
         self.files: list[Path] = []
         self._writer: Any = None
-        self._rows = 0
+        self._rows = self._groups = 0
         self._bytes_per_row: float | None = None
 
     def write(self, table: Any) -> None:
@@ -479,11 +482,14 @@ class PartWriter:
         while done < table.num_rows:
             per_row = self._bytes_per_row or max(table.nbytes / table.num_rows, 1.0)
             n = min(self._slice_rows(per_row), table.num_rows - done)
-            if self._writer is None or (self._rows and self._size() + per_row * n > self.budget):
+            if self._writer is None or (self._rows and self._size() + per_row * n + self._footer(1) > self.budget):
                 self._next_part()
             self._writer.write_table(table.slice(done, n))
-            done, self._rows = done + n, self._rows + n
+            done, self._rows, self._groups = done + n, self._rows + n, self._groups + 1
             self._bytes_per_row = max(self._size() / self._rows, 1.0)
+
+    def _footer(self, more_groups: int) -> int:
+        return FOOTER_BYTES + (self._groups + more_groups) * len(self.schema) * FOOTER_BYTES_PER_CHUNK
 
     def _slice_rows(self, per_row: float) -> int:
         return max(1, int(self.budget / SLICES_PER_PART / per_row))
@@ -499,7 +505,7 @@ class PartWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.files.append(self.directory / part_name(len(self.files)))
         self._writer = pq.ParquetWriter(self.files[-1], self.schema, compression="snappy")
-        self._rows = 0
+        self._rows = self._groups = 0
 
     def close(self) -> None:
         """Finish the last part (a partition without rows still gets one part: the schema)."""

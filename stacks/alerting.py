@@ -32,7 +32,8 @@ PLACEHOLDER = "not-set: put the webhook URL here (aws secretsmanager put-secret-
 
 class AlertsStack(Stack):
     """`Ltv-<Game>-Alerts`: `alerts` (the topic), `dead_letters` (the Lambdas' failed events),
-    `code` (the Lambdas' shared code asset) and, with `alarms.webhook`, `webhook` and `secret`."""
+    `lambda_bundle` (the Lambdas' code directory; each stack makes its own asset of it) and, with
+    `alarms.webhook`, `webhook` and `secret`."""
 
     def __init__(self, scope: Construct, id_: str, *, config: GameConfig, lake: DataLakeStack, lambda_bundle: Path,
                  **kwargs: Any) -> None:
@@ -48,7 +49,7 @@ class AlertsStack(Stack):
         self.dead_letters = DeadLetters(self, "FailedEvents", queue_name=names.resource("failed-events"), key=key,
                                         retention_days=config.alarms.failed_events_retention_days,
                                         removal_policy=policy).queue
-        self.code = bundle_code(lambda_bundle)
+        self.lambda_bundle = lambda_bundle
         self.secret = self.webhook = None
         if config.alarms.webhook:
             self._webhook(config, names, lake, policy)
@@ -72,7 +73,7 @@ class AlertsStack(Stack):
         self.webhook = GameFunction(
             self, "Webhook", function_name=names.resource("alerts-webhook"), handler="lambdas.webhook.handler",
             description=f"Posts {config.game.name}'s alerts to the chat webhook in {self.secret.secret_name}",
-            code=self.code, service="alerts-webhook", game=config.game.id, key=key, dead_letters=self.dead_letters,
+            code=bundle_code(self.lambda_bundle), service="alerts-webhook", game=config.game.id, key=key, dead_letters=self.dead_letters,
             environment={"LTV_WEBHOOK_SECRET": self.secret.secret_name}, timeout=Duration.seconds(30),
             log_retention_days=config.stack.log_retention_days, removal_policy=policy, statements=[
                 iam.PolicyStatement(sid="ReadWebhookUrl", actions=["secretsmanager:GetSecretValue"],

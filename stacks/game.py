@@ -62,9 +62,11 @@ def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Whee
     monitoring = MonitoringStack(app, names.stack("Monitoring"), config=config, lake=lake, etl=etl, ml=ml,
                                  scoring=scoring, alerts=alerts, stack_name=names.stack("Monitoring"), **common,
                                  description=f"Player LTV monitoring of {config.game.name}: job, alarms, retraining")
-    # the topic's policy names the rules of the other stacks; deploy the topic first
-    for stack in (etl, scoring, monitoring):
-        stack.add_stack_dependency(alerts)
+    # deploy in this order: the topic's policy names the rules of the other stacks, scoring serves
+    # what the ML stack registers, and monitoring watches everything
+    for stack, before in ((etl, alerts), (scoring, alerts), (scoring, ml), (monitoring, alerts), (monitoring, ml),
+                          (monitoring, scoring)):
+        stack.add_stack_dependency(before)
     return GameStacks(lake, alerts, etl, ml, scoring, monitoring)
 
 

@@ -29,7 +29,7 @@ from ltv.registry import group_name
 from ltv.sagemaker_scoring import FEATURES, LATEST_TABLE, MANIFESTS, PREDICTIONS_TABLE, Settings
 from stacks.alerting import AlertsStack
 from stacks.data_lake import DataLakeStack
-from stacks.lambdas import GameFunction
+from stacks.lambdas import GameFunction, bundle_code
 from stacks.ml import MlStack
 from stacks.names import Names
 from stacks.nag import wildcard_findings
@@ -58,7 +58,7 @@ class ScoringStack(Stack):
             max_payload_mb=config.scoring.max_payload_mb, invocation_timeout_s=config.scoring.invocation_timeout_s,
             cutoff_weekday=config.cutoffs.weekday, cutoff_every_weeks=config.cutoffs.every_weeks,
             scoring_cron=config.schedules.scoring)
-        common = {"code": alerts.code, "game": config.game.id, "key": key, "dead_letters": alerts.dead_letters,
+        common = {"code": bundle_code(alerts.lambda_bundle), "game": config.game.id, "key": key, "dead_letters": alerts.dead_letters,
                   "log_retention_days": config.stack.log_retention_days, "removal_policy": removal_policy(config)}
         self.score = GameFunction(
             self, "Score", function_name=names.resource("score"), handler="lambdas.score.handler",

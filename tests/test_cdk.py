@@ -98,15 +98,21 @@ def props_named(tpl: Template, kind: str, key: str, name: str) -> dict[str, Any]
 # the app
 
 
+CONCERNS = ("DataLake", "Alerts", "Etl", "Ml", "Scoring", "Monitoring")
+
+
 def test_every_game_config_synthesises_into_its_own_account(app, games):
     assert {"galaxy-raiders", "dragon-merge"} <= set(games)
     for config in games.values():
-        for concern in ("DataLake", "Etl", "Ml"):
+        for concern in CONCERNS:
             st = stack(app, config, concern)
             assert st.stack_name == f"Ltv-{Names.of(config).pascal}-{concern}"
             assert (st.account, st.region) == (config.aws.account, config.aws.region)
             assert st.tags.tag_values()["ltv:game"] == config.game.id
-    assert stack(app, games["galaxy-raiders"], "Etl").dependencies == [stack(app, games["galaxy-raiders"], "DataLake")]
+    depends = {c: {d.node.id.rsplit("-", 1)[1] for d in stack(app, games["galaxy-raiders"], c).dependencies}
+               for c in CONCERNS}
+    assert depends == {"DataLake": set(), "Alerts": {"DataLake"}, "Etl": {"DataLake", "Alerts"}, "Ml": {"DataLake"},
+                       "Scoring": {"DataLake", "Alerts", "Ml"}, "Monitoring": {"DataLake", "Alerts", "Etl", "Ml", "Scoring"}}
 
 
 def test_game_context_selects_one_config_and_no_context_selects_all():
@@ -119,7 +125,7 @@ def test_game_context_selects_one_config_and_no_context_selects_all():
 def test_stack_tags_come_from_the_config(app, games):
     """Stack tags, which CloudFormation applies to every resource that takes tags."""
     manifest = json.loads((Path(app.outdir) / "manifest.json").read_text())["artifacts"]
-    for concern in ("DataLake", "Etl", "Ml"):
+    for concern in CONCERNS:
         tags = manifest[f"Ltv-GalaxyRaiders-{concern}"]["properties"]["tags"]
         assert tags == {"ltv:game": "galaxy-raiders", "team": "analytics", "game": "galaxy-raiders"}
 
@@ -295,7 +301,8 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
             "DataLakePrincipalIdentifier": "IAM_ALLOWED_PRINCIPALS"}}]})})
     tables = {r["Properties"]["TableInput"]["Name"]: r["Properties"] for r in resources(tpl, "AWS::Glue::Table").values()}
     ev, pl = config.logs.events, config.logs.players
-    assert set(tables) == {ev.table, pl.table, "player_day", "features", "labels", "datasets", "predictions"}
+    assert set(tables) == {ev.table, pl.table, "player_day", "features", "labels", "datasets", "predictions",
+                           "latest_predictions"}
     ident = "string" if config.logs.player_id_type == "string" else "bigint"
     raw_columns = {c["Name"]: c["Type"] for c in tables[ev.table]["TableInput"]["StorageDescriptor"]["Columns"]}
     assert raw_columns[ev.columns.player_id.lower()] == ident
@@ -319,9 +326,12 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
     assert datasets["projection.version.type"] == "injected"
     assert datasets["projection.split.values"] == "train,validation,test"
     assert datasets["storage.location.template"]["Fn::Join"][1][-1] == "/datasets/${version}/split=${split}/"
-    predictions = tables["predictions"]["TableInput"]
+    predictions, latest = tables["predictions"]["TableInput"], tables["latest_predictions"]["TableInput"]
     assert [k["Name"] for k in predictions["PartitionKeys"]] == ["game", "dt", "run"]
-    assert predictions["Parameters"]["projection.dt.range"] == f"{start},NOW"
+    assert [k["Name"] for k in latest["PartitionKeys"]] == ["game", "dt"]
+    for table in (predictions, latest):  # the publisher registers complete runs: no projection of half-written ones
+        assert not any(k.startswith("projection.") for k in table["Parameters"]), table["Parameters"]
+        assert table["StorageDescriptor"]["Columns"] == predictions["StorageDescriptor"]["Columns"]
     for table in tables.values():  # a reserved word in Athena's (Hive) DDL needs quoting in every query
         assert not {k["Name"] for k in table["TableInput"]["PartitionKeys"]} & HIVE_RESERVED
     feature_columns = [c["Name"] for c in tables["features"]["TableInput"]["StorageDescriptor"]["Columns"]]
@@ -484,45 +494,64 @@ def test_workflows_chain_the_jobs_on_the_configured_schedules(app, games, game):
         assert t["Predicate"] == {"Logical": "AND", "Conditions": [
             {"JobName": {"Ref": jobs[f"ltv-{game}-{before}"]}, "LogicalOperator": "EQUALS", "State": "SUCCEEDED"}]}
         assert t["Actions"] == [{"JobName": {"Ref": jobs[f"ltv-{game}-{after}"]}}]
-    dataset = triggers[f"ltv-{game}-dataset-start"]
-    assert dataset["Schedule"] == config.schedules.retrain
+    dataset = triggers[f"ltv-{game}-dataset-start"]  # started by EventBridge: the schedule or a drift alarm
+    assert dataset["Type"] == "EVENT" and dataset["EventBatchingCondition"] == {"BatchSize": 1}
     assert dataset["Actions"] == [{"JobName": {"Ref": jobs[f"ltv-{game}-dataset"]}}]
+    schedule = props_named(tpl, "AWS::Events::Rule", "Name", f"ltv-{game}-retrain-schedule")
+    assert schedule["ScheduleExpression"] == config.schedules.retrain
+    target, = schedule["Targets"]
+    assert target["Arn"] == f"arn:aws:glue:{config.aws.region}:{config.aws.account}:workflow/ltv-{game}-dataset"
+    role = next(r["Properties"] for k, r in resources(tpl, "AWS::IAM::Role").items()
+                if {"Fn::GetAtt": [k, "Arn"]} == target["RoleArn"])
+    assert role["RoleName"] == f"ltv-{game}-start-dataset"
+    tpl.has_resource_properties("AWS::IAM::Policy", {"PolicyName": "start-dataset", "PolicyDocument": {
+        "Version": "2012-10-17", "Statement": [{"Sid": "NotifyDatasetWorkflow", "Effect": "Allow",
+                                                "Action": "glue:NotifyEvent", "Resource": target["Arn"]}]},
+        "Roles": Match.any_value()})
     assert config.schedules.daily_etl != games["galaxy-raiders" if game == "dragon-merge" else "dragon-merge"].schedules.daily_etl
 
 
-def test_failed_jobs_publish_to_the_encrypted_failure_topic(app, games):
-    tpl = template(app, games["galaxy-raiders"], "Etl")
-    topic_id = next(iter(resources(tpl, "AWS::SNS::Topic")))
-    tpl.has_resource_properties("AWS::SNS::Topic", Match.object_like({
-        "TopicName": "ltv-galaxy-raiders-etl-failures",
+def test_failed_jobs_publish_to_the_games_encrypted_alert_topic(app, games):
+    alerts = template(app, games["galaxy-raiders"], "Alerts")
+    topic_id = next(iter(resources(alerts, "AWS::SNS::Topic")))
+    alerts.has_resource_properties("AWS::SNS::Topic", Match.object_like({
+        "TopicName": "ltv-galaxy-raiders-alerts",
         "KmsMasterKeyId": Match.object_like({"Fn::GetStackOutput": Match.any_value()})}))
-    rule = next(iter(resources(tpl, "AWS::Events::Rule").values()))["Properties"]
+    tpl = template(app, games["galaxy-raiders"], "Etl")
+    assert not resources(tpl, "AWS::SNS::Topic"), "one topic per game, in the alerts stack"
+    rule = props_named(tpl, "AWS::Events::Rule", "Name", "ltv-galaxy-raiders-etl-job-failed")
     assert rule["EventPattern"] == {"source": ["aws.glue"], "detail-type": ["Glue Job State Change"], "detail": {
-        "jobName": [f"ltv-galaxy-raiders-{j}" for j in ("validate", "player-day", "cutoffs", "dataset")],
+        "jobName": [f"ltv-galaxy-raiders-{j}" for j in ("validate", "player-day", "cutoffs", "dataset", "monitor")],
         "state": ["FAILED", "TIMEOUT", "ERROR", "STOPPED"]}}
     target, = rule["Targets"]
-    assert (target["Id"], target["Arn"]) == ("EtlFailureTopic", {"Ref": topic_id})
+    assert target["Id"] == "EtlFailureTopic" and target["Arn"]["Fn::GetStackOutput"]["StackName"] == \
+        "Ltv-GalaxyRaiders-Alerts"
     transformer = target["InputTransformer"]
     assert transformer["InputPathsMap"]["message"] == "$.detail.message", "the job's error message is in the mail"
     assert json.loads(transformer["InputTemplate"].replace("<", "{").replace(">", "}")).startswith("Glue job {job}")
-    tpl.has_resource_properties("AWS::SNS::TopicPolicy", {"Topics": [{"Ref": topic_id}], "PolicyDocument": {
+    alerts.has_resource_properties("AWS::SNS::TopicPolicy", {"Topics": [{"Ref": topic_id}], "PolicyDocument": {
         "Version": "2012-10-17", "Statement": Match.array_with([Match.object_like({
             "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sns:Publish",
-            "Condition": {"ArnEquals": {"aws:SourceArn": Match.any_value()}}})])}})
-    lake = template(app, games["galaxy-raiders"], "DataLake")
-    lake.has_resource_properties("AWS::KMS::Key", Match.object_like({"KeyPolicy": {"Version": "2012-10-17", "Statement": Match.array_with([{
-        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*"}])}}))
+            "Condition": {"ArnEquals": {"aws:SourceArn":
+                                        "arn:aws:events:eu-west-1:111111111111:rule/ltv-galaxy-raiders-etl-job-failed"}}})])}})
+    key = next(iter(resources(template(app, games["galaxy-raiders"], "DataLake"), "AWS::KMS::Key").values()))
+    grants = [st for st in key["Properties"]["KeyPolicy"]["Statement"]
+              if st["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and st["Resource"] == "*"
+              and "Condition" not in st]
+    services = {svc for st in grants for svc in as_list(st["Principal"].get("Service", []))}
+    assert services == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}, "rules and alarms publish to the topic"
 
 
 @pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
-def test_the_configured_alert_emails_are_subscribed_to_the_failure_topic(app, games, game):
+def test_the_configured_alert_emails_are_subscribed_to_the_alert_topic(app, games, game):
     config = games[game]
-    tpl = template(app, config, "Etl")
+    tpl = template(app, config, "Alerts")
     topic_id = next(iter(resources(tpl, "AWS::SNS::Topic")))
     subscriptions = [r["Properties"] for r in resources(tpl, "AWS::SNS::Subscription").values()]
-    assert config.alerts.emails and sorted(s["Endpoint"] for s in subscriptions) == sorted(config.alerts.emails)
-    assert all(s["Protocol"] == "email" and s["TopicArn"] == {"Ref": topic_id} for s in subscriptions)
+    emails = [s for s in subscriptions if s["Protocol"] == "email"]
+    assert config.alerts.emails and sorted(s["Endpoint"] for s in emails) == sorted(config.alerts.emails)
+    assert all(s["TopicArn"] == {"Ref": topic_id} for s in subscriptions)
+    assert [s["Protocol"] for s in subscriptions if s not in emails] == (["lambda"] if config.alarms.webhook else [])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -619,7 +648,10 @@ def test_cdk_nag_runs_on_synth_and_every_acknowledgment_has_a_reason(app):
         assert rule.startswith("AwsSolutions-"), (path, rule)
         assert len(reason.split()) >= 8, f"{path}: {rule} needs a real reason, got {reason!r}"
     rules = {rule.split("[")[0] for _, rule, _ in acks}
-    assert rules == {"AwsSolutions-S1", "AwsSolutions-IAM5", "AwsSolutions-L1"}, rules
+    assert rules == {"AwsSolutions-S1", "AwsSolutions-IAM5", "AwsSolutions-L1", "AwsSolutions-IAM4", "AwsSolutions-SQS3",
+                     "AwsSolutions-SMG4", "AwsSolutions-GL1", "AwsSolutions-GL3"}, rules
+    iam4 = {path for path, rule, _ in acks if rule.startswith("AwsSolutions-IAM4")}
+    assert all("/BucketNotificationsHandler" in p for p in iam4), "managed policies only in CDK's own handler"
 
 
 def test_cdk_nag_fails_the_synthesis_of_a_non_compliant_resource(tmp_path):
@@ -634,9 +666,9 @@ def test_cfn_lint_reports_nothing_on_any_template(app, games):
     from cfnlint.api import ManualArgs, lint_file
 
     templates = sorted(Path(app.outdir).glob("*.template.json"))
-    assert len(templates) == 3 * len(games)
+    assert len(templates) == len(CONCERNS) * len(games)
     for config in games.values():
-        for concern in ("DataLake", "Etl", "Ml"):
+        for concern in CONCERNS:
             path = Path(app.outdir) / f"{Names.of(config).stack(concern)}.template.json"
             matches = lint_file(path, config=ManualArgs(regions=[config.aws.region]))
             assert not matches, f"{path.name}: " + "; ".join(f"{m.rule.id} {m.message}" for m in matches)

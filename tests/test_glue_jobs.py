@@ -41,7 +41,7 @@ for _var, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
     os.environ[_var] = _value
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from cloud import CallRecorder, FakeAthena, Need, PolicyEvaluator, Templates, create_from_template  # noqa: E402
+from cloud import CallRecorder, FakeAthena, Need, PolicyEvaluator, Templates, moto_account  # noqa: E402
 from conftest import GAMES, ROOT, make_config  # noqa: E402
 
 sys.path.append(str(ROOT))  # stacks/ is not an installed package
@@ -544,35 +544,9 @@ class Cloud:
 def cloud(request, synthesized, monkeypatch) -> Cloud:
     """moto in the game's account and region, with the DataLake template's resources, FakeAthena
     and the call recorder hooked into every boto3 client created from now on."""
-    import boto3
-    import botocore.handlers
-    from moto import mock_aws
-    from moto.moto_api import state_manager
-
     config, tpl = synthesized[getattr(request, "param", "galaxy-raiders")]
-    monkeypatch.setenv("MOTO_ACCOUNT_ID", config.aws.account)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", config.aws.region)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    state_manager.set_transition(model_name="athena::execution", transition={"progression": "immediate"})
-    try:
-        with mock_aws():
-            session = boto3.Session(region_name=config.aws.region)
-            create_from_template(session, tpl, Names.of(config).stack("DataLake"))
-            lake_stack = Names.of(config).stack("DataLake")
-            kms = {}
-            for logical_id in tpl.resources(lake_stack, "AWS::S3::Bucket"):
-                props = tpl.props(lake_stack, logical_id)
-                rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-                if rule["SSEAlgorithm"] == "aws:kms":
-                    kms[props["BucketName"]] = rule["KMSMasterKeyID"]
-            recorder = CallRecorder(config.aws.account, config.aws.region, kms)
-            athena = FakeAthena(session, config.aws.account, recorder, today=dt.date(2025, 12, 31))
-            hooks = [("before-parameter-build", recorder.on_call), *athena.handlers()]
-            # sessions created from now on (boto3's default one included) carry the hooks
-            monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *hooks])
-            yield Cloud(config, tpl, session, athena, recorder)
-    finally:
-        state_manager.unset_transition(model_name="athena::execution")
+    with moto_account(tpl, [Names.of(config).stack("DataLake")], monkeypatch, dt.date(2025, 12, 31)) as account:
+        yield Cloud(config, tpl, account.session, account.athena, account.recorder)
 
 
 def test_the_moto_catalog_is_the_synthesized_one(cloud):
