@@ -17,9 +17,11 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
+from aws_lambda_powertools.utilities.parser.exceptions import InvalidModelTypeError
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas._parse import problems
 from ltv import metric_names as names
 from ltv.sagemaker_scoring import BatchScoring, Settings
 
@@ -55,9 +57,9 @@ def scoring() -> BatchScoring:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         job = parse(event=event, model=TransformJobEvent).detail
-    except ValidationError as e:
+    except (ValidationError, InvalidModelTypeError) as e:
         logger.error("malformed event: not a SageMaker Transform Job State Change, nothing published",
-                     extra={"problems": [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:5]]})
+                     extra={"problems": problems(e)})
         metrics.add_metric(name=names.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
         return {"status": "malformed"}
     def alert(message: str) -> None:

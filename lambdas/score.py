@@ -20,9 +20,11 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.exceptions import InvalidModelTypeError
 from aws_lambda_powertools.utilities.parser.models import S3Model
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas._parse import problems
 from ltv import metric_names as names
 from ltv.sagemaker_registry import SageMakerRegistry
 from ltv.sagemaker_scoring import BatchScoring, Settings, marker
@@ -50,10 +52,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"outcomes": []}
     try:
         records = parse(event=event, model=S3Model).Records
-    except ValidationError as e:
+    except (ValidationError, InvalidModelTypeError) as e:
         logger.error("malformed event: not an S3 ObjectCreated notification, nothing started",
-                     extra={"problems": [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:5]],
-                            "keys": sorted(event)[:10]})
+                     extra={"problems": problems(e), "keys": sorted(event)[:10] if isinstance(event, dict) else None})
         metrics.add_metric(name=names.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
         return {"outcomes": [], "malformed": True}
     outcomes = []

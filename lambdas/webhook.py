@@ -15,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.exceptions import InvalidModelTypeError
 from aws_lambda_powertools.utilities.parser.models import SnsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -32,7 +33,7 @@ SCHEMES = ("https://",)  # a webhook URL carries its credential: never sent in c
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         records = parse(event=event, model=SnsModel).Records
-    except ValidationError:
+    except (ValidationError, InvalidModelTypeError):
         logger.error("malformed event: not an SNS notification, nothing posted", extra={"keys": sorted(event)[:10]})
         return {"posted": 0, "malformed": True}
     url = parameters.get_secret(os.environ[SECRET], max_age=CACHE_SECONDS).strip()

@@ -188,7 +188,9 @@ class BatchScoring:
         try:
             self.sm.create_transform_job(**self.transform_request(name, model, manifest, output, mark, run,
                                                                   champion.version))
-        except self.sm.exceptions.ResourceInUse:
+        except self.sm.exceptions.ClientError as e:
+            if _code(e) != "ResourceInUse":
+                raise  # throttled or refused: the invocation fails and is retried
             return Outcome("exists", f"transform job {name} was started concurrently by a duplicate event", name)
         return Outcome("started", f"transform job {name} scores {len(parts)} part(s) of {mark.prefix} with model "
                                   f"version {champion.version} into {output}", name, champion.version, run)

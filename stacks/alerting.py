@@ -62,9 +62,9 @@ class AlertsStack(Stack):
             service="events", resource="rule", resource_name=rule_name))
 
     def _webhook(self, config: GameConfig, names: Names, lake: DataLakeStack, policy: RemovalPolicy) -> None:
-        key = lake.storage.key
+        key, secret_name = lake.storage.key, f"ltv/{config.game.id}/alerts-webhook"
         self.secret = secretsmanager.Secret(
-            self, "WebhookUrl", secret_name=f"ltv/{config.game.id}/alerts-webhook", encryption_key=key,
+            self, "WebhookUrl", secret_name=secret_name, encryption_key=key,
             description=f"The chat webhook URL that {config.game.name}'s alerts are posted to (set it after deploying)",
             secret_string_value=SecretValue.unsafe_plain_text(PLACEHOLDER), removal_policy=policy)
         Validations.of(self.secret).acknowledge(Acknowledgment(
@@ -72,9 +72,9 @@ class AlertsStack(Stack):
                                            "by a Lambda; it is replaced by hand when the chat service reissues it."))
         self.webhook = GameFunction(
             self, "Webhook", function_name=names.resource("alerts-webhook"), handler="lambdas.webhook.handler",
-            description=f"Posts {config.game.name}'s alerts to the chat webhook in {self.secret.secret_name}",
+            description=f"Posts {config.game.name}'s alerts to the chat webhook in the secret {secret_name}",
             code=bundle_code(self.lambda_bundle), service="alerts-webhook", game=config.game.id, key=key, dead_letters=self.dead_letters,
-            environment={"LTV_WEBHOOK_SECRET": self.secret.secret_name}, timeout=Duration.seconds(30),
+            environment={"LTV_WEBHOOK_SECRET": secret_name}, timeout=Duration.seconds(30),
             log_retention_days=config.stack.log_retention_days, removal_policy=policy, statements=[
                 iam.PolicyStatement(sid="ReadWebhookUrl", actions=["secretsmanager:GetSecretValue"],
                                     resources=[self.secret.secret_arn]),

@@ -321,6 +321,9 @@ class CallRecorder:
             via = (("kms:ViaService", f"sns.{self.region}.amazonaws.com"),)
             return [Need("sns:Publish", params["TopicArn"], why=why),
                     *([Need("kms:GenerateDataKey", key, via, why), Need("kms:Decrypt", key, via, why)] if key else [])]
+        if service == "secretsmanager" and op == "GetSecretValue":
+            return [Need("secretsmanager:GetSecretValue",
+                         f"arn:{PARTITION}:secretsmanager:{self.region}:{self.account}:secret:{params['SecretId']}", why=why)]
         if service == "cloudwatch" and op == "PutMetricData":
             return [Need("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", params["Namespace"]),), why)]
         raise NotImplementedError(f"no IAM mapping for {service}:{op}")

@@ -96,6 +96,7 @@ class Game:
     tpl: Templates
     account: Account
     names: Names
+    hooks: list[tuple[str, Any]]      # botocore's handlers with the account's (recorder, Athena)
 
     @property
     def s3(self) -> Any:
@@ -143,7 +144,9 @@ def game(synthesized, monkeypatch) -> Game:
     names = Names.of(config)
     stacks = [names.stack(c) for c in ("DataLake", "Alerts", "Ml")]
     with moto_account(tpl, stacks, monkeypatch, TODAY) as account:
-        yield Game(config, tpl, account, names)
+        import botocore.handlers
+
+        yield Game(config, tpl, account, names, list(botocore.handlers.BUILTIN_HANDLERS))
 
 
 @dataclass
@@ -405,18 +408,16 @@ def test_a_features_partition_is_scored_once_and_queryable_by_the_same_sql_as_lo
 
 
 def test_no_approved_package_starts_nothing_and_says_what_to_do(game, handlers, scoring_lake, monkeypatch,
-                                                                capsys) -> None:
+                                                                capsys, caplog) -> None:
     score_handler, _ = handlers
     write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
     filler_package(game, PENDING)
     filler_package(game, REJECTED)
     result = score_handler.handler(s3_event(game, f"features/cutoff={DAY}/{SUCCESS}"), Context("ltv-galaxy-raiders-score"))
     assert result["outcomes"][0]["status"] == "no-champion" and jobs(game) == []
-    output = capsys.readouterr().out
-    logged = [json.loads(line) for line in output.splitlines() if '"level"' in line]
-    error, = [entry for entry in logged if entry["level"] == "ERROR"]
-    assert "has no Approved package" in error["message"] and "ltv registry approve" in error["message"]
-    assert emitted_metrics(output) == {metric_names.NO_APPROVED_PACKAGE: 1.0}
+    error, = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "has no Approved package" in error.getMessage() and "ltv registry approve" in error.getMessage()
+    assert emitted_metrics(capsys.readouterr().out) == {metric_names.NO_APPROVED_PACKAGE: 1.0}
     assert game.sm.list_models()["Models"] == []
 
 
@@ -427,11 +428,8 @@ def test_the_latest_approved_package_is_chosen_across_pages(game, handlers, scor
     statuses = [APPROVED] * 101 + [REJECTED, PENDING]
     numbers = [filler_package(game, status) for status in statuses]
     calls: list[str] = []
-    import botocore.handlers
-    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [
-        *botocore.handlers.BUILTIN_HANDLERS,
-        ("before-call.sagemaker.ListModelPackages", lambda model, **_: calls.append(model.name))])
-    score_handler.scoring.cache_clear()
+    with_hooks(game, monkeypatch, score_handler,
+               ("before-call.sagemaker.ListModelPackages", lambda model, **_: calls.append(model.name)))
     outcome, = score_handler.handler(s3_event(game, f"features/cutoff={DAY}/{SUCCESS}"),
                                      Context("ltv-galaxy-raiders-score"))["outcomes"]
     assert outcome["status"] == "started"
@@ -441,7 +439,7 @@ def test_the_latest_approved_package_is_chosen_across_pages(game, handlers, scor
 
 
 def test_malformed_and_foreign_events_start_nothing(game, handlers, scoring_lake, tiny_model, monkeypatch,
-                                                    capsys) -> None:
+                                                    capsys, caplog) -> None:
     score_handler, _ = handlers
     write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
     register_model(game, tiny_model[0])
@@ -459,9 +457,10 @@ def test_malformed_and_foreign_events_start_nothing(game, handlers, scoring_lake
     assert score_handler.handler({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}, context) == \
         {"outcomes": []}
     assert jobs(game) == [] and game.sm.list_models()["Models"] == []
-    output = capsys.readouterr().out
-    messages = [json.loads(line)["message"] for line in output.splitlines() if '"level"' in line]
+    messages = [r.getMessage() for r in caplog.records]
     assert sum("malformed event" in m for m in messages) == 3
+    assert emitted_metrics(capsys.readouterr().out) == {metric_names.MALFORMED_EVENTS: 3.0,
+                                                        metric_names.IGNORED_OBJECTS: 4.0}
     assert any("is outside features/" in m for m in messages) and any("is a folder" in m for m in messages)
     assert any("part files and other objects are ignored" in m for m in messages)
     assert any("ObjectRemoved:Delete is not an ObjectCreated event" in m for m in messages)
@@ -484,6 +483,17 @@ def test_a_marker_deleted_or_rewritten_before_the_handler_runs_starts_nothing(ga
     assert jobs(game) == []
 
 
+def with_hooks(game: Game, monkeypatch, handlers_module: Any, *hooks: tuple[str, Any]) -> None:
+    """`hooks` (and only they, besides the account's) on every client made from now on (a new
+    default session picks them up); the handler's clients are made afresh."""
+    import boto3
+    import botocore.handlers
+
+    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*game.hooks, *hooks])
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    handlers_module.scoring.cache_clear()
+
+
 def throttle(op: str, code: str = "ThrottlingException") -> Any:
     def raise_error(**_: Any) -> None:
         raise ClientError({"Error": {"Code": code, "Message": "Rate exceeded"}}, op)
@@ -491,39 +501,30 @@ def throttle(op: str, code: str = "ThrottlingException") -> Any:
 
 
 def test_an_api_error_resolving_the_champion_is_raised_for_a_retry_and_starts_nothing(
-        game, handlers, scoring_lake, tiny_model, monkeypatch, capsys) -> None:
-    import botocore.handlers
-
+        game, handlers, scoring_lake, tiny_model, monkeypatch, caplog) -> None:
     score_handler, _ = handlers
     write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
     register_model(game, tiny_model[0])
-    builtin = botocore.handlers.BUILTIN_HANDLERS
-    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*builtin, throttle("ListModelPackages")])
-    score_handler.scoring.cache_clear()
+    with_hooks(game, monkeypatch, score_handler, throttle("ListModelPackages"))
     event = s3_event(game, f"features/cutoff={DAY}/{SUCCESS}")
     with pytest.raises(RegistryError, match="could not list the model packages: ThrottlingException"):
         score_handler.handler(event, Context("ltv-galaxy-raiders-score"))
     assert jobs(game) == [] and game.sm.list_models()["Models"] == []
-    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"level"' in line]
-    assert any(entry["level"] == "ERROR" for entry in logged) or True  # the platform logs the raised error
+    assert any("Exception received from handler" in r.getMessage() and "ThrottlingException" in (r.exc_text or "")
+               for r in caplog.records), "the error is logged with its traceback, then raised for a retry"
     # the platform's retry, once SageMaker answers again
-    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", builtin)
-    score_handler.scoring.cache_clear()
+    with_hooks(game, monkeypatch, score_handler)
     outcome, = score_handler.handler(event, Context("ltv-galaxy-raiders-score"))["outcomes"]
     assert outcome["status"] == "started" and len(jobs(game)) == 1
 
 
 def test_a_throttled_or_racing_create_transform_job(game, handlers, scoring_lake, tiny_model, monkeypatch) -> None:
-    import botocore.handlers
-
     score_handler, _ = handlers
     write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
     register_model(game, tiny_model[0])
     event = s3_event(game, f"features/cutoff={DAY}/{SUCCESS}")
-    builtin = botocore.handlers.BUILTIN_HANDLERS
     for code, expect in (("ThrottlingException", "raise"), ("ResourceInUse", "exists")):
-        monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*builtin, throttle("CreateTransformJob", code)])
-        score_handler.scoring.cache_clear()
+        with_hooks(game, monkeypatch, score_handler, throttle("CreateTransformJob", code))
         if expect == "raise":
             with pytest.raises(ClientError, match="ThrottlingException"):
                 score_handler.handler(event, Context("ltv-galaxy-raiders-score"))
@@ -531,8 +532,7 @@ def test_a_throttled_or_racing_create_transform_job(game, handlers, scoring_lake
             outcome, = score_handler.handler(event, Context("ltv-galaxy-raiders-score"))["outcomes"]
             assert outcome["status"] == "exists" and "started concurrently" in outcome["message"]
         assert jobs(game) == []
-    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", builtin)
-    score_handler.scoring.cache_clear()
+    with_hooks(game, monkeypatch, score_handler)
     first, = score_handler.handler(event, Context("ltv-galaxy-raiders-score"))["outcomes"]
     assert first["status"] == "started" and jobs(game) == [first["job"]]
     models = [m["ModelName"] for m in game.sm.list_models()["Models"]]
@@ -683,7 +683,7 @@ def test_the_aws_monitoring_job_publishes_the_metrics_of_ltv_monitor(game, scori
         StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(hours=1), Period=3600,
         Statistics=["Maximum"])["Datapoints"]
     expected_missed = missed_scoring_runs(config, [str(DAY)], now)
-    assert missed[0]["Maximum"] == len(expected_missed) == 2, "the two Mondays after the scored one have no run"
+    assert missed[0]["Maximum"] == len(expected_missed) == 1, "the Monday after the scored one has no run by noon"
     state = json.loads(game.s3.get_object(Bucket=curated, Key="monitoring/state.json")["Body"].read())
     assert state == json.loads((lake.monitoring / "state.json").read_text())
     policy = game.role_named(game.stack("Monitoring"), "ltv-galaxy-raiders-monitor")
