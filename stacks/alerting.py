@@ -28,6 +28,7 @@ from stacks.names import Names
 from stacks.storage import removal_policy
 
 PLACEHOLDER = "not-set: put the webhook URL here (aws secretsmanager put-secret-value)"
+FAILED_EVENTS = "failed-events"   # the dead-letter queue ltv-<game>-failed-events
 
 
 class AlertsStack(Stack):
@@ -46,7 +47,7 @@ class AlertsStack(Stack):
         self.alerts.allow_alarms("GameAlarmsPublish", self.format_arn(
             service="cloudwatch", resource="alarm", resource_name=f"{names.prefix}-*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME), self.account)
-        self.dead_letters = DeadLetters(self, "FailedEvents", queue_name=names.resource("failed-events"), key=key,
+        self.dead_letters = DeadLetters(self, "FailedEvents", queue_name=names.resource(FAILED_EVENTS), key=key,
                                         retention_days=config.alarms.failed_events_retention_days,
                                         removal_policy=policy).queue
         self.lambda_bundle = lambda_bundle

@@ -35,7 +35,7 @@ from ltv import metric_names
 from ltv.config import GameConfig, Policy
 from ltv.monitoring import alarm_threshold, metric_dimensions
 from ltv.registry import group_name
-from stacks.alerting import AlertsStack
+from stacks.alerting import FAILED_EVENTS, AlertsStack
 from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
 from stacks.etl_jobs import GLUE_JOBS_DIR, JobDef
@@ -192,10 +192,10 @@ class MonitoringStack(Stack):
                                                                        dimensions_map={"FunctionName": fn.name},
                                                      statistic="Sum", period=EVENTS_PERIOD),
                         1, at_least_one, quiet, notify=True) for fn in functions),
-            AlarmSpec(names.resource("failed-events"), "Events the Lambdas could not process are waiting in the "
+            AlarmSpec(names.resource(FAILED_EVENTS), "Events the Lambdas could not process are waiting in the "
                       "dead-letter queue", cloudwatch.Metric(
                           namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
-                          dimensions_map={"QueueName": alerts.dead_letters.queue_name}, statistic="Maximum",
+                          dimensions_map={"QueueName": names.resource(FAILED_EVENTS)}, statistic="Maximum",
                           period=EVENTS_PERIOD), 1, at_least_one, quiet, notify=True),
             AlarmSpec(names.resource("no-approved-package"), "A features partition was not scored: the model package "
                       "group has no Approved package", self._metric(
