@@ -822,15 +822,40 @@ def test_the_lambda_code_asset_ships_everything_and_only_the_repositorys_sources
     for source in sorted((ROOT / "lambdas").glob("*.py")) + sorted((ROOT / "ltv").rglob("*.py")):
         shipped = asset / source.relative_to(ROOT)
         assert shipped.read_bytes() == source.read_bytes(), f"{shipped} is not the repository's {source}"
-    code = ("import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
-            "import lambdas.score, lambdas.publish, lambdas.webhook; "
-            "mods = {m: getattr(sys.modules[m], '__file__', None) or '' for m in list(sys.modules)}; "
-            "print(json.dumps(mods))")
-    env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "eu-west-1", "POWERTOOLS_TRACE_DISABLED": "true"}
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(asset), str(runtime_sdk(tmp_path / "runtime"))],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    # as Lambda runs it: tracing on (X-Ray's SDK from the asset), the handlers called on events that
+    # need no AWS answer (a malformed event, a foreign key), the results and every module's origin printed
+    code = ("import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+            "import lambdas.score, lambdas.publish, lambdas.webhook\n"
+            "class Context:\n"
+            "    function_name, memory_limit_in_mb, aws_request_id = 'ltv-galaxy-raiders-score', 256, 'r-1'\n"
+            "    invoked_function_arn = 'arn:aws:lambda:eu-west-1:111111111111:function:ltv-galaxy-raiders-score'\n"
+            "foreign = json.loads(sys.argv[3])\n"
+            "results = [lambdas.score.handler({'hello': 'world'}, Context()), lambdas.score.handler(foreign, Context()),\n"
+            "           lambdas.publish.handler({'detail': {}}, Context())]\n"
+            "mods = {m: getattr(sys.modules[m], '__file__', None) or '' for m in list(sys.modules)}\n"
+            "print(json.dumps({'results': results, 'modules': mods}))\n")
+    foreign = json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1", "eventTime": "2025-04-14T03:12:45.123Z",
+        "eventName": "ObjectCreated:Put", "userIdentity": {"principalId": "AWS:AROAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "10.0.12.7"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "x", "bucket": {
+            "name": "b", "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": "arn:aws:s3:::b"},
+            "object": {"key": "labels/cutoff%3D2025-04-14/_SUCCESS", "size": 32, "eTag": "e", "sequencer": "1"}}}]})
+    variables = props["ltv-galaxy-raiders-score"]["Environment"]["Variables"]
+    env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1",
+           "AWS_LAMBDA_FUNCTION_NAME": "ltv-galaxy-raiders-score", "LAMBDA_TASK_ROOT": str(asset),
+           "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+           **{k: v for k, v in variables.items() if isinstance(v, str)}}
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(asset), str(runtime_sdk(tmp_path / "runtime")),
+                           foreign], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    modules = json.loads(done.stdout)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["results"] == [{"outcomes": [], "malformed": True},
+                                 {"outcomes": [{"status": "ignored", "message": report["results"][1]["outcomes"][0]["message"]}]},
+                                 {"status": "malformed"}]
+    assert "outside features/" in report["results"][1]["outcomes"][0]["message"]
+    modules = report["modules"]
     third_party = {m.split(".")[0] for m, f in modules.items() if f and not f.startswith(sys.base_prefix)}
     for top in third_party - {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"}:
         origin = modules[top] if top in modules else next(f for m, f in modules.items() if m.startswith(top + "."))
