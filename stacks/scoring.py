@@ -30,7 +30,7 @@ from ltv.sagemaker_scoring import FEATURES, LATEST_TABLE, MANIFESTS, PREDICTIONS
 from stacks.alerting import AlertsStack
 from stacks.data_lake import DataLakeStack
 from stacks.lambdas import GameFunction, bundle_code
-from stacks.ml import MlStack
+from stacks.ml import MlStack, image_job_statements
 from stacks.names import Names
 from stacks.nag import wildcard_findings
 from stacks.storage import removal_policy
@@ -189,15 +189,8 @@ class ScoringStack(Stack):
                                 resources=[st.objects_arn(st.curated, PREDICTIONS)]),
             iam.PolicyStatement(sid="UseGameKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
                                 resources=[st.key.key_arn]),
-            iam.PolicyStatement(sid="PullImage", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                                                           "ecr:BatchCheckLayerAvailability"],
-                                resources=[ml.image.repository.repository_arn]),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(sid="TransformLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream",
-                                                              "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                                resources=[logs]),
-            iam.PolicyStatement(sid="TransformMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                                conditions={"StringEquals": {"cloudwatch:namespace": TRANSFORM_LOGS}}),
+            *image_job_statements(ml.image.repository.repository_arn, [logs], TRANSFORM_LOGS,
+                                  logs_sid="TransformLogs", metrics_sid="TransformMetrics"),
         ])
         for finding in wildcard_findings(self, policy):
             if finding == "Resource::*":
