@@ -73,6 +73,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.error(outcome.message, extra={"job": outcome.job, "run": outcome.run, "alerted": outcome.first})
     else:
         logger.info(outcome.message, extra={"status": outcome.status, "job": outcome.job, "run": outcome.run})
-        if outcome.status == "published" and outcome.first:
-            metrics.add_metric(name=names.RUNS_PUBLISHED, unit=MetricUnit.Count, value=1)
+        if outcome.status == "published":
+            metrics.add_metric(name=names.RUNS_PUBLISHED if outcome.first else names.REPEATED_EVENTS,
+                               unit=MetricUnit.Count, value=1)
     return {"status": outcome.status, "job": outcome.job, "run": outcome.run, "first": outcome.first}

@@ -404,7 +404,9 @@ def test_a_features_partition_is_scored_once_and_queryable_by_the_same_sql_as_lo
     after = {o["Key"]: o["ETag"] for o in game.s3.list_objects_v2(Bucket=game.bucket("curated"),
                                                                    Prefix="predictions/")["Contents"]}
     assert after == before
-    assert emitted_metrics(capsys.readouterr().out).get(metric_names.RUNS_PUBLISHED) == 1, "counted once"
+    published_metrics = emitted_metrics(capsys.readouterr().out)
+    assert published_metrics.get(metric_names.RUNS_PUBLISHED) == 1, "counted once"
+    assert published_metrics.get(metric_names.REPEATED_EVENTS) == 2, "the replays of both events are counted"
 
 
 def test_no_approved_package_starts_nothing_and_says_what_to_do(game, handlers, scoring_lake, monkeypatch,
