@@ -73,7 +73,7 @@ class DailyLoop:
             log("validation", f"raw logs of {raw_day} failed validation ({', '.join(failures)}); player_day not built")
         except LtvError as e:
             log("error", f"daily ETL for {raw_day}: {e}")
-        if self.config.cutoffs.is_cutoff(day) and schedule.matches(self.config.schedules.scoring, day):
+        if schedule.is_scoring_day(self.config.cutoffs, self.config.schedules.scoring, day):
             if self.registry.champion() is not None:
                 try:
                     r = score(self.config, self.lake, self.engine, self.registry, day)
