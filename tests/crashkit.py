@@ -52,6 +52,7 @@ class Hook:
     record: Path | None = None       # append every operation here (JSON lines)
     kill_phase: str | None = None    # SIGKILL before the `kill_at`-th operation of this phase
     kill_at: int = 0
+    kill_kind: str | None = None     # ... counting only operations of this kind (e.g. "rename")
     killed: Path | None = None       # the operation the process was killed at (one JSON line)
 
     def install(self) -> None:
@@ -91,11 +92,12 @@ class Hook:
         relative = full[len(str(self.root)) + 1:]
         phase = phase_of(relative)
         self.seq += 1
-        self.counts[phase] = self.counts.get(phase, 0) + 1
+        if self.kill_kind in (None, kind):
+            self.counts[phase] = self.counts.get(phase, 0) + 1
         if self._log:
             self._log.write(json.dumps({"seq": self.seq, "kind": kind, "path": relative, "phase": phase}) + "\n")
             self._log.flush()
-        if phase == self.kill_phase and self.counts[phase] == self.kill_at:
+        if phase == self.kill_phase and self.kill_kind in (None, kind) and self.counts[phase] == self.kill_at:
             if self.killed:
                 Path(self.killed).write_text(json.dumps({"kind": kind, "path": relative, "phase": phase,
                                                          "op_in_process": self.seq}))

@@ -525,3 +525,91 @@ def test_every_named_error_says_what_to_do() -> None:
 
     named = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, LtvError) and c is not LtvError]
     assert len(named) >= 12 and all(c.__doc__ and len(c.__doc__.split()) >= 8 for c in named)
+
+
+# ----------------------------------------------------------------------------------------------
+# cloud entrypoints: Glue job arguments, the pipeline's dataset parameter, SageMaker's inputs
+
+
+def test_a_glue_job_refuses_a_malformed_date_and_a_game_that_is_a_path(tmp_path: Path) -> None:
+    from glue_jobs import daily
+
+    config_file = write_yaml(raw_config(), tmp_path / "galaxy-raiders.yaml")
+    lake = tmp_path / "lake"
+    (lake / "galaxy-raiders").mkdir(parents=True)
+    base = ["--config", str(config_file), "--engine", "duckdb", "--lake", str(lake)]
+    with unchanged(tmp_path):
+        with pytest.raises(LtvError, match="--date '2025-13-40' is not a date; give YYYY-MM-DD"):
+            daily.main(["--game", "galaxy-raiders", *base, "--date", "2025-13-40"])
+        with pytest.raises(LtvError, match=r"--game '\.\./\.\./etc' is not a game id"):
+            daily.main(["--game", "../../etc", *base, "--date", "2025-01-20"])
+
+
+def test_the_pipelines_dataset_parameter_cannot_leave_the_datasets_prefix(tmp_path: Path, monkeypatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from pipelines import resolve
+
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("LTV_SM_ROOT", str(tmp_path / "opt-ml"))
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="curated", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        for key in ("datasets/rolling-2025-04-07/manifest.json", "datasets/rolling-2025-04-07/_SUCCESS",
+                    "raw/_SUCCESS", "raw/manifest.json"):
+            s3.put_object(Bucket="curated", Key=key, Body=b"{}")
+        for escape in ("../raw", "rolling-2025-04-07/../../raw", "/raw"):
+            assert resolve.main(["--curated-uri", "s3://curated", "--version", escape, "--output",
+                                 str(tmp_path / "out")], s3=s3) == 2
+            message = (tmp_path / "opt-ml" / "output" / "message").read_text()
+            assert message.startswith("MissingPartitionError: no complete version") and "rolling-2025-04-07" in message
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_training_channel_without_a_dataset_fails_with_the_reason_and_no_artifact(tiny_game, tmp_path,
+                                                                                   monkeypatch) -> None:
+    from pipelines import container
+    from test_container import write_config
+
+    config = tiny_game[0]
+    root = tmp_path / "opt-ml"
+    (root / "input" / "data" / "dataset").mkdir(parents=True)
+    (root / "input" / "data" / "dataset" / "part-0.parquet").write_bytes(b"not a dataset version")
+    write_config(config, root / "input" / "data" / "config")
+    monkeypatch.setenv("LTV_SM_ROOT", str(root))
+    with unchanged(root, "output/failure"):
+        assert container.main(["train"]) == 2
+    assert "holds no dataset version (no manifest.json)" in (root / "output" / "failure").read_text()
+
+
+def test_a_model_archive_whose_members_leave_its_folder_is_refused(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from ltv.sagemaker_registry import unpack
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b"owned"
+        member = tarfile.TarInfo("../escaped.txt")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    with unchanged(tmp_path):
+        with pytest.raises(ArtifactError, match="is not a readable model archive"):
+            unpack(archive, tmp_path / "model")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "model").exists()
+
+
+def test_the_unchanged_guard_sees_changes_additions_and_removals(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("1")
+    for action in (lambda: (tmp_path / "a").write_text("2"), lambda: (tmp_path / "b").write_text("new"),
+                   lambda: (tmp_path / "a").unlink()):
+        with pytest.raises(AssertionError):
+            with unchanged(tmp_path):
+                action()
+        for name in ("a", "b"):
+            (tmp_path / name).unlink(missing_ok=True)
+        (tmp_path / "a").write_text("1")

@@ -20,6 +20,7 @@ the full run's figures.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -235,3 +236,53 @@ def test_the_daily_loop_killed_anywhere_and_resumed_ends_as_an_uninterrupted_run
                "operations_of_the_reference": len(ops)}
     print("crash-anywhere:", json.dumps(summary))
     (root / "summary.json").write_text(json.dumps({**summary, "kills_at": kills}, indent=2))
+
+
+# ----------------------------------------------------------------------------------------------
+# a crash between a partition's data and its marker, and between the marker and its definition
+
+
+def test_a_kill_before_a_partition_is_published_leaves_it_invisible_and_the_rerun_completes(crash_world) -> None:
+    """`features daily` killed after its data and `_SUCCESS` are written in the temporary folder,
+    before the rename that publishes them: no reader sees the day, the rerun of the same command
+    builds it, and the next loop sweeps the dead process's folder."""
+    from ltv.lake import sweep
+
+    config, shared, root, config_file, server, _ = crash_world
+    lake_root = fresh_lake(root / "marker", shared)
+    lake = Lake(lake_root, config.game.id)
+    argv = ["features", "daily", "--game", str(config_file), "--lake", str(lake_root), "--date", "2025-01-06",
+            "--to", "2025-01-07"]
+    assert server.run(argv, root / "marker-0.log").get("code") == 0  # an earlier day, complete
+    day = ["features", "daily", "--game", str(config_file), "--lake", str(lake_root), "--date", "2025-01-08"]
+    ended = server.run(day, root / "marker-1.log", hook={"root": lake_root, "kill_phase": "player_day",
+                                                         "kill_kind": "rename", "kill_at": 1})
+    assert ended.get("signal") == 9
+    (hidden,) = [p for p in lake.table("player_day").iterdir() if p.name.startswith(".tmp-dt=2025-01-08")]
+    assert {p.name for p in hidden.iterdir()} == {SUCCESS, "part-0.parquet"}, "data and marker were written"
+    engine = DuckDBEngine(lake, config, threads=1)
+    assert engine.partitions("player_day") == ["2025-01-06", "2025-01-07"]
+    assert engine.query("SELECT DISTINCT dt FROM player_day ORDER BY dt")["dt"].tolist() == ["2025-01-06", "2025-01-07"]
+
+    assert server.run(day, root / "marker-2.log").get("code") == 0
+    assert DuckDBEngine(lake, config, threads=1).partitions("player_day") == ["2025-01-06", "2025-01-07", "2025-01-08"]
+    assert sweep(lake.base) == [hidden] and not hidden.exists()
+
+
+def test_a_kill_before_a_partitions_definition_is_recorded_means_it_is_rebuilt_not_trusted(crash_world) -> None:
+    from ltv.errors import StaleDefinitionError
+
+    config, shared, root, config_file, server, _ = crash_world
+    lake_root = fresh_lake(root / "definition", shared)
+    lake = Lake(lake_root, config.game.id)
+    argv = ["features", "daily", "--game", str(config_file), "--lake", str(lake_root), "--date", "2025-01-06"]
+    ended = server.run(argv, root / "definition-0.log", hook={"root": lake_root, "kill_phase": "player_day",
+                                                              "kill_kind": "replace", "kill_at": 1})
+    assert ended.get("signal") == 9
+    engine = DuckDBEngine(lake, config, threads=1)
+    assert engine.partitions("player_day") == ["2025-01-06"], "published, but without its definition"
+    assert not etl.is_current(engine, config, "player_day", "2025-01-06")
+    with pytest.raises(StaleDefinitionError, match="Rebuild it: ltv features daily"):
+        etl.require_player_day(engine, config, dt.date(2025, 1, 6), dt.date(2025, 1, 7), "a check")
+    assert server.run(argv, root / "definition-1.log").get("code") == 0
+    assert etl.is_current(DuckDBEngine(lake, config, threads=1), config, "player_day", "2025-01-06")
