@@ -12,8 +12,9 @@ anywhere). A journal (`monitoring/loop.json`) records each day's steps as they f
 decision before it is acted on, so the same command resumes where it stopped: a finished step
 is not redone, an interrupted one is redone from its recorded decision (scoring into the same
 run id, monitoring from the state it started from, a training only if the registry did not
-commit it). ETL or scoring that failed is retried by the next run. One loop per lake at a time
-(a lock), and what a killed process left (`ltv.lake.sweep`) is cleared first.
+commit it). ETL or scoring that failed is retried by the next run; a finished step is never
+redone (the stage commands redo one on purpose). One loop per lake at a time (a lock), and what a
+killed process left (`ltv.lake.sweep`) is cleared first.
 """
 from __future__ import annotations
 
@@ -84,9 +85,8 @@ class DailyLoop:
         return entry
 
     def day(self, day: dt.date, summary: RunSummary) -> None:
+        """Run the day's steps the journal does not record as done (all of them the first time)."""
         entry = self.journal.get(str(day), {})
-        if entry.get("done"):
-            return
         log = lambda kind, text: (summary.events.append(Event(str(day), kind, text)), self.say(f"{day} {text}"))  # noqa: E731
         raw_day = day - dt.timedelta(days=1)
         failures: list[str] = []
@@ -106,7 +106,6 @@ class DailyLoop:
             entry = self._monitor(day, entry, failures, log)
         if not entry.get("retrained"):
             self._retrain(day, entry, summary, log)
-        self._mark(day, done=True)
 
     def _score(self, day: dt.date, entry: dict[str, Any], log: Callable[[str, str], None]) -> str | None:
         """The day's scoring step: what it did ("scored", "no champion", "not a scoring day"),

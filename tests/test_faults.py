@@ -17,8 +17,9 @@ import yaml
 
 from conftest import ROOT, make_config
 from handmade import day
-from test_catalogue import INSTALLS, DAYS, clean_events, cli, unchanged
 from handmade import write_lake
+from test_catalogue import DAYS, INSTALLS, clean_events, cli, unchanged
+from test_container import REGION, aws  # noqa: F401 - moto with fake credentials, a fixture
 from ltv.errors import RegistryError
 from ltv.promotion import APPROVED, PENDING, REJECTED
 from ltv.registry import LocalRegistry
@@ -163,22 +164,15 @@ def test_racing_status_changes_both_land_and_the_last_one_wins(tmp_path, tiny_mo
 # SageMaker
 
 
-REGION = "eu-west-1"
-
-
 @pytest.fixture
-def aws(monkeypatch):
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(var, value)
+def account(aws, monkeypatch):
+    """moto (test_container's `aws`) with the game's model package group; boto3's default session."""
     import boto3
-    from moto import mock_aws
 
-    with mock_aws():
-        boto3.setup_default_session(region_name=REGION)
-        boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName="ltv-galaxy-raiders")
-        yield boto3.DEFAULT_SESSION
-    boto3.DEFAULT_SESSION = None
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    boto3.setup_default_session(region_name=REGION)
+    boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName="ltv-galaxy-raiders")
+    return boto3.DEFAULT_SESSION
 
 
 def throttled(session, operation: str) -> list[int]:
@@ -200,7 +194,7 @@ def throttled(session, operation: str) -> list[int]:
     return calls
 
 
-def test_a_sagemaker_error_resolving_the_champion_fails_the_evaluate_step_cleanly(aws, tiny_game, tiny_model,
+def test_a_sagemaker_error_resolving_the_champion_fails_the_evaluate_step_cleanly(account, tiny_game, tiny_model,
                                                                                  tmp_path, monkeypatch) -> None:
     """The pipeline's evaluate step cannot list the group's packages (throttled, retried by
     botocore, still throttled): exit code 2, the reason in SageMaker's message file, and no
@@ -210,7 +204,7 @@ def test_a_sagemaker_error_resolving_the_champion_fails_the_evaluate_step_cleanl
 
     config, lake, _ = tiny_game
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    calls = throttled(aws, "ListModelPackages")
+    calls = throttled(account, "ListModelPackages")
     dirs = processing_dirs(tmp_path / "opt-ml", config, lake.datasets / tiny_model[2]["name"], tiny_model[0].path)
     monkeypatch.setenv("LTV_SM_ROOT", str(tmp_path / "opt-ml"))
     with unchanged(tmp_path / "opt-ml" / "processing", "evaluation/*"):
@@ -222,12 +216,12 @@ def test_a_sagemaker_error_resolving_the_champion_fails_the_evaluate_step_cleanl
     assert not (dirs["evaluation"] / evaluate.EVALUATION).exists()
 
 
-def test_racing_sagemaker_status_changes_leave_one_consistent_winner(aws, tmp_path) -> None:
+def test_racing_sagemaker_status_changes_leave_one_consistent_winner(account, tmp_path) -> None:
     """Two writers read a package, then both change its status: SageMaker keeps the later write;
     the package's status and its last history entry agree, and every entry parses."""
     from ltv.sagemaker_registry import HISTORY, SageMakerRegistry
 
-    s3 = aws.client("s3")
+    s3 = account.client("s3")
     s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket="artifacts", Key="m/model.tar.gz", Body=b"archive")
     first, second = (SageMakerRegistry("galaxy-raiders", region=REGION, image_uri="image", cache_dir=tmp_path / str(i))

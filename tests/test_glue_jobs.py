@@ -324,15 +324,15 @@ def test_glue_and_argparse_parse_the_same_arguments(monkeypatch):
             parser.add_argument(f"--{name}", required=True)
         return vars(parser.parse_known_args(argv[1:])[0])
 
-    argv = ["--JOB_NAME", "j", "--job-bookmark-option", "job-bookmark-disable", "--game", "g", "--config", "c.yaml",
-            "--engine", "duckdb", "--lake", "/l", "--date", "2025-01-02"]
+    argv = ["--JOB_NAME", "j", "--job-bookmark-option", "job-bookmark-disable", "--game", "space-golf", "--config",
+            "c.yaml", "--engine", "duckdb", "--lake", "/l", "--date", "2025-01-02"]
     plain = common.parse_args(argv)
     glue = types.ModuleType("awsglue")
     glue.utils = types.SimpleNamespace(getResolvedOptions=get_resolved_options)
     monkeypatch.setitem(sys.modules, "awsglue", glue)
     monkeypatch.setitem(sys.modules, "awsglue.utils", glue.utils)
-    assert common.parse_args(argv) == plain == {"game": "g", "config": "c.yaml", "engine": "duckdb", "lake": "/l",
-                                                "date": "2025-01-02"}
+    assert common.parse_args(argv) == plain == {"game": "space-golf", "config": "c.yaml", "engine": "duckdb",
+                                                "lake": "/l", "date": "2025-01-02"}
     with pytest.raises(LtvError, match="--database, --workgroup, --raw_uri, --curated_uri"):
         common.parse_args(["--game", "g", "--config", "c.yaml"])
 
