@@ -5,7 +5,8 @@
   is on disk changes, in Python; DuckDB and pyarrow write their files through their own I/O,
   always inside a temporary folder that a rename then publishes) and classifies each by the
   phase of the loop its path belongs to. It records them, or SIGKILLs the process right before
-  the k-th operation of a given phase.
+  the k-th operation of a given phase (or kind, or `signature`: the same operation in another
+  run of the same work).
 - `ForkServer` is a child process that imports the core once and then forks one process per
   command (`ltv run ...`, run by `ltv.cli.main` exactly as the console script runs it), with
   or without a hook, and reports how it ended: a kill and a resume cost milliseconds of
@@ -17,6 +18,7 @@ import builtins
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +38,14 @@ PHASES = (
 )
 
 
+def signature(kind: str, relative: str) -> str:
+    """An operation without what differs between two runs of the same work: scratch suffixes
+    (random part and pid), run folders' and scoring runs' time stamps and random parts."""
+    relative = re.sub(r"-[0-9a-f]{8}-p\d+", "-<scratch>", relative)
+    relative = re.sub(r"\d{8}T\d{6}", "<time>", relative)
+    return kind + " " + re.sub(r"(<time>[^/]*)-[0-9a-f]{4,6}(?=/|$)", r"\1-<random>", relative)
+
+
 def phase_of(relative: str) -> str:
     """The phase of a path relative to the lake root (`<game>/...` or `predictions/...`)."""
     if relative == "predictions" or relative.startswith("predictions/"):
@@ -53,12 +63,14 @@ class Hook:
     kill_phase: str | None = None    # SIGKILL before the `kill_at`-th operation of this phase
     kill_at: int = 0
     kill_kind: str | None = None     # ... counting only operations of this kind (e.g. "rename")
+    kill_signature: str | None = None  # or: before the `kill_at`-th operation with this `signature`
+    kill_after: bool = False         # ... or right after it (before the next operation)
     killed: Path | None = None       # the operation the process was killed at (one JSON line)
 
     def install(self) -> None:
         self.root = Path(os.path.realpath(self.root))
-        self.counts: dict[str, int] = {}
-        self.seq = 0
+        self.seq = self.hits = 0
+        self.armed = False
         self._log = open(self.record, "a") if self.record else None  # noqa: SIM115 - lives as long as the process
         real_open = builtins.open
 
@@ -90,18 +102,30 @@ class Hook:
         if not full.startswith(str(self.root) + os.sep):
             return
         relative = full[len(str(self.root)) + 1:]
-        phase = phase_of(relative)
+        phase, sig = phase_of(relative), signature(kind, relative)
+        if self.armed:
+            self._kill(kind, relative, phase)
         self.seq += 1
-        if self.kill_kind in (None, kind):
-            self.counts[phase] = self.counts.get(phase, 0) + 1
         if self._log:
-            self._log.write(json.dumps({"seq": self.seq, "kind": kind, "path": relative, "phase": phase}) + "\n")
+            self._log.write(json.dumps({"seq": self.seq, "kind": kind, "path": relative, "phase": phase,
+                                        "signature": sig}) + "\n")
             self._log.flush()
-        if phase == self.kill_phase and self.kill_kind in (None, kind) and self.counts[phase] == self.kill_at:
-            if self.killed:
-                Path(self.killed).write_text(json.dumps({"kind": kind, "path": relative, "phase": phase,
-                                                         "op_in_process": self.seq}))
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.kill_signature is not None:
+            targeted = sig == self.kill_signature
+        else:
+            targeted = phase == self.kill_phase and self.kill_kind in (None, kind)
+        self.hits += targeted
+        if targeted and self.hits == self.kill_at:
+            if self.kill_after:
+                self.armed = True
+            else:
+                self._kill(kind, relative, phase)
+
+    def _kill(self, kind: str, relative: str, phase: str) -> None:
+        if self.killed:
+            Path(self.killed).write_text(json.dumps({"kind": kind, "path": relative, "phase": phase,
+                                                     "op_in_process": self.seq + 1}))
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ rows, dataset versions, registry versions and their statuses, scored dates and p
 monitoring alerts; every artifact and partition verifies, every `_LATEST` points at a complete
 run, nothing temporary or orphaned remains.
 
-Default (`make test`): seed 16, one kill per phase (10). `LTV_CRASH_KILLS=N` runs N kills (N >= 20 for
-the full test, e.g. LTV_CRASH_KILLS=24), `LTV_CRASH_SEED` another seed; docs/reliability.md has
-the full run's figures.
+Default (`make test`): seed 16, a kill right after each kind of commit (COMMITS) and one in each
+phase those miss. `LTV_CRASH_KILLS=N` adds random kills up to N (N >= 20 for the full test, e.g.
+LTV_CRASH_KILLS=24), `LTV_CRASH_SEED` another seed; docs/reliability.md has the full run's figures.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -47,7 +48,7 @@ from ltv.scoring import LATEST, date_dir, predictions_root, scored_dates
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("LTV_CRASH_SEED", "16"))
-KILLS = int(os.environ.get("LTV_CRASH_KILLS", "0"))  # 0: one per phase
+KILLS = int(os.environ.get("LTV_CRASH_KILLS", "0"))  # 0: the commits and the phases only
 WINDOW = ("2025-03-29", "2025-04-08")  # first model on 03-31, scoring on 04-07, monitoring daily
 PHASES = ("player_day", "validation", "journal", "monitoring", "features", "labels", "dataset", "training",
           "registry", "scoring")
@@ -66,23 +67,46 @@ def fresh_lake(root: Path, shared: Lake) -> Path:
     return root
 
 
-def schedule(ops: list[dict[str, Any]], kills: int, seed: int) -> list[tuple[str, int, dict[str, Any]]]:
-    """Kill points: reference operations, one per phase then random ones, in the order the loop
-    reaches them, each as (phase, k): the k-th operation of that phase since the previous point."""
+# commits after which a resumed run must not redo the step: kill right after the first of each
+COMMITS = {
+    "a registry version": lambda op: op["kind"] == "rename" and re.search(r"registry/[^/]+/versions/\d+$", op["path"]),
+    "a scoring run": lambda op: op["kind"] == "rename" and re.search(r"/run=[^/]+$", op["path"]),
+    "_LATEST": lambda op: op["kind"] == "replace" and op["path"].endswith("/_LATEST"),
+    "an alert": lambda op: op["kind"] == "open" and op["path"].endswith("monitoring/alerts.jsonl"),
+    "the monitoring state": lambda op: op["kind"] == "replace" and op["path"].endswith("monitoring/state.json"),
+    "a dataset version": lambda op: op["kind"] == "rename" and re.search(r"datasets/[^/.][^/]*$", op["path"]),
+    "a backfilled player_day": lambda op: op["kind"] == "rename" and re.search(r"player_day/dt=[^/]+$", op["path"]),
+}
+
+
+def schedule(ops: list[dict[str, Any]], kills: int, seed: int) -> list[dict[str, Any]]:
+    """Kill points, in the order the loop reaches them: right after the first commit of each kind
+    (COMMITS), one in each phase those miss, then random ones up to `kills`. Each is a hook
+    setting: "before (or right after) the k-th operation with this signature since the previous
+    point". A resumed run redoes part of the interrupted step, so it may repeat an operation
+    sooner: a kill then lands there, never later, always at that operation; a kill after a
+    commit lands after that commit, which a resumed run makes once."""
     rng = random.Random(seed)
     by_phase: dict[str, list[int]] = {}
     for i, op in enumerate(ops):
         by_phase.setdefault(op["phase"], []).append(i)
     missing = [p for p in PHASES if p not in by_phase]
     assert not missing, f"the reference run never wrote in phases {missing}: the window no longer covers them"
-    chosen = {rng.choice(by_phase[p]) for p in PHASES}
-    while len(chosen) < max(kills, len(PHASES)):
-        chosen.add(rng.randrange(len(ops)))
+    after: set[int] = set()
+    for name, commits in COMMITS.items():
+        first = next((i for i, op in enumerate(ops) if commits(op)), None)
+        assert first is not None and first + 1 < len(ops), f"the reference run never committed {name}"
+        after.add(first)
+    hit = {ops[i + 1]["phase"] for i in after}
+    chosen = {rng.choice(by_phase[p]) for p in PHASES if p not in hit} - after
+    while len(chosen) + len(after) < kills:
+        chosen.add(rng.randrange(len(ops) - 1))
+        chosen -= after
     points, previous = [], -1
-    for i in sorted(chosen):
-        phase = ops[i]["phase"]
-        k = sum(1 for op in ops[previous + 1:i + 1] if op["phase"] == phase)
-        points.append((phase, k, ops[i]))
+    for i in sorted(chosen | after):
+        sig = ops[i]["signature"]
+        k = sum(1 for op in ops[previous + 1:i + 1] if op["signature"] == sig)
+        points.append({"kill_signature": sig, "kill_at": k, "kill_after": i in after})
         previous = i
     return points
 
@@ -213,12 +237,12 @@ def test_the_daily_loop_killed_anywhere_and_resumed_ends_as_an_uninterrupted_run
     crashed = fresh_lake(root / "crashed", shared)
     points = schedule(ops, KILLS, SEED)
     kills = []
-    for i, (phase, k, op) in enumerate(points):
+    for i, point in enumerate(points):
         killed = root / f"kill-{i}.json"
         ended = server.run(loop_argv(config_file, crashed), root / f"crashed-{i}.log",
-                           hook={"root": crashed, "kill_phase": phase, "kill_at": k, "killed": killed})
-        assert ended.get("signal") == 9, (f"kill {i} ({phase} #{k}, planned at {op['path']}) did not happen: "
-                                          f"{ended}\n" + (root / f"crashed-{i}.log").read_text()[-3000:])
+                           hook={"root": crashed, **point, "killed": killed})
+        assert ended.get("signal") == 9, (f"kill {i} ({point}) did not happen: {ended}\n"
+                                          + (root / f"crashed-{i}.log").read_text()[-3000:])
         kills.append(json.loads(killed.read_text()))
     assert {kill["phase"] for kill in kills} >= set(PHASES), kills
     final = subprocess.run([str(Path(sys.executable).with_name("ltv")), *loop_argv(config_file, crashed)],
