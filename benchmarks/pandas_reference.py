@@ -157,6 +157,7 @@ def _lifetime(history: pd.DataFrame, window_start: str) -> pd.DataFrame:
         in_window=(history["dt"] >= window_start).astype("int64"),
         purchase_day=(history["purchases"] > 0).astype("int64"),
         purchase_date=history["date"].where(history["purchases"] > 0),
+        purchase_day_revenue=history["revenue"].where(history["purchases"] > 0),
     )
     return h.groupby("player_id", sort=False).agg(
         active_days_total=("dt", "size"), active_days_window=("in_window", "sum"),
@@ -166,6 +167,7 @@ def _lifetime(history: pd.DataFrame, window_start: str) -> pd.DataFrame:
         purchase_days_total=("purchase_day", "sum"), revenue_total=("revenue", "sum"),
         max_daily_revenue=("revenue", "max"), first_active=("date", "min"), last_active=("date", "max"),
         first_purchase=("purchase_date", "min"), last_purchase=("purchase_date", "max"),
+        purchase_day_revenue_std=("purchase_day_revenue", "std"),
     )
 
 
@@ -242,6 +244,12 @@ def features(config: GameConfig, daily: pd.DataFrame, players: pd.DataFrame, cut
     result["revenue_per_purchase"] = (out["revenue_total"] / out["purchases_total"]).where(out["purchases_total"] > 0)
     result["purchase_day_rate"] = out["purchase_days_total"] / out["active_days_total"]
     result["revenue_per_active_day"] = out["revenue_total"] / out["active_days_total"]
+    # the whole history as buy-till-you-die inputs: repeat purchase days, last - first purchase day
+    paid = out["purchase_days_total"] > 0
+    result["btyd_frequency"] = (out["purchase_days_total"] - 1).where(paid).astype("Int64")
+    result["btyd_recency_days"] = (out["last_purchase"] - out["first_purchase"]).dt.days.astype("Int64")
+    result["purchase_day_revenue_mean"] = (out["revenue_total"] / out["purchase_days_total"]).where(paid)
+    result["purchase_day_revenue_std"] = out["purchase_day_revenue_std"]
     for col in ["mean", "std", "min", "max", "last", "median"]:
         result[f"purchase_gap_{col}"] = out[f"purchase_gap_{col}"]
     # days until the usual gap since the last purchase is reached (negative: overdue)

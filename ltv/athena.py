@@ -82,7 +82,7 @@ def projection_start(config: GameConfig) -> dt.date:
     """The first day Athena's partition projection enumerates: `aws.logs_start`, else the first
     dataset's start minus the feature history. Every `dt < cutoff` query plans one location per
     projected day, so the range starts at the game's own first day, not at a fixed old date."""
-    if config.aws.logs_start is not None:
+    if config.aws is not None and config.aws.logs_start is not None:
         return config.aws.logs_start
     history = config.features.n_steps * config.features.step_days
     return config.datasets.first_start - dt.timedelta(days=history)
@@ -113,10 +113,16 @@ def raw_columns(config: GameConfig) -> dict[str, list[tuple[str, str]]]:
     ev, pl = config.logs.events, config.logs.players
     c, ident = ev.columns, "string" if config.logs.player_id_type == "string" else "bigint"
     session = "bigint" if ev.session_length_unit == "milliseconds" else "double"
-    events = [(c.player_id, ident), (c.event_time, "timestamp"), (c.event_type, "string"), (c.revenue, "double")]
+    events = [(c.player_id, ident), (c.event_time, ev.event_time_type)]
+    events += [(c.event_type, "string")] if c.event_type else []
+    events += [(c.revenue, "double")]
     events += [(c.currency, "string")] if c.currency else []
-    events += [(c.level, "bigint"), (c.session_length, session)]
-    players = [(pl.columns.player_id, ident), (pl.columns.install_time, "timestamp")]
+    events += [(c.event_id, "string")] if c.event_id else []
+    events += [(c.level, "bigint")] if c.level else []
+    events += [(c.session_length, session)] if c.session_length else []
+    if pl is None:
+        return {ev.table: events}
+    players = [(pl.columns.player_id, ident), (pl.columns.install_time, pl.install_time_type)]
     players += [(column, "string") for column in pl.attributes.values()]
     return {ev.table: events, pl.table: players}
 
@@ -130,7 +136,10 @@ def table_specs(config: GameConfig) -> dict[str, TableSpec]:
 def _table_specs(config_json: str) -> dict[str, TableSpec]:
     config = GameConfig.model_validate_json(config_json)
     raw = raw_columns(config)
-    specs = {name: TableSpec(name, "raw", tuple((c.lower(), t) for c, t in cols), (("dt", "string"),))
+    pl = config.logs.players
+    flat = {pl.table} if pl is not None and not pl.partitioned else set()
+    specs = {name: TableSpec(name, "raw", tuple((c.lower(), t) for c, t in cols),
+                             () if name in flat else (("dt", "string"),))
              for name, cols in raw.items()}
     derived = _describe_derived(config, raw)
     for name, key in DERIVED.items():
@@ -152,7 +161,7 @@ def _describe_derived(config: GameConfig, raw: dict[str, list[tuple[str, str]]])
     con = duckdb.connect()
     for table, cols in raw.items():
         columns = ", ".join(f"{sql.quote(c)} {duck[t]}" for c, t in cols)
-        con.execute(f"CREATE TABLE {sql.quote(table)} ({columns}, dt VARCHAR)")
+        con.execute(f"CREATE TABLE {sql.quote(table)} ({columns}, dt VARCHAR)")  # flat tables: dt unused
     day = config.datasets.first_start
     queries = {"player_day": etl.player_day_sql(config, day, day), "features": etl.features_sql(config, day),
                "labels": etl.labels_sql(config, day)}
@@ -177,6 +186,10 @@ def statement(query: str) -> str:
 
 class AthenaEngine:
     """The `Engine` of a game's AWS account: Athena for SQL, S3 for partitions and documents."""
+
+    # Athena reads raw files with the catalog's declared types (no INT64 read as varchar, no DATE
+    # as timestamp): validation holds raw files to exactly those types (ltv.validation.expected_types)
+    strict_types = True
 
     def __init__(self, config: GameConfig, *, database: str, workgroup: str, raw_uri: str, curated_uri: str,
                  boto3_session: Any = None):

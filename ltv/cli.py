@@ -297,7 +297,7 @@ def _registry(config: cfg.GameConfig, lake: Path, backend: str = "local"):
     if backend == "sagemaker":
         from ltv.sagemaker_registry import SageMakerRegistry
 
-        return SageMakerRegistry(config.game.id, region=config.aws.region)
+        return SageMakerRegistry(config.game.id, region=config.require_aws().region)
     if backend != "local":
         raise LtvError(f"--registry must be local or sagemaker, not {backend!r}")
     from ltv.registry import LocalRegistry
@@ -320,8 +320,13 @@ def train(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset vers
     from ltv.models import train as fit
     from ltv.training import runs_dir, train_evaluate_register
 
+    from ltv import horizon
+
     config, game_id = load_game(game)
     lk, engine = Lake(lake, game_id), _engine(config, lake)
+    config, note = horizon.for_dataset(config, engine.partitions("player_day"), dataset)
+    if note:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
     spec = datasets.find_spec(config, dataset)
     say = lambda m: console.print(f"[dim]{escape(m)}[/dim]")  # noqa: E731
     if register:

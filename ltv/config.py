@@ -87,23 +87,35 @@ class AwsSettings(Strict):
                           "the feature history (features.n_steps x step_days)")
 
 
+TimeType = Literal["timestamp", "date"]
+
+
 class EventColumns(Strict):
+    """The raw events' columns. Only player id, event time and revenue are required: a log of
+    purchases alone (one row per order, no event type) is a complete mapping."""
+
     player_id: Column
     event_time: Column = Field(description="event timestamp (UTC)")
-    event_type: Column
+    event_type: Column | None = Field(
+        None, description="event type column; omit it when every row is a purchase (a purchase-only log)")
     revenue: Column = Field(description="purchase amount; in `revenue.base_currency` unless `currency` is set")
     currency: Column | None = Field(None, description="ISO currency column; amounts are converted with revenue.fx_rates")
-    level: Column
-    session_length: Column
+    event_id: Column | None = Field(
+        None, description="unique event/order id: rows with the same id are one event (see `deduplicate`)")
+    level: Column | None = Field(None, description="player level; omit it if the log has none (no level features)")
+    session_length: Column | None = Field(
+        None, description="session length on session events; omit it if the log has none (no play-time features)")
 
 
 class EventTypes(Strict):
-    """Which raw event types mean what. Each list must be non-empty except `other`."""
+    """Which raw event types mean what. `purchase` is required when the log has an event type
+    column; every other role is optional, and a role left empty generates no features (activity
+    is then "any event")."""
 
-    login: list[str] = Field(min_length=1)
-    session: list[str] = Field(min_length=1, description="events that carry a session length")
-    purchase: list[str] = Field(min_length=1)
-    level_up: list[str] = Field(min_length=1)
+    login: list[str] = Field(default_factory=list)
+    session: list[str] = Field(default_factory=list, description="events that carry a session length")
+    purchase: list[str] = Field(default_factory=list)
+    level_up: list[str] = Field(default_factory=list)
     other: list[str] = Field(default_factory=list, description="allowed event types the features ignore")
 
     @model_validator(mode="after")
@@ -128,22 +140,66 @@ class RevenueSettings(Strict):
     max_amount: float = Field(1000.0, gt=0, description="a single purchase above this fails validation")
 
 
+Deduplicate = Literal["by_id", "exact_rows", "none"]
+
+
 class EventsTable(Strict):
     table: str = Field(pattern=IDENT)
     columns: EventColumns
-    event_types: EventTypes
+    event_types: EventTypes = Field(default_factory=EventTypes)
     session_length_unit: Literal["seconds", "milliseconds", "minutes"] = "seconds"
+    event_time_type: TimeType = Field("timestamp", description=(
+        "type of the event time in the export's files. Locally either is read; the Athena catalog declares "
+        "this type, and Athena cannot read a DATE column declared as a timestamp or the reverse"))
     revenue: RevenueSettings = Field(default_factory=RevenueSettings)
+    deduplicate: Deduplicate | None = Field(None, description=(
+        "which rows are one event: by_id = rows sharing columns.event_id; exact_rows = identical rows (every "
+        "mapped column equal); none = every row is an event (two identical orders are two orders). Default: "
+        "by_id when columns.event_id is set, else exact_rows. Validation reports what each rule would remove."))
+
+    @model_validator(mode="after")
+    def _roles(self) -> EventsTable:
+        c, t = self.columns, self.event_types
+        if c.event_type is None:
+            named = [role for role in ("login", "session", "purchase", "level_up", "other") if getattr(t, role)]
+            if named:
+                raise ValueError(f"event_types.{named[0]} is set but columns.event_type is not: without an event "
+                                 "type column every row is a purchase; map the column or remove event_types")
+        elif not t.purchase:
+            raise ValueError("event_types.purchase is empty: name the event types that are purchases (or omit "
+                             "columns.event_type if every row is a purchase)")
+        if t.session and c.session_length is None:
+            raise ValueError("event_types.session is set but columns.session_length is not: map the column that "
+                             "carries the session length, or remove event_types.session")
+        if self.deduplicate == "by_id" and c.event_id is None:
+            raise ValueError("deduplicate: by_id needs columns.event_id (the column that identifies an event)")
+        return self
+
+    @property
+    def dedup(self) -> Deduplicate:
+        """The deduplication rule in force (the documented default when not set)."""
+        return self.deduplicate or ("by_id" if self.columns.event_id else "exact_rows")
+
+    @property
+    def purchase_only(self) -> bool:
+        """True when every row is a purchase (no event type column)."""
+        return self.columns.event_type is None
 
 
 class PlayerColumns(Strict):
     player_id: Column
-    install_time: Column
+    install_time: Column = Field(description="install (or sign-up) time: a TIMESTAMP or a DATE (read as midnight)")
 
 
 class PlayersTable(Strict):
     table: str = Field(pattern=IDENT)
     columns: PlayerColumns
+    install_time_type: TimeType = Field("timestamp", description=(
+        "type of the install time in the export's files (DATE is read as midnight). Locally either is read; "
+        "the Athena catalog declares this type"))
+    partitioned: bool = Field(True, description=(
+        "true: daily `dt=` partitions like the events; false: one flat table (files directly in the table's "
+        "folder), e.g. a full export of the players"))
     attributes: dict[Annotated[str, Field(pattern=IDENT)], Column] = Field(
         default_factory=dict,
         description="static categorical attributes: feature name -> column (country, platform, channel, ...)")
@@ -151,14 +207,20 @@ class PlayersTable(Strict):
 
 class LogsConfig(Strict):
     events: EventsTable
-    players: PlayersTable
+    players: PlayersTable | None = Field(
+        None, description="optional: without it a player's install time is their first event")
     player_id_type: Literal["string", "integer"] = Field("string", description="type of the player id columns")
 
     @model_validator(mode="after")
     def _distinct_tables(self) -> LogsConfig:
-        if self.events.table == self.players.table:
+        if self.players is not None and self.events.table == self.players.table:
             raise ValueError("logs.events.table and logs.players.table must differ")
         return self
+
+    @property
+    def tables(self) -> list[str]:
+        """The raw tables the config maps (events first)."""
+        return [self.events.table] + ([self.players.table] if self.players else [])
 
 
 class FeatureSettings(Strict):
@@ -193,6 +255,11 @@ class DatasetVersions(Strict):
     validation_weeks: PositiveInt = 2
     test_weeks: PositiveInt = 2
     rolling_train_weeks: PositiveInt = Field(8, description="training length of the retraining loop's datasets")
+    when_history_short: Literal["error", "train_shorter"] = Field("error", description=(
+        "when the logs cannot hold train + validation + embargoes + test at horizons.ltv_days (ltv.horizon): error, or "
+        "train_shorter = train and evaluate at `training_ltv_days` (ranking carries over, absolute values do not)"))
+    training_ltv_days: PositiveInt | None = Field(
+        None, le=365, description="the shorter label horizon for train_shorter (default: the longest that fits)")
 
     @model_validator(mode="after")
     def _lengths(self) -> DatasetVersions:
@@ -221,6 +288,9 @@ class ModelBudget(Strict):
         description="feature columns kept in the datasets but not given to the models (calendar columns by "
                     "default: an out-of-time test period lies in months the training data never saw)")
     num_cpus: PositiveInt | None = None
+    btyd_features: bool = Field(True, description=(
+        "give the models BG/NBD + Gamma-Gamma expectations (E[purchases], P(alive), E[spend]) fitted at each "
+        "training cutoff on the history before it (ltv.models.btyd)"))
 
 
 MetricName = Literal[
@@ -416,7 +486,29 @@ class DirtyData(Strict):
     future_rate: Fraction = 0.0
 
 
+class BtydProcess(Strict):
+    """A shop-like, purchase-only business generated by the BG/NBD + Gamma-Gamma process
+    (`simulation.profile: btyd`): each customer arrives with a first purchase, then buys at
+    Poisson rate λ·season(day) with λ ~ Gamma(r, alpha) per day, drops out after each repeat
+    purchase with probability p ~ Beta(a, b), and spends Gamma(spend_p, ν) per order with
+    ν ~ Gamma(spend_q, spend_gamma). Daily arrivals are `daily_installs`."""
+
+    r: float = Field(0.9, gt=0, description="shape of the purchase rate distribution")
+    alpha: float = Field(45.0, gt=0, description="rate (days) of the purchase rate distribution: mean λ = r/alpha")
+    a: float = Field(0.9, gt=0)
+    b: float = Field(5.0, gt=0)
+    spend_p: float = Field(6.0, gt=0)
+    spend_q: float = Field(4.0, gt=1)
+    spend_gamma: float = Field(15.0, gt=0)
+    season_peak_day: int = Field(335, ge=1, le=366, description="day of the year of the seasonal peak (335: 1 Dec)")
+    season_amplitude: float = Field(1.5, ge=0, description="extra purchase rate at the peak (1.5: 2.5x)")
+    season_width_days: PositiveInt = Field(12, description="standard deviation of the peak, days")
+
+
 class SimulationSettings(Strict):
+    profile: Literal["game", "btyd"] = Field(
+        "game", description="game: the free-to-play game simulator; btyd: a purchase-only shop (see `btyd`)")
+    btyd: BtydProcess = Field(default_factory=BtydProcess)
     start: dt.date
     days: PositiveInt = Field(le=3650)
     daily_installs: PositiveInt = 500
@@ -446,7 +538,7 @@ class SimulationSettings(Strict):
 
 class GameConfig(Strict):
     game: GameInfo
-    aws: AwsSettings
+    aws: AwsSettings | None = Field(None, description="required by `cdk synth/deploy` only; local use needs none")
     logs: LogsConfig
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     horizons: Horizons = Field(default_factory=Horizons)
@@ -464,8 +556,6 @@ class GameConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_field(self) -> GameConfig:
-        if self.features.step_days * self.features.n_steps < self.features.population_window_days:
-            raise ValueError("features.step_days * features.n_steps must cover population_window_days")
         cur = self.logs.events.columns.currency
         if cur is None and self.logs.events.revenue.fx_rates:
             raise ValueError("logs.events.revenue.fx_rates is set but logs.events.columns.currency is not")
@@ -474,13 +564,21 @@ class GameConfig(Strict):
         unknown = set(self.validation.severity) - set(CHECK_NAMES)
         if unknown:
             raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
-        tables = (self.logs.events.table, self.logs.players.table)
-        for writer in self.aws.raw_writers:
+        tables = tuple(self.logs.tables)
+        for writer in (self.aws.raw_writers if self.aws is not None else []):
             outside = [p for p in writer.prefixes if p.split("/", 1)[0] not in tables]
             if outside:
                 raise ValueError(f"aws.raw_writers: prefixes {outside} are not under a raw table's folder; "
                                  f"start each with one of {[t + '/' for t in tables]}")
         return self
+
+    def require_aws(self) -> AwsSettings:
+        """The `aws` section, or a clear error for the commands that deploy to AWS."""
+        if self.aws is None:
+            raise ConfigError(f"game {self.game.id!r} has no `aws:` section (account, region): it is needed to "
+                              "synthesize or deploy the game's AWS stacks; add e.g. `aws: {account: \"123456789012\", "
+                              "region: eu-west-1}` to its config. Local commands work without it.")
+        return self.aws
 
     def config_hash(self) -> str:
         """Stable hash of everything that defines the game's data and models."""

@@ -77,7 +77,9 @@ class DuckDBEngine:
         self.con = duckdb.connect()
         self.con.execute(f"SET threads = {threads or int(os.environ.get('LTV_THREADS', os.cpu_count() or 2))}")
         self.con.execute("SET preserve_insertion_order = false")
-        self._raw_tables = [config.logs.events.table, config.logs.players.table]
+        self._raw_tables = config.logs.tables
+        players = config.logs.players
+        self._flat = {players.table} if players is not None and not players.partitioned else set()
         self._views: dict[str, tuple[str, ...]] = {}
 
     def _glob(self, table: str) -> tuple[Path, str]:
@@ -94,10 +96,15 @@ class DuckDBEngine:
             if not re.search(rf"\b{table}\b", sql):
                 continue
             base, key = self._glob(table)
-            parts = tuple(sorted(n for n in os.listdir(base) if n.startswith(f"{key}="))) if base.exists() else ()
+            flat = table in self._flat  # an unpartitioned raw table: its files lie in the table's folder
+            listing = sorted(os.listdir(base)) if base.exists() else []
+            parts = tuple(n for n in listing if (n.endswith(".parquet") if flat else n.startswith(f"{key}=")))
             if self._views.get(table) == parts:
                 continue
-            if not any(base.glob(f"{key}=*/*.parquet")):
+            if flat and parts:
+                self.con.execute(f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{base}/*.parquet', "
+                                 "union_by_name = true)")
+            elif flat or not any(base.glob(f"{key}=*/*.parquet")):
                 self.con.execute(f'DROP VIEW IF EXISTS "{table}"')
             else:
                 self.con.execute(

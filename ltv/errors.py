@@ -65,3 +65,7 @@ class RegistryError(LtvError):
 class S3EventError(LtvError):
     """A malformed or unexpected S3 event reached the scoring trigger."""
 
+
+
+class HorizonError(LtvError):
+    """The logs are too short for train + validation + embargo + test at the label horizon."""

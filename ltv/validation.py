@@ -90,24 +90,15 @@ def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
     """The row-level checks this game's config implies."""
     ev, pl = config.logs.events, config.logs.players
     c, q = ev.columns, sql.quote
-    purchase = f"{q(c.event_type)} IN {sql.in_list(ev.event_types.purchase)}"
+    purchase = purchase_condition(config)
     rev = sql.context(config)["revenue_expr"]
     skewed = now + dt.timedelta(minutes=config.validation.max_clock_skew_minutes)
     checks = [
         RowCheck("null_ids", ev.table, _missing_id(config, c.player_id), f"rows with a null or empty {c.player_id}",
                  "the exporter must set the player id on every event"),
-        RowCheck("null_ids", pl.table, _missing_id(config, pl.columns.player_id),
-                 f"rows with a null or empty {pl.columns.player_id}", "every player row needs its id"),
-        RowCheck("event_types", ev.table,
-                 f"{q(c.event_type)} IS NULL OR {q(c.event_type)} NOT IN {sql.in_list(ev.event_types.allowed())}",
-                 f"rows with an event type not in the config ({', '.join(ev.event_types.allowed())})",
-                 "add the new event type to logs.events.event_types (under `other` if features should ignore it)",
-                 show=c.event_type),
         RowCheck("revenue_range", ev.table, f"{purchase} AND ({rev} IS NULL OR {rev} > {ev.revenue.max_amount})",
                  f"purchases with a missing amount or above max_amount {ev.revenue.max_amount} {ev.revenue.base_currency}",
                  "check the amount's unit (cents?) or raise logs.events.revenue.max_amount"),
-        RowCheck("negative_values", ev.table, f"{q(c.session_length)} < 0 OR {q(c.level)} < 0",
-                 f"rows with a negative {c.session_length} or {c.level}", "fix the exporter"),
         RowCheck("outside_partition_day", ev.table, f"CAST({q(c.event_time)} AS DATE) > CAST(dt AS DATE)",
                  "events timestamped after their partition's day", "events must be partitioned by their UTC day"),
         RowCheck("late_events", ev.table, f"CAST({q(c.event_time)} AS DATE) < CAST(dt AS DATE)",
@@ -118,6 +109,20 @@ def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
                  f"events later than the run time {now:%Y-%m-%d %H:%M} + {config.validation.max_clock_skew_minutes} min",
                  "a client clock is wrong or the timestamp is not UTC"),
     ]
+    if pl is not None and pl.partitioned:  # a flat players table has no daily partition to check
+        checks.append(RowCheck("null_ids", pl.table, _missing_id(config, pl.columns.player_id),
+                               f"rows with a null or empty {pl.columns.player_id}", "every player row needs its id"))
+    if c.event_type:
+        checks.append(RowCheck(
+            "event_types", ev.table,
+            f"{q(c.event_type)} IS NULL OR {q(c.event_type)} NOT IN {sql.in_list(ev.event_types.allowed())}",
+            f"rows with an event type not in the config ({', '.join(ev.event_types.allowed())})",
+            "add the new event type to logs.events.event_types (under `other` if features should ignore it)",
+            show=c.event_type))
+    counted = [col for col in (c.session_length, c.level) if col]
+    if counted:
+        checks.append(RowCheck("negative_values", ev.table, " OR ".join(f"{q(col)} < 0" for col in counted),
+                               f"rows with a negative {' or '.join(counted)}", "fix the exporter"))
     if not ev.revenue.refunds_allowed:
         checks.append(RowCheck("negative_revenue", ev.table, f"{purchase} AND {rev} < 0",
                                "purchases with a negative amount",
@@ -133,29 +138,49 @@ def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
 
 def id_columns(config: GameConfig) -> dict[str, str]:
     """Raw table -> its player id column (what a log line may name of a sample row)."""
-    return {config.logs.events.table: config.logs.events.columns.player_id,
-            config.logs.players.table: config.logs.players.columns.player_id}
+    ev, pl = config.logs.events, config.logs.players
+    return {ev.table: ev.columns.player_id} | ({pl.table: pl.columns.player_id} if pl is not None else {})
 
 
 def _missing_id(config: GameConfig, column: str) -> str:
     """A player id that identifies nobody: NULL, or a blank string (which would aggregate as a player)."""
     if config.logs.player_id_type == "string":
-        return f"{sql.quote(column)} IS NULL OR TRIM({sql.quote(column)}) = ''"
+        # cast: an integer id column is accepted where the config says string (the SQL casts it)
+        return f"{sql.quote(column)} IS NULL OR TRIM(CAST({sql.quote(column)} AS VARCHAR)) = ''"
     return f"{sql.quote(column)} IS NULL"
 
 
-def expected_types(config: GameConfig) -> dict[str, dict[str, set[str]]]:
-    """Per table: column -> acceptable type families."""
+def purchase_condition(config: GameConfig) -> str:
+    """SQL over the raw columns: the row is a purchase (every row, in a purchase-only log)."""
+    ev = config.logs.events
+    if ev.purchase_only:
+        return "TRUE"
+    return f"{sql.quote(ev.columns.event_type)} IN {sql.in_list(ev.event_types.purchase)}"
+
+
+def expected_types(config: GameConfig, strict: bool = False) -> dict[str, dict[str, set[str]]]:
+    """Per table: column -> acceptable type families (those the SQL casts to what it needs: an
+    integer id where the config says string, a DATE install time read as midnight). With
+    `strict` (an engine that reads files with declared types: Athena) the id and time columns
+    must have exactly the types the config declares, which the catalog is built from."""
     ev, pl = config.logs.events, config.logs.players
-    ident = {"string"} if config.logs.player_id_type == "string" else {"integer"}
+    c = ev.columns
+    ident = {"string", "integer"}  # player_day / features CAST the id to player_id_type
     numeric = {"integer", "float"}
-    events = {ev.columns.player_id: ident, ev.columns.event_time: {"timestamp"}, ev.columns.event_type: {"string"},
-              ev.columns.revenue: numeric, ev.columns.level: numeric, ev.columns.session_length: numeric}
-    if ev.columns.currency:
-        events[ev.columns.currency] = {"string"}
-    players = {pl.columns.player_id: ident, pl.columns.install_time: {"timestamp"}}
-    players |= {col: {"string", "integer", "float", "boolean"} for col in pl.attributes.values()}
-    return {ev.table: events, pl.table: players}
+    times = {"timestamp", "date"}
+    declared = lambda kind: {kind} if strict else (ident if kind in ident else times)  # noqa: E731
+    ident, event_time = declared(config.logs.player_id_type), declared(ev.event_time_type)
+    install_time = declared(pl.install_time_type) if pl is not None else times
+    events = {c.player_id: ident, c.event_time: event_time, c.revenue: numeric}
+    events |= {col: kinds for col, kinds in ((c.event_type, {"string"}), (c.level, numeric),
+                                             (c.session_length, numeric), (c.currency, {"string"}),
+                                             (c.event_id, {"string", "integer"})) if col}
+    out = {ev.table: events}
+    if pl is not None and pl.partitioned:  # a flat players table is read whole, not by day
+        players = {pl.columns.player_id: ident, pl.columns.install_time: install_time}
+        players |= {col: {"string", "integer", "float", "boolean"} for col in pl.attributes.values()}
+        out[pl.table] = players
+    return out
 
 
 def type_family(sql_type: str) -> str:
@@ -164,6 +189,8 @@ def type_family(sql_type: str) -> str:
         return "string"
     if t.startswith(("TIMESTAMP", "DATETIME")):
         return "timestamp"
+    if t == "DATE":
+        return "date"
     if t.startswith(("BIGINT", "INT", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT")):
         return "integer"
     if t.startswith(("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC")):
@@ -190,12 +217,12 @@ class Validator:
         events_fingerprint = self.engine.raw_partition_fingerprint(self.config.logs.events.table, d)
         results: list[CheckResult] = []
         present = []
-        for table, types in expected_types(self.config).items():
+        for table, types in expected_types(self.config, getattr(self.engine, "strict_types", False)).items():
             stats = self.engine.raw_partition_stats(table, d)
             if stats is None or stats[0] == 0:
                 result = self._result("freshness", table, d, False, message="partition is missing or empty",
                                       hint="the day's export has not arrived; rerun once it has")
-                if table == self.config.logs.players.table:  # a day may have no installs: only a warning
+                if table != self.config.logs.events.table:  # a day may have no installs: only a warning
                     result.severity = "warn" if result.severity == "error" else result.severity
                 results.append(result)
                 continue
@@ -220,9 +247,14 @@ class Validator:
                 problems.append(f"missing column {column!r}")
             elif got not in allowed:
                 problems.append(f"{column!r} is {got}, expected {' or '.join(sorted(allowed))}")
+        strict = getattr(self.engine, "strict_types", False)
+        hint = "fix logs.*.columns in the game config, or the exporter's schema"
+        if strict:
+            hint += ("; Athena reads the files with the catalog's types, declared by logs.player_id_type, "
+                     "logs.events.event_time_type and logs.players.install_time_type: set them to what the export holds")
         return self._result("schema", table, day, not problems,
                             message="; ".join(problems) or "all configured columns present with expected types",
-                            hint="fix logs.*.columns in the game config, or the exporter's schema")
+                            hint=hint)
 
     def _row_checks(self, day: str, tables: list[str]) -> list[CheckResult]:
         checks = [c for c in row_checks(self.config, self.now) if c.table in tables and self.severity[c.name] != "off"]
@@ -248,15 +280,30 @@ class Validator:
         return results
 
     def _duplicates(self, day: str) -> CheckResult:
+        """What each deduplication rule removes from the day (rows and revenue); the check fails on
+        what the configured rule removes, so nothing is dropped without being reported."""
+        removed = duplicate_counts(self.engine, self.config, day)
+        rule = self.config.logs.events.dedup
+        n = removed[rule]["rows"] if rule != "none" else 0
+        ccy = self.config.logs.events.revenue.base_currency
+        parts = [f"{name}{' (in force)' if name == rule else ''} removes {r['rows']:,} rows / {r['revenue']:,.2f} {ccy}"
+                 for name, r in removed.items()]
+        if rule == "none":
+            parts.append("none (in force) removes nothing")
+        sample = self._duplicate_sample(day, rule) if n else []
+        return self._result("duplicate_events", self.config.logs.events.table, day, n == 0, failing_rows=n,
+                            message="; ".join(parts),
+                            hint="deduplicate in the exporter, or choose logs.events.deduplicate (by_id needs "
+                                 "columns.event_id; none keeps identical rows as separate orders)", sample=sample)
+
+    def _duplicate_sample(self, day: str, rule: str) -> list[dict[str, Any]]:
         c, table = self.config.logs.events.columns, self.config.logs.events.table
-        keys = ", ".join(sql.quote(x) for x in (c.player_id, c.event_time, c.event_type))
-        dup = self.engine.query(f"SELECT {keys}, COUNT(*) AS copies FROM {table} WHERE dt = {sql.literal(day)} "
-                                f"GROUP BY {keys} HAVING COUNT(*) > 1 ORDER BY copies DESC")
-        n = int((dup["copies"] - 1).sum()) if len(dup) else 0
-        return self._result("duplicate_events", table, day, n == 0, failing_rows=n,
-                            message=f"{n:,} duplicate events (same player, time and type); player_day counts each once"
-                            if n else "none", hint="deduplicate in the exporter",
-                            sample=dup.head(self.config.validation.sample_rows).to_dict("records"))
+        keys = [c.player_id, c.event_id] if rule == "by_id" else mapped_columns(self.config)
+        cols = ", ".join(sql.quote(x) for x in keys)
+        dup = self.engine.query(f"SELECT {cols}, COUNT(*) AS copies FROM {table} WHERE dt = {sql.literal(day)} "
+                                f"GROUP BY {cols} HAVING COUNT(*) > 1 ORDER BY copies DESC "
+                                f"LIMIT {self.config.validation.sample_rows}")
+        return dup.to_dict("records")
 
     def _volume(self, day: str) -> CheckResult:
         table = self.config.logs.events.table
@@ -282,6 +329,36 @@ class Validator:
                                    "GROUP BY dt")
         found = {str(d): int(n) for d, n in zip(counts["dt"], counts["n"])}
         return {d: found.get(d, 0) for d in days}
+
+
+def mapped_columns(config: GameConfig) -> list[str]:
+    """The raw event columns the config maps (what "identical rows" compares)."""
+    c = config.logs.events.columns
+    return [col for col in (c.player_id, c.event_time, c.event_type, c.revenue, c.currency, c.event_id, c.level,
+                            c.session_length) if col]
+
+
+def duplicate_counts(engine: Any, config: GameConfig, day: str) -> dict[str, dict[str, float]]:
+    """Rows and purchase revenue each rule would remove from one raw day: `exact_rows` (identical
+    mapped columns) and, when an event id is mapped, `by_id` (rows sharing player and id)."""
+    ev = config.logs.events
+    c, table, q = ev.columns, ev.table, sql.quote
+    rev = f"CASE WHEN {purchase_condition(config)} THEN COALESCE({sql.context(config)['revenue_expr']}, 0) ELSE 0 END"
+    where = f"dt = {sql.literal(day)} AND {q(c.player_id)} IS NOT NULL"
+    cols = ", ".join(q(x) for x in mapped_columns(config))
+    queries = {"exact_rows": f"SELECT COUNT(*) - COUNT(DISTINCT ({cols})) AS n, SUM({rev}) AS r FROM {table} WHERE {where}"}
+    kept = {"exact_rows": f"SELECT SUM({rev}) AS r FROM (SELECT DISTINCT {cols} FROM {table} WHERE {where}) d"}
+    if c.event_id:
+        ids = f"{q(c.player_id)}, {q(c.event_id)}"
+        queries["by_id"] = f"SELECT COUNT(*) - COUNT(DISTINCT ({ids})) AS n, SUM({rev}) AS r FROM {table} WHERE {where}"
+        kept["by_id"] = f"SELECT SUM(r) AS r FROM (SELECT MAX({rev}) AS r FROM {table} WHERE {where} GROUP BY {ids}) d"
+    out = {}
+    for rule, text in queries.items():
+        total = engine.query(text).iloc[0]
+        rows = int(total["n"] or 0)
+        revenue = float(total["r"] or 0) - float(engine.query(kept[rule]).iloc[0]["r"] or 0) if rows else 0.0
+        out[rule] = {"rows": rows, "revenue": round(revenue, 2)}
+    return out
 
 
 def validate_day(engine: Any, config: GameConfig, day: dt.date, now: dt.datetime | None = None,

@@ -111,7 +111,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
         "approval": ParameterString("ModelApprovalStatus", default_value=APPROVED if config.promotion.approval == "auto"
                                     else PENDING),
     }
-    session = _offline_session(config.aws.region, where.artifacts_bucket)
+    session = _offline_session(config.require_aws().region, where.artifacts_bucket)
     run_prefix = Join(on="/", values=[where.prefix, name, ExecutionVariables.PIPELINE_EXECUTION_ID])
     common = {"image_uri": where.image_uri, "role": where.role_arn, "sagemaker_session": session,
               "volume_kms_key": where.key_arn, "output_kms_key": where.key_arn}
@@ -126,7 +126,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
                     "rolling version) and checks that it is complete",
         property_files=[dataset_file],
         step_args=resolver.run(arguments=["--curated-uri", f"s3://{where.curated_bucket}", "--version", p["dataset"],
-                                          "--output", f"{PROCESSING}/dataset", "--region", config.aws.region],
+                                          "--output", f"{PROCESSING}/dataset", "--region", config.require_aws().region],
                                outputs=[ProcessingOutput(output_name="dataset", source=f"{PROCESSING}/dataset",
                                                          destination=Join(on="/", values=[run_prefix, "dataset"]))]))
     dataset_uri = JsonGet(step_name=resolve.name, property_file=dataset_file, json_path="uri")
@@ -165,7 +165,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
                                       destination=evaluation_uri)],
             arguments=["--game", game, "--model", f"{PROCESSING}/model", "--dataset", f"{PROCESSING}/dataset",
                        "--config", f"{PROCESSING}/config", "--output", f"{PROCESSING}/evaluation",
-                       "--region", config.aws.region]))
+                       "--region", config.require_aws().region]))
     decision = lambda path: JsonGet(step_name=evaluate.name, property_file=evaluation_file, json_path=path)  # noqa: E731
 
     package = Model(image_uri=where.image_uri, model_data=model_data, role=where.role_arn, sagemaker_session=session)
@@ -200,7 +200,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
 
 def definition(config: GameConfig, where: Locations, *, version: str | None = None) -> dict[str, Any]:
     """The pipeline definition JSON (as a dict) of `get_pipeline`, built with the SDK kept offline."""
-    with _offline_sdk(config.aws.region):
+    with _offline_sdk(config.require_aws().region):
         return json.loads(get_pipeline(config, where, version=version).definition())
 
 

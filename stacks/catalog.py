@@ -59,7 +59,7 @@ class LakeCatalog(Construct):
                     data_lake_principal_identifier="IAM_ALLOWED_PRINCIPALS"))]))
         self.specs = table_specs(config)
         self.projection_start = str(projection_start(config))
-        raw_ids = {config.logs.events.table: "RawEventsTable", config.logs.players.table: "RawPlayersTable"}
+        raw_ids = dict(zip(config.logs.tables, ("RawEventsTable", "RawPlayersTable")))
         self.tables: dict[str, glue.CfnTable] = {}
         for name, spec in self.specs.items():
             bucket = raw if spec.bucket == "raw" else curated
@@ -75,9 +75,10 @@ class LakeCatalog(Construct):
         return glue.CfnTable(self, id_, catalog_id=account, database_name=self.database.ref,
                              table_input=glue.CfnTable.TableInputProperty(
             name=spec.name, table_type="EXTERNAL_TABLE",
-            description=f"{spec.bucket} table {spec.name}, partitioned by {', '.join(k for k, _ in spec.partition_keys)}",
+            description=f"{spec.bucket} table {spec.name}, " + (
+                f"partitioned by {', '.join(k for k, _ in spec.partition_keys)}" if spec.partition_keys else "unpartitioned"),
             parameters={"classification": "parquet", "EXTERNAL": "TRUE",
-                        **projection(spec, location, self.projection_start)},
+                        **(projection(spec, location, self.projection_start) if spec.partition_keys else {})},
             partition_keys=[column(name=k, type=t) for k, t in spec.partition_keys],
             storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
                 columns=[column(name=c, type=t) for c, t in spec.columns], location=location,

@@ -32,7 +32,8 @@ class GameStacks:
 def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Wheelhouse) -> GameStacks:
     """Add a game's stacks to the app, in the game's account and region, named after its id."""
     names = Names.of(config)
-    env = Environment(account=config.aws.account, region=config.aws.region)
+    aws = config.require_aws()
+    env = Environment(account=aws.account, region=aws.region)
     protect = config.stack.removal_policy == "retain"
     # stack tags (CloudFormation puts them on every resource that takes tags): given explicitly, as
     # the `@aws-cdk/core:explicitStackTags` flag wants, so `Tags.of(...)` is not needed

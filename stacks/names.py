@@ -16,7 +16,7 @@ class Names:
 
     @classmethod
     def of(cls, config: GameConfig) -> Names:
-        return cls(config.game.id, config.aws.account)
+        return cls(config.game.id, config.require_aws().account)
 
     @property
     def prefix(self) -> str:

@@ -47,7 +47,7 @@ class LakeStorage(Construct):
         st = config.stack
         self.raw = self._bucket("Raw", "raw", versioned=True, expiration_days=st.raw_logs_expiration_days)
         self._only_the_game_key(self.raw)
-        for index, writer in enumerate(config.aws.raw_writers):
+        for index, writer in enumerate(config.require_aws().raw_writers):
             self._allow_raw_writer(index, writer)
         self.curated = self._bucket("Curated", "curated", versioned=True)
         self.artifacts = self._bucket("Artifacts", "artifacts", versioned=True)

@@ -354,7 +354,7 @@ class RecordingEngine:
 
     def __init__(self, config: cfg.GameConfig, days: list[dt.date]):
         self.config, self.days, self.sent = config, [str(d) for d in days], []
-        self.raw = {config.logs.events.table, config.logs.players.table}
+        self.raw = set(config.logs.tables)
 
     def _record(self, sql_text: str) -> None:
         self.sent.append(statement(sql_text))
@@ -367,6 +367,8 @@ class RecordingEngine:
             return pd.DataFrame({"dt": re.findall(r"'(\d{4}-\d\d-\d\d)'", sql_text), "n": 1000})
         if "COUNT(*) AS n" in sql_text:
             return pd.DataFrame({"n": [1000]})
+        if " AS n, SUM(" in sql_text:  # rows and revenue a deduplication rule would remove: none
+            return pd.DataFrame({"n": [0], "r": [0.0]})
         if sql_text.startswith("SELECT SUM(CASE"):
             return pd.DataFrame({f"c{i}": [0] for i in range(len(re.findall(r" AS c\d+\b", sql_text)))})
         if sql_text.startswith("SELECT * FROM features WHERE cutoff"):  # read back for its statistics

@@ -91,7 +91,8 @@ def test_the_model_beats_the_baselines_on_the_holdout(tiny_model, tiny_game) -> 
     assert m["purchase_day_mae"] < b["popularity"]["purchase_day_mae"]
     assert ev.metrics["oracle"]["normalized_gini"] >= m["normalized_gini"] - 0.02, "the oracle is (nearly) an upper bound"
     assert set(ev.metrics["ratios"]) == {"model_vs_oracle", "model_vs_popularity", "model_vs_segment_median",
-                                         "model_vs_recent_revenue", "model_vs_payer_mean"}
+                                         "model_vs_recent_revenue", "model_vs_payer_mean", "model_vs_past_spend",
+                                         "model_vs_btyd"}
     json.dumps(ev.metrics)  # the evaluation contract is plain JSON
 
 

@@ -127,3 +127,38 @@ def test_unknown_currency_in_a_local_currency_game(tmp_path: Path) -> None:
     frame.to_parquet(part, index=False)
     with pytest.raises(DataValidationError, match="unknown_currency on game_events .* currency without an fx rate"):
         validate_day(engine, config, d, now=dt.datetime(2025, 1, 3, 2))
+
+
+class _AthenaLike:
+    """The local engine with Athena's rule: raw files are read with the catalog's declared types."""
+
+    strict_types = True
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
+def test_types_the_sql_casts_pass_locally_and_must_match_the_catalog_on_athena(tmp_path: Path) -> None:
+    """Integer player ids and DATE event times where the config declares string / timestamp:
+    DuckDB casts them (valid locally); Athena would fail reading them with the declared types,
+    so on a strict engine the schema check fails and names the setting, which then fixes it."""
+    from ltv.athena import raw_columns
+
+    config = make_config()
+    engine = write_lake(tmp_path, config, clean_events(), {"A": "2025-03-01 09:00", "B": "2025-03-01 09:00",
+                                                          "C": "2025-03-01 09:00"})
+    mutate(engine, lambda f: f.assign(user_id=f.user_id.map({"A": 1, "B": 2, "C": 3}).astype("int64"),
+                                      event_ts=f.event_ts.dt.date))
+    assert validate_day(engine, config, DAY, now=NOW).errors == []
+    with pytest.raises(DataValidationError) as failed:
+        validate_day(_AthenaLike(engine), config, DAY, now=NOW)
+    schema = next(r for r in failed.value.results if r.name == "schema" and not r.passed)
+    assert "'user_id' is integer, expected string" in schema.message and "'event_ts' is date" in schema.message
+    assert "logs.player_id_type" in schema.hint and "logs.events.event_time_type" in schema.hint
+    declared = make_config(logs={"player_id_type": "integer", "events": {"event_time_type": "date"}})
+    assert [r for r in validate_day(_AthenaLike(engine), declared, DAY, now=NOW).errors if r.name == "schema"] == []
+    catalog = dict(raw_columns(declared)["events"])
+    assert catalog["user_id"] == "bigint" and catalog["event_ts"] == "date"

@@ -8,13 +8,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
+import time
 import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ltv.config import ModelBudget
+
+HEARTBEAT_S = 10.0  # while one model fits, progress is reported at least this often
 
 os.environ.setdefault("AUTOGLUON_TELEMETRY", "0")
 warnings.filterwarnings("ignore", message=".*torch.*")
@@ -30,9 +36,46 @@ def hyperparameters(budget: ModelBudget) -> dict[str, Any]:
     return budget.hyperparameters or {family: {} for family in budget.families}
 
 
+def _fitted(path: Path) -> list[str]:
+    """Models AutoGluon has finished so far, oldest first: it saves each model's folder under the
+    predictor's path when that model is fitted (read from disk, so nothing is added to the
+    predictor, which pickles whatever it is given)."""
+    models = [p for p in (path / "models").glob("*") if p.is_dir()] if (path / "models").exists() else []
+    return [p.name for p in sorted(models, key=lambda p: p.stat().st_mtime)]
+
+
+@contextmanager
+def _heartbeat(path: Path, stage: str, say: Callable[[str], None], planned: list[str]):
+    """Report stage, models done (of those planned) and elapsed seconds every HEARTBEAT_S until
+    the block ends."""
+    stop, started = threading.Event(), time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            done = _fitted(path)
+            say(f"{stage}: fitting, {time.monotonic() - started:.0f} s; models done: {', '.join(done) or 'none yet'} "
+                f"(planned: {', '.join(planned)})")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        say(f"{stage}: done in {time.monotonic() - started:.0f} s ({', '.join(_fitted(path)) or 'no model'})")
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
 def fit(train: pd.DataFrame, label: str, problem_type: str, eval_metric: str, budget: ModelBudget,
-        path: Path, tuning: pd.DataFrame | None = None) -> Any:
-    """Fit one TabularPredictor within the budget; `tuning` drives early stopping and selection."""
+        path: Path, tuning: pd.DataFrame | None = None, *, progress: Callable[[str], None] | None = None,
+        stage: str = "") -> Any:
+    """Fit one TabularPredictor within the budget; `tuning` drives early stopping and selection.
+    With `progress`, each model's start and end and a heartbeat while it fits are reported."""
     from autogluon.tabular import TabularPredictor
 
     if budget.max_train_rows and len(train) > budget.max_train_rows:
@@ -41,10 +84,11 @@ def fit(train: pd.DataFrame, label: str, problem_type: str, eval_metric: str, bu
                                  path=str(path), verbosity=0)
     bagged = any(p in budget.presets for p in ("best", "high", "extreme"))
     kwargs: dict[str, Any] = {"use_bag_holdout": True} if bagged and tuning is not None else {}
-    predictor.fit(train, tuning_data=tuning, time_limit=budget.time_limit_s, presets=budget.presets,
-                  hyperparameters=hyperparameters(budget), fit_weighted_ensemble=budget.fit_weighted_ensemble,
-                  calibrate_decision_threshold=False, num_cpus=budget.num_cpus or "auto", num_gpus=0,
-                  ag_args_fit={"random_seed": SEED}, **kwargs)
+    with _heartbeat(path, stage or label, progress, list(hyperparameters(budget))) if progress else _nothing():
+        predictor.fit(train, tuning_data=tuning, time_limit=budget.time_limit_s, presets=budget.presets,
+                      hyperparameters=hyperparameters(budget), fit_weighted_ensemble=budget.fit_weighted_ensemble,
+                      calibrate_decision_threshold=False, num_cpus=budget.num_cpus or "auto", num_gpus=0,
+                      ag_args_fit={"random_seed": SEED}, **kwargs)
     return predictor
 
 

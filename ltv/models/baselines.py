@@ -12,6 +12,11 @@
   revenue in the last k*step days * horizon / (k*step); payer = any revenue in those days.
 - `payer_mean`: historical payers get the training mean LTV of historical payers, others the
   mean of historical non-payers; payer = has paid before.
+- `past_spend`: the naive ranking by spend over the whole history (revenue_total), scaled to
+  the horizon by the training ratio of future to past spend.
+- `btyd`: the fitted BG/NBD + Gamma-Gamma model itself (`ltv.models.btyd`), refitted at each
+  evaluated cutoff on the history before it, as a practitioner would run it: E[revenue in
+  the horizon] = E[purchase days] x E[spend per purchase day]; players who never bought get 0.
 
 Each returns prediction columns in the same vocabulary as the model (`ltv_pred`,
 `ltv_expected`, `payer_pred`, `p_payer`, `offer_day`) so the same metrics apply.
@@ -24,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ltv.config import GameConfig
+from ltv.models import btyd
 
 RECENT_STEPS = 4
 
@@ -56,7 +62,8 @@ def fit(train: pd.DataFrame, config: GameConfig) -> dict[str, Any]:
                            "scale": config.horizons.ltv_days / (steps * config.features.step_days)},
         "payer_mean": {"payer": float(train.loc[paid, "ltv"].mean()) if paid.any() else 0.0,
                        "nonpayer": float(train.loc[~paid, "ltv"].mean()) if (~paid).any() else 0.0},
-    }
+    } | ({"past_spend": {"scale": float(train["ltv"].sum() / max(train["revenue_total"].fillna(0).sum(), 1e-9))}}
+         if "revenue_total" in train else {}) | {"btyd": {"horizon_days": config.horizons.ltv_days}}
 
 
 def segments(features: pd.DataFrame, cuts: list[float]) -> np.ndarray:
@@ -83,4 +90,18 @@ def predict(params: dict[str, Any], features: pd.DataFrame) -> dict[str, pd.Data
     mean = np.where(paid, pm["payer"], pm["nonpayer"])
     payer_mean = pd.DataFrame({"ltv_pred": mean, "ltv_expected": mean, "payer_pred": paid.astype(int),
                                "p_payer": paid.astype(float)}, index=features.index)
-    return out | {"recent_revenue": recent_revenue, "payer_mean": payer_mean}
+    out |= {"recent_revenue": recent_revenue, "payer_mean": payer_mean}
+    if "past_spend" in params and "revenue_total" in features:
+        out["past_spend"] = _value_baseline(features["revenue_total"].fillna(0).to_numpy(float)
+                                            * params["past_spend"]["scale"], paid.astype(float), features.index)
+    if "btyd" in params and btyd.available(features):
+        value = btyd.with_features(features, params["btyd"]["horizon_days"])
+        # P(a purchase in the horizon) ~ 1 - exp(-E[purchases]) (the Poisson approximation)
+        p = 1 - np.exp(-value["btyd_expected_purchases"].fillna(0).to_numpy(float))
+        out["btyd"] = _value_baseline(value["btyd_expected_value"].fillna(0).to_numpy(float), p, features.index)
+    return out
+
+
+def _value_baseline(value: np.ndarray, p_payer: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame({"ltv_pred": value, "ltv_expected": value, "payer_pred": (p_payer >= 0.5).astype(int),
+                         "p_payer": p_payer}, index=index)

@@ -34,7 +34,7 @@ from ltv import etl, metrics
 from ltv.config import GameConfig, ModelBudget
 from ltv.errors import ArtifactError, NoPayersError
 from ltv.lake import scratch, write_json_atomic
-from ltv.models import automl, baselines
+from ltv.models import automl, baselines, btyd
 from ltv.stats import feature_stats
 from ltv.version import code_version
 
@@ -87,6 +87,8 @@ class LTVModel:
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Predictions for feature rows (extra columns are ignored, missing ones are an error)."""
+        if self.manifest.get("btyd"):
+            features = with_btyd(features, self.manifest)
         missing = [c for c in self.features if c not in features]
         if missing:
             raise ArtifactError(f"the features lack columns the model was trained on: {missing[:10]}; "
@@ -136,6 +138,18 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
     """Fit every stage on the train split (validation for early stopping and thresholds) and
     write the artifact to `target` (a new folder)."""
     budget = budget or config.model
+    btyd_spec = None
+    if budget.btyd_features and btyd.available(splits["train"]):
+        # BG/NBD + Gamma-Gamma fitted at each cutoff on that cutoff's history only; scoring later
+        # uses the fit at the newest cutoff the model learned from (kept in the manifest)
+        say_btyd = progress or (lambda _msg: None)
+        say_btyd("BTYD (BG/NBD + Gamma-Gamma) at each training cutoff")
+        h = config.horizons.ltv_days
+        splits = {**splits, **{s: btyd.with_features(splits[s], h) for s in ("train", "validation")}}
+        latest = max(splits["validation"]["cutoff"].max(), splits["train"]["cutoff"].max())
+        source = splits["validation"] if latest in set(splits["validation"]["cutoff"]) else splits["train"]
+        fitted = btyd.fit(source[source["cutoff"] == latest])
+        btyd_spec = {"horizon_days": h, "cutoff": str(latest), "model": fitted.to_json() if fitted else None}
     features = model_features(splits["train"], budget)
     train_df, val = (pd.concat([model_input(splits[s], features), splits[s][list(LABEL_COLUMNS)]], axis=1)
                      for s in ("train", "validation"))
@@ -152,23 +166,26 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
         stages: dict[str, Any] = {}
         say("stage 1: payer classifier")
         stages["payer"] = automl.fit(train_df[[*features, "payer"]], "payer", "binary", "log_loss", budget,
-                                     work / "payer", val[[*features, "payer"]])
+                                     work / "payer", val[[*features, "payer"]], progress=progress, stage="payer")
         say("stage 2: value regressor on payers")
         log = budget.log_target
         tr = payers[features].assign(value=np.log1p(payers["ltv"]) if log else payers["ltv"])
         tv = val_payers[features].assign(value=np.log1p(val_payers["ltv"]) if log else val_payers["ltv"])
-        stages["value"] = automl.fit(tr, "value", "regression", "root_mean_squared_error", budget, work / "value", tv)
+        stages["value"] = automl.fit(tr, "value", "regression", "root_mean_squared_error", budget, work / "value", tv,
+                                     progress=progress, stage="value")
         say("next purchase day")
         soon = lambda f: f[features].assign(soon=(f["next_purchase_day"] > 0).astype(int))  # noqa: E731
         stages["purchase_soon"] = automl.fit(soon(train_df), "soon", "binary", "log_loss", budget,
-                                             work / "purchase_soon", soon(val))
+                                             work / "purchase_soon", soon(val), progress=progress,
+                                             stage="purchase soon")
         buyers = train_df[train_df["next_purchase_day"] > 0]
         stages["purchase_day"] = automl.fit(buyers[[*features, "next_purchase_day"]], "next_purchase_day",
                                             "multiclass", "log_loss", budget, work / "purchase_day",
-                                            _known_classes(val, buyers, features))
+                                            _known_classes(val, buyers, features), progress=progress,
+                                            stage="purchase day")
         say("churn")
         stages["churn"] = automl.fit(train_df[[*features, "churned"]], "churned", "binary", "log_loss", budget,
-                                     work / "churn", val[[*features, "churned"]])
+                                     work / "churn", val[[*features, "churned"]], progress=progress, stage="churn")
         smearing = 1.0
         if log:
             residual = tv["value"].to_numpy() - stages["value"].predict(tv[features]).to_numpy()
@@ -195,6 +212,7 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
                 "churn_threshold": metrics.best_f1_threshold(val["churned"], c_val),
                 "stages": {s: {"model": p.model_best} for s, p in stages.items()},
                 "baselines": baselines.fit(train_df, config),
+                "btyd": btyd_spec,
                 "budget": budget.model_dump(),
             }
             _seal(tmp, manifest)
@@ -212,6 +230,17 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
         return LTVModel.load(target)
     finally:
         automl.remove(work)
+
+
+def with_btyd(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Feature rows with the BTYD columns from the model's stored fit (the same parameters for
+    every row, so a player's score does not depend on which other rows are scored with it)."""
+    spec = manifest.get("btyd") or {}
+    if not spec or not btyd.available(features):
+        return features
+    fitted = btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
+    extra = btyd.predict(fitted, features, spec["horizon_days"])
+    return pd.concat([features.drop(columns=[c for c in btyd.COLUMNS if c in features]), extra], axis=1)
 
 
 def label_days(config: GameConfig) -> int:

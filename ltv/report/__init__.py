@@ -24,7 +24,7 @@ from ltv.evaluate import Evaluation, drift_cells  # noqa: E402
 SECTIONS = ("Summary", "Gain curve", "Deciles", "Calibration", "Payer stage", "Next purchase day", "Drift",
             "Model card")
 COLORS = {"model": "#1f77b4", "oracle": "#2ca02c", "recent_revenue": "#ff7f0e", "payer_mean": "#9467bd",
-          "popularity": "#ff7f0e", "random": "#999999"}
+          "popularity": "#ff7f0e", "random": "#999999", "past_spend": "#8c564b", "btyd": "#d62728"}
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
@@ -127,7 +127,7 @@ def _gain_plot(ev: Evaluation) -> str:
     curves = {"model": ev.frame["ltv_expected"]}
     if ev.oracle is not None:
         curves["oracle"] = ev.oracle["ltv_expected"]
-    for name in ("recent_revenue", "payer_mean"):
+    for name in ("recent_revenue", "payer_mean", "past_spend", "btyd"):
         if name in ev.baselines:
             curves[name] = ev.baselines[name]["ltv_expected"]
     for name, pred in curves.items():

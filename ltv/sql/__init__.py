@@ -57,9 +57,10 @@ def context(config: GameConfig) -> dict[str, Any]:
     seconds = {"seconds": "", "milliseconds": " / 1000.0", "minutes": " * 60.0"}[ev.session_length_unit]
     id_type = "VARCHAR" if config.logs.player_id_type == "string" else "BIGINT"
     return {
-        "events": ev.table, "players": pl.table, "col": c, "pcol": pl.columns, "attributes": pl.attributes,
-        "types": ev.event_types, "revenue_expr": rev,
-        "session_seconds_expr": f"CAST({quote(c.session_length)} AS DOUBLE){seconds}",
+        "events": ev.table, "players": pl.table if pl else None, "col": c, "pcol": pl.columns if pl else None,
+        "players_partitioned": pl.partitioned if pl else False, "attributes": pl.attributes if pl else {},
+        "types": ev.event_types, "revenue_expr": rev, "dedup": ev.dedup,
+        "session_seconds_expr": f"CAST({quote(c.session_length)} AS DOUBLE){seconds}" if c.session_length else None,
         "id_type": id_type, "n_steps": config.features.n_steps, "step_days": config.features.step_days,
     }
 

@@ -8,6 +8,7 @@ WITH history AS (
 population AS (
     SELECT DISTINCT player_id FROM history WHERE dt >= {{ window_start | lit }}
 ),
+{% if players %}
 installs AS (
     SELECT
         CAST({{ pcol.player_id | q }} AS {{ id_type }}) AS player_id,
@@ -16,19 +17,28 @@ installs AS (
         , MIN({{ column | q }}) AS attr_{{ name }}
 {% endfor %}
     FROM {{ players }}
-    WHERE dt < {{ cutoff | lit }} AND {{ pcol.player_id | q }} IS NOT NULL
+    WHERE {% if players_partitioned %}dt < {{ cutoff | lit }} AND {% endif %}{{ pcol.player_id | q }} IS NOT NULL
     GROUP BY 1
 ),
+{% endif %}
 lifetime AS (
     SELECT
         player_id,
         COUNT(*) AS active_days_total,
         CAST(SUM(CASE WHEN dt >= {{ window_start | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_window,
+{% if types.login %}
         CAST(SUM(logins) AS BIGINT) AS logins_total,
+{% endif %}
+{% if types.session %}
         CAST(SUM(sessions) AS BIGINT) AS sessions_total,
         SUM(play_seconds) / 60.0 AS play_minutes_total,
+{% endif %}
+{% if types.level_up %}
         CAST(SUM(level_ups) AS BIGINT) AS level_ups_total,
+{% endif %}
+{% if col.level %}
         MAX(max_level) AS max_level,
+{% endif %}
         CAST(SUM(purchases) AS BIGINT) AS purchases_total,
         CAST(SUM(CASE WHEN purchases > 0 THEN 1 ELSE 0 END) AS BIGINT) AS purchase_days_total,
         SUM(revenue) AS revenue_total,
@@ -37,7 +47,8 @@ lifetime AS (
         MAX(dt) AS last_active_dt,
         MIN(CASE WHEN purchases > 0 THEN dt END) AS first_purchase_dt,
         MAX(CASE WHEN purchases > 0 THEN dt END) AS last_purchase_dt,
-        MAX(CASE WHEN purchases > 0 THEN revenue END) AS max_purchase_day_revenue
+        MAX(CASE WHEN purchases > 0 THEN revenue END) AS max_purchase_day_revenue,
+        STDDEV_SAMP(CASE WHEN purchases > 0 THEN revenue END) AS purchase_day_revenue_std
     FROM history
     GROUP BY player_id
 ),
@@ -47,9 +58,15 @@ steps AS (
         player_id
 {% for s in steps %}
         , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_w{{ loop.index }}
+{% if types.login %}
         , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN logins ELSE 0 END) AS BIGINT) AS logins_w{{ loop.index }}
+{% endif %}
+{% if types.session %}
         , SUM(CASE WHEN step = {{ loop.index }} THEN play_seconds ELSE 0 END) / 60.0 AS play_minutes_w{{ loop.index }}
+{% endif %}
+{% if types.level_up %}
         , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN level_ups ELSE 0 END) AS BIGINT) AS level_ups_w{{ loop.index }}
+{% endif %}
         , CAST(SUM(CASE WHEN step = {{ loop.index }} THEN purchases ELSE 0 END) AS BIGINT) AS purchases_w{{ loop.index }}
         , SUM(CASE WHEN step = {{ loop.index }} THEN revenue ELSE 0 END) AS revenue_w{{ loop.index }}
 {% endfor %}
@@ -103,24 +120,45 @@ SELECT
 {% for name in attributes %}
     COALESCE(i.attr_{{ name }}, 'unknown') AS attr_{{ name }},
 {% endfor %}
+{% if players %}
     DATE_DIFF('day', COALESCE(CAST(i.install_time AS DATE), CAST(l.first_active_dt AS DATE)), DATE {{ cutoff | lit }}) AS days_since_install,
+{% else %}
+    DATE_DIFF('day', CAST(l.first_active_dt AS DATE), DATE {{ cutoff | lit }}) AS days_since_install,
+{% endif %}
     DATE_DIFF('day', CAST(l.last_active_dt AS DATE), DATE {{ cutoff | lit }}) AS days_since_last_active,
     DATE_DIFF('day', CAST(l.first_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_since_first_purchase,
     DATE_DIFF('day', CAST(l.last_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_since_last_purchase,
     l.active_days_total,
     l.active_days_window,
+{% if types.login %}
     l.logins_total,
+{% endif %}
+{% if types.session %}
     l.sessions_total,
     l.play_minutes_total,
+{% endif %}
+{% if types.level_up %}
     l.level_ups_total,
+{% endif %}
+{% if col.level %}
     l.max_level,
+{% endif %}
     l.purchases_total,
     l.purchase_days_total,
     l.revenue_total,
     l.max_daily_revenue,
     CASE WHEN l.purchases_total > 0 THEN l.revenue_total / l.purchases_total END AS revenue_per_purchase,
+{% if col.event_type %}
     CAST(l.purchase_days_total AS DOUBLE) / l.active_days_total AS purchase_day_rate,
+{% endif %}
     l.revenue_total / l.active_days_total AS revenue_per_active_day,
+    -- the whole history in the buy-till-you-die summary (frequency x, recency t_x, age T, in
+    -- days, counted in purchase days so same-day repeat orders are one transaction) and the
+    -- spend per purchase day, the inputs of BG/NBD + Gamma-Gamma (ltv.models.btyd)
+    CASE WHEN l.purchase_days_total > 0 THEN l.purchase_days_total - 1 END AS btyd_frequency,
+    DATE_DIFF('day', CAST(l.first_purchase_dt AS DATE), CAST(l.last_purchase_dt AS DATE)) AS btyd_recency_days,
+    CASE WHEN l.purchase_days_total > 0 THEN l.revenue_total / l.purchase_days_total END AS purchase_day_revenue_mean,
+    l.purchase_day_revenue_std,
     g.purchase_gap_mean,
     g.purchase_gap_std,
     g.purchase_gap_min,
@@ -132,9 +170,15 @@ SELECT
     g.purchase_gap_last - DATE_DIFF('day', CAST(l.last_purchase_dt AS DATE), DATE {{ cutoff | lit }}) AS days_to_last_gap,
 {% for s in steps %}
     COALESCE(s.active_days_w{{ loop.index }}, 0) AS active_days_w{{ loop.index }},
+{% if types.login %}
     COALESCE(s.logins_w{{ loop.index }}, 0) AS logins_w{{ loop.index }},
+{% endif %}
+{% if types.session %}
     COALESCE(s.play_minutes_w{{ loop.index }}, 0.0) AS play_minutes_w{{ loop.index }},
+{% endif %}
+{% if types.level_up %}
     COALESCE(s.level_ups_w{{ loop.index }}, 0) AS level_ups_w{{ loop.index }},
+{% endif %}
     COALESCE(s.purchases_w{{ loop.index }}, 0) AS purchases_w{{ loop.index }},
     COALESCE(s.revenue_w{{ loop.index }}, 0.0) AS revenue_w{{ loop.index }},
 {% endfor %}
@@ -144,8 +188,12 @@ SELECT
     {{ cutoff | lit }} AS cutoff
 FROM population p
 JOIN lifetime l ON l.player_id = p.player_id
+{% if players %}
 LEFT JOIN installs i ON i.player_id = p.player_id
+{% endif %}
 LEFT JOIN steps s ON s.player_id = p.player_id
 LEFT JOIN gaps g ON g.player_id = p.player_id
 LEFT JOIN gap_medians gm ON gm.player_id = p.player_id
+{% if players %}
 WHERE i.install_time IS NULL OR i.install_time < TIMESTAMP {{ cutoff_ts | lit }}
+{% endif %}

@@ -4,9 +4,11 @@
 -- [1]
 /* Daily aggregates: one row per player per active day, from the raw events of [start, end]. */
 /* Events whose timestamp is not on their partition's day are left out (validation reports */
-/* them), exact duplicate rows count once, and rows without a player id are dropped. Removing */
-/* duplicates is most of the query's cost, so days that validation found free of duplicate */
-/* events (`plain_days`) skip it; every other day (`dedup_days`, all days by default) pays it. */
+/* them), duplicates are removed by the game's rule (`logs.events.deduplicate`: rows sharing an */
+/* event id, or exact duplicate rows, or none), and rows without a player id are dropped. */
+/* Removing duplicates is most of the query's cost, so days that validation found free of */
+/* duplicate events (`plain_days`) skip it; every other day (`dedup_days`, all days by default) */
+/* pays it. Only the roles the config maps get a column: a purchase-only log has no logins. */
 WITH raw AS (
   SELECT DISTINCT
     CAST("PlayerId" AS BIGINT) AS player_id,

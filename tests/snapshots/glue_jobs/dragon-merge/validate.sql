@@ -20,14 +20,6 @@ SELECT
   SUM(CASE WHEN "PlayerId" IS NULL THEN 1 ELSE 0 END) AS c0,
   SUM(
     CASE
-      WHEN "Action" IS NULL
-      OR NOT "Action" IN ('AppOpen', 'Resume', 'SessionEnd', 'StorePurchase', 'ChapterComplete', 'AdView')
-      THEN 1
-      ELSE 0
-    END
-  ) AS c1,
-  SUM(
-    CASE
       WHEN "Action" IN ('StorePurchase')
       AND (
         CAST("Amount" AS DOUBLE) * CASE "Currency"
@@ -66,17 +58,25 @@ SELECT
       THEN 1
       ELSE 0
     END
-  ) AS c2,
-  SUM(CASE WHEN "SessionMs" < 0 OR "PlayerLevel" < 0 THEN 1 ELSE 0 END) AS c3,
-  SUM(CASE WHEN CAST("EventTime" AS DATE) > CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c4,
-  SUM(CASE WHEN CAST("EventTime" AS DATE) < CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c5,
+  ) AS c1,
+  SUM(CASE WHEN CAST("EventTime" AS DATE) > CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c2,
+  SUM(CASE WHEN CAST("EventTime" AS DATE) < CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c3,
   SUM(
     CASE
       WHEN CAST("EventTime" AS TIMESTAMP) > CAST('2025-03-11 03:10:00' AS TIMESTAMP)
       THEN 1
       ELSE 0
     END
-  ) AS c6,
+  ) AS c4,
+  SUM(
+    CASE
+      WHEN "Action" IS NULL
+      OR NOT "Action" IN ('AppOpen', 'Resume', 'SessionEnd', 'StorePurchase', 'ChapterComplete', 'AdView')
+      THEN 1
+      ELSE 0
+    END
+  ) AS c5,
+  SUM(CASE WHEN "SessionMs" < 0 OR "PlayerLevel" < 0 THEN 1 ELSE 0 END) AS c6,
   SUM(
     CASE
       WHEN "Action" IN ('StorePurchase')
@@ -124,21 +124,45 @@ WHERE
 
 -- [5]
 SELECT
-  "PlayerId",
-  "EventTime",
-  "Action",
-  COUNT(*) AS copies
+  COUNT(*) - COUNT(
+    DISTINCT (
+      "PlayerId",
+      "EventTime",
+      "Action",
+      "Amount",
+      "Currency",
+      "PlayerLevel",
+      "SessionMs"
+    )
+  ) AS n,
+  SUM(
+    CASE
+      WHEN "Action" IN ('StorePurchase')
+      THEN COALESCE(
+        CAST("Amount" AS DOUBLE) * CASE "Currency"
+          WHEN 'BRL'
+          THEN 0.18
+          WHEN 'EUR'
+          THEN 1.08
+          WHEN 'GBP'
+          THEN 1.27
+          WHEN 'INR'
+          THEN 0.012
+          WHEN 'JPY'
+          THEN 0.0067
+          WHEN 'KRW'
+          THEN 0.00073
+          WHEN 'USD'
+          THEN 1.0
+        END,
+        0
+      )
+      ELSE 0
+    END
+  ) AS r
 FROM game_events
 WHERE
-  dt = '2025-03-04'
-GROUP BY
-  "PlayerId",
-  "EventTime",
-  "Action"
-HAVING
-  COUNT(*) > 1
-ORDER BY
-  copies DESC
+  dt = '2025-03-04' AND NOT "PlayerId" IS NULL
 
 -- [6]
 SELECT

@@ -48,7 +48,8 @@ WITH history AS (
     MAX(dt) AS last_active_dt,
     MIN(CASE WHEN purchases > 0 THEN dt END) AS first_purchase_dt,
     MAX(CASE WHEN purchases > 0 THEN dt END) AS last_purchase_dt,
-    MAX(CASE WHEN purchases > 0 THEN revenue END) AS max_purchase_day_revenue
+    MAX(CASE WHEN purchases > 0 THEN revenue END) AS max_purchase_day_revenue,
+    STDDEV_SAMP(CASE WHEN purchases > 0 THEN revenue END) AS purchase_day_revenue_std
   FROM history
   GROUP BY
     player_id
@@ -216,6 +217,17 @@ SELECT
   END AS revenue_per_purchase,
   CAST(l.purchase_days_total AS DOUBLE) / l.active_days_total AS purchase_day_rate,
   CAST(l.revenue_total AS DOUBLE) / l.active_days_total AS revenue_per_active_day,
+  CASE WHEN l.purchase_days_total > 0 THEN l.purchase_days_total - 1 END AS btyd_frequency, /* the whole history in the buy-till-you-die summary (frequency x, recency t_x, age T, in */ /* days, counted in purchase days so same-day repeat orders are one transaction) and the */ /* spend per purchase day, the inputs of BG/NBD + Gamma-Gamma (ltv.models.btyd) */
+  DATE_DIFF(
+    'DAY',
+    DATE_TRUNC('DAY', CAST(l.first_purchase_dt AS DATE)),
+    DATE_TRUNC('DAY', CAST(l.last_purchase_dt AS DATE))
+  ) AS btyd_recency_days,
+  CASE
+    WHEN l.purchase_days_total > 0
+    THEN CAST(l.revenue_total AS DOUBLE) / l.purchase_days_total
+  END AS purchase_day_revenue_mean,
+  l.purchase_day_revenue_std,
   g.purchase_gap_mean,
   g.purchase_gap_std,
   g.purchase_gap_min,

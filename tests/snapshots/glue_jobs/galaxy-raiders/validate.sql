@@ -20,6 +20,25 @@ SELECT
   SUM(CASE WHEN "user_id" IS NULL THEN 1 ELSE 0 END) AS c0,
   SUM(
     CASE
+      WHEN "event_name" IN ('iap_purchase')
+      AND (
+        CAST("revenue_usd" AS DOUBLE) IS NULL OR CAST("revenue_usd" AS DOUBLE) > 500.0
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS c1,
+  SUM(CASE WHEN CAST("event_ts" AS DATE) > CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c2,
+  SUM(CASE WHEN CAST("event_ts" AS DATE) < CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c3,
+  SUM(
+    CASE
+      WHEN CAST("event_ts" AS TIMESTAMP) > CAST('2025-03-11 03:10:00' AS TIMESTAMP)
+      THEN 1
+      ELSE 0
+    END
+  ) AS c4,
+  SUM(
+    CASE
       WHEN "event_name" IS NULL
       OR NOT "event_name" IN (
         'login',
@@ -32,27 +51,8 @@ SELECT
       THEN 1
       ELSE 0
     END
-  ) AS c1,
-  SUM(
-    CASE
-      WHEN "event_name" IN ('iap_purchase')
-      AND (
-        CAST("revenue_usd" AS DOUBLE) IS NULL OR CAST("revenue_usd" AS DOUBLE) > 500.0
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS c2,
-  SUM(CASE WHEN "session_seconds" < 0 OR "level" < 0 THEN 1 ELSE 0 END) AS c3,
-  SUM(CASE WHEN CAST("event_ts" AS DATE) > CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c4,
-  SUM(CASE WHEN CAST("event_ts" AS DATE) < CAST(dt AS DATE) THEN 1 ELSE 0 END) AS c5,
-  SUM(
-    CASE
-      WHEN CAST("event_ts" AS TIMESTAMP) > CAST('2025-03-11 03:10:00' AS TIMESTAMP)
-      THEN 1
-      ELSE 0
-    END
-  ) AS c6,
+  ) AS c5,
+  SUM(CASE WHEN "session_seconds" < 0 OR "level" < 0 THEN 1 ELSE 0 END) AS c6,
   SUM(
     CASE
       WHEN "event_name" IN ('iap_purchase') AND CAST("revenue_usd" AS DOUBLE) < 0
@@ -73,21 +73,19 @@ WHERE
 
 -- [5]
 SELECT
-  "user_id",
-  "event_ts",
-  "event_name",
-  COUNT(*) AS copies
+  COUNT(*) - COUNT(
+    DISTINCT ("user_id", "event_ts", "event_name", "revenue_usd", "level", "session_seconds")
+  ) AS n,
+  SUM(
+    CASE
+      WHEN "event_name" IN ('iap_purchase')
+      THEN COALESCE(CAST("revenue_usd" AS DOUBLE), 0)
+      ELSE 0
+    END
+  ) AS r
 FROM events
 WHERE
-  dt = '2025-03-02'
-GROUP BY
-  "user_id",
-  "event_ts",
-  "event_name"
-HAVING
-  COUNT(*) > 1
-ORDER BY
-  copies DESC
+  dt = '2025-03-02' AND NOT "user_id" IS NULL
 
 -- [6]
 SELECT

@@ -1,0 +1,211 @@
+"""BG/NBD + Gamma-Gamma (ltv.models.btyd) against independent references: the `lifetimes`
+library's fit on the CDNOW summary it ships, the papers' published estimates, and Monte Carlo
+draws of the process itself; and the BTYD shop simulator's oracle against its own draws."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltv.models import btyd
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    from lifetimes.datasets import load_cdnow_summary
+
+    return load_cdnow_summary(index_col=[0])
+
+
+def test_bgnbd_fit_matches_the_paper_and_lifetimes_on_cdnow(cdnow: pd.DataFrame) -> None:
+    from lifetimes import BetaGeoFitter
+
+    x, t_x, T = cdnow["frequency"].to_numpy(), cdnow["recency"].to_numpy(), cdnow["T"].to_numpy()
+    ours = btyd.fit_bgnbd(x, t_x, T)
+    # Fader, Hardie & Lee (2005), table 1 / p. 280: r = 0.243, alpha = 4.414, a = 0.793, b = 2.426, LL = -9582.4
+    assert (ours.r, ours.alpha, ours.a, ours.b) == pytest.approx((0.243, 4.414, 0.793, 2.426), abs=2e-3)
+    assert btyd.bgnbd_log_likelihood(ours, x, t_x, T).sum() == pytest.approx(-9582.4, abs=0.1)
+    ref = BetaGeoFitter().fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+    expected = ref.conditional_expected_number_of_purchases_up_to_time(39, cdnow["frequency"], cdnow["recency"],
+                                                                       cdnow["T"]).to_numpy()
+    np.testing.assert_allclose(ours.expected_purchases(39, x, t_x, T), expected, rtol=2e-3, atol=1e-4)
+    alive = ref.conditional_probability_alive(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+    np.testing.assert_allclose(ours.p_alive(x, t_x, T), alive, atol=1e-4)
+
+
+def test_gamma_gamma_fit_matches_the_paper_and_lifetimes_on_cdnow() -> None:
+    from lifetimes import GammaGammaFitter
+    from lifetimes.datasets import load_cdnow_summary_data_with_monetary_value
+
+    data = load_cdnow_summary_data_with_monetary_value()
+    data = data[data["frequency"] > 0]
+    ours = btyd.fit_gamma_gamma(data["frequency"].to_numpy(), data["monetary_value"].to_numpy())
+    # Fader & Hardie (2013): p = 6.25, q = 3.74, gamma = 15.44
+    assert (ours.p, ours.q, ours.gamma) == pytest.approx((6.25, 3.74, 15.44), abs=0.01)
+    ref = GammaGammaFitter().fit(data["frequency"], data["monetary_value"])
+    np.testing.assert_allclose(ours.expected_spend(data["frequency"], data["monetary_value"]),
+                               ref.conditional_expected_average_profit(data["frequency"], data["monetary_value"]),
+                               rtol=1e-4)
+
+
+def simulate_bgnbd(params: btyd.BetaGeo, n: int, T: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Continuous-time BG/NBD histories over (0, T]: (x, t_x, rate, dropout, alive at T)."""
+    lam = rng.gamma(params.r, 1 / params.alpha, n)
+    p = rng.beta(params.a, params.b, n)
+    x, t_x, alive = np.zeros(n), np.zeros(n), np.ones(n, bool)
+    t = np.zeros(n)
+    active = np.ones(n, bool)
+    while active.any():
+        idx = np.flatnonzero(active)
+        t[idx] += rng.exponential(1 / lam[idx])
+        inside = t[idx] <= T
+        stop = idx[~inside]
+        active[stop] = False
+        buy = idx[inside]
+        x[buy] += 1
+        t_x[buy] = t[buy]
+        die = buy[rng.random(len(buy)) < p[buy]]
+        alive[die] = False
+        active[die] = False
+    return x, t_x, lam, p, alive
+
+
+def test_bgnbd_recovers_the_parameters_it_was_drawn_from() -> None:
+    truth = btyd.BetaGeo(r=0.8, alpha=40.0, a=0.9, b=4.0)
+    x, t_x, *_ = simulate_bgnbd(truth, 20_000, 365.0, np.random.default_rng(1))
+    fit = btyd.fit_bgnbd(x, t_x, np.full(len(x), 365.0))
+    assert fit.r == pytest.approx(truth.r, rel=0.1) and fit.alpha == pytest.approx(truth.alpha, rel=0.15)
+    assert fit.a == pytest.approx(truth.a, rel=0.25) and fit.b == pytest.approx(truth.b, rel=0.3)
+
+
+def test_conditional_expectations_agree_with_the_simulated_future() -> None:
+    """E[purchases in the next t] and P(alive), grouped by history, against the futures drawn."""
+    truth = btyd.BetaGeo(r=0.8, alpha=40.0, a=0.9, b=4.0)
+    rng = np.random.default_rng(2)
+    T, t = 180.0, 90.0
+    x, t_x, lam, p, alive = simulate_bgnbd(truth, 60_000, T, rng)
+    future = np.zeros(len(x))
+    for i in np.flatnonzero(alive):  # continue each living customer's process for t more days
+        s = T
+        while True:
+            s += rng.exponential(1 / lam[i])
+            if s > T + t:
+                break
+            future[i] += 1
+            if rng.random() < p[i]:
+                break
+    predicted = truth.expected_purchases(t, x, t_x, np.full(len(x), T))
+    assert predicted.sum() == pytest.approx(future.sum(), rel=0.03)
+    for lo, hi in ((0, 1), (1, 3), (3, 8), (8, 1000)):
+        m = (x >= lo) & (x < hi)
+        assert predicted[m].mean() == pytest.approx(future[m].mean(), rel=0.08), (lo, hi)
+        assert truth.p_alive(x[m], t_x[m], np.full(m.sum(), T)).mean() == pytest.approx(alive[m].mean(), abs=0.02)
+
+
+def test_features_come_from_one_fit_per_cutoff_on_that_cutoffs_rows() -> None:
+    rng = np.random.default_rng(3)
+    truth = btyd.BetaGeo(r=0.8, alpha=40.0, a=0.9, b=4.0)
+
+    def rows(cutoff: str, n: int) -> pd.DataFrame:
+        x, t_x, *_ = simulate_bgnbd(truth, n, 200.0, rng)
+        return pd.DataFrame({"cutoff": cutoff, "btyd_frequency": x, "btyd_recency_days": np.round(t_x),
+                             "days_since_first_purchase": 200.0, "purchase_day_revenue_mean": rng.gamma(3, 10, n)})
+
+    frame = pd.concat([rows("2025-01-06", 3000), rows("2025-01-13", 3000)], ignore_index=True)
+    frame.loc[0, ["btyd_frequency", "btyd_recency_days", "days_since_first_purchase"]] = np.nan  # never bought
+    out = btyd.with_features(frame, 30)
+    assert out.loc[0, list(btyd.COLUMNS)].isna().all()
+    assert out.loc[1:, list(btyd.COLUMNS)].notna().all().all()
+    # the first cutoff's columns do not change when later cutoffs' rows change (no fit sees them)
+    changed = frame.copy()
+    changed.loc[changed["cutoff"] == "2025-01-13", "btyd_frequency"] *= 3
+    again = btyd.with_features(changed, 30)
+    first = frame["cutoff"] == "2025-01-06"
+    pd.testing.assert_frame_equal(out.loc[first, list(btyd.COLUMNS)], again.loc[first, list(btyd.COLUMNS)])
+    assert not np.allclose(out.loc[~first, "btyd_expected_purchases"], again.loc[~first, "btyd_expected_purchases"])
+
+
+def shop_at_the_peak(daily: int) -> object:
+    """A simulated shop stepped to 25 days before its seasonal peak (1 Dec)."""
+    from ltv import config as cfg
+    from ltv.simulate import btyd as shop_sim
+
+    config = cfg.parse({
+        "game": {"id": "oracle-shop", "name": "Oracle shop"},
+        "logs": {"events": {"table": "orders", "columns": {"player_id": "c", "event_time": "t", "revenue": "a"}}},
+        "datasets": {"first_start": "2024-03-04"},
+        "horizons": {"ltv_days": 30, "purchase_days": 7},
+        "simulation": {"profile": "btyd", "start": "2023-11-01", "days": 60, "daily_installs": daily, "seed": 4,
+                       "btyd": {"alpha": 10.0}},
+    })
+    shop = shop_sim.BtydShop(config)
+    for _ in range(25):
+        shop.step()
+    assert dt.date(2023, 12, 1) in [shop.date(shop.t + d) for d in range(30)], "the peak is in the window"
+    return shop
+
+
+def test_the_shops_draws_average_to_the_latent_expectation() -> None:
+    """Fork the shop at a cutoff many times: each customer's mean realised revenue matches the
+    closed-form expectation given their latent state (the simulator draws what the oracle assumes)."""
+    import copy
+
+    from ltv.simulate import btyd as shop_sim
+
+    shop = shop_at_the_peak(40)
+    truth = shop_sim.oracle(shop.customers, shop.t, shop.tau, shop.proc, 30, 7)
+    n, runs = len(truth), 120
+    revenue = np.zeros(n)
+    for k in range(runs):
+        fork = copy.deepcopy(shop)
+        fork.settings = fork.settings.model_copy(update={"seed": 1000 + k})
+        for _ in range(30):
+            orders, _ = fork.step()
+            old = orders[orders["player"] < n]
+            np.add.at(revenue, old["player"].to_numpy(), old["revenue"].to_numpy())
+    latent = truth["expected_ltv_latent"].to_numpy()
+    assert revenue.sum() / runs == pytest.approx(latent.sum(), rel=0.03)
+    heavy = latent > np.quantile(latent, 0.9)
+    assert (revenue[heavy] / runs).sum() == pytest.approx(latent[heavy].sum(), rel=0.06)
+
+
+def test_the_oracle_is_the_latent_expectation_averaged_over_what_is_observable() -> None:
+    """The oracle uses only the observable orders and the true parameters: within groups of
+    customers with the same oracle value, the latent expectations average to it."""
+    from ltv.models.btyd import BetaGeo
+    from ltv.simulate import btyd as shop_sim
+
+    shop = shop_at_the_peak(1500)
+    truth = shop_sim.oracle(shop.customers, shop.t, shop.tau, shop.proc, 30, 7)
+    oracle, latent = truth["expected_ltv"].to_numpy(), truth["expected_ltv_latent"].to_numpy()
+    assert oracle.sum() == pytest.approx(latent.sum(), rel=0.03)
+    groups = np.digitize(oracle, np.quantile(oracle, [0.5, 0.8, 0.95]))
+    for g in range(4):
+        m = groups == g
+        assert oracle[m].mean() == pytest.approx(latent[m].mean(), rel=0.08), g
+    assert truth["p_payer"].mean() == pytest.approx(
+        (truth["alive"] * -np.expm1(-shop.customers.rate[truth["player"]] * (shop.tau[shop.t + 30] - shop.tau[shop.t]))).mean(),
+        rel=0.03)
+    # ignoring the season (calendar days instead of operational time) is measurably wrong here
+    c, idx, proc = shop.customers, truth["player"].to_numpy(), shop.proc
+    calendar = BetaGeo(proc.r, proc.alpha, proc.a, proc.b).expected_purchases(
+        30, c.orders[idx] - 1, c.tau_last[idx] - c.tau_first[idx], shop.tau[shop.t] - c.tau_first[idx])
+    assert calendar.sum() * proc.spend_p * proc.spend_gamma / (proc.spend_q - 1) < 0.85 * latent.sum()
+
+
+def test_expectations_stay_finite_and_right_when_dropout_is_nearly_the_same_for_everyone() -> None:
+    """Game data fits a and b in the thousands (a concentrated dropout): the hypergeometric form
+    overflows there, and the concentrated-Beta form takes over; where both are finite they agree."""
+    x = np.array([0, 1, 3, 10, 30.0])
+    t_x, T = np.minimum(x * 5, 90), np.full(5, 100.0)
+    moderate = btyd.BetaGeo(r=1.627, alpha=18.76, a=84.6, b=4407.0)
+    p = moderate.a / (moderate.a + moderate.b + x)
+    sharp = (1 - ((moderate.alpha + T) / (moderate.alpha + T + p * 28)) ** (moderate.r + x)) / p \
+        / (1 + moderate._odds_dead(x, t_x, T))
+    np.testing.assert_allclose(moderate.expected_purchases(28, x, t_x, T), sharp, rtol=1e-4)
+    extreme = btyd.BetaGeo(r=1.6246, alpha=18.5, a=3111.5, b=162754.7)
+    values = extreme.expected_purchases(28, x, t_x, T)
+    assert np.isfinite(values).all()
+    np.testing.assert_allclose(values, moderate.expected_purchases(28, x, t_x, T), rtol=0.05)  # p ~ 0.019 in both
