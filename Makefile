@@ -23,12 +23,13 @@ $(STAMP): pyproject.toml requirements/all.txt | $(UV)
 
 install: $(STAMP)
 
-# Re-resolve the three hashed locks after a dependency change in pyproject.toml or
-# requirements/glue.in (existing pins are kept where still allowed; LOCK_ARGS=--upgrade moves
-# every pin to the newest allowed version). all.txt: everything `make install` installs, for
+# Re-resolve the four hashed locks after a dependency change in pyproject.toml or
+# requirements/{glue,lambda}.in (existing pins are kept where still allowed; LOCK_ARGS=--upgrade
+# moves every pin to the newest allowed version). all.txt: everything `make install` installs, for
 # Python 3.11 on any OS; glue.txt: the Glue jobs' closure for Glue 5.0 (cp311, manylinux_2_34 =
 # Amazon Linux 2023); image.txt: the core + the `image` extra for the SageMaker image (cp311,
-# manylinux_2_28). glue.txt and image.txt are constrained to all.txt's versions.
+# manylinux_2_28); lambda.txt: the Lambdas' closure (cp311, manylinux_2_17: the python3.11 runtime
+# runs Amazon Linux 2). glue.txt, image.txt and lambda.txt are constrained to all.txt's versions.
 LOCK_ARGS ?=
 LOCK = UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile --quiet --generate-hashes --python-version 3.11 $(LOCK_ARGS)
 lock: | $(UV)
@@ -36,6 +37,8 @@ lock: | $(UV)
 	$(LOCK) requirements/glue.in -c requirements/all.txt --python-platform x86_64-manylinux_2_34 -o requirements/glue.txt
 	$(LOCK) pyproject.toml --extra image -c requirements/all.txt --python-platform x86_64-manylinux_2_28 \
 		-o requirements/image.txt
+	$(LOCK) requirements/lambda.in -c requirements/all.txt --python-platform x86_64-manylinux_2_17 \
+		-o requirements/lambda.txt
 
 demo: $(STAMP)
 	$(BIN)/ltv demo

@@ -9,9 +9,11 @@ to Trino by `ltv.sql.to_trino`, and keeps the local lake's contract on S3:
     s3://<curated bucket>/features/cutoff=.../, labels/cutoff=.../
     s3://<curated bucket>/datasets/<version>/split=<split>/part-0.parquet, manifest.json, _SUCCESS
 
-A partition is exactly one parquet object (an S3 PUT, multipart or not, is atomic: readers see
-the old file or the new one, never half of one), then the `_SUCCESS` marker. The partition
-column is not stored in the files. Only partitions with a marker are "complete" for the ETL;
+A partition is its parquet part objects `part-0.parquet`, `part-1.parquet`, ... (each S3 PUT,
+multipart or not, is atomic), then the `_SUCCESS` marker, written last. Parts are cut at half the
+scoring's `MaxPayloadInMB` (`scoring.max_payload_mb`): batch transform sends each part of a
+features partition as one request, and a request may not exceed it. Most partitions are one
+part. The partition column is not stored in the files. Only partitions with a marker are "complete" for the ETL;
 raw tables list every `dt=` prefix that holds objects. The tables use partition projection, so
 nothing is registered in the catalog.
 
@@ -46,6 +48,10 @@ from ltv.lake import SUCCESS
 
 DATA_FILE = "part-0.parquet"
 CHUNK_ROWS = 200_000            # rows per chunk read back from an UNLOAD (bounds a worker's memory)
+MIB = 1024 ** 2
+SLICES_PER_PART = 8             # a part grows by at most 1/8 of its budget per write, so it stays below it
+FOOTER_BYTES_PER_CHUNK = 160    # parquet footer: metadata and statistics of each column of each row group
+FOOTER_BYTES = 8192             # and the schema
 _HIVE_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "DOUBLE": "double", "FLOAT": "float",
                "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "SMALLINT": "smallint"}
 
@@ -59,6 +65,7 @@ class TableSpec:
     columns: tuple[tuple[str, str], ...]
     partition_keys: tuple[tuple[str, str], ...]
     location_template: str | None = None         # partition path below the table prefix, if not key=value/
+    registered: bool = False                     # partitions registered by their writer, not projected
 
     @property
     def key(self) -> str:
@@ -147,8 +154,12 @@ def _table_specs(config_json: str) -> dict[str, TableSpec]:
                                 ((key, "string"),))
     specs["datasets"] = TableSpec("datasets", "curated", tuple((c, t) for c, t in derived["datasets"] if c != "split"),
                                   (("version", "string"), ("split", "string")), "${version}/split=${split}")
-    specs["predictions"] = TableSpec("predictions", "curated", tuple(scoring.prediction_columns(config)),
-                                     scoring.PARTITION_KEYS)
+    # every complete run is registered by its publisher (ltv.sagemaker_scoring), never projected: a
+    # run still being written is invisible; latest_predictions holds each date's `_LATEST` run
+    columns = tuple(scoring.prediction_columns(config))
+    specs["predictions"] = TableSpec("predictions", "curated", columns, scoring.PARTITION_KEYS, registered=True)
+    specs["latest_predictions"] = TableSpec("latest_predictions", "curated", columns, scoring.PARTITION_KEYS[:2],
+                                            registered=True)
     return specs
 
 
@@ -250,8 +261,8 @@ class AthenaEngine:
         chunks = closing(self._unload(sql_text, CHUNK_ROWS))
         with tempfile.TemporaryDirectory(prefix="ltv-partitions-") as tmp, chunks as results:
             files, rows = self._write_local(spec, results, value, Path(tmp))
-            for v, path in sorted(files.items()):
-                self._put_partition(spec, v, path)
+            for v, parts in sorted(files.items()):
+                self._put_partition(spec, v, parts)
         return WriteResult(table, sorted(files), rows)
 
     def partitions(self, table: str) -> list[str]:
@@ -366,49 +377,48 @@ class AthenaEngine:
             wr.s3.delete_objects(scratch, boto3_session=self.session)
 
     def _write_local(self, spec: TableSpec, chunks: Iterable[pd.DataFrame], value: str | None,
-                     directory: Path) -> tuple[dict[str, Path], int]:
-        """Write the result's rows into one local parquet file per partition value, chunk by chunk,
-        with the catalog's column order and types; returns {value: file} and the row count."""
+                     directory: Path) -> tuple[dict[str, list[Path]], int]:
+        """Write the result's rows into local parquet part files per partition value, chunk by
+        chunk, with the catalog's column order and types; returns {value: parts} and the row count."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         schema, names = arrow_schema(spec), [c for c, _ in spec.columns]
-        writers: dict[str, pq.ParquetWriter] = {}
-        files: dict[str, Path] = {}
+        parts: dict[str, PartWriter] = {}
+        budget = self.config.scoring.max_payload_mb * MIB // 2
         rows = 0
         try:
             for chunk in chunks:
                 if value is not None:
-                    parts = {value: chunk.drop(columns=[spec.key], errors="ignore")}
+                    groups = {value: chunk.drop(columns=[spec.key], errors="ignore")}
                 elif spec.key not in chunk.columns:
                     raise LtvError(f"writing {spec.name} without a partition value needs a {spec.key!r} column in "
                                    "the result")
                 else:
-                    parts = {str(v): g.drop(columns=[spec.key]) for v, g in chunk.groupby(spec.key, sort=True)}
-                for v, part in parts.items():
-                    _check_columns(spec, part.columns)
-                    if v not in writers:
-                        files[v] = directory / f"{len(files)}.parquet"
-                        writers[v] = pq.ParquetWriter(files[v], schema, compression="snappy")
+                    groups = {str(v): g.drop(columns=[spec.key]) for v, g in chunk.groupby(spec.key, sort=True)}
+                for v, group in groups.items():
+                    _check_columns(spec, group.columns)
+                    if v not in parts:
+                        parts[v] = PartWriter(directory / str(len(parts)), schema, budget)
                     # to the catalog's types (Athena may answer DECIMAL where the catalog says double)
-                    writers[v].write_table(pa.Table.from_pandas(part[names], preserve_index=False).cast(schema))
+                    parts[v].write(pa.Table.from_pandas(group[names], preserve_index=False).cast(schema))
                 rows += len(chunk)
-            if value is not None and value not in writers:  # an empty result is an empty partition
-                files[value] = directory / "empty.parquet"
-                writers[value] = pq.ParquetWriter(files[value], schema, compression="snappy")
+            if value is not None and value not in parts:  # an empty result is an empty partition
+                parts[value] = PartWriter(directory / "empty", schema, budget)
         finally:
-            for writer in writers.values():
+            for writer in parts.values():
                 writer.close()
-        return files, rows
+        return {v: writer.files for v, writer in parts.items()}, rows
 
-    def _put_partition(self, spec: TableSpec, value: str, local: Path) -> None:
-        """One parquet object (replacing any other object of the partition), then the marker."""
+    def _put_partition(self, spec: TableSpec, value: str, parts: list[Path]) -> None:
+        """The part objects (replacing any other object of the partition), then the marker."""
         import awswrangler as wr
 
         prefix = self.partition_uri(spec.name, value)
-        data = prefix + DATA_FILE
-        self._upload(local, data)
-        stale = [p for p in wr.s3.list_objects(prefix, boto3_session=self.session) if p not in (data, prefix + SUCCESS)]
+        data = [prefix + part_name(i) for i in range(len(parts))]
+        for local, uri in zip(parts, data):
+            self._upload(local, uri)
+        keep = {*data, prefix + SUCCESS}
+        stale = [p for p in wr.s3.list_objects(prefix, boto3_session=self.session) if p not in keep]
         if stale:
             wr.s3.delete_objects(stale, boto3_session=self.session)
         self._put(prefix + SUCCESS, dt.datetime.now(dt.timezone.utc).isoformat().encode())
@@ -457,6 +467,66 @@ def _check_columns(spec: TableSpec, columns: Iterable[str]) -> None:
     if unknown or missing:
         raise LtvError(f"{spec.name}: the query's columns do not match the catalog schema (not in the catalog: "
                        f"{sorted(unknown)}, missing: {sorted(missing)}); redeploy the data-lake stack")
+
+
+def part_name(index: int) -> str:
+    """The name of a partition's index-th part object (the first is `DATA_FILE`)."""
+    return f"part-{index}.parquet"
+
+
+class PartWriter:
+    """One partition's rows as local parquet parts of at most about `budget` bytes each.
+
+    Rows are written in slices of about `budget / SLICES_PER_PART` bytes (row groups); before a
+    slice would take the current part past its budget (its rows, plus the footer the part will
+    end with), the part is closed and the next begun. A slice's size is estimated from the bytes
+    per row of what was already written (at first, from the rows' size in memory, which is larger
+    than in compressed parquet)."""
+
+    def __init__(self, directory: Path, schema: Any, budget: int):
+        self.directory, self.schema, self.budget = directory, schema, budget
+        self.files: list[Path] = []
+        self._writer: Any = None
+        self._rows = self._groups = 0
+        self._bytes_per_row: float | None = None
+
+    def write(self, table: Any) -> None:
+        done = 0
+        while done < table.num_rows:
+            per_row = self._bytes_per_row or max(table.nbytes / table.num_rows, 1.0)
+            n = min(self._slice_rows(per_row), table.num_rows - done)
+            if self._writer is None or (self._rows and self._size() + per_row * n + self._footer(1) > self.budget):
+                self._next_part()
+            self._writer.write_table(table.slice(done, n))
+            done, self._rows, self._groups = done + n, self._rows + n, self._groups + 1
+            self._bytes_per_row = max(self._size() / self._rows, 1.0)
+
+    def _footer(self, more_groups: int) -> int:
+        return FOOTER_BYTES + (self._groups + more_groups) * len(self.schema) * FOOTER_BYTES_PER_CHUNK
+
+    def _slice_rows(self, per_row: float) -> int:
+        return max(1, int(self.budget / SLICES_PER_PART / per_row))
+
+    def _size(self) -> int:
+        return self.files[-1].stat().st_size
+
+    def _next_part(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is not None:
+            self._writer.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.files.append(self.directory / part_name(len(self.files)))
+        self._writer = pq.ParquetWriter(self.files[-1], self.schema, compression="snappy")
+        self._rows = self._groups = 0
+
+    def close(self) -> None:
+        """Finish the last part (a partition without rows still gets one part: the schema)."""
+        if not self.files:
+            self._next_part()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _split(uri: str) -> tuple[str, str]:

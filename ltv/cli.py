@@ -541,6 +541,8 @@ def monitor(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
     report = Monitor(config, lk, _engine(config, lake), _registry(config, lake)).run(date.date())
     for m in report.measurements:
         out.print(f"{m.signal}: {m.value:.4g}")
+    for v in report.values:  # what the AWS monitoring job publishes as CloudWatch metrics, per policy
+        out.print(f"policy {v.policy}: {v.value:.4g} (threshold {v.threshold:g})" + (" [fired]" if v.fired else ""))
     for a in report.alerts:
         out.print(f"[red]ALERT[/red] [{a.severity}] {a.policy}: {escape(a.message)}" + (" → retrain" if a.retrain else ""))
     if not report.alerts:

@@ -432,6 +432,37 @@ class SageMakerSettings(Strict):
         return self
 
 
+# ----------------------------------------------------------------------------------------------
+# AWS batch scoring and alarms (stacks/scoring.py, stacks/monitoring.py, docs/operations.md)
+
+
+class ScoringSettings(Strict):
+    """AWS batch scoring: the S3-triggered Lambda, the batch transform jobs it starts (on the first of
+    `sagemaker.transform_instance_types`), and when a scoring day's predictions are due."""
+
+    instance_count: int = Field(1, ge=1, le=100, description="instances of each transform job")
+    max_payload_mb: int = Field(50, ge=1, le=100, description=(
+        "MaxPayloadInMB of a transform request (SageMaker allows 100). Each request is one features part file, "
+        "so the ETL writes a features partition in parts of at most half this size"))
+    invocation_timeout_s: int = Field(900, ge=1, le=3600, description="how long the image may take for one request")
+    deadline_hours: int = Field(12, ge=1, le=72, description=(
+        "a scoring day's predictions must be published this many hours after the day starts (UTC); later, the "
+        "missed-scoring-run alarm fires"))
+    reserved_concurrency: Annotated[int, Field(ge=1, le=100)] | None = Field(2, description=(
+        "concurrent executions reserved for (and capped at) the scoring Lambda; null reserves none (an account "
+        "whose Lambda concurrency quota is 10 cannot reserve any)"))
+
+
+class AlarmSettings(Strict):
+    """Where alarms and alerts go besides `alerts.emails`, and how long failed events are kept."""
+
+    webhook: bool = Field(False, description=(
+        "also post every alert to a webhook (Slack, Teams...) through a Lambda; its URL is stored in the Secrets "
+        "Manager secret ltv/<game>/alerts-webhook after deployment, never in code or config"))
+    failed_events_retention_days: int = Field(14, ge=1, le=14, description=(
+        "how long the dead-letter queue keeps events the Lambdas could not process (SQS allows 14 days)"))
+
+
 Severity = Literal["error", "warn", "off"]
 
 
@@ -551,6 +582,8 @@ class GameConfig(Strict):
     schedules: Schedules = Field(default_factory=Schedules)
     stack: StackOptions = Field(default_factory=StackOptions)
     sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     simulation: SimulationSettings | None = Field(None, description="only for simulated (demo/test) games")
 
@@ -582,7 +615,7 @@ class GameConfig(Strict):
 
     def config_hash(self) -> str:
         """Stable hash of everything that defines the game's data and models."""
-        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack", "sagemaker"})
+        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack", "sagemaker", "scoring", "alarms"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def data_hash(self) -> str:

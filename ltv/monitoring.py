@@ -13,30 +13,35 @@ Signals:
   date who have no prediction.
 - validation_failure: error-level data validation checks that failed for the day's raw logs.
 
-Locally alerts go to `monitoring/alerts.jsonl` (and an optional webhook); in AWS the same
-`Alert` objects become CloudWatch metrics and SNS notifications.
+Each policy turns its signal's measurement into a value (`PolicyValue`; for feature_drift, the
+number of features above the policy's PSI threshold) that fires when it crosses the policy's
+threshold. Locally alerts go to `monitoring/alerts.jsonl` (and an optional webhook); in AWS the
+monitoring Glue job runs this same `Monitor` over Athena and S3, publishes every `PolicyValue` as
+a CloudWatch metric (`metric_data`; the alarms use the same thresholds) and delivers the alerts to
+the game's SNS topic.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ltv import etl, metrics
+from ltv import etl, metric_names, metrics, schedule, webhook
 from ltv.config import LOWER_IS_BETTER, GameConfig, Policy
 from ltv.engine import Engine
 from ltv.evaluate import clean
 from ltv.lake import Lake, write_json_atomic
-from ltv.registry import LocalRegistry
-from ltv.scoring import read_predictions, scored_dates
+from ltv.registry import Registry
+from ltv.scoring import Predictions
 from ltv.stats import psi, psi_table
 
 PREDICTION_DRIFT_COLUMNS = ("ltv_expected", "p_payer", "p_churn")
+MISSED_RUNS_LOOKBACK_DAYS = 14
 
 
 @dataclass
@@ -61,12 +66,24 @@ class Alert:
     delivery: str = "log"
 
 
+@dataclass(frozen=True)
+class PolicyValue:
+    """A measurement as one policy judges it: the value compared with its threshold."""
+
+    policy: str
+    signal: str
+    value: float
+    threshold: float
+    fired: bool
+
+
 @dataclass
 class MonitoringReport:
     game: str
     date: str
     measurements: list[Measurement]
     alerts: list[Alert]
+    values: list[PolicyValue] = field(default_factory=list)
 
     @property
     def retrain(self) -> bool:
@@ -98,7 +115,7 @@ def missed_predictions(engine: Engine, config: GameConfig, day: str, predictions
                                                      "sample": missing["player_id"].head(5).tolist(), "date": day})
 
 
-def delayed_evaluation(engine: Engine, config: GameConfig, lake: Lake, day: str) -> dict[str, Any] | None:
+def delayed_evaluation(engine: Engine, config: GameConfig, predictions: Predictions, day: str) -> dict[str, Any] | None:
     """Metrics of the predictions made at `day` against the labels that are now known."""
     cutoff = dt.date.fromisoformat(day)
     if not etl.labels_available(engine, config, cutoff):
@@ -106,7 +123,7 @@ def delayed_evaluation(engine: Engine, config: GameConfig, lake: Lake, day: str)
     if not etl.is_current(engine, config, "labels", day):
         etl.build_labels(engine, config, cutoff)
     labels = engine.query(f"SELECT * FROM labels WHERE cutoff = '{day}'")
-    pred = read_predictions(lake, day)
+    pred = predictions.read(day)
     frame = labels.merge(pred.drop(columns=["dt", "run"]), on="player_id", how="inner")
     result = clean(metrics.flat_metrics(frame, config.horizons.purchase_days))
     result |= {"cutoff": day, "model_version": int(pred["model_version"].iloc[0]), "scored_players": int(len(pred)),
@@ -146,10 +163,17 @@ def _message(policy: Policy, m: Measurement) -> str:
 
 
 class Monitor:
-    """Measures the signals for one game and applies its policies."""
+    """Measures the signals for one game and applies its policies.
 
-    def __init__(self, config: GameConfig, lake: Lake, engine: Engine, registry: LocalRegistry):
+    `predictions` is where the published scoring runs are (default: the local lake); `send`
+    delivers one alert and says how (default: the config's webhook, if any; in AWS, SNS). Monitoring state and
+    results are written under `lake.monitoring`."""
+
+    def __init__(self, config: GameConfig, lake: Lake, engine: Engine, registry: Registry, *,
+                 predictions: Predictions | None = None, send: Callable[[Alert], str] | None = None):
         self.config, self.lake, self.engine, self.registry = config, lake, engine, registry
+        self.predictions = predictions or Predictions.of(lake)
+        self.send = send or (lambda alert: deliver(alert, config.alerts.webhook_url))
         self.dir = lake.monitoring
 
     def _state(self) -> dict[str, Any]:
@@ -163,13 +187,13 @@ class Monitor:
         if validation_failures is not None:
             measurements.append(Measurement("validation_failure", float(len(validation_failures)),
                                             {"checks": validation_failures}))
-        new_scores = [d for d in scored_dates(self.lake) if d <= str(day) and d not in state["monitored_scores"]]
+        scored_dates = self.predictions.dates()
+        new_scores = [d for d in scored_dates if d <= str(day) and d not in state["monitored_scores"]]
         for scored in new_scores[-1:]:  # the latest new scoring run
-            pred = read_predictions(self.lake, scored)
+            pred = self.predictions.read(scored)
             version = int(pred["model_version"].iloc[0])
-            model = self.registry.get(version)
-            stats = json.loads((model.path / "feature_stats.json").read_text())
-            manifest = json.loads((model.path / "manifest.json").read_text())
+            stats = self.registry.artifact_json(version, "feature_stats.json")
+            manifest = self.registry.artifact_json(version, "manifest.json")
             features = self.engine.query(f"SELECT * FROM features WHERE cutoff = '{scored}'")
             table = feature_psi(stats, features)
             measurements.append(Measurement("feature_drift", 0.0, {"psi": dict(zip(table.feature, table.psi)),
@@ -179,27 +203,28 @@ class Monitor:
             measurements.append(missed_predictions(self.engine, self.config, scored, pred))
         state["monitored_scores"] = sorted(set(state["monitored_scores"]) | set(new_scores))
         horizon = dt.timedelta(days=etl.label_horizon(self.config))
-        due = [d for d in scored_dates(self.lake) if dt.date.fromisoformat(d) + horizon <= day
-               and d not in state["evaluated"]]
+        due = [d for d in scored_dates if dt.date.fromisoformat(d) + horizon <= day and d not in state["evaluated"]]
         decay = next((p for p in self.config.monitoring.policies if p.signal == "label_decay"), None)
         primary = (decay.metric if decay else None) or self.config.promotion.primary_metric
         for cohort in due:
-            result = delayed_evaluation(self.engine, self.config, self.lake, cohort)
+            result = delayed_evaluation(self.engine, self.config, self.predictions, cohort)
             if result is None:
                 continue
             write_json_atomic(self.dir / "delayed" / f"cutoff={cohort}.json", result)
             state["evaluated"].append(cohort)
-            version = self.registry.get(result["model_version"])
-            reference = json.loads((version.path / "manifest.json").read_text())["validation_metrics"].get(primary)
+            manifest = self.registry.artifact_json(result["model_version"], "manifest.json")
+            reference = manifest["validation_metrics"].get(primary)
             drop = relative_drop(primary, result.get(primary), reference)
             measurements.append(Measurement("label_decay", drop, {"cutoff": cohort, "metric": primary,
                                                                   "current": result.get(primary),
                                                                   "reference": reference,
                                                                   "model_version": result["model_version"]}))
+        values = evaluate(self.config.monitoring.policies, measurements)
         alerts = self._alerts(day, measurements)
-        report = MonitoringReport(self.config.game.id, str(day), measurements, alerts)
+        report = MonitoringReport(self.config.game.id, str(day), measurements, alerts, values)
         if measurements:
             write_json_atomic(self.dir / f"date={day}.json", {"measurements": [asdict(m) for m in measurements],
+                                                               "values": [asdict(v) for v in values],
                                                                "alerts": [asdict(a) for a in alerts]})
         write_json_atomic(self.dir / "state.json", state)
         return report
@@ -210,19 +235,75 @@ class Monitor:
             for m in measurements:
                 if m.signal != policy.signal:
                     continue
-                if policy.signal == "feature_drift":  # the value depends on the policy's PSI threshold
-                    over = [(f, p) for f, p in m.details["psi"].items() if p > policy.threshold]
-                    m = Measurement(m.signal, float(len(over)), m.details | {"top": sorted(over, key=lambda x: -x[1])})
+                m = judged(policy, m)
                 if _fires(policy, m):
                     alerts.append(Alert(self.config.game.id, str(day), policy.name, policy.signal, policy.severity,
                                         m.value, policy.threshold, _message(policy, m), policy.retrain,
                                         {k: v for k, v in m.details.items() if k != "psi"}))
         self.dir.mkdir(parents=True, exist_ok=True)
         for alert in alerts:
-            alert.delivery = deliver(alert, self.config.alerts.webhook_url)
+            alert.delivery = self.send(alert)
             with open(self.dir / "alerts.jsonl", "a") as f:
                 f.write(json.dumps(asdict(alert), default=_json_default) + "\n")
         return alerts
+
+
+def judged(policy: Policy, m: Measurement) -> Measurement:
+    """The measurement as `policy` sees it: feature drift counts the features above the policy's
+    own PSI threshold; every other signal is compared as measured."""
+    if policy.signal != "feature_drift":
+        return m
+    over = [(f, p) for f, p in m.details["psi"].items() if p > policy.threshold]
+    return Measurement(m.signal, float(len(over)), m.details | {"top": sorted(over, key=lambda x: -x[1])})
+
+
+def evaluate(policies: list[Policy], measurements: list[Measurement]) -> list[PolicyValue]:
+    """Every (policy, measurement of its signal) pair as the value and threshold an alarm compares."""
+    out = []
+    for policy in policies:
+        for m in measurements:
+            if m.signal == policy.signal:
+                m = judged(policy, m)
+                out.append(PolicyValue(policy.name, policy.signal, float(m.value), alarm_threshold(policy),
+                                       _fires(policy, m)))
+    return out
+
+
+def alarm_threshold(policy: Policy) -> float:
+    """The threshold a CloudWatch alarm compares the policy's value with, as `_fires` does:
+    `value >= min_features` for feature drift, `value > threshold` otherwise."""
+    return float(policy.min_features) if policy.signal == "feature_drift" else float(policy.threshold)
+
+
+def metric_dimensions(policy: Policy | PolicyValue) -> list[dict[str, str]]:
+    name = policy.name if isinstance(policy, Policy) else policy.policy
+    return [{"Name": "Signal", "Value": policy.signal}, {"Name": "Policy", "Value": name}]
+
+
+def metric_data(report: MonitoringReport, at: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The report's policy values as CloudWatch `MetricData` (what the AWS monitoring job publishes)."""
+    stamp = {"Timestamp": at} if at else {}
+    return [{"MetricName": metric_names.POLICY_VALUE, "Dimensions": metric_dimensions(v), "Value": v.value,
+             "Unit": "None", **stamp} for v in report.values]
+
+
+def scoring_days(config: GameConfig, start: dt.date, end: dt.date) -> list[dt.date]:
+    """The days in [start, end] on which the game is scored (cutoff days the scoring schedule matches)."""
+    return [d for d in etl.day_range(start, end + dt.timedelta(days=1))
+            if schedule.is_scoring_day(config.cutoffs, config.schedules.scoring, d)]
+
+
+def missed_scoring_runs(config: GameConfig, published: list[str], now: dt.datetime) -> list[str]:
+    """Scoring days of the last `MISSED_RUNS_LOOKBACK_DAYS` whose deadline (`scoring.deadline_hours`
+    after the day starts, UTC) has passed without a published run. Days before the first published
+    run do not count: until a first champion exists, the "no Approved package" alarm speaks."""
+    if not published:
+        return []
+    deadline = dt.timedelta(hours=config.scoring.deadline_hours)
+    start = max(dt.date.fromisoformat(published[0]), (now - dt.timedelta(days=MISSED_RUNS_LOOKBACK_DAYS)).date())
+    done = set(published)
+    return [str(d) for d in scoring_days(config, start, now.date())
+            if dt.datetime.combine(d, dt.time()) + deadline <= now and str(d) not in done]
 
 
 def _json_default(x: Any) -> Any:
@@ -231,18 +312,21 @@ def _json_default(x: Any) -> Any:
     return str(x)
 
 
+def alert_text(alert: Alert) -> str:
+    """The one-line form of an alert (the webhook's text, the SNS subject)."""
+    return f"[{alert.severity}] {alert.game} {alert.policy}: {alert.message}"
+
+
+def alert_body(alert: Alert) -> bytes:
+    """The alert as JSON: a webhook's `text` and the alert's fields (also the SNS message)."""
+    return webhook.payload(alert_text(alert), alert=json.loads(json.dumps(asdict(alert), default=_json_default)))
+
+
 def deliver(alert: Alert, webhook_url: str | None, timeout: float = 5.0) -> str:
     """POST the alert as JSON to the webhook, if one is configured; never raises."""
     if not webhook_url:
         return "log"
-    body = json.dumps({"text": f"[{alert.severity}] {alert.game} {alert.policy}: {alert.message}",
-                       "alert": asdict(alert)}, default=_json_default).encode()
-    request = urllib.request.Request(webhook_url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return f"webhook {response.status}"
-    except Exception as e:  # noqa: BLE001 - an unreachable webhook must not stop monitoring
-        return f"webhook failed: {type(e).__name__}: {e}"
+    return webhook.post_json(webhook_url, alert_body(alert), timeout)
 
 
 def read_alerts(lake: Lake) -> list[dict[str, Any]]:

@@ -111,7 +111,7 @@ class DailyLoop:
         """The day's scoring step: what it did ("scored", "no champion", "not a scoring day"),
         None if it failed (retried by the next run). The run id is recorded before the run is
         written, so a resumed scoring completes that run rather than adding another."""
-        if not (self.config.cutoffs.is_cutoff(day) and schedule.matches(self.config.schedules.scoring, day)):
+        if not schedule.is_scoring_day(self.config.cutoffs, self.config.schedules.scoring, day):
             return "not a scoring day"
         if self.registry.champion() is None:
             return "no champion"

@@ -131,6 +131,7 @@ class SageMakerRegistry:
         self.transform_instance_types = list(transform_instance_types)
         self.cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix=f"ltv-{game}-models-"))
         self._group_arn: str | None = None
+        self._documents: dict[tuple[int, str], dict[str, Any]] = {}
 
     # -- reading
 
@@ -164,6 +165,24 @@ class SageMakerRegistry:
                 if not target.exists():
                     raise
         return LTVModel.load(target)
+
+    def artifact_json(self, version: int, name: str) -> dict[str, Any]:
+        """A JSON document at the root of the version's `model.tar.gz` (manifest.json,
+        feature_stats.json), read by streaming the archive from S3 until it is found: no
+        download of the whole model, no model code (the monitoring job uses it)."""
+        key = (version, name)
+        if key not in self._documents:
+            bucket, archive = _split_s3(str(self.get(version).path))
+            body = self._call("read the model archive", self.s3.get_object, Bucket=bucket, Key=archive)["Body"]
+            try:
+                with tarfile.open(fileobj=body, mode="r|gz") as tar:
+                    member = next((m for m in tar if m.isfile() and m.name.lstrip("./") == name), None)
+                    if member is None:
+                        raise ArtifactError(f"version {version}'s archive s3://{bucket}/{archive} has no {name}")
+                    self._documents[key] = json.loads(tar.extractfile(member).read())
+            except (tarfile.TarError, OSError, ValueError) as e:
+                raise ArtifactError(f"version {version}'s archive s3://{bucket}/{archive} is not readable: {e}") from None
+        return self._documents[key]
 
     # -- writing
 

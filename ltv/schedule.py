@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 
-from ltv.config import AWS_CRON
+from ltv.config import AWS_CRON, CutoffSchedule
 
 MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 DAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
@@ -61,3 +61,9 @@ def matches(expression: str, day: dt.date) -> bool:
         weekday = DAYS.get(dow[:-1], None) or int(dow[:-1])
         return _aws_weekday(day) == weekday and day.day + 7 > last
     return _aws_weekday(day) in _values(dow, DAYS, 1, 7)
+
+
+def is_scoring_day(cutoffs: CutoffSchedule, scoring: str, day: dt.date) -> bool:
+    """True if the game is scored on `day`: a cutoff day that the `schedules.scoring` cron matches
+    (the same rule for the local loop, the scoring Lambda and the missed-run check)."""
+    return cutoffs.is_cutoff(day) and matches(scoring, day)

@@ -1,17 +1,19 @@
 """Batch scoring: every player of the population at a date, scored by the champion.
 
-Output layout (the same under the curated bucket in AWS, as an Athena table):
+Output layout (the same under the curated bucket in AWS, as an Athena table; see `ltv.runs`):
 
     <lake>/predictions/game=<game>/dt=YYYY-MM-DD/run=<run id>/part-0.parquet + _SUCCESS
     <lake>/predictions/game=<game>/dt=YYYY-MM-DD/_LATEST          the run id readers should use
 
 A run is written atomically and never overwritten: a rerun gets a new run id, and `_LATEST`
-moves to it only after the run's files are complete.
+moves to it only after the run's files are complete (`ltv.runs.publish`, the rule the AWS
+completion handler applies to what a batch transform wrote). `Predictions` reads runs from
+either place.
 """
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,17 +22,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ltv import etl
+from ltv import etl, runs
 from ltv.config import GameConfig
 from ltv.engine import Engine
 from ltv.errors import ArtifactError, MissingPartitionError, RegistryError
-from ltv.lake import Lake, atomic_dir, complete_partitions, write_text_atomic
+from ltv.lake import Lake, atomic_dir, complete_partitions
 
 if TYPE_CHECKING:  # the registry brings the models; the Athena catalog needs only this module's schema
     from ltv.models import LTVModel
     from ltv.registry import Registry
 
-LATEST = "_LATEST"
+LATEST = runs.LATEST
 
 
 def prediction_columns(config: GameConfig) -> list[tuple[str, str]]:
@@ -82,15 +84,15 @@ class ScoringResult:
 
 
 def predictions_root(lake: Lake) -> Path:
-    return Path(lake.root) / "predictions"
+    return Path(lake.root) / runs.ROOT
 
 
 def date_dir(lake: Lake, day: dt.date | str) -> Path:
-    return predictions_root(lake) / f"game={lake.game}" / f"dt={day}"
+    return Path(lake.root) / runs.date_prefix(lake.game, day)
 
 
 def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    return runs.new_run_id()
 
 
 def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date,
@@ -98,13 +100,14 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
     """Score the population at `day` (players active in the window before it) with the champion.
 
     `run_id` names the run (default: a new one). A run of that id that is already complete is
-    kept as it is and `_LATEST` pointed at it: the daily loop resumes an interrupted scoring so."""
+    kept as it is and published (`_LATEST` moves to it unless a newer run is published): the daily
+    loop resumes an interrupted scoring so."""
     from ltv.registry import group_name
 
     run_id = run_id or new_run_id()
     target = date_dir(lake, day) / f"run={run_id}"
     if run_id in complete_partitions(date_dir(lake, day), "run"):
-        write_text_atomic(date_dir(lake, day) / LATEST, run_id)
+        runs.publish(runs.DirStore(lake.root), lake.game, day, run_id)
         pred = pd.read_parquet(target, columns=["model_version"])
         return ScoringResult(config.game.id, str(day), run_id, len(pred), int(pred["model_version"].iloc[0]), target)
     champion = registry.champion()
@@ -128,26 +131,51 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
     pred = predictions(model, features, champion.version)
     with atomic_dir(target, replace=False) as tmp:
         pred.to_parquet(tmp / "part-0.parquet", index=False)
-    write_text_atomic(date_dir(lake, day) / LATEST, run_id)  # readers switch only now
+    runs.publish(runs.DirStore(lake.root), lake.game, day, run_id)  # readers switch only now
     return ScoringResult(config.game.id, str(day), run_id, len(pred), champion.version, target)
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """The published prediction runs of one game in a store: the local lake, or the curated
+    bucket (`runs.S3Store`), where batch transform writes them."""
+
+    store: runs.Store
+    game: str
+
+    @classmethod
+    def of(cls, lake: Lake) -> Predictions:
+        return cls(runs.DirStore(lake.root), lake.game)
+
+    def dates(self) -> list[str]:
+        """Dates with a published run, sorted."""
+        return runs.published_dates(self.store, self.game)
+
+    def latest_run(self, day: dt.date | str) -> str | None:
+        return runs.latest_run(self.store, self.game, day)
+
+    def read(self, day: dt.date | str, run: str | None = None) -> pd.DataFrame:
+        """The predictions of a date (the latest published run unless `run` is given), with its
+        `dt` and `run` partition values as columns."""
+        run = run or self.latest_run(day)
+        if run is None or not runs.is_complete(self.store, self.game, day, run):
+            raise MissingPartitionError(f"no complete predictions for {self.game} at {day} (run {run})")
+        frames = [pd.read_parquet(io.BytesIO(self.store.get(key).body))
+                  for key in runs.data_keys(self.store, self.game, day, run)]
+        return pd.concat(frames, ignore_index=True).assign(dt=str(day), run=run)
+
+
 def latest_run(lake: Lake, day: dt.date | str) -> str | None:
-    pointer = date_dir(lake, day) / LATEST
-    return pointer.read_text().strip() if pointer.exists() else None
+    return Predictions.of(lake).latest_run(day)
 
 
 def scored_dates(lake: Lake) -> list[str]:
-    base = predictions_root(lake) / f"game={lake.game}"
-    return sorted(p.name.split("=", 1)[1] for p in base.glob("dt=*") if (p / LATEST).exists()) if base.exists() else []
+    return Predictions.of(lake).dates()
 
 
 def read_predictions(lake: Lake, day: dt.date | str, run: str | None = None) -> pd.DataFrame:
-    """The predictions of a date (the latest complete run unless `run` is given)."""
-    run = run or latest_run(lake, day)
-    if run is None or run not in complete_partitions(date_dir(lake, day), "run"):
-        raise MissingPartitionError(f"no complete predictions for {lake.game} at {day} (run {run})")
-    return pd.read_parquet(date_dir(lake, day) / f"run={run}").assign(dt=str(day), run=run)
+    """The predictions of a date in the local lake (the latest complete run unless `run` is given)."""
+    return Predictions.of(lake).read(day, run)
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:

@@ -1,4 +1,9 @@
-"""An alert topic that reaches someone: encrypted SNS with the game's alert emails subscribed."""
+"""The game's alert topic, which reaches someone: encrypted SNS with the game's alert emails subscribed.
+
+One topic per game (`ltv-<game>-alerts`, in the `Ltv-<Game>-Alerts` stack) receives everything:
+job and pipeline failures (EventBridge rules), CloudWatch alarms, monitoring alerts, failed
+batch scoring and model approvals; an optional webhook Lambda forwards it to chat.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,7 +23,7 @@ class AlertTopic(Construct):
     def __init__(self, scope: Construct, id_: str, *, topic_name: str, display_name: str, key: kms.IKey,
                  emails: Sequence[str]) -> None:
         super().__init__(scope, id_)
-        self._key, self._events_granted = key, False
+        self._key, self._granted = key, set()
         self.topic = sns.Topic(self, "Topic", topic_name=topic_name, master_key=key, enforce_ssl=True,
                                display_name=display_name)
         for email in emails:
@@ -27,10 +32,19 @@ class AlertTopic(Construct):
     def allow_events_rule(self, sid: str, rule_arn: str) -> None:
         """Let one EventBridge rule publish (the topic policy checks its ARN), with the two key
         permissions an encrypted topic needs from EventBridge."""
-        events_service = iam.ServicePrincipal("events.amazonaws.com")
+        self._allow_service(sid, "events.amazonaws.com", {"ArnEquals": {"aws:SourceArn": rule_arn}})
+
+    def allow_alarms(self, sid: str, alarm_arn_pattern: str, account: str) -> None:
+        """Let the CloudWatch alarms whose ARN matches the pattern (the game's, `alarm:ltv-<game>-*`)
+        publish their state changes."""
+        self._allow_service(sid, "cloudwatch.amazonaws.com", {"ArnLike": {"aws:SourceArn": alarm_arn_pattern},
+                                                               "StringEquals": {"aws:SourceAccount": account}})
+
+    def _allow_service(self, sid: str, service: str, conditions: dict) -> None:
+        principal = iam.ServicePrincipal(service)
         self.topic.add_to_resource_policy(iam.PolicyStatement(
-            sid=sid, principals=[events_service], actions=["sns:Publish"], resources=[self.topic.topic_arn],
-            conditions={"ArnEquals": {"aws:SourceArn": rule_arn}}))
-        if not self._events_granted:
-            self._key.grant(events_service, "kms:GenerateDataKey", "kms:Decrypt")
-            self._events_granted = True
+            sid=sid, principals=[principal], actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            conditions=conditions))
+        if service not in self._granted:
+            self._key.grant(principal, "kms:GenerateDataKey", "kms:Decrypt")
+            self._granted.add(service)

@@ -18,13 +18,16 @@ PARQUET = {
 }
 # construct ids by role, so logical ids are the same for every game whatever its raw table names
 _IDS = {"player_day": "PlayerDayTable", "features": "FeaturesTable", "labels": "LabelsTable",
-        "datasets": "DatasetsTable", "predictions": "PredictionsTable"}
+        "datasets": "DatasetsTable", "predictions": "PredictionsTable", "latest_predictions": "LatestPredictionsTable"}
 
 
 def projection(spec: TableSpec, location: str, start: str) -> dict[str, str]:
     """Partition projection parameters: Athena computes partitions, so no crawler, MSCK or partition
     registration is needed. Date keys run from `start` (the game's first day, see
-    `ltv.athena.projection_start`): a `dt < cutoff` query plans one location per projected day."""
+    `ltv.athena.projection_start`): a `dt < cutoff` query plans one location per projected day.
+    Tables whose writer registers each partition (the prediction runs) have no projection."""
+    if spec.registered:
+        return {}
     params = {"projection.enabled": "true"}
     for key, _ in spec.partition_keys:
         if key in ("dt", "cutoff"):

@@ -8,6 +8,7 @@ from aws_cdk import Stack
 from constructs import Construct
 
 from ltv.config import GameConfig
+from stacks.alerting import AlertsStack
 from stacks.data_lake import DataLakeStack
 from stacks.etl_jobs import EtlJobs
 from stacks.etl_workflow import EtlWorkflows
@@ -16,15 +17,19 @@ from stacks.names import Names
 from stacks.packaging import Wheelhouse
 
 
+# Glue jobs of other stacks whose failures the hook reports too (stacks/monitoring.py)
+OTHER_JOBS = ("monitor",)
+
+
 class EtlStack(Stack):
-    """`Ltv-<Game>-Etl`: `jobs`, `workflows` and `failures` (its `topic` mails the config's alerts)."""
+    """`Ltv-<Game>-Etl`: `jobs`, `workflows` and `failures` (failed Glue jobs -> the game's alert topic)."""
 
     def __init__(self, scope: Construct, id_: str, *, config: GameConfig, lake: DataLakeStack, core_wheel: Path,
-                 wheelhouse: Wheelhouse, **kwargs: Any) -> None:
+                 wheelhouse: Wheelhouse, alerts: AlertsStack, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
         names = Names.of(config)
         self.jobs = EtlJobs(self, "Jobs", config=config, names=names, lake=lake, core_wheel=core_wheel,
                             wheelhouse=wheelhouse)
         self.workflows = EtlWorkflows(self, "Workflows", config=config, names=names, jobs=self.jobs)
-        self.failures = FailureHook(self, "Failures", names=names, job_names=self.jobs.job_names,
-                                    key=lake.storage.key, emails=config.alerts.emails)
+        self.failures = FailureHook(self, "Failures", names=names, alerts=alerts,
+                                    job_names=[*self.jobs.job_names, *(names.resource(j) for j in OTHER_JOBS)])

@@ -1,43 +1,42 @@
-"""The ETL's failure hook: a Glue job that fails, times out or stops is mailed to the game's alerts."""
+"""The jobs' failure hook: a Glue job that fails, times out or stops is mailed to the game's alerts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_events as events
-from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from stacks.alerts import AlertTopic
+from stacks.alerting import AlertsStack
 from stacks.names import Names
 
 FAILED_STATES = ("FAILED", "TIMEOUT", "ERROR", "STOPPED")
+RULE = "etl-job-failed"
 
 
 class FailureHook(Construct):
-    """EventBridge rule on "Glue Job State Change" for the game's jobs -> `self.topic`, to which the
-    config's `alerts.emails` are subscribed. The message is one readable line: the job, its state,
-    Glue's error message (the job's exception: what is wrong and how to fix it) and a console link.
+    """EventBridge rule on "Glue Job State Change" for the game's jobs -> the game's alert topic
+    (`alerts.topic`, to which the config's `alerts.emails` are subscribed). The message is one
+    readable line: the job, its state, Glue's error message (the job's exception: what is wrong
+    and how to fix it) and a console link.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, names: Names, job_names: list[str], key: kms.IKey,
-                 emails: Sequence[str]) -> None:
+    def __init__(self, scope: Construct, id_: str, *, names: Names, job_names: Sequence[str],
+                 alerts: AlertsStack) -> None:
         super().__init__(scope, id_)
         region = Stack.of(self).region
-        self.alerts = AlertTopic(self, "Alerts", topic_name=names.resource("etl-failures"),
-                                 display_name="LTV ETL failures", key=key, emails=emails)
-        self.topic = self.alerts.topic
+        self.topic = alerts.topic
         console = (f"https://{region}.console.aws.amazon.com/gluestudio/home?region={region}"
                    "#/job/<job>/run/<run>")
         self.rule = events.CfnRule(
-            self, "JobFailed", name=names.resource("etl-job-failed"), state="ENABLED",
-            description="An LTV ETL job failed, timed out or was stopped",
+            self, "JobFailed", name=names.resource(RULE), state="ENABLED",
+            description="An LTV Glue job failed, timed out or was stopped",
             event_pattern={"source": ["aws.glue"], "detail-type": ["Glue Job State Change"],
-                           "detail": {"jobName": job_names, "state": list(FAILED_STATES)}},
+                           "detail": {"jobName": list(job_names), "state": list(FAILED_STATES)}},
             targets=[events.CfnRule.TargetProperty(
                 id="EtlFailureTopic", arn=self.topic.topic_arn,
                 input_transformer=events.CfnRule.InputTransformerProperty(
                     input_paths_map={"job": "$.detail.jobName", "state": "$.detail.state", "run": "$.detail.jobRunId",
                                      "message": "$.detail.message", "time": "$.time"},
                     input_template=f'"Glue job <job> <state> at <time>: <message> Run: {console}"'))])
-        self.alerts.allow_events_rule("EtlFailureRulePublishes", self.rule.attr_arn)
+        alerts.allow_rule(names.resource(RULE))

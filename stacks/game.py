@@ -11,11 +11,14 @@ from cdk_nag import AwsSolutionsChecks
 from ltv import config as cfg
 from ltv.config import GameConfig
 from ltv.errors import ConfigError
+from stacks.alerting import AlertsStack
 from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
 from stacks.ml import MlStack
+from stacks.monitoring import MonitoringStack
 from stacks.names import Names
-from stacks.packaging import Wheelhouse, glue_wheelhouse
+from stacks.packaging import Wheelhouse, glue_wheelhouse, lambda_bundle, lambda_wheelhouse
+from stacks.scoring import ScoringStack
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -25,11 +28,14 @@ class GameStacks:
     """The stacks of one game, one per concern."""
 
     data_lake: DataLakeStack
+    alerts: AlertsStack
     etl: EtlStack
     ml: MlStack
+    scoring: ScoringStack
+    monitoring: MonitoringStack
 
 
-def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Wheelhouse) -> GameStacks:
+def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Wheelhouse, lambda_code: Path) -> GameStacks:
     """Add a game's stacks to the app, in the game's account and region, named after its id."""
     names = Names.of(config)
     aws = config.require_aws()
@@ -41,14 +47,28 @@ def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Whee
     lake = DataLakeStack(app, names.stack("DataLake"), config=config, env=env, stack_name=names.stack("DataLake"),
                          termination_protection=protect, tags=tags,
                          description=f"Player LTV data lake of {config.game.name}: buckets, catalog, workgroup")
+    common = {"env": env, "termination_protection": protect, "tags": tags}
+    alerts = AlertsStack(app, names.stack("Alerts"), config=config, lake=lake, lambda_bundle=lambda_code,
+                         stack_name=names.stack("Alerts"), **common,
+                         description=f"Player LTV alerts of {config.game.name}: the topic, its webhook, failed events")
     etl = EtlStack(app, names.stack("Etl"), config=config, lake=lake, core_wheel=core_wheel, wheelhouse=wheelhouse,
-                   env=env, stack_name=names.stack("Etl"), termination_protection=protect, tags=tags,
+                   alerts=alerts, stack_name=names.stack("Etl"), **common,
                    description=f"Player LTV ETL of {config.game.name}: Glue jobs over Athena, workflows")
     ml = MlStack(app, names.stack("Ml"), config=config, lake=lake, core_wheel=core_wheel,
-                 dataset_job=names.resource("dataset"), env=env, stack_name=names.stack("Ml"),
-                 termination_protection=protect, tags=tags,
+                 dataset_job=names.resource("dataset"), stack_name=names.stack("Ml"), **common,
                  description=f"Player LTV ML of {config.game.name}: image, model registry group, retraining pipeline")
-    return GameStacks(lake, etl, ml)
+    scoring = ScoringStack(app, names.stack("Scoring"), config=config, lake=lake, ml=ml, alerts=alerts,
+                           stack_name=names.stack("Scoring"), **common,
+                           description=f"Player LTV scoring of {config.game.name}: S3 event -> Lambda -> batch transform")
+    monitoring = MonitoringStack(app, names.stack("Monitoring"), config=config, lake=lake, etl=etl, ml=ml,
+                                 scoring=scoring, alerts=alerts, stack_name=names.stack("Monitoring"), **common,
+                                 description=f"Player LTV monitoring of {config.game.name}: job, alarms, retraining")
+    # deploy in this order: the topic's policy names the rules of the other stacks, scoring serves
+    # what the ML stack registers, and monitoring watches everything
+    for stack, before in ((etl, alerts), (scoring, alerts), (scoring, ml), (monitoring, alerts), (monitoring, ml),
+                          (monitoring, scoring)):
+        stack.add_stack_dependency(before)
+    return GameStacks(lake, alerts, etl, ml, scoring, monitoring)
 
 
 def select_configs(game: str | None) -> list[GameConfig]:
@@ -70,11 +90,13 @@ def build_app(*, core_wheel: Path, wheelhouse: Wheelhouse | None = None, configs
               outdir: str | None = None) -> App:
     """The CDK app: the selected games' stacks, checked by cdk-nag's AWS Solutions pack on synth
     (any unacknowledged finding fails the synthesis). `wheelhouse` defaults to the Glue jobs'
-    locked wheels (downloaded once per lock, then cached)."""
+    locked wheels (downloaded once per lock, then cached); the Lambdas' code is built from their
+    lock and the core wheel into the output directory."""
     app = App(context=project_context(), outdir=outdir)
     selected = configs if configs is not None else select_configs(app.node.try_get_context("game"))
     wheels = wheelhouse or (glue_wheelhouse() if selected else None)
+    code = lambda_bundle(core_wheel, lambda_wheelhouse(), Path(app.outdir) / "ltv-inputs" / "lambda") if selected else None
     for config in selected:
-        add_game(app, config, core_wheel=core_wheel, wheelhouse=wheels)
+        add_game(app, config, core_wheel=core_wheel, wheelhouse=wheels, lambda_code=code)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app

@@ -70,6 +70,21 @@ def _volume_grants(key_arn: str) -> iam.PolicyStatement:
                                resources=[key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
 
 
+def image_job_statements(repository_arn: str, log_groups: list[str], metrics_namespace: str, *, logs_sid: str,
+                         metrics_sid: str) -> list[iam.PolicyStatement]:
+    """What a SageMaker job running the game's image needs from the platform (training, processing,
+    batch transform): pull the image, write its log streams, publish SageMaker's job metrics."""
+    return [
+        iam.PolicyStatement(sid="PullImage", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                                                       "ecr:BatchCheckLayerAvailability"], resources=[repository_arn]),
+        iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        iam.PolicyStatement(sid=logs_sid, actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                                                   "logs:DescribeLogStreams"], resources=log_groups),
+        iam.PolicyStatement(sid=metrics_sid, actions=["cloudwatch:PutMetricData"], resources=["*"],
+                            conditions={"StringEquals": {"cloudwatch:namespace": metrics_namespace}}),
+    ]
+
+
 def sub_body(body: dict[str, Any], values: dict[str, str]) -> str:
     """The definition as an `Fn::Sub` body: each placeholder becomes ${Name}, any literal "${" is
     escaped, and `values` (CloudFormation references) fill the names in at deploy time."""
@@ -154,15 +169,8 @@ class MlStack(Stack):
             iam.PolicyStatement(sid="UseGameKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
                                                             "kms:DescribeKey"], resources=[s.key.key_arn]),
             _volume_grants(s.key.key_arn),
-            iam.PolicyStatement(sid="PullImage", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                                                           "ecr:BatchCheckLayerAvailability"],
-                                resources=[self.image.repository.repository_arn]),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(sid="JobLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream",
-                                                        "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                                resources=log_groups),
-            iam.PolicyStatement(sid="TrainingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                                conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}),
+            *image_job_statements(self.image.repository.repository_arn, log_groups, "/aws/sagemaker/TrainingJobs",
+                                  logs_sid="JobLogs", metrics_sid="TrainingMetrics"),
             iam.PolicyStatement(sid="FindChampion", actions=["sagemaker:DescribeModelPackageGroup"],
                                 resources=[self._arn("model-package-group", group)]),
             iam.PolicyStatement(sid="ReadPackages", actions=["sagemaker:DescribeModelPackage"],

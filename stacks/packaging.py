@@ -12,6 +12,11 @@
   for Glue 5.0 (Amazon Linux 2023, glibc 2.34) once per lock; the stack uploads them under their
   real names (pip refuses a wheel whose file name is not a wheel name, and CDK file assets are
   named by their hash) and Glue installs them with `--no-index`: no package index at run time.
+- The Lambdas' code (`lambda_bundle`) is one directory asset, built here without docker: the
+  wheels of requirements/lambda.txt for the python3.11 runtime (Amazon Linux 2, manylinux2014),
+  unpacked, minus the AWS SDK the runtime provides; the core package from the core wheel; and
+  lambdas/. Handlers are found by module name (`lambdas.score.handler`): a directory asset keeps
+  its file names, only its zip is named by hash.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import tomllib
 import uuid
+import zipfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -39,6 +45,14 @@ GLUE_PLATFORM = "manylinux_2_34_x86_64"
 # the wheel platform tags that glibc 2.34 runs, best first (pip does not expand `--platform` itself)
 GLUE_PLATFORM_TAGS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(34, 16, -1)), "manylinux2014_x86_64")
 COMPLETE = "wheelhouse.json"  # written last: the list of wheels of a finished download
+# the Lambdas: python3.11 runtime on Amazon Linux 2 (glibc 2.26), x86_64
+LAMBDA_LOCK = REQUIREMENTS / "lambda.txt"
+LAMBDA_PYTHON = "3.11"
+LAMBDA_PLATFORM = "manylinux_2_17_x86_64"
+LAMBDA_PLATFORM_TAGS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(26, 16, -1)), "manylinux2014_x86_64")
+# what the Lambda Python runtime provides itself (AWS keeps it current): not shipped
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
+LAMBDAS_DIR = PROJECT / "lambdas"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,9 +177,9 @@ class Wheelhouse:
     wheels: tuple[str, ...]
 
 
-def lock_digest(lock: Path = GLUE_LOCK) -> str:
+def lock_digest(lock: Path = GLUE_LOCK, python: str = GLUE_PYTHON, platform: str = GLUE_PLATFORM) -> str:
     """Identity of a wheelhouse: the lock's bytes and the platform the wheels are for."""
-    return hashlib.sha256(lock.read_bytes() + f"\n{GLUE_PYTHON} {GLUE_PLATFORM}".encode()).hexdigest()[:16]
+    return hashlib.sha256(lock.read_bytes() + f"\n{python} {platform}".encode()).hexdigest()[:16]
 
 
 def wheelhouse_cache() -> Path:
@@ -182,26 +196,62 @@ def glue_wheelhouse(lock: Path = GLUE_LOCK, cache: Path | None = None) -> Wheelh
     digest = lock_digest(lock)
     target = (cache or wheelhouse_cache()) / f"glue-{digest}"
     if not (target / COMPLETE).exists():
-        _download(lock, target)
+        _download(lock, target, read_lock(lock), GLUE_PLATFORM_TAGS, GLUE_PYTHON)
     wheels = tuple(json.loads((target / COMPLETE).read_text())["wheels"])
     return Wheelhouse(target, digest, wheels)
 
 
-def _download(lock: Path, target: Path) -> None:
-    """pip download into a scratch directory, check one wheel per pin, then move it into place
-    (atomic: concurrent synths or test workers never see half a wheelhouse)."""
+def lambda_wheelhouse(lock: Path = LAMBDA_LOCK, cache: Path | None = None) -> Wheelhouse:
+    """The Lambdas' locked distributions (without `RUNTIME_PROVIDED`) as wheels for the python3.11
+    runtime, downloaded once per lock content like the Glue wheelhouse."""
+    digest = lock_digest(lock, LAMBDA_PYTHON, LAMBDA_PLATFORM)
+    target = (cache or wheelhouse_cache()) / f"lambda-{digest}"
+    if not (target / COMPLETE).exists():
+        pins = {name: pin for name, pin in read_lock(lock).items() if name not in RUNTIME_PROVIDED}
+        _download(lock, target, pins, LAMBDA_PLATFORM_TAGS, LAMBDA_PYTHON)
+    wheels = tuple(json.loads((target / COMPLETE).read_text())["wheels"])
+    return Wheelhouse(target, digest, wheels)
+
+
+def lambda_bundle(core_wheel: Path, wheelhouse: Wheelhouse, target: Path) -> Path:
+    """The Lambdas' code directory: the wheelhouse's wheels unpacked, the core package `ltv` from the
+    core wheel, and lambdas/*.py (rebuilt from scratch; no caches, so its asset hash follows its
+    content)."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for wheel in wheelhouse.wheels:
+        with zipfile.ZipFile(wheelhouse.path / wheel) as z:
+            z.extractall(target)
+    with zipfile.ZipFile(core_wheel) as z:
+        z.extractall(target, members=[m for m in z.namelist() if m.startswith("ltv/")])
+    (target / "lambdas").mkdir()
+    for source in sorted(LAMBDAS_DIR.glob("*.py")):
+        shutil.copyfile(source, target / "lambdas" / source.name)
+    for cache in list(target.rglob("__pycache__")):
+        shutil.rmtree(cache)
+    return target
+
+
+def _download(lock: Path, target: Path, pins: dict[str, Pin], tags: tuple[str, ...], python: str) -> None:
+    """pip download the `pins` of a lock (hash-checked) into a scratch directory, check one wheel per
+    pin, then move it into place (atomic: concurrent synths or test workers never see half a
+    wheelhouse)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+    requirements = target.parent / f".req-{target.name}-{uuid.uuid4().hex[:8]}.txt"
     try:
+        requirements.write_text("".join(f"{p.name}=={p.version} " + " ".join(f"--hash={h}" for h in p.hashes) + "\n"
+                                        for p in pins.values()))
         done = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-             "--only-binary=:all:", "--require-hashes", *(f"--platform={tag}" for tag in GLUE_PLATFORM_TAGS),
-             "--python-version", GLUE_PYTHON, "--implementation", "cp", "-r", str(lock), "-d", str(scratch)],
+             "--only-binary=:all:", "--require-hashes", *(f"--platform={tag}" for tag in tags),
+             "--python-version", python, "--implementation", "cp", "-r", str(requirements), "-d", str(scratch)],
             capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"downloading the Glue wheelhouse from {lock.name} failed:\n{done.stdout}{done.stderr}")
+            raise RuntimeError(f"downloading the wheelhouse of {lock.name} failed:\n{done.stdout}{done.stderr}")
         wheels = sorted(p.name for p in scratch.glob("*.whl"))
-        check_wheelhouse(read_lock(lock), wheels)
+        check_wheelhouse(pins, wheels)
         (scratch / COMPLETE).write_text(json.dumps({"lock": lock.name, "wheels": wheels}, indent=1))
         try:
             scratch.rename(target)
@@ -210,6 +260,7 @@ def _download(lock: Path, target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        requirements.unlink(missing_ok=True)
 
 
 def check_wheelhouse(pins: dict[str, Pin], wheels: list[str]) -> None:
@@ -222,7 +273,7 @@ def check_wheelhouse(pins: dict[str, Pin], wheels: list[str]) -> None:
                 if found.get(n) != [p.version]]
     problems += [f"{n}: not in the lock" for n in sorted(set(found) - set(pins))]
     if problems:
-        raise RuntimeError("the Glue wheelhouse does not match its lock:\n  " + "\n  ".join(problems))
+        raise RuntimeError("the wheelhouse does not match its lock:\n  " + "\n  ".join(problems))
 
 
 def wheel_name_version(filename: str) -> tuple[str, str]:

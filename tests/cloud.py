@@ -21,7 +21,8 @@ import json
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -124,14 +125,15 @@ class Templates:
     _ARNS = {"AWS::S3::Bucket": "arn:{p}:s3:::{ref}", "AWS::KMS::Key": "arn:{p}:kms:{r}:{a}:key/{id}",
              "AWS::IAM::Role": "arn:{p}:iam::{a}:role/{ref}", "AWS::Logs::LogGroup": "arn:{p}:logs:{r}:{a}:log-group:{ref}:*",
              "AWS::Lambda::Function": "arn:{p}:lambda:{r}:{a}:function:{id}",
-             "AWS::Events::Rule": "arn:{p}:events:{r}:{a}:rule/{name}"}
+             "AWS::Events::Rule": "arn:{p}:events:{r}:{a}:rule/{name}",
+             "AWS::SQS::Queue": "arn:{p}:sqs:{r}:{a}:{name}"}
 
     def _get_att(self, stack: str, name: str, attribute: str) -> str:
         """`Fn::GetAtt [X, Arn]`: the ARN AWS gives the resource (key ids are made up, stable)."""
         res = self.templates[stack]["Resources"][name]
         if attribute != "Arn" or res["Type"] not in self._ARNS:
             raise KeyError(f"GetAtt {res['Type']}.{attribute}")
-        own_name = res.get("Properties", {}).get("Name")
+        own_name = res.get("Properties", {}).get("Name") or res.get("Properties", {}).get("QueueName")
         return self._ARNS[res["Type"]].format(p=PARTITION, r=self.region, a=self.account, id=name,
                                               ref=self._ref(stack, name) if "{ref}" in self._ARNS[res["Type"]] else "",
                                               name=self.resolve(stack, own_name) if own_name else "")
@@ -284,6 +286,7 @@ class CallRecorder:
     account: str
     region: str
     kms_buckets: dict[str, str] = field(default_factory=dict)
+    kms_topics: dict[str, str] = field(default_factory=dict)
     needs: list[Need] = field(default_factory=list)
     workgroup: str | None = None
 
@@ -304,13 +307,46 @@ class CallRecorder:
             base = f"arn:{PARTITION}:glue:{self.region}:{self.account}"
             if op in ("GetWorkflowRunProperties", "PutWorkflowRunProperties", "GetWorkflowRun"):
                 return [Need(f"glue:{op}", f"{base}:workflow/{params['Name']}", why=why)]
-            if op in ("GetTable", "GetPartitions", "GetPartition", "BatchCreatePartition", "CreatePartition"):
+            if op in ("GetTable", "GetPartitions", "GetPartition", "BatchCreatePartition", "CreatePartition",
+                      "UpdatePartition"):
                 db, table = params["DatabaseName"], params.get("TableName") or params["Name"]
                 return [Need(f"glue:{op}", r, why=why) for r in
                         (f"{base}:catalog", f"{base}:database/{db}", f"{base}:table/{db}/{table}")]
             if op == "GetDatabase":
                 return [Need("glue:GetDatabase", r, why=why) for r in (f"{base}:catalog", f"{base}:database/{params['Name']}")]
+        if service == "sagemaker":
+            return self._sagemaker(op, params, why)
+        if service == "sns" and op == "Publish":
+            key = self.kms_topics.get(params["TopicArn"])
+            via = (("kms:ViaService", f"sns.{self.region}.amazonaws.com"),)
+            return [Need("sns:Publish", params["TopicArn"], why=why),
+                    *([Need("kms:GenerateDataKey", key, via, why), Need("kms:Decrypt", key, via, why)] if key else [])]
+        if service == "secretsmanager" and op == "GetSecretValue":
+            return [Need("secretsmanager:GetSecretValue",
+                         f"arn:{PARTITION}:secretsmanager:{self.region}:{self.account}:secret:{params['SecretId']}", why=why)]
+        if service == "cloudwatch" and op == "PutMetricData":
+            return [Need("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", params["Namespace"]),), why)]
         raise NotImplementedError(f"no IAM mapping for {service}:{op}")
+
+    def _sagemaker(self, op: str, params: dict[str, Any], why: str) -> list[Need]:
+        base = f"arn:{PARTITION}:sagemaker:{self.region}:{self.account}"
+        tags = [Need("sagemaker:AddTags", "", why=why)] if params.get("Tags") else []
+        if op == "ListModelPackages":
+            return [Need("sagemaker:ListModelPackages", "*", why=why)]
+        if op == "DescribeModelPackageGroup":
+            return [Need(f"sagemaker:{op}", f"{base}:model-package-group/{params['ModelPackageGroupName']}", why=why)]
+        if op == "DescribeModelPackage":
+            name = params["ModelPackageName"]
+            return [Need(f"sagemaker:{op}", name if name.startswith("arn:") else f"{base}:model-package/{name}", why=why)]
+        if op in ("DescribeModel", "CreateModel"):
+            arn = f"{base}:model/{params['ModelName'].lower()}"
+            passed = (("iam:PassedToService", "sagemaker.amazonaws.com"),)
+            role = [Need("iam:PassRole", params["ExecutionRoleArn"], passed, why)] if op == "CreateModel" else []
+            return [Need(f"sagemaker:{op}", arn, why=why), *role, *(Need(t.action, arn, why=why) for t in tags)]
+        if op in ("DescribeTransformJob", "CreateTransformJob"):
+            arn = f"{base}:transform-job/{params['TransformJobName'].lower()}"
+            return [Need(f"sagemaker:{op}", arn, why=why), *(Need(t.action, arn, why=why) for t in tags)]
+        raise NotImplementedError(f"no IAM mapping for sagemaker:{op}")
 
     def _s3(self, op: str, params: dict[str, Any], why: str) -> list[Need]:
         bucket, key = params.get("Bucket"), params.get("Key", "")
@@ -353,13 +389,28 @@ class CallRecorder:
 
 
 def create_from_template(session: Any, tpl: Templates, stack: str) -> None:
-    """The stack's buckets, Glue database and tables, and Athena workgroup, created in moto from the
+    """The stack's buckets (versioned as the template says), Glue database and tables, Athena
+    workgroup, SNS topics, SQS queues and SageMaker model package groups, created in moto from the
     synthesized template (plus the CDK bootstrap bucket its assets live in)."""
     s3 = session.client("s3")
     location = {"LocationConstraint": tpl.region}
     for logical_id in tpl.resources(stack, "AWS::S3::Bucket"):
-        s3.create_bucket(Bucket=tpl.props(stack, logical_id)["BucketName"], CreateBucketConfiguration=location)
-    s3.create_bucket(Bucket=f"cdk-hnb659fds-assets-{tpl.account}-{tpl.region}", CreateBucketConfiguration=location)
+        props = tpl.props(stack, logical_id)
+        s3.create_bucket(Bucket=props["BucketName"], CreateBucketConfiguration=location)
+        if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=props["BucketName"], VersioningConfiguration={"Status": "Enabled"})
+    assets = f"cdk-hnb659fds-assets-{tpl.account}-{tpl.region}"
+    if assets not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=assets, CreateBucketConfiguration=location)
+    for logical_id in tpl.resources(stack, "AWS::SNS::Topic"):
+        session.client("sns").create_topic(Name=tpl.props(stack, logical_id)["TopicName"])
+    for logical_id in tpl.resources(stack, "AWS::SQS::Queue"):
+        session.client("sqs").create_queue(QueueName=tpl.props(stack, logical_id)["QueueName"])
+    for logical_id in tpl.resources(stack, "AWS::SageMaker::ModelPackageGroup"):
+        props = tpl.props(stack, logical_id)
+        session.client("sagemaker").create_model_package_group(
+            ModelPackageGroupName=props["ModelPackageGroupName"],
+            ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", ""))
     glue = session.client("glue")
     for logical_id in tpl.resources(stack, "AWS::Glue::Database"):
         db = tpl.props(stack, logical_id)["DatabaseInput"]
@@ -371,6 +422,60 @@ def create_from_template(session: Any, tpl: Templates, stack: str) -> None:
     for logical_id in tpl.resources(stack, "AWS::Athena::WorkGroup"):
         props = tpl.props(stack, logical_id)
         athena.create_work_group(Name=props["Name"], Configuration=props["WorkGroupConfiguration"])
+
+
+def kms_keys(tpl: Templates, stack: str, kind: str) -> dict[str, str]:
+    """Name (bucket) or ARN (topic) -> customer key ARN, for the stack's KMS-encrypted buckets or topics."""
+    out = {}
+    for logical_id in tpl.resources(stack, kind):
+        props = tpl.props(stack, logical_id)
+        if kind == "AWS::S3::Bucket":
+            rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+            if rule["SSEAlgorithm"] == "aws:kms":
+                out[props["BucketName"]] = rule["KMSMasterKeyID"]
+        elif "KmsMasterKeyId" in props:
+            out[f"arn:{PARTITION}:sns:{tpl.region}:{tpl.account}:{props['TopicName']}"] = props["KmsMasterKeyId"]
+    return out
+
+
+@dataclass
+class Account:
+    """A game's account in moto: `session` (the test's own, its calls unrecorded), `athena` (the
+    fake), `recorder` (every permission the code under test needed)."""
+
+    session: Any
+    athena: FakeAthena
+    recorder: CallRecorder
+
+
+@contextmanager
+def moto_account(tpl: Templates, stacks: Sequence[str], monkeypatch: Any, today: dt.date) -> Iterator[Account]:
+    """moto in the templates' account and region, with the resources of `stacks` created from their
+    templates, FakeAthena, and the call recorder hooked into every boto3 client created from now on
+    (boto3's default session included: the code under test uses it)."""
+    import boto3
+    import botocore.handlers
+    from moto import mock_aws
+    from moto.moto_api import state_manager
+
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", tpl.account)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", tpl.region)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    state_manager.set_transition(model_name="athena::execution", transition={"progression": "immediate"})
+    try:
+        with mock_aws():
+            session = boto3.Session(region_name=tpl.region)
+            for stack in stacks:
+                create_from_template(session, tpl, stack)
+            buckets = {k: v for stack in stacks for k, v in kms_keys(tpl, stack, "AWS::S3::Bucket").items()}
+            topics = {k: v for stack in stacks for k, v in kms_keys(tpl, stack, "AWS::SNS::Topic").items()}
+            recorder = CallRecorder(tpl.account, tpl.region, buckets, kms_topics=topics)
+            athena = FakeAthena(session, tpl.account, recorder, today=today)
+            hooks = [("before-parameter-build", recorder.on_call), *athena.handlers()]
+            monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *hooks])
+            yield Account(session, athena, recorder)
+    finally:
+        state_manager.unset_transition(model_name="athena::execution")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,6 +523,7 @@ class FakeAthena:
         self._etags: dict[str, str] = {}
         self._clients: dict[str, Any] = {}
         self._views: dict[tuple, str] = {}
+        self._registered: tuple[str, str] | None = None
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -493,7 +599,10 @@ class FakeAthena:
         sd, params = table["StorageDescriptor"], table.get("Parameters", {})
         columns = [(c["Name"], c["Type"]) for c in sd["Columns"]]
         keys = [k["Name"] for k in table.get("PartitionKeys", [])]
+        self._registered = (table["DatabaseName"], table["Name"]) if keys else None
         partitions = list(self._partitions(sd["Location"], keys, params))
+        if self._registered is not None and params.get("projection.enabled") != "true":
+            params = {**params, "storage.location.template": "registered"}  # constants from the catalog, not paths
         signature = (sd["Location"], json.dumps(columns), tuple((str(f), self._etags[str(f)])
                                                                for _, files in partitions for f in files))
         if signature not in self._views:  # the same files as last time: the same view
@@ -532,6 +641,9 @@ class FakeAthena:
 
     def _partitions(self, location: str, keys: list[str], params: dict[str, str]) -> Iterator[tuple[list[str], list[Path]]]:
         """(partition values, local copies of its data files) of every partition projection lets Athena see."""
+        if params.get("projection.enabled") != "true" and self._registered is not None:
+            yield from self._registered_partitions(keys)
+            return
         bucket, prefix = location.removeprefix("s3://").split("/", 1)
         template = params.get("storage.location.template")
         if template:
@@ -553,6 +665,22 @@ class FakeAthena:
                 if all(self._projected(k, v, params) for k, v in zip(keys, values)):
                     found.setdefault(values, []).append(self._download(bucket, obj))
         yield from ((list(v), files) for v, files in sorted(found.items()))
+
+    def _registered_partitions(self, keys: list[str]) -> Iterator[tuple[list[str], list[Path]]]:
+        """A table without projection: the partitions registered in the catalog, at their locations
+        (Athena reads nothing else; `_table_sql` sets `_registered` to the table being viewed)."""
+        database, name = self._registered
+        pages = self.client("glue").get_paginator("get_partitions").paginate(DatabaseName=database, TableName=name)
+        s3 = self.client("s3")
+        for page in pages:
+            for partition in page["Partitions"]:
+                bucket, prefix = partition["StorageDescriptor"]["Location"].removeprefix("s3://").split("/", 1)
+                objects = [o for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                           for o in p.get("Contents", []) if "/" not in o["Key"][len(prefix):]
+                           and not o["Key"][len(prefix):].startswith(("_", ".")) and o["Size"]]
+                self._need("s3:ListBucket", s3_bucket(bucket), "table data", (("s3:prefix", prefix),))
+                if objects:
+                    yield list(partition["Values"]), [self._download(bucket, o) for o in objects]
 
     def _projected(self, key: str, value: str, params: dict[str, str]) -> bool:
         if params.get("projection.enabled") != "true":
@@ -646,5 +774,5 @@ def _queue_results(session: Any, account: str, result: Result | None) -> None:
     assert response.status_code == 201
 
 
-__all__ = ["AthenaQueryError", "CallRecorder", "FakeAthena", "Need", "PolicyEvaluator", "Result", "Templates",
-           "create_from_template", "s3_bucket", "s3_object"]
+__all__ = ["Account", "AthenaQueryError", "CallRecorder", "FakeAthena", "Need", "PolicyEvaluator", "Result", "Templates",
+           "create_from_template", "kms_keys", "moto_account", "s3_bucket", "s3_object"]

@@ -99,15 +99,21 @@ def props_named(tpl: Template, kind: str, key: str, name: str) -> dict[str, Any]
 # the app
 
 
+CONCERNS = ("DataLake", "Alerts", "Etl", "Ml", "Scoring", "Monitoring")
+
+
 def test_every_game_config_synthesises_into_its_own_account(app, games):
     assert {"galaxy-raiders", "dragon-merge"} <= set(games)
     for config in games.values():
-        for concern in ("DataLake", "Etl", "Ml"):
+        for concern in CONCERNS:
             st = stack(app, config, concern)
             assert st.stack_name == f"Ltv-{Names.of(config).pascal}-{concern}"
             assert (st.account, st.region) == (config.aws.account, config.aws.region)
             assert st.tags.tag_values()["ltv:game"] == config.game.id
-    assert stack(app, games["galaxy-raiders"], "Etl").dependencies == [stack(app, games["galaxy-raiders"], "DataLake")]
+    depends = {c: {d.node.id.rsplit("-", 1)[1] for d in stack(app, games["galaxy-raiders"], c).dependencies}
+               for c in CONCERNS}
+    assert depends == {"DataLake": set(), "Alerts": {"DataLake"}, "Etl": {"DataLake", "Alerts"}, "Ml": {"DataLake"},
+                       "Scoring": {"DataLake", "Alerts", "Ml"}, "Monitoring": {"DataLake", "Alerts", "Etl", "Ml", "Scoring"}}
 
 
 def test_game_context_selects_one_config_and_no_context_selects_all():
@@ -120,7 +126,7 @@ def test_game_context_selects_one_config_and_no_context_selects_all():
 def test_stack_tags_come_from_the_config(app, games):
     """Stack tags, which CloudFormation applies to every resource that takes tags."""
     manifest = json.loads((Path(app.outdir) / "manifest.json").read_text())["artifacts"]
-    for concern in ("DataLake", "Etl", "Ml"):
+    for concern in CONCERNS:
         tags = manifest[f"Ltv-GalaxyRaiders-{concern}"]["properties"]["tags"]
         assert tags == {"ltv:game": "galaxy-raiders", "team": "analytics", "game": "galaxy-raiders"}
 
@@ -296,7 +302,8 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
             "DataLakePrincipalIdentifier": "IAM_ALLOWED_PRINCIPALS"}}]})})
     tables = {r["Properties"]["TableInput"]["Name"]: r["Properties"] for r in resources(tpl, "AWS::Glue::Table").values()}
     ev, pl = config.logs.events, config.logs.players
-    assert set(tables) == {ev.table, pl.table, "player_day", "features", "labels", "datasets", "predictions"}
+    assert set(tables) == {ev.table, pl.table, "player_day", "features", "labels", "datasets", "predictions",
+                           "latest_predictions"}
     ident = "string" if config.logs.player_id_type == "string" else "bigint"
     raw_columns = {c["Name"]: c["Type"] for c in tables[ev.table]["TableInput"]["StorageDescriptor"]["Columns"]}
     assert raw_columns[ev.columns.player_id.lower()] == ident
@@ -320,9 +327,12 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
     assert datasets["projection.version.type"] == "injected"
     assert datasets["projection.split.values"] == "train,validation,test"
     assert datasets["storage.location.template"]["Fn::Join"][1][-1] == "/datasets/${version}/split=${split}/"
-    predictions = tables["predictions"]["TableInput"]
+    predictions, latest = tables["predictions"]["TableInput"], tables["latest_predictions"]["TableInput"]
     assert [k["Name"] for k in predictions["PartitionKeys"]] == ["game", "dt", "run"]
-    assert predictions["Parameters"]["projection.dt.range"] == f"{start},NOW"
+    assert [k["Name"] for k in latest["PartitionKeys"]] == ["game", "dt"]
+    for table in (predictions, latest):  # the publisher registers complete runs: no projection of half-written ones
+        assert not any(k.startswith("projection.") for k in table["Parameters"]), table["Parameters"]
+        assert table["StorageDescriptor"]["Columns"] == predictions["StorageDescriptor"]["Columns"]
     for table in tables.values():  # a reserved word in Athena's (Hive) DDL needs quoting in every query
         assert not {k["Name"] for k in table["TableInput"]["PartitionKeys"]} & HIVE_RESERVED
     feature_columns = [c["Name"] for c in tables["features"]["TableInput"]["StorageDescriptor"]["Columns"]]
@@ -487,45 +497,64 @@ def test_workflows_chain_the_jobs_on_the_configured_schedules(app, games, game):
         assert t["Predicate"] == {"Logical": "AND", "Conditions": [
             {"JobName": {"Ref": jobs[f"ltv-{game}-{before}"]}, "LogicalOperator": "EQUALS", "State": "SUCCEEDED"}]}
         assert t["Actions"] == [{"JobName": {"Ref": jobs[f"ltv-{game}-{after}"]}}]
-    dataset = triggers[f"ltv-{game}-dataset-start"]
-    assert dataset["Schedule"] == config.schedules.retrain
+    dataset = triggers[f"ltv-{game}-dataset-start"]  # started by EventBridge: the schedule or a drift alarm
+    assert dataset["Type"] == "EVENT" and dataset["EventBatchingCondition"] == {"BatchSize": 1}
     assert dataset["Actions"] == [{"JobName": {"Ref": jobs[f"ltv-{game}-dataset"]}}]
+    schedule = props_named(tpl, "AWS::Events::Rule", "Name", f"ltv-{game}-retrain-schedule")
+    assert schedule["ScheduleExpression"] == config.schedules.retrain
+    target, = schedule["Targets"]
+    assert target["Arn"] == f"arn:aws:glue:{config.aws.region}:{config.aws.account}:workflow/ltv-{game}-dataset"
+    role = next(r["Properties"] for k, r in resources(tpl, "AWS::IAM::Role").items()
+                if {"Fn::GetAtt": [k, "Arn"]} == target["RoleArn"])
+    assert role["RoleName"] == f"ltv-{game}-start-dataset"
+    tpl.has_resource_properties("AWS::IAM::Policy", {"PolicyName": "start-dataset", "PolicyDocument": {
+        "Version": "2012-10-17", "Statement": [{"Sid": "NotifyDatasetWorkflow", "Effect": "Allow",
+                                                "Action": "glue:NotifyEvent", "Resource": target["Arn"]}]},
+        "Roles": Match.any_value()})
     assert config.schedules.daily_etl != games["galaxy-raiders" if game == "dragon-merge" else "dragon-merge"].schedules.daily_etl
 
 
-def test_failed_jobs_publish_to_the_encrypted_failure_topic(app, games):
-    tpl = template(app, games["galaxy-raiders"], "Etl")
-    topic_id = next(iter(resources(tpl, "AWS::SNS::Topic")))
-    tpl.has_resource_properties("AWS::SNS::Topic", Match.object_like({
-        "TopicName": "ltv-galaxy-raiders-etl-failures",
+def test_failed_jobs_publish_to_the_games_encrypted_alert_topic(app, games):
+    alerts = template(app, games["galaxy-raiders"], "Alerts")
+    topic_id = next(iter(resources(alerts, "AWS::SNS::Topic")))
+    alerts.has_resource_properties("AWS::SNS::Topic", Match.object_like({
+        "TopicName": "ltv-galaxy-raiders-alerts",
         "KmsMasterKeyId": Match.object_like({"Fn::GetStackOutput": Match.any_value()})}))
-    rule = next(iter(resources(tpl, "AWS::Events::Rule").values()))["Properties"]
+    tpl = template(app, games["galaxy-raiders"], "Etl")
+    assert not resources(tpl, "AWS::SNS::Topic"), "one topic per game, in the alerts stack"
+    rule = props_named(tpl, "AWS::Events::Rule", "Name", "ltv-galaxy-raiders-etl-job-failed")
     assert rule["EventPattern"] == {"source": ["aws.glue"], "detail-type": ["Glue Job State Change"], "detail": {
-        "jobName": [f"ltv-galaxy-raiders-{j}" for j in ("validate", "player-day", "cutoffs", "dataset")],
+        "jobName": [f"ltv-galaxy-raiders-{j}" for j in ("validate", "player-day", "cutoffs", "dataset", "monitor")],
         "state": ["FAILED", "TIMEOUT", "ERROR", "STOPPED"]}}
     target, = rule["Targets"]
-    assert (target["Id"], target["Arn"]) == ("EtlFailureTopic", {"Ref": topic_id})
+    assert target["Id"] == "EtlFailureTopic" and target["Arn"]["Fn::GetStackOutput"]["StackName"] == \
+        "Ltv-GalaxyRaiders-Alerts"
     transformer = target["InputTransformer"]
     assert transformer["InputPathsMap"]["message"] == "$.detail.message", "the job's error message is in the mail"
     assert json.loads(transformer["InputTemplate"].replace("<", "{").replace(">", "}")).startswith("Glue job {job}")
-    tpl.has_resource_properties("AWS::SNS::TopicPolicy", {"Topics": [{"Ref": topic_id}], "PolicyDocument": {
+    alerts.has_resource_properties("AWS::SNS::TopicPolicy", {"Topics": [{"Ref": topic_id}], "PolicyDocument": {
         "Version": "2012-10-17", "Statement": Match.array_with([Match.object_like({
             "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sns:Publish",
-            "Condition": {"ArnEquals": {"aws:SourceArn": Match.any_value()}}})])}})
-    lake = template(app, games["galaxy-raiders"], "DataLake")
-    lake.has_resource_properties("AWS::KMS::Key", Match.object_like({"KeyPolicy": {"Version": "2012-10-17", "Statement": Match.array_with([{
-        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*"}])}}))
+            "Condition": {"ArnEquals": {"aws:SourceArn":
+                                        "arn:aws:events:eu-west-1:111111111111:rule/ltv-galaxy-raiders-etl-job-failed"}}})])}})
+    key = next(iter(resources(template(app, games["galaxy-raiders"], "DataLake"), "AWS::KMS::Key").values()))
+    grants = [st for st in key["Properties"]["KeyPolicy"]["Statement"]
+              if st["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and st["Resource"] == "*"
+              and "Condition" not in st]
+    services = {svc for st in grants for svc in as_list(st["Principal"].get("Service", []))}
+    assert services == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}, "rules and alarms publish to the topic"
 
 
 @pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
-def test_the_configured_alert_emails_are_subscribed_to_the_failure_topic(app, games, game):
+def test_the_configured_alert_emails_are_subscribed_to_the_alert_topic(app, games, game):
     config = games[game]
-    tpl = template(app, config, "Etl")
+    tpl = template(app, config, "Alerts")
     topic_id = next(iter(resources(tpl, "AWS::SNS::Topic")))
     subscriptions = [r["Properties"] for r in resources(tpl, "AWS::SNS::Subscription").values()]
-    assert config.alerts.emails and sorted(s["Endpoint"] for s in subscriptions) == sorted(config.alerts.emails)
-    assert all(s["Protocol"] == "email" and s["TopicArn"] == {"Ref": topic_id} for s in subscriptions)
+    emails = [s for s in subscriptions if s["Protocol"] == "email"]
+    assert config.alerts.emails and sorted(s["Endpoint"] for s in emails) == sorted(config.alerts.emails)
+    assert all(s["TopicArn"] == {"Ref": topic_id} for s in subscriptions)
+    assert [s["Protocol"] for s in subscriptions if s not in emails] == (["lambda"] if config.alarms.webhook else [])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -622,7 +651,8 @@ def test_cdk_nag_runs_on_synth_and_every_acknowledgment_has_a_reason(app):
         assert rule.startswith("AwsSolutions-"), (path, rule)
         assert len(reason.split()) >= 8, f"{path}: {rule} needs a real reason, got {reason!r}"
     rules = {rule.split("[")[0] for _, rule, _ in acks}
-    assert rules == {"AwsSolutions-S1", "AwsSolutions-IAM5", "AwsSolutions-L1"}, rules
+    assert rules == {"AwsSolutions-S1", "AwsSolutions-IAM5", "AwsSolutions-L1", "AwsSolutions-SQS3",
+                     "AwsSolutions-SMG4", "AwsSolutions-GL1", "AwsSolutions-GL3"}, rules
 
 
 def test_cdk_nag_fails_the_synthesis_of_a_non_compliant_resource(tmp_path):
@@ -637,9 +667,9 @@ def test_cfn_lint_reports_nothing_on_any_template(app, games):
     from cfnlint.api import ManualArgs, lint_file
 
     templates = sorted(Path(app.outdir).glob("*.template.json"))
-    assert len(templates) == 3 * len(games)
+    assert len(templates) == len(CONCERNS) * len(games)
     for config in games.values():
-        for concern in ("DataLake", "Etl", "Ml"):
+        for concern in CONCERNS:
             path = Path(app.outdir) / f"{Names.of(config).stack(concern)}.template.json"
             matches = lint_file(path, config=ManualArgs(regions=[config.aws.region]))
             assert not matches, f"{path.name}: " + "; ".join(f"{m.rule.id} {m.message}" for m in matches)
@@ -672,3 +702,265 @@ def test_changing_only_the_config_changes_the_templates_as_expected(app, games, 
         "WorkGroupConfiguration": Match.object_like({"BytesScannedCutoffPerQuery": 42 * GIB})}))
     assert lifecycle(template(other, changed, "DataLake"),
                      "ltv-galaxy-raiders-raw-111111111111")["expire-objects"]["ExpirationInDays"] == 365
+
+
+# ----------------------------------------------------------------------------------------------
+# scoring: S3 event -> Lambda -> batch transform -> EventBridge -> published run (stacks/scoring.py)
+
+
+def function_named(tpl: Template, name: str) -> tuple[str, dict[str, Any]]:
+    (logical_id, res), = [(k, r) for k, r in resources(tpl, "AWS::Lambda::Function").items()
+                          if r["Properties"].get("FunctionName") == name]
+    return logical_id, res["Properties"]
+
+
+def role_statements(tpl: Template, role_logical_id: str) -> list[dict[str, Any]]:
+    return [st for res in resources(tpl, "AWS::IAM::Policy").values() if {"Ref": role_logical_id} in res["Properties"]["Roles"]
+            for st in res["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def resolved_evaluator(app: App, config: cfg.GameConfig, concern: str, role_logical_id: str) -> PolicyEvaluator:
+    """The role's statements with the template's intrinsics resolved as AWS would resolve them."""
+    tpl = Templates(Path(app.outdir), config.aws.account, config.aws.region)
+    return PolicyEvaluator(tpl.policy_statements(Names.of(config).stack(concern), role_logical_id))
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_the_scoring_lambda_is_notified_of_features_markers_only(app, games, game):
+    config = games[game]
+    tpl = template(app, config, "Scoring")
+    score_id, score = function_named(tpl, f"ltv-{game}-score")
+    notification, = [r["Properties"] for r in resources(tpl, "Custom::S3BucketNotifications").values()]
+    assert notification["BucketName"] == f"ltv-{game}-curated-{config.aws.account}"
+    assert notification["Managed"] is False, "the bucket belongs to the data-lake stack: only this entry is ours"
+    entry, = notification["NotificationConfiguration"]["LambdaFunctionConfigurations"]
+    assert entry["Events"] == ["s3:ObjectCreated:*"]
+    assert sorted((r["Name"], r["Value"]) for r in entry["Filter"]["Key"]["FilterRules"]) == \
+        [("prefix", "features/"), ("suffix", "_SUCCESS")]
+    assert entry["LambdaFunctionArn"] == {"Fn::GetAtt": [score_id, "Arn"]}
+    tpl.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunction", "FunctionName": {"Fn::GetAtt": [score_id, "Arn"]},
+        "Principal": "s3.amazonaws.com", "SourceAccount": config.aws.account,
+        "SourceArn": f"arn:aws:s3:::ltv-{game}-curated-{config.aws.account}"})
+    env = score["Environment"]["Variables"]
+    assert env["LTV_SCORING_INSTANCE_TYPE"] == config.sagemaker.transform_instance_types[0]
+    assert env["LTV_SCORING_MAX_PAYLOAD_MB"] == str(config.scoring.max_payload_mb)
+    assert env["LTV_SCORING_SCORING_CRON"] == config.schedules.scoring
+    assert not any("package" in k.lower() or "version" in k.lower() for k in env), "the champion is resolved at run time"
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_scoring_functions_trace_reserve_concurrency_and_keep_failed_events(app, games, game):
+    config = games[game]
+    tpl = template(app, config, "Scoring")
+    alerts = template(app, config, "Alerts")
+    queue, = [r["Properties"] for r in resources(alerts, "AWS::SQS::Queue").values()]
+    assert queue["QueueName"] == f"ltv-{game}-failed-events"
+    assert queue["MessageRetentionPeriod"] == config.alarms.failed_events_retention_days * 86400
+    assert "Fn::GetStackOutput" in queue["KmsMasterKeyId"], "encrypted with the game's key"
+    reserved = {f"ltv-{game}-score": config.scoring.reserved_concurrency, f"ltv-{game}-scoring-publish": 1}
+    for name, concurrency in reserved.items():
+        logical_id, fn = function_named(tpl, name)
+        assert fn["Runtime"] == "python3.11" and fn["TracingConfig"] == {"Mode": "Active"}
+        assert fn["ReservedConcurrentExecutions"] == concurrency
+        assert fn["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == f"LTV/{game}"
+        invoke, = [r["Properties"] for r in resources(tpl, "AWS::Lambda::EventInvokeConfig").values()
+                   if r["Properties"]["FunctionName"] == {"Ref": logical_id}]
+        assert invoke["MaximumRetryAttempts"] == 2
+        destination = invoke["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetStackOutput"]
+        assert destination["StackName"] == f"Ltv-{Names.of(config).pascal}-Alerts"
+    rule = props_named(tpl, "AWS::Events::Rule", "Name", f"ltv-{game}-scoring-finished")
+    assert rule["EventPattern"] == {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Transform Job State Change"],
+                                    "detail": {"TransformJobName": [{"prefix": f"ltv-{game}-"}],
+                                               "TransformJobStatus": ["Completed", "Failed", "Stopped"]}}
+    publish_id, _ = function_named(tpl, f"ltv-{game}-scoring-publish")
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [publish_id, "Arn"]}
+
+
+def test_no_reserved_concurrency_when_the_config_reserves_none(tmp_path):
+    config = make_config("galaxy-raiders", scoring={"reserved_concurrency": None})
+    other = synth([config], tmp_path / "cdk.out")
+    tpl = template(other, config, "Scoring")
+    assert all("ReservedConcurrentExecutions" not in r["Properties"]
+               for r in resources(tpl, "AWS::Lambda::Function").values())
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_scoring_permissions_are_the_games_own_prefixes_group_and_jobs(app, games, game):
+    config = games[game]
+    tpl = template(app, config, "Scoring")
+    account, region = config.aws.account, config.aws.region
+    curated, artifacts = f"arn:aws:s3:::ltv-{game}-curated-{account}", f"arn:aws:s3:::ltv-{game}-artifacts-{account}"
+    sm = f"arn:aws:sagemaker:{region}:{account}"
+    roles = {r["Properties"].get("Description", ""): k for k, r in resources(tpl, "AWS::IAM::Role").items()}
+    score = resolved_evaluator(app, config, "Scoring", next(k for d, k in roles.items() if d.startswith("Starts")))
+    publish = resolved_evaluator(app, config, "Scoring", next(k for d, k in roles.items() if d.startswith("Publishes")))
+    transform = resolved_evaluator(app, config, "Scoring", next(k for d, k in roles.items() if "transform jobs" in d))
+    allowed = [(score, "s3:GetObject", f"{curated}/features/cutoff=2025-04-14/part-0.parquet"),
+               (score, "s3:PutObject", f"{artifacts}/scoring/manifests/ltv-{game}-20250414-0123456789.manifest"),
+               (score, "sagemaker:DescribeModelPackage", f"{sm}:model-package/ltv-{game}/7"),
+               (score, "sagemaker:CreateModel", f"{sm}:model/ltv-{game}-v7"),
+               (score, "sagemaker:CreateTransformJob", f"{sm}:transform-job/ltv-{game}-20250414-0123456789"),
+               (publish, "s3:PutObject", f"{curated}/predictions/game={game}/dt=2025-04-14/_LATEST"),
+               (publish, "glue:UpdatePartition", f"arn:aws:glue:{region}:{account}:table/ltv_{game.replace('-', '_')}/"
+                                                 "latest_predictions"),
+               (transform, "s3:GetObject", f"{artifacts}/pipelines/ltv-{game}-retrain/models/x/output/model.tar.gz"),
+               (transform, "s3:PutObject", f"{curated}/predictions/game={game}/dt=2025-04-14/run=r/part-0.parquet.out")]
+    for evaluator, action, resource in allowed:
+        assert evaluator.allows(action, resource), (action, resource)
+    denied = [(score, "s3:GetObject", f"{curated}/labels/cutoff=2025-04-14/part-0.parquet"),
+              (score, "s3:PutObject", f"{curated}/features/cutoff=2025-04-14/_SUCCESS"),
+              (score, "s3:DeleteObject", f"{curated}/features/cutoff=2025-04-14/part-0.parquet"),
+              (score, "sagemaker:DescribeModelPackage", f"{sm}:model-package/ltv-another-game/7"),
+              (score, "sagemaker:CreateTransformJob", f"{sm}:transform-job/someone-elses-job"),
+              (score, "sagemaker:CreateModel", f"{sm}:model/anything"),
+              (score, "sagemaker:DeleteModel", f"{sm}:model/ltv-{game}-v7"),
+              (publish, "s3:PutObject", f"{curated}/features/cutoff=2025-04-14/_SUCCESS"),
+              (publish, "glue:DeleteTable", f"arn:aws:glue:{region}:{account}:table/ltv_{game.replace('-', '_')}/predictions"),
+              (publish, "glue:CreatePartition", f"arn:aws:glue:{region}:{account}:table/ltv_{game.replace('-', '_')}/features"),
+              (transform, "s3:PutObject", f"{curated}/features/cutoff=2025-04-14/part-0.parquet"),
+              (transform, "s3:GetObject", f"{curated}/player_day/dt=2025-04-14/part-0.parquet")]
+    for evaluator, action, resource in denied:
+        assert not evaluator.allows(action, resource), (action, resource)
+    assert score.allows("iam:PassRole", f"arn:aws:iam::{account}:role/ltv-{game}-transform",
+                        context={"iam:PassedToService": "sagemaker.amazonaws.com"})
+    assert not score.allows("iam:PassRole", f"arn:aws:iam::{account}:role/ltv-{game}-transform",
+                            context={"iam:PassedToService": "lambda.amazonaws.com"})
+    for st in identity_statements(tpl):
+        for action in as_list(st["Action"]):
+            assert "*" not in action, f"wildcard action {action}"
+        if "*" in as_list(st["Resource"]):  # only what has no resource-level permissions, or is conditioned
+            assert set(as_list(st["Action"])) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                                                  "sagemaker:ListModelPackages", "ecr:GetAuthorizationToken",
+                                                  "cloudwatch:PutMetricData"}, st
+            if "cloudwatch:PutMetricData" in as_list(st["Action"]):
+                assert st["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs"}}
+
+
+# ----------------------------------------------------------------------------------------------
+# monitoring, alarms, topic, retraining (stacks/monitoring.py, stacks/alerting.py)
+
+
+def alarms(tpl: Template) -> dict[str, dict[str, Any]]:
+    return {r["Properties"]["AlarmName"]: r["Properties"] for r in resources(tpl, "AWS::CloudWatch::Alarm").values()}
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_policy_alarms_have_the_configs_thresholds(app, games, game):
+    from ltv.monitoring import alarm_threshold
+    from stacks.monitoring import AWS_SIGNALS
+
+    config = games[game]
+    found = alarms(template(app, config, "Monitoring"))
+    measured = [p for p in config.monitoring.policies if p.signal in AWS_SIGNALS]
+    assert len(measured) == 4 < len(config.monitoring.policies), "validation failures alarm as failed Glue jobs"
+    for policy in measured:
+        alarm = found[f"ltv-{game}-policy-{policy.name.replace('_', '-')}"]
+        assert alarm["Namespace"] == f"LTV/{game}" and alarm["MetricName"] == "PolicyValue"
+        assert sorted((d["Name"], d["Value"]) for d in alarm["Dimensions"]) == [("Policy", policy.name),
+                                                                               ("Signal", policy.signal)]
+        assert alarm["Threshold"] == alarm_threshold(policy)
+        assert alarm["ComparisonOperator"] == ("GreaterThanOrEqualToThreshold" if policy.signal == "feature_drift"
+                                               else "GreaterThanThreshold")
+        assert alarm["TreatMissingData"] == "ignore" and "AlarmActions" not in alarm
+    drift = next(p for p in config.monitoring.policies if p.signal == "feature_drift")
+    assert found[f"ltv-{game}-policy-feature-drift"]["Threshold"] == drift.min_features
+    galaxy, dragon = games["galaxy-raiders"], games["dragon-merge"]
+    assert alarm_threshold(galaxy.monitoring.policies[0]) != alarm_threshold(dragon.monitoring.policies[0]), \
+        "the two configs differ here, so the test can tell where the threshold came from"
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_operational_alarms_watch_every_failure_and_notify_the_topic(app, games, game):
+    config = games[game]
+    found = alarms(template(app, config, "Monitoring"))
+    expected = {  # name -> (namespace, metric, dimensions, notifies)
+        "glue-job-failures": ("AWS/Events", "TriggeredRules", {"RuleName": f"ltv-{game}-etl-job-failed"}, False),
+        "pipeline-failures": ("AWS/Events", "TriggeredRules", {"RuleName": f"ltv-{game}-pipeline-failed"}, False),
+        "score-errors": ("AWS/Lambda", "Errors", {"FunctionName": f"ltv-{game}-score"}, True),
+        "scoring-publish-errors": ("AWS/Lambda", "Errors", {"FunctionName": f"ltv-{game}-scoring-publish"}, True),
+        "failed-events": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": f"ltv-{game}-failed-events"}, True),
+        "no-approved-package": (f"LTV/{game}", "NoApprovedPackage", {"service": "scoring"}, True),
+        "transform-failures": (f"LTV/{game}", "TransformJobsFailed", {"service": "scoring-publish"}, False),
+        "missed-scoring-run": (f"LTV/{game}", "MissedScoringRuns", {}, True),
+    }
+    if config.alarms.webhook:
+        expected["alerts-webhook-errors"] = ("AWS/Lambda", "Errors", {"FunctionName": f"ltv-{game}-alerts-webhook"}, True)
+    for name, (namespace, metric, dims, notifies) in expected.items():
+        alarm = found[f"ltv-{game}-{name}"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric), name
+        assert {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])} == dims, name
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+        if notifies:
+            assert len(alarm["AlarmActions"]) == 1
+            assert alarm["AlarmActions"][0]["Fn::GetStackOutput"]["StackName"] == f"Ltv-{Names.of(config).pascal}-Alerts"
+        else:
+            assert "AlarmActions" not in alarm, f"{name}: its event reaches the topic with the details"
+    assert len(found) == len(expected) + 4
+    docs = (PROJECT / "docs" / "operations.md").read_text()
+    for name in found:
+        assert name.replace(game, "<game>") in docs, f"docs/operations.md does not explain {name}"
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_a_retraining_policys_alarm_and_the_schedule_start_the_dataset_workflow(app, games, game):
+    config = games[game]
+    tpl = template(app, config, "Monitoring")
+    dataset = f"arn:aws:glue:{config.aws.region}:{config.aws.account}:workflow/ltv-{game}-dataset"
+    retraining = [p for p in config.monitoring.policies if p.retrain and p.signal != "validation_failure"]
+    assert retraining, "both example games retrain on some policy"
+    rule = props_named(tpl, "AWS::Events::Rule", "Name", f"ltv-{game}-retrain-on-alarm")
+    ids = {r["Properties"]["AlarmName"]: k for k, r in resources(tpl, "AWS::CloudWatch::Alarm").items()}
+    assert rule["EventPattern"] == {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+                                    "resources": [{"Fn::GetAtt": [ids[f"ltv-{game}-policy-{p.name.replace('_', '-')}"],
+                                                                  "Arn"]} for p in retraining],
+                                    "detail": {"state": {"value": ["ALARM"]}}}
+    target, = rule["Targets"]
+    assert target["Arn"] == dataset and target["RoleArn"]["Fn::GetStackOutput"]["StackName"].endswith("-Etl")
+    schedule = props_named(template(app, config, "Etl"), "AWS::Events::Rule", "Name", f"ltv-{game}-retrain-schedule")
+    assert schedule["ScheduleExpression"] == config.schedules.retrain and schedule["Targets"][0]["Arn"] == dataset
+    trigger = props_named(tpl, "AWS::Glue::Trigger", "Name", f"ltv-{game}-monitor-start")
+    assert trigger["Type"] == "SCHEDULED" and trigger["Schedule"] == config.schedules.monitoring
+    job = props_named(tpl, "AWS::Glue::Job", "Name", f"ltv-{game}-monitor")
+    assert trigger["Actions"] == [{"JobName": {"Ref": next(k for k, r in resources(tpl, "AWS::Glue::Job").items()
+                                                            if r["Properties"]["Name"] == f"ltv-{game}-monitor")}}]
+    assert job["MaxRetries"] == 0 and job["GlueVersion"] == "5.0"
+    assert job["DefaultArguments"]["--topic_arn"]["Fn::GetStackOutput"]["StackName"].endswith("-Alerts")
+
+
+@pytest.mark.parametrize("game", ["galaxy-raiders", "dragon-merge"])
+def test_model_approvals_and_pipeline_failures_reach_the_topic(app, games, game):
+    config = games[game]
+    tpl = template(app, config, "Monitoring")
+    approval = props_named(tpl, "AWS::Events::Rule", "Name", f"ltv-{game}-model-approval")
+    assert approval["EventPattern"] == {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
+                                        "detail": {"ModelPackageGroupName": [f"ltv-{game}"],
+                                                   "ModelApprovalStatus": ["Approved", "Rejected"]}}
+    failed = props_named(tpl, "AWS::Events::Rule", "Name", f"ltv-{game}-pipeline-failed")
+    assert failed["EventPattern"]["detail"] == {
+        "pipelineArn": [f"arn:aws:sagemaker:{config.aws.region}:{config.aws.account}:pipeline/ltv-{game}-retrain"],
+        "currentStepStatus": ["Failed"], "stepName": [{"anything-but": ["NotPromoted"]}]}, "not promoted is no failure"
+    assert "$.detail.failureReason" in failed["Targets"][0]["InputTransformer"]["InputPathsMap"].values()
+    policy, = [r["Properties"] for r in resources(template(app, config, "Alerts"), "AWS::SNS::TopicPolicy").values()]
+    sources = {st["Sid"]: st["Condition"] for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"}
+    rule_arn = lambda name: f"arn:aws:events:{config.aws.region}:{config.aws.account}:rule/ltv-{game}-{name}"  # noqa: E731
+    assert sources == {
+        "GameAlarmsPublish": {"ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{config.aws.region}:{config.aws.account}"
+                                                            f":alarm:ltv-{game}-*"},
+                              "StringEquals": {"aws:SourceAccount": config.aws.account}},
+        "EtlJobFailedRulePublishes": {"ArnEquals": {"aws:SourceArn": rule_arn("etl-job-failed")}},
+        "ModelApprovalRulePublishes": {"ArnEquals": {"aws:SourceArn": rule_arn("model-approval")}},
+        "PipelineFailedRulePublishes": {"ArnEquals": {"aws:SourceArn": rule_arn("pipeline-failed")}}}
+
+
+def test_the_webhook_url_lives_in_secrets_manager_never_in_the_template(app, games):
+    dragon, galaxy = games["dragon-merge"], games["galaxy-raiders"]
+    assert dragon.alarms.webhook and dragon.alerts.webhook_url and not galaxy.alarms.webhook
+    tpl = template(app, dragon, "Alerts")
+    secret, = [r["Properties"] for r in resources(tpl, "AWS::SecretsManager::Secret").values()]
+    assert secret["Name"] == "ltv/dragon-merge/alerts-webhook" and secret["SecretString"].startswith("not-set")
+    assert dragon.alerts.webhook_url not in json.dumps(tpl.to_json()), "the config's (local) URL is not shipped"
+    _, fn = function_named(tpl, "ltv-dragon-merge-alerts-webhook")
+    assert fn["Environment"]["Variables"]["LTV_WEBHOOK_SECRET"] == "ltv/dragon-merge/alerts-webhook"
+    assert not resources(template(app, galaxy, "Alerts"), "AWS::SecretsManager::Secret")

@@ -42,7 +42,7 @@ for _var, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from cloud import (AthenaQueryError, CallRecorder, FakeAthena, Need, PolicyEvaluator, Templates,  # noqa: E402
-                   create_from_template)
+                   moto_account)
 from conftest import GAMES, ROOT, make_config  # noqa: E402
 
 sys.path.append(str(ROOT))  # stacks/ is not an installed package
@@ -547,35 +547,9 @@ class Cloud:
 def cloud(request, synthesized, monkeypatch) -> Cloud:
     """moto in the game's account and region, with the DataLake template's resources, FakeAthena
     and the call recorder hooked into every boto3 client created from now on."""
-    import boto3
-    import botocore.handlers
-    from moto import mock_aws
-    from moto.moto_api import state_manager
-
     config, tpl = synthesized[getattr(request, "param", "galaxy-raiders")]
-    monkeypatch.setenv("MOTO_ACCOUNT_ID", config.aws.account)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", config.aws.region)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    state_manager.set_transition(model_name="athena::execution", transition={"progression": "immediate"})
-    try:
-        with mock_aws():
-            session = boto3.Session(region_name=config.aws.region)
-            create_from_template(session, tpl, Names.of(config).stack("DataLake"))
-            lake_stack = Names.of(config).stack("DataLake")
-            kms = {}
-            for logical_id in tpl.resources(lake_stack, "AWS::S3::Bucket"):
-                props = tpl.props(lake_stack, logical_id)
-                rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-                if rule["SSEAlgorithm"] == "aws:kms":
-                    kms[props["BucketName"]] = rule["KMSMasterKeyID"]
-            recorder = CallRecorder(config.aws.account, config.aws.region, kms)
-            athena = FakeAthena(session, config.aws.account, recorder, today=dt.date(2025, 12, 31))
-            hooks = [("before-parameter-build", recorder.on_call), *athena.handlers()]
-            # sessions created from now on (boto3's default one included) carry the hooks
-            monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *hooks])
-            yield Cloud(config, tpl, session, athena, recorder)
-    finally:
-        state_manager.unset_transition(model_name="athena::execution")
+    with moto_account(tpl, [Names.of(config).stack("DataLake")], monkeypatch, dt.date(2025, 12, 31)) as account:
+        yield Cloud(config, tpl, account.session, account.athena, account.recorder)
 
 
 def test_the_moto_catalog_is_the_synthesized_one(cloud):
@@ -967,6 +941,45 @@ def test_the_jobs_do_not_import_the_training_stack():
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert not set(done.stdout.split()) & {"autogluon", "typer", "matplotlib", "scipy", "sklearn", "sagemaker"}
+
+
+def monitoring_job(tpl: Templates, config: cfg.GameConfig) -> dict[str, Any]:
+    stack = Names.of(config).stack("Monitoring")
+    for logical_id in tpl.resources(stack, "AWS::Glue::Job"):
+        props = tpl.props(stack, logical_id)
+        if props["Name"] == Names.of(config).resource("monitor"):
+            return props
+    raise KeyError("monitor")
+
+
+@pytest.mark.slow
+def test_the_monitoring_job_runs_as_glue_runs_it_from_cdk_out(glue_python, scoring_lake, tmp_path):
+    """The monitoring job (stacks/monitoring.py) shares the ETL's runtime: its script from its asset,
+    the core and the wheels the ETL jobs get (scipy included, for the delayed-label metrics), on a
+    local lake with a scored run and a champion (the AWS path is tests/test_scoring_cloud.py)."""
+    from ltv.scoring import score
+
+    config, lake, engine, registry = scoring_lake
+    day = dt.date(2025, 4, 14)
+    score(config, lake, engine, registry, day)
+    tpl = glue_python["tpl"]
+    props = monitoring_job(tpl, glue_python["config"])
+    assert props["DefaultArguments"]["--additional-python-modules"] == \
+        etl_job(tpl, glue_python["config"], "cutoffs")["DefaultArguments"]["--additional-python-modules"]
+    script_uri = props["Command"]["ScriptLocation"]
+    script = tmp_path / script_uri.rsplit("/", 1)[1]
+    shutil.copyfile(tpl.asset_file(Names.of(glue_python["config"]).stack("Monitoring"), script_uri), script)
+    staged = stage_extra_py_files(glue_python, etl_job(tpl, glue_python["config"], "cutoffs"), tmp_path / "extra")
+    config_file = write_config(config, tmp_path / "config")
+    later = str(day + dt.timedelta(days=etl.label_horizon(config)))
+    argv = template_argv(props, config=str(config_file), engine="duckdb", lake=str(lake.root), date=later)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LTV_THREADS": "1", "PYTHONNOUSERSITE": "1",
+           "PYTHONPATH": os.pathsep.join(str(p) for p in staged)}
+    done = subprocess.run([str(glue_python["python"]), str(script), *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 measurement(s)" in done.stderr and "metric PolicyValue Signal=label_decay" in done.stderr
+    assert (lake.monitoring / f"date={later}.json").exists()
 
 
 # ----------------------------------------------------------------------------------------------

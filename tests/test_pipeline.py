@@ -300,9 +300,9 @@ def test_the_pipeline_starts_after_the_dataset_job_succeeds(app, games) -> None:
     assert target["SageMakerPipelineParameters"] == {"PipelineParameterList": [{"Name": "DatasetVersion",
                                                                                 "Value": "rolling"}]}
     etl = Template.from_stack(stack(app, config, "Etl")).to_json()["Resources"]
-    (dataset_trigger,) = [r for r in etl.values() if r["Type"] == "AWS::Glue::Trigger"
-                          and r["Properties"]["Name"] == "ltv-dragon-merge-dataset-start"]
-    assert dataset_trigger["Properties"]["Schedule"] == config.schedules.retrain, "the chain runs on schedules.retrain"
+    (schedule,) = [r for r in etl.values() if r["Type"] == "AWS::Events::Rule"
+                   and r["Properties"]["Name"] == "ltv-dragon-merge-retrain-schedule"]
+    assert schedule["Properties"]["ScheduleExpression"] == config.schedules.retrain, "the chain runs on schedules.retrain"
     trigger_role = [r for r in resources(tpl, "AWS::IAM::Policy").values() if r["Properties"]["PolicyName"] == "start-pipeline"]
     (statement,) = trigger_role[0]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "sagemaker:StartPipelineExecution" and flat(statement["Resource"]) == flat(target["Arn"])
