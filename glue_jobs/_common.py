@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -62,6 +63,14 @@ def parse_args(argv: Sequence[str], extra: Sequence[str] = ()) -> Args:
         raise LtvError(f"missing job argument(s) {', '.join(missing)}")
     if args.get("engine", "athena") not in ("athena", "duckdb"):
         raise LtvError(f"--engine must be athena or duckdb, got {args['engine']!r}")
+    if not re.match(cfg.GAME_ID, args["game"]):  # it names files and keys: no '/', no '..'
+        raise LtvError(f"--game {args['game']!r} is not a game id (lowercase letters, digits and '-')")
+    for name in ("date", "cutoff"):
+        if name in args:
+            try:
+                dt.date.fromisoformat(args[name])
+            except ValueError:
+                raise LtvError(f"--{name} {args[name]!r} is not a date; give YYYY-MM-DD") from None
     return args
 
 

@@ -72,14 +72,20 @@ def config_validate(paths: Annotated[Optional[list[Path]], typer.Argument(help="
     files = paths or cfg.all_games()
     if not files:
         raise LtvError(f"no game configs found in {cfg.config_dir()}")
-    failed = 0
+    failed, valid = 0, []
     for path in files:
         try:
             c = cfg.load(path)
             out.print(f"[green]ok[/green] {escape(str(path))}: game {c.game.id!r} ({c.game.name}), config hash {c.config_hash()}")
+            valid.append(path)
         except LtvError as e:
             failed += 1
             console.print(f"[red]invalid[/red] {escape(str(e))}", soft_wrap=True)
+    try:
+        cfg.load_all(valid)
+    except LtvError as e:  # each file is valid, but two of them are the same game
+        failed += 1
+        console.print(f"[red]invalid[/red] {escape(str(e))}", soft_wrap=True)
     if failed:
         raise typer.Exit(2)
 
@@ -165,7 +171,7 @@ def validate(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
 
     Example: ltv validate --game galaxy-raiders --date 2025-03-01
     """
-    from ltv.validation import validate_day
+    from ltv.validation import id_columns, validate_day
 
     config, game_id = load_game(game)
     engine = _engine(config, lake)
@@ -174,7 +180,7 @@ def validate(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
         out.print(f"[green]valid[/green] {game_id} {day}: {len(report.results)} checks, "
                   f"{len(report.warnings)} warning(s)")
         for w in report.warnings:
-            out.print("  " + escape(w.line()), soft_wrap=True)
+            out.print("  " + escape(w.line(id_columns(config).get(w.table))), soft_wrap=True)
 
 
 @features_app.command("daily")
@@ -655,8 +661,13 @@ def demo(lake: Annotated[Optional[Path], typer.Option("--lake", help="where to w
 
 def main() -> None:
     """Entry point: run the app, turning user errors into messages."""
+    from ltv.lake import storage_error
+
     try:
-        app()
+        try:
+            app()
+        except OSError as e:  # a write no atomic helper wrapped: still a named error, not a trace
+            raise storage_error(e, Path(e.filename or ".")) or e
     except LtvError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         sys.exit(e.exit_code)

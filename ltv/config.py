@@ -37,8 +37,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+GAME_ID = r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$"  # also what a path may carry as a game (no '/', no '..')
+
+
 class GameInfo(Strict):
-    id: str = Field(pattern=r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$",
+    id: str = Field(pattern=GAME_ID,
                     description="lowercase id used in every AWS resource name, e.g. 'galaxy-raiders'")
     name: str = Field(min_length=1, description="display name")
 
@@ -657,6 +660,20 @@ def load(game_or_path: str | Path, overrides: dict[str, Any] | None = None) -> G
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     return parse(merge(raw, overrides or {}), source=str(path) + (" with overrides" if overrides else ""))
+
+
+def load_all(paths: list[Path]) -> list[GameConfig]:
+    """Load several game configs, each game at most once: two files with the same `game.id` would
+    deploy into the same resource names and write the same lake, so they are a `ConfigError`."""
+    configs, seen = [], {}
+    for path in paths:
+        config = load(path)
+        if config.game.id in seen:
+            raise ConfigError(f"{seen[config.game.id]} and {path} both define game id {config.game.id!r}; a game is "
+                              "one file: delete the copy or give it its own game.id")
+        seen[config.game.id] = path
+        configs.append(config)
+    return configs
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -111,6 +111,20 @@ def rolling_spec(config: GameConfig, as_of: dt.date, train_weeks: int | None = N
     return _checked(DatasetSpec(f"rolling-{as_of}", train, validation, test))
 
 
+def check_history(engine: Engine, config: GameConfig, spec: DatasetSpec) -> dt.date:
+    """The first day the dataset's features read (its first cutoff minus the feature history),
+    after checking that the raw logs reach back to it: a cutoff with less history than
+    `n_steps x step_days` would train on players who only look new. `EmptyWindowError` if not."""
+    warm = spec.cutoffs[0] - dt.timedelta(days=config.features.step_days * config.features.n_steps)
+    raw = engine.partitions(config.logs.events.table)
+    if not raw or str(warm) < raw[0]:
+        raise EmptyWindowError(f"dataset {spec.name!r}: its first cutoff {spec.cutoffs[0]} needs "
+                               f"{config.features.n_steps} history steps of {config.features.step_days} days, from "
+                               f"{warm} on, but the logs begin {raw[0] if raw else 'nowhere (no raw partition)'}; "
+                               "wait for more history or shorten features.n_steps")
+    return warm
+
+
 def find_spec(config: GameConfig, name: str) -> DatasetSpec:
     specs = {s.name: s for s in version_specs(config)}
     if name in specs:

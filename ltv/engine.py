@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 
 from ltv.config import GameConfig
 from ltv.errors import MissingPartitionError
-from ltv.lake import SUCCESS, Lake, atomic_dir, complete_partitions, write_json_atomic, write_with
+from ltv.lake import SUCCESS, Lake, atomic_dir, complete_partitions, scratch, storage_errors, write_json_atomic, write_with
 
 # derived tables and their partition key
 DERIVED = {"player_day": "dt", "player_summary": "cutoff", "features": "cutoff", "labels": "cutoff"}
@@ -132,9 +131,10 @@ class DuckDBEngine:
             with atomic_dir(target) as tmp:
                 rows = self._copy(f"SELECT * EXCLUDE ({key}) FROM ({sql})", tmp / "part-0.parquet")
             return WriteResult(table, [value], rows)
-        staging = base.parent / f".staging-{table}-{uuid.uuid4().hex[:8]}"
+        staging = scratch(base.parent, "staging", table)
         try:
-            self.con.execute(f"COPY ({sql}) TO '{staging}' (FORMAT PARQUET, COMPRESSION ZSTD, PARTITION_BY ({key}))")
+            with storage_errors(base):
+                self.con.execute(f"COPY ({sql}) TO '{staging}' (FORMAT PARQUET, COMPRESSION ZSTD, PARTITION_BY ({key}))")
             written, rows = [], 0
             for part in sorted(staging.glob(f"{key}=*")):
                 value = part.name.split("=", 1)[1]

@@ -45,6 +45,15 @@ class StaleDefinitionError(LtvError):
     horizons or SQL) than the one asked for, and cannot be rebuilt here."""
 
 
+class StorageError(LtvError):
+    """The output directory cannot be written (no space, quota, file size limit, permission or a
+    read-only file system): nothing was published, and the rerun of the same command recovers."""
+
+
+class LoopBusyError(LtvError):
+    """Another `ltv run` is replaying the same game's lake: two loops would do each day twice."""
+
+
 class ArtifactError(LtvError):
     """A model artifact is corrupt, incomplete or unloadable."""
 

@@ -14,13 +14,18 @@ Layout (the S3 layout in AWS is the same under the game's buckets):
     <root>/<game>/reports/                                      HTML reports
 
 A partition directory is complete only when it holds `_SUCCESS`; it is written in a temporary
-sibling directory and renamed into place, so readers never see half of it.
+sibling directory and renamed into place, so readers never see half of it. Work in progress
+lives in hidden siblings named by `scratch` (`.tmp-`, `.old-`, `.staging-`, `.work-`, with the
+writer's pid): readers skip them, and `sweep` clears what a killed process left behind.
+A write that fails for lack of space or permission raises `StorageError`.
 """
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ltv.errors import StorageError
+
 SUCCESS = "_SUCCESS"
+SCRATCH = re.compile(r"^\.(?P<kind>tmp|old|staging|work)-(?P<name>.*)-[0-9a-f]{8}-p(?P<pid>\d+)$")
+# a write that fails with one of these is the disk's or the directory's fault, not the data's
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 @dataclass(frozen=True)
@@ -97,16 +107,20 @@ def atomic_dir(target: Path, *, replace: bool = True) -> Iterator[Path]:
     `replace=False` an existing complete target raises FileExistsError (immutability).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = scratch(target.parent, "tmp", target.name)
+    with storage_errors(target):
+        tmp.mkdir(parents=True)
     try:
         yield tmp
-        (tmp / SUCCESS).write_text(dt.datetime.now(dt.timezone.utc).isoformat())
-        _swap_into_place(tmp, target, replace)
-    except BaseException:
+        with storage_errors(target):
+            (tmp / SUCCESS).write_text(dt.datetime.now(dt.timezone.utc).isoformat())
+            _swap_into_place(tmp, target, replace)
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        named = storage_error(e, target)
+        if named is None or named is e:
+            raise
+        raise named from e
 
 
 def _swap_into_place(tmp: Path, target: Path, replace: bool) -> None:
@@ -115,7 +129,7 @@ def _swap_into_place(tmp: Path, target: Path, replace: bool) -> None:
         return
     if not replace:
         raise FileExistsError(target)
-    old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
+    old = scratch(target.parent, "old", target.name)
     os.rename(target, old)
     os.rename(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
@@ -127,10 +141,15 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = scratch(path.parent, "tmp", path.name)
+    with storage_errors(path):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_with(target: Path, writer: Callable[[Path], None], *, replace: bool = True) -> Path:
@@ -138,3 +157,82 @@ def write_with(target: Path, writer: Callable[[Path], None], *, replace: bool = 
     with atomic_dir(target, replace=replace) as tmp:
         writer(tmp)
     return target
+
+
+# ----------------------------------------------------------------------------------------------
+# work in progress, crashes, and storage failures
+
+
+def scratch(parent: Path, kind: str, name: str) -> Path:
+    """A hidden sibling for work in progress on `name`: `.<kind>-<name>-<random>-p<pid>`.
+
+    Readers skip dot-names (Hive, DuckDB's `key=*` globs, `complete_partitions`); the writer's
+    pid lets `sweep` tell what a killed process left from what a live one is writing."""
+    return Path(parent) / f".{kind}-{name}-{uuid.uuid4().hex[:8]}-p{os.getpid()}"
+
+
+def sweep(root: Path) -> list[Path]:
+    """Clear the scratch entries that dead processes left under `root` (a crash's leftovers):
+    removed, except an `.old-` entry whose target is missing (a kill in the middle of a swap),
+    which is renamed back so the previous complete version is visible again. Symlinked
+    directories (shared data) are not entered. Returns the entries handled."""
+    handled = []
+    for parent, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            m = SCRATCH.match(name)
+            if m is None or _alive(int(m["pid"])):
+                continue
+            path = Path(parent) / name
+            target = path.parent / m["name"]
+            if m["kind"] == "old" and not target.exists():
+                os.rename(path, target)
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            handled.append(path)
+        dirs[:] = [d for d in dirs if not SCRATCH.match(d)]
+    return handled
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+_STORAGE_MESSAGES = tuple(os.strerror(n) for n in STORAGE_ERRNOS)
+
+
+def storage_error(e: BaseException, path: Path) -> StorageError | None:
+    """The named error for a write to `path` that failed for lack of space or permission (an
+    OSError with such an errno, or an engine's I/O error quoting it), else None."""
+    if isinstance(e, StorageError):
+        return e
+    if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+        reason = e.strerror or str(e)
+    elif not isinstance(e, OSError) and any(m in str(e) for m in _STORAGE_MESSAGES):
+        reason = next(m for m in _STORAGE_MESSAGES if m in str(e))
+    else:
+        return None
+    return StorageError(f"cannot write {path}: {reason}. Nothing was published (the partial output was removed); "
+                        "free space or fix the directory's permissions (or point --lake / $LTV_LAKE elsewhere), "
+                        "then rerun the same command")
+
+
+@contextmanager
+def storage_errors(path: Path) -> Iterator[None]:
+    """Turn a failed write to `path` for lack of space or permission into `StorageError`."""
+    try:
+        yield
+    except BaseException as e:
+        named = storage_error(e, path)
+        if named is None or named is e:
+            raise
+        raise named from e

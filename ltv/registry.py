@@ -23,12 +23,12 @@ import getpass
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ltv.errors import ArtifactError, RegistryError
+from ltv.lake import scratch, storage_errors
 from ltv.promotion import APPROVED, PENDING, REJECTED
 
 if TYPE_CHECKING:  # the models (AutoGluon) are imported only when a version is loaded or registered
@@ -105,6 +105,18 @@ def rollback_plan(versions: list[ModelVersion], group: str) -> tuple[ModelVersio
     return champion, earlier[-1]
 
 
+def _record(path: Path, parse: Any) -> Any:
+    """A version's record file, parsed; `RegistryError` naming the file if it is unreadable."""
+    try:
+        value = parse(path.read_text())
+        if value is None:
+            raise ValueError("no entry")
+        return value
+    except (OSError, ValueError) as e:
+        raise RegistryError(f"{path} is unreadable ({type(e).__name__}: {e}); restore it from a backup of the "
+                            "registry (a version's files are written once and only appended to)") from None
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -135,8 +147,9 @@ class LocalRegistry:
         if not (path / "version.json").exists():
             known = [v.version for v in self.versions()] if self.dir.exists() else []
             raise RegistryError(f"model group {group_name(self.game)!r} has no version {version}; versions: {known or 'none'}")
-        info = json.loads((path / "version.json").read_text())
-        history = tuple(json.loads(line) for line in (path / "status.jsonl").read_text().splitlines() if line.strip())
+        info = _record(path / "version.json", json.loads)
+        history = _record(path / "status.jsonl",
+                          lambda text: tuple(json.loads(line) for line in text.splitlines() if line.strip()) or None)
         return ModelVersion(version, history[-1]["status"], info["created"], info["metrics"], info["lineage"], history,
                             path / "model")
 
@@ -165,14 +178,20 @@ class LocalRegistry:
         unloadable artifact is refused before anything is written)."""
         manifest = check_artifact(Path(artifact), self.game, status)
         self.dir.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".staging-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(artifact, staging / "model")
-        (staging / "version.json").write_text(json.dumps(
-            {"group": group_name(self.game), "created": _now(), "metrics": metrics, "lineage": lineage(manifest)},
-            indent=2, sort_keys=True, default=str))
-        (staging / "status.jsonl").write_text(json.dumps(status_entry(status, reason)) + "\n")
+        staging = scratch(self.root, "staging", "version")
+        try:
+            with storage_errors(self.root):
+                shutil.copytree(artifact, staging / "model")
+                (staging / "version.json").write_text(json.dumps(
+                    {"group": group_name(self.game), "created": _now(), "metrics": metrics, "lineage": lineage(manifest)},
+                    indent=2, sort_keys=True, default=str))
+                (staging / "status.jsonl").write_text(json.dumps(status_entry(status, reason)) + "\n")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         while True:  # claim the next number: renaming onto an existing version fails, so none is overwritten
-            number = max([v.version for v in self.versions()] or [0]) + 1
+            # every numbered folder counts, complete or not: a leftover without version.json is skipped, not retried
+            number = max([int(p.name) for p in self.dir.iterdir() if p.name.isdigit()] or [0]) + 1
             try:
                 os.rename(staging, self.dir / str(number))
                 return self.get(number)

@@ -158,7 +158,12 @@ class SageMakerRegistry:
             self._call("download the model archive", self.s3.download_file, bucket, key, str(archive))
             staged = unpack(archive, self.cache / f".{version}-{uuid.uuid4().hex[:6]}")
             archive.unlink()
-            staged.rename(target)
+            try:
+                staged.rename(target)
+            except OSError:  # another load of the same version won the race: use its copy
+                shutil.rmtree(staged, ignore_errors=True)
+                if not target.exists():
+                    raise
         return LTVModel.load(target)
 
     def artifact_json(self, version: int, name: str) -> dict[str, Any]:

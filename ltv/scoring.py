@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from ltv import etl, runs
 from ltv.config import GameConfig
 from ltv.engine import Engine
-from ltv.errors import MissingPartitionError, RegistryError
-from ltv.lake import Lake, atomic_dir
+from ltv.errors import ArtifactError, MissingPartitionError, RegistryError
+from ltv.lake import Lake, atomic_dir, complete_partitions
 
 if TYPE_CHECKING:  # the registry brings the models; the Athena catalog needs only this module's schema
     from ltv.models import LTVModel
@@ -53,6 +54,15 @@ def predictions(model: LTVModel, features: pd.DataFrame, version: int | None) ->
     from ltv.registry import group_name
 
     pred = model.predict(features)
+    scores = pred.select_dtypes("number")
+    finite = np.isfinite(scores.to_numpy(float))
+    if not finite.all():  # a NaN or inf score would reach every reader of the table: refuse the batch
+        bad = ~finite.all(axis=1)
+        ids = pred.loc[bad, "player_id"].head(5).tolist() if "player_id" in pred else []
+        raise ArtifactError(f"the model gave {int(bad.sum())} of {len(pred)} rows a NaN or infinite score "
+                            f"(columns {sorted(scores.columns[~finite.all(axis=0)])}, players {ids}); nothing was "
+                            "written. Check those players' features for infinite values, or roll back to the "
+                            "previous version (ltv registry rollback)")
     pred["model_group"] = group_name(model.manifest["game"])
     pred["model_version"] = version
     pred["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
@@ -85,21 +95,40 @@ def new_run_id() -> str:
     return runs.new_run_id()
 
 
-def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date) -> ScoringResult:
-    """Score the population at `day` (players active in the window before it) with the champion."""
+def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date,
+          run_id: str | None = None) -> ScoringResult:
+    """Score the population at `day` (players active in the window before it) with the champion.
+
+    `run_id` names the run (default: a new one). A run of that id that is already complete is
+    kept as it is and published (`_LATEST` moves to it unless a newer run is published): the daily
+    loop resumes an interrupted scoring so."""
     from ltv.registry import group_name
 
+    run_id = run_id or new_run_id()
+    target = date_dir(lake, day) / f"run={run_id}"
+    if run_id in complete_partitions(date_dir(lake, day), "run"):
+        runs.publish(runs.DirStore(lake.root), lake.game, day, run_id)
+        pred = pd.read_parquet(target, columns=["model_version"])
+        return ScoringResult(config.game.id, str(day), run_id, len(pred), int(pred["model_version"].iloc[0]), target)
     champion = registry.champion()
     if champion is None:
         raise RegistryError(f"{group_name(config.game.id)!r} has no Approved model to score with; train one "
                             f"(ltv run / ltv train) or approve a version (ltv registry approve)")
+    model = registry.load(champion.version)
+    if model.manifest["game"] != config.game.id:
+        raise ArtifactError(f"the champion, version {champion.version} of {group_name(config.game.id)!r}, is a model of "
+                            f"game {model.manifest['game']!r}; reject it (ltv registry reject) and roll back")
+    if model.manifest.get("features_definition", etl.definition(config, "features")["hash"]) != \
+            etl.definition(config, "features")["hash"]:
+        raise ArtifactError(f"the champion, version {champion.version}, was trained on features defined otherwise than "
+                            f"config {config.game.id!r} defines them now (log mapping, history steps or population "
+                            "window changed): its scores would be wrong. Retrain (ltv run / ltv train) or restore the "
+                            "config")
     etl.ensure_cutoff(engine, config, day, labels=False)
     features = engine.query(f"SELECT * FROM features WHERE cutoff = '{day}'")
     if features.empty:
         raise MissingPartitionError(f"no features at {day}")
-    pred = predictions(registry.load(champion.version), features, champion.version)
-    run_id = new_run_id()
-    target = date_dir(lake, day) / f"run={run_id}"
+    pred = predictions(model, features, champion.version)
     with atomic_dir(target, replace=False) as tmp:
         pred.to_parquet(tmp / "part-0.parquet", index=False)
     runs.publish(runs.DirStore(lake.root), lake.game, day, run_id)  # readers switch only now

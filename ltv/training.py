@@ -7,6 +7,7 @@ promotion rule) and the registration with the decided status.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import shutil
 import uuid
@@ -84,24 +85,50 @@ def train_evaluate_register(config: GameConfig, lake: Lake, engine: Engine, regi
                             drift: pd.DataFrame | None = None,
                             progress: Callable[[str], None] | None = None) -> TrainingRun:
     """Build the dataset, train a challenger, evaluate it against the champion, register it with
-    the status the promotion rule decides, and write metrics.json + report.html for the run."""
+    the status the promotion rule decides, and write metrics.json + report.html for the run.
+
+    Registration is the commit point: the run's folder holds its report before it, and is removed
+    if anything fails up to it; what follows (`finish_run`) can be redone after a crash."""
     say = progress or (lambda _msg: None)
     say(f"dataset {spec.name}")
     manifest = datasets.build_dataset(engine, config, lake, spec)
     splits = datasets.load_dataset(lake, spec.name)
     run_dir = runs_dir(lake) / f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{spec.name}-{uuid.uuid4().hex[:4]}"
-    run_dir.mkdir(parents=True)
-    model = train(config, splits, run_dir / "model", dataset=manifest, budget=budget, progress=say)
-    say("evaluating against the champion")
-    evaluation, decision = evaluate_against_champion(model, splits, config, registry, lake)
-    version = registry.register(run_dir / "model", metrics=evaluation.metrics["model"], status=decision.status,
-                                reason=decision.reason)
-    evaluation.metrics["registered"] = {"version": version.version, "status": version.status}
-    write_report(run_dir, evaluation, model.manifest, f"{config.game.name}: model version {version.version} "
-                 f"({decision.status})", drift if drift is not None else latest_drift(lake))
-    shutil.rmtree(run_dir / "model")  # the registry holds the artifact now
-    (run_dir / "model.txt").write_text(str(version.path) + "\n")
+    try:
+        model = train(config, splits, run_dir / "model", dataset=manifest, budget=budget, progress=say)
+        say("evaluating against the champion")
+        evaluation, decision = evaluate_against_champion(model, splits, config, registry, lake)
+        write_report(run_dir, evaluation, model.manifest, run_title(config, spec.name, decision.status),
+                     drift if drift is not None else latest_drift(lake))
+        version = registry.register(run_dir / "model", metrics=evaluation.metrics["model"], status=decision.status,
+                                    reason=decision.reason)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-done: no version, no run folder
+        raise
+    evaluation.metrics["registered"] = finish_run(run_dir, version, config, spec.name)
     return TrainingRun(run_dir, spec.name, evaluation, decision, version)
+
+
+def run_title(config: GameConfig, dataset: str, status: str, version: int | None = None) -> str:
+    """A training run's report title: the challenger before registration, its version after."""
+    return f"{config.game.name}: {'challenger' if version is None else f'model version {version}'} on {dataset} ({status})"
+
+
+def finish_run(run_dir: Path, version: ModelVersion, config: GameConfig, dataset: str) -> dict[str, Any]:
+    """Complete a run whose model the registry holds (idempotent): record the version in
+    metrics.json and the report's title, drop the run's copy of the artifact, write model.txt."""
+    status = version.history[0]["status"]
+    registered = {"version": version.version, "status": status}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics.get("registered") != registered:
+        write_json_atomic(run_dir / "metrics.json", metrics | {"registered": registered})
+    page = (run_dir / "report.html").read_text()
+    before, after = (html.escape(run_title(config, dataset, status, v)) for v in (None, version.version))
+    if before in page:
+        write_text_atomic(run_dir / "report.html", page.replace(before, after))
+    shutil.rmtree(run_dir / "model", ignore_errors=True)  # the registry holds the artifact now
+    write_text_atomic(run_dir / "model.txt", str(version.path) + "\n")
+    return registered
 
 
 def write_report(target: Path, evaluation: Evaluation, manifest: dict[str, Any], title: str,

@@ -40,11 +40,15 @@ class CheckResult:
     hint: str = ""
     sample: list[dict[str, Any]] = field(default_factory=list)
 
-    def line(self) -> str:
+    def line(self, id_column: str | None = None) -> str:
+        """The result as a log line. Of the sample rows it names only the players (`id_column`):
+        log lines and alert mails carry no player-level data beyond ids; the rows themselves
+        are in the report (`validate_day`'s `report_dir`)."""
         mark = "ok  " if self.passed else ("FAIL" if self.severity == "error" else "warn")
         text = f"[{mark}] {self.name} on {self.table} ({self.partition}): {self.message}"
         if not self.passed and self.sample:
-            text += "\n         sample rows: " + "; ".join(json.dumps(r, default=str) for r in self.sample)
+            ids = sorted({str(r.get(id_column)) for r in self.sample}) if id_column else []
+            text += f"\n         sample players: {', '.join(ids) or '-'} (the sample rows are in the day's validation report)"
         if not self.passed and self.hint:
             text += f"\n         fix: {self.hint}"
         return text
@@ -79,6 +83,7 @@ class RowCheck:
     condition: str
     what: str    # "rows with ..." for the message
     hint: str
+    show: str | None = None  # a column whose offending values the message names (never player-level data)
 
 
 def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
@@ -89,7 +94,7 @@ def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
     rev = sql.context(config)["revenue_expr"]
     skewed = now + dt.timedelta(minutes=config.validation.max_clock_skew_minutes)
     checks = [
-        RowCheck("null_ids", ev.table, f"{q(c.player_id)} IS NULL", f"rows with a null {c.player_id}",
+        RowCheck("null_ids", ev.table, _missing_id(config, c.player_id), f"rows with a null or empty {c.player_id}",
                  "the exporter must set the player id on every event"),
         RowCheck("revenue_range", ev.table, f"{purchase} AND ({rev} IS NULL OR {rev} > {ev.revenue.max_amount})",
                  f"purchases with a missing amount or above max_amount {ev.revenue.max_amount} {ev.revenue.base_currency}",
@@ -105,14 +110,15 @@ def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
                  "a client clock is wrong or the timestamp is not UTC"),
     ]
     if pl is not None and pl.partitioned:  # a flat players table has no daily partition to check
-        checks.append(RowCheck("null_ids", pl.table, f"{q(pl.columns.player_id)} IS NULL",
-                               f"rows with a null {pl.columns.player_id}", "every player row needs its id"))
+        checks.append(RowCheck("null_ids", pl.table, _missing_id(config, pl.columns.player_id),
+                               f"rows with a null or empty {pl.columns.player_id}", "every player row needs its id"))
     if c.event_type:
         checks.append(RowCheck(
             "event_types", ev.table,
             f"{q(c.event_type)} IS NULL OR {q(c.event_type)} NOT IN {sql.in_list(ev.event_types.allowed())}",
             f"rows with an event type not in the config ({', '.join(ev.event_types.allowed())})",
-            "add the new event type to logs.events.event_types (under `other` if features should ignore it)"))
+            "add the new event type to logs.events.event_types (under `other` if features should ignore it)",
+            show=c.event_type))
     counted = [col for col in (c.session_length, c.level) if col]
     if counted:
         checks.append(RowCheck("negative_values", ev.table, " OR ".join(f"{q(col)} < 0" for col in counted),
@@ -126,8 +132,22 @@ def row_checks(config: GameConfig, now: dt.datetime) -> list[RowCheck]:
         checks.append(RowCheck("unknown_currency", ev.table,
                                f"{purchase} AND ({q(c.currency)} IS NULL OR {q(c.currency)} NOT IN {sql.in_list(known)})",
                                f"purchases in a currency without an fx rate (known: {', '.join(known)})",
-                               "add the currency to logs.events.revenue.fx_rates"))
+                               "add the currency to logs.events.revenue.fx_rates", show=c.currency))
     return checks
+
+
+def id_columns(config: GameConfig) -> dict[str, str]:
+    """Raw table -> its player id column (what a log line may name of a sample row)."""
+    ev, pl = config.logs.events, config.logs.players
+    return {ev.table: ev.columns.player_id} | ({pl.table: pl.columns.player_id} if pl is not None else {})
+
+
+def _missing_id(config: GameConfig, column: str) -> str:
+    """A player id that identifies nobody: NULL, or a blank string (which would aggregate as a player)."""
+    if config.logs.player_id_type == "string":
+        # cast: an integer id column is accepted where the config says string (the SQL casts it)
+        return f"{sql.quote(column)} IS NULL OR TRIM(CAST({sql.quote(column)} AS VARCHAR)) = ''"
+    return f"{sql.quote(column)} IS NULL"
 
 
 def purchase_condition(config: GameConfig) -> str:
@@ -253,8 +273,10 @@ class Validator:
                     rows = self.engine.query(sql.render("check", self.config, check=c.name, table=table, day=day,
                                                         condition=c.condition) + f" LIMIT {self.config.validation.sample_rows}")
                     sample = rows.drop(columns=["dt"], errors="ignore").to_dict("records")
-                results.append(self._result(c.name, table, day, n == 0, failing_rows=n,
-                                            message=f"{n:,} {c.what}" if n else "none", hint=c.hint, sample=sample))
+                seen = sorted({str(r.get(c.show)) for r in sample}) if c.show else []
+                message = f"{n:,} {c.what}" + (f"; found: {', '.join(seen)}" if seen else "") if n else "none"
+                results.append(self._result(c.name, table, day, n == 0, failing_rows=n, message=message, hint=c.hint,
+                                            sample=sample))
         return results
 
     def _duplicates(self, day: str) -> CheckResult:
@@ -348,10 +370,11 @@ def validate_day(engine: Any, config: GameConfig, day: dt.date, now: dt.datetime
     if report_dir is not None:
         write_json_atomic(report_dir / f"dt={day}.json", report.to_json())
     if report.errors:
+        ids = id_columns(config)
         raise DataValidationError(
             f"data validation failed for game {config.game.id!r}, day {day}: "
-            f"{len(report.errors)} check(s) failed\n" + "\n".join(r.line() for r in report.errors + report.warnings),
-            results=report.results)
+            f"{len(report.errors)} check(s) failed\n"
+            + "\n".join(r.line(ids.get(r.table)) for r in report.errors + report.warnings), results=report.results)
     return report
 
 

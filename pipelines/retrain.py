@@ -46,6 +46,7 @@ class Locations:
     curated_bucket: str     # dataset versions under datasets/<version>/
     artifacts_bucket: str   # the pipeline's outputs under pipelines/<pipeline name>/
     config_uri: str         # s3:// URI of the game config the stack ships
+    key_arn: str            # the game's KMS key: the jobs' volumes and outputs are encrypted with it
 
     @property
     def prefix(self) -> str:
@@ -112,7 +113,8 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
     }
     session = _offline_session(config.require_aws().region, where.artifacts_bucket)
     run_prefix = Join(on="/", values=[where.prefix, name, ExecutionVariables.PIPELINE_EXECUTION_ID])
-    common = {"image_uri": where.image_uri, "role": where.role_arn, "sagemaker_session": session}
+    common = {"image_uri": where.image_uri, "role": where.role_arn, "sagemaker_session": session,
+              "volume_kms_key": where.key_arn, "output_kms_key": where.key_arn}
 
     dataset_file = PropertyFile(name="Dataset", output_name="dataset", path=PROPERTY_FILE)
     resolver = Processor(**common, env={"LTV_CODE_VERSION": version}, entrypoint=[*ENTRYPOINT, "resolve-dataset"], instance_count=1,

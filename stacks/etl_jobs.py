@@ -240,10 +240,15 @@ def _security_configuration(scope: Construct, names: Names, key_arn: str) -> glu
     return prop(scope, "SecurityConfiguration", name=names.resource(f"etl-{version}"), encryption_configuration=settings)
 
 
+SECRETS = {"alerts": {"webhook_url"}}  # config fields that never leave the machine that synthesizes
+
+
 def _config_file(config: GameConfig, staging: Path) -> Path:
-    """The validated config as the YAML file the jobs load (defaults filled in, comments dropped)."""
+    """The validated config as the YAML file the jobs load (defaults filled in, comments dropped),
+    without `alerts.webhook_url`: a webhook URL is a secret (it lets anyone post), the jobs never
+    call it, and an asset is readable by whoever reads the CDK assets bucket."""
     staging.mkdir(parents=True, exist_ok=True)
     path = staging / f"{config.game.id}.yaml"
     path.write_text(f"# {config.game.id}: validated game config, generated at synth time\n"
-                    + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True))
+                    + yaml.safe_dump(config.model_dump(mode="json", exclude=SECRETS), sort_keys=True))
     return path

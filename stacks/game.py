@@ -78,7 +78,7 @@ def select_configs(game: str | None) -> list[GameConfig]:
     paths = cfg.all_games()
     if not paths:
         raise ConfigError(f"no game configs in {cfg.config_dir()}")
-    return [cfg.load(p) for p in paths]
+    return cfg.load_all(paths)
 
 
 def project_context() -> dict:

@@ -3,7 +3,7 @@
 - The image (Dockerfile) is a `DockerImageAsset`: `cdk deploy` builds and publishes it; synth
   only stages its build context (the Dockerfile, the hashed lock, the core wheel, pipelines/).
 - The pipeline's definition is built here, at synth time, by `pipelines.retrain` (no AWS call,
-  no upload); image, role, buckets and the config object enter it as `Fn::Sub` variables.
+  no upload); image, role, buckets, the config object and the game key enter it as `Fn::Sub` variables.
 - Two roles: the pipeline's (creates the jobs, registers packages, records the experiment) and
   the jobs' (reads the dataset, writes the pipeline's outputs, pulls the image, reads the
   registry to find the champion). Every action is spelled out; the few wildcards left are
@@ -43,7 +43,8 @@ PLACEHOLDERS = {"ImageUri": "ltv-placeholder.dkr.ecr.local/image:latest",
                 "JobsRoleArn": "arn:aws:iam::000000000000:role/ltv-placeholder-jobs-role",
                 "CuratedBucket": "ltv-placeholder-curated-bucket",
                 "ArtifactsBucket": "ltv-placeholder-artifacts-bucket",
-                "ConfigUri": "s3://ltv-placeholder-assets/config.yaml"}
+                "ConfigUri": "s3://ltv-placeholder-assets/config.yaml",
+                "GameKeyArn": "arn:aws:kms:us-east-1:000000000000:key/ltv-placeholder-key"}
 SAGEMAKER_LOG_GROUPS = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs")
 
 
@@ -60,6 +61,13 @@ def image_context(core_wheel: Path, staging: Path) -> Path:
     for source in sorted((PROJECT / "pipelines").glob("*.py")):
         shutil.copyfile(source, staging / "pipelines" / source.name)
     return staging
+
+
+def _volume_grants(key_arn: str) -> iam.PolicyStatement:
+    """The jobs' volumes are encrypted with the game's key: SageMaker creates grants on it for the
+    EBS volumes of the jobs it starts (only grants for AWS resources)."""
+    return iam.PolicyStatement(sid="GameKeyForVolumes", actions=["kms:CreateGrant", "kms:DescribeKey"],
+                               resources=[key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
 
 
 def image_job_statements(repository_arn: str, log_groups: list[str], metrics_namespace: str, *, logs_sid: str,
@@ -119,7 +127,7 @@ class MlStack(Stack):
         policies = [self._grant_jobs(), self._grant_pipeline()]
         body = definition(config, Locations(**{field: PLACEHOLDERS[name] for field, name in (
             ("image_uri", "ImageUri"), ("role_arn", "JobsRoleArn"), ("curated_bucket", "CuratedBucket"),
-            ("artifacts_bucket", "ArtifactsBucket"), ("config_uri", "ConfigUri"))}))
+            ("artifacts_bucket", "ArtifactsBucket"), ("config_uri", "ConfigUri"), ("key_arn", "GameKeyArn"))}))
         self.definition = body
         self.pipeline = sagemaker.CfnPipeline(
             self, "Pipeline", pipeline_name=self.pipeline_name, pipeline_display_name=self.pipeline_name,
@@ -128,7 +136,7 @@ class MlStack(Stack):
             pipeline_definition={"PipelineDefinitionBody": sub_body(body, {
                 "ImageUri": self.image.image_uri, "JobsRoleArn": self.jobs_role.role_arn,
                 "CuratedBucket": lake.storage.curated.bucket_name, "ArtifactsBucket": lake.storage.artifacts.bucket_name,
-                "ConfigUri": self.config_asset.s3_object_url})})
+                "ConfigUri": self.config_asset.s3_object_url, "GameKeyArn": lake.storage.key.key_arn})})
         for dependency in (*policies, self.group):
             self.pipeline.node.add_dependency(dependency)
         self.trigger = self._trigger(dataset_job)
@@ -160,6 +168,7 @@ class MlStack(Stack):
                                 conditions={"StringEquals": {"s3:prefix": [self.config_asset.s3_object_key]}}),
             iam.PolicyStatement(sid="UseGameKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
                                                             "kms:DescribeKey"], resources=[s.key.key_arn]),
+            _volume_grants(s.key.key_arn),
             *image_job_statements(self.image.repository.repository_arn, log_groups, "/aws/sagemaker/TrainingJobs",
                                   logs_sid="JobLogs", metrics_sid="TrainingMetrics"),
             iam.PolicyStatement(sid="FindChampion", actions=["sagemaker:DescribeModelPackageGroup"],
@@ -191,6 +200,7 @@ class MlStack(Stack):
                                 resources=[self._arn("model-package", f"{group}/*")]),
             iam.PolicyStatement(sid="CheckImage", actions=["ecr:BatchGetImage", "ecr:DescribeImages"],
                                 resources=[self.image.repository.repository_arn]),
+            _volume_grants(self.storage.key.key_arn),
             iam.PolicyStatement(sid="RecordExperiment", actions=[
                 "sagemaker:CreateExperiment", "sagemaker:DescribeExperiment", "sagemaker:CreateTrial",
                 "sagemaker:DescribeTrial", "sagemaker:CreateTrialComponent", "sagemaker:DescribeTrialComponent",

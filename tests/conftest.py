@@ -104,3 +104,12 @@ def scoring_lake(tiny_game, tiny_model, tmp_path):
     registry.register(tiny_model[0].path, metrics=tiny_model[0].manifest["validation_metrics"], status=APPROVED,
                       reason="fixture")
     return config, lake, DuckDBEngine(lake, config, threads=1), registry
+
+
+@pytest.fixture(scope="session")
+def example_app(tmp_path_factory):
+    """The CDK app of both example games, synthesized once per test process (cdk-nag runs on it):
+    the CDK, pipeline and security tests read the same templates."""
+    from test_cdk import synth
+
+    return synth([cfg.load(p) for p in sorted(GAMES.glob("*.yaml"))], tmp_path_factory.mktemp("cdk") / "cdk.out")

@@ -41,7 +41,8 @@ for _var, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
     os.environ[_var] = _value
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from cloud import CallRecorder, FakeAthena, Need, PolicyEvaluator, Templates, moto_account  # noqa: E402
+from cloud import (AthenaQueryError, CallRecorder, FakeAthena, Need, PolicyEvaluator, Templates,  # noqa: E402
+                   moto_account)
 from conftest import GAMES, ROOT, make_config  # noqa: E402
 
 sys.path.append(str(ROOT))  # stacks/ is not an installed package
@@ -325,15 +326,15 @@ def test_glue_and_argparse_parse_the_same_arguments(monkeypatch):
             parser.add_argument(f"--{name}", required=True)
         return vars(parser.parse_known_args(argv[1:])[0])
 
-    argv = ["--JOB_NAME", "j", "--job-bookmark-option", "job-bookmark-disable", "--game", "g", "--config", "c.yaml",
-            "--engine", "duckdb", "--lake", "/l", "--date", "2025-01-02"]
+    argv = ["--JOB_NAME", "j", "--job-bookmark-option", "job-bookmark-disable", "--game", "space-golf", "--config",
+            "c.yaml", "--engine", "duckdb", "--lake", "/l", "--date", "2025-01-02"]
     plain = common.parse_args(argv)
     glue = types.ModuleType("awsglue")
     glue.utils = types.SimpleNamespace(getResolvedOptions=get_resolved_options)
     monkeypatch.setitem(sys.modules, "awsglue", glue)
     monkeypatch.setitem(sys.modules, "awsglue.utils", glue.utils)
-    assert common.parse_args(argv) == plain == {"game": "g", "config": "c.yaml", "engine": "duckdb", "lake": "/l",
-                                                "date": "2025-01-02"}
+    assert common.parse_args(argv) == plain == {"game": "space-golf", "config": "c.yaml", "engine": "duckdb",
+                                                "lake": "/l", "date": "2025-01-02"}
     with pytest.raises(LtvError, match="--database, --workgroup, --raw_uri, --curated_uri"):
         common.parse_args(["--game", "g", "--config", "c.yaml"])
 
@@ -992,7 +993,7 @@ def test_the_monitoring_job_runs_as_glue_runs_it_from_cdk_out(glue_python, scori
     config, lake, engine, registry = scoring_lake
     day = dt.date(2025, 4, 14)
     score(config, lake, engine, registry, day)
-    tpl, etl_stack = glue_python["tpl"], glue_python["stack"]
+    tpl = glue_python["tpl"]
     props = monitoring_job(tpl, glue_python["config"])
     assert props["DefaultArguments"]["--additional-python-modules"] == \
         etl_job(tpl, glue_python["config"], "cutoffs")["DefaultArguments"]["--additional-python-modules"]
@@ -1010,3 +1011,121 @@ def test_the_monitoring_job_runs_as_glue_runs_it_from_cdk_out(glue_python, scori
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 measurement(s)" in done.stderr and "metric PolicyValue Signal=label_decay" in done.stderr
     assert (lake.monitoring / f"date={later}.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# faults between the jobs (docs/reliability.md)
+
+
+def test_a_crash_between_the_data_object_and_its_marker_leaves_the_partition_incomplete(cloud, monkeypatch):
+    """S3 has no rename: a partition is its data object, then its marker. Killed in between, the
+    partition is not complete for the ETL (which reads only days with a marker, so no feature or
+    label ever reads it); the rerun of the job replaces the object and publishes the marker."""
+    engine = cloud.engine()
+    put = engine._put
+
+    def killed(uri: str, body: bytes) -> None:
+        if uri.endswith(SUCCESS):
+            raise SystemExit("killed before the marker")
+        put(uri, body)
+
+    monkeypatch.setattr(engine, "_put", killed)
+    with pytest.raises(SystemExit):
+        engine.write_partitions("player_day", literal_select(PLAYER_DAY), value=str(START))
+    assert cloud.keys(cloud.bucket("curated")) == [f"player_day/dt={START}/part-0.parquet"]
+    assert engine.partitions("player_day") == []
+    with pytest.raises(MissingPartitionError, match="player_day is empty"):
+        etl.require_player_day(engine, cloud.config, START, START + dt.timedelta(days=1), "features")
+    monkeypatch.setattr(engine, "_put", put)
+    engine.write_partitions("player_day", literal_select(PLAYER_DAY.head(1)), value=str(START))
+    assert engine.partitions("player_day") == [str(START)]
+    assert len(cloud.read(cloud.bucket("curated"), f"player_day/dt={START}/part-0.parquet")) == 1
+
+
+def event_matches(pattern: Any, event: Any) -> bool:
+    """EventBridge's matching for the patterns our rules use: every key of the pattern is in the
+    event, a list of values matches if the event's value is one of them, objects recurse."""
+    if isinstance(pattern, dict):
+        return isinstance(event, dict) and all(k in event and event_matches(v, event[k]) for k, v in pattern.items())
+    return event in pattern if isinstance(pattern, list) else event == pattern
+
+
+def test_an_athena_failure_mid_chain_stops_the_chain_leaves_no_partition_and_alerts(cloud, simulated, tmp_path,
+                                                                                  monkeypatch):
+    """The daily workflow as its triggers (from the template) chain it: validate succeeds, Athena
+    fails the player-day job's query, so that job fails; no player_day object of the day exists,
+    the cutoffs job is never started (its trigger waits for SUCCEEDED), and the failure event
+    Glue emits matches the failure rule, whose target is the encrypted alert topic, which lets
+    that rule publish; the mail carries Athena's reason."""
+    config, stack = cloud.config, cloud.names.stack("Etl")
+    cloud.upload(simulated / config.game.id / "raw", cloud.bucket("raw"))
+    props = {job: etl_job(cloud.tpl, config, job) for job in ("validate", "player-day", "cutoffs")}
+    config_uri = props["validate"]["DefaultArguments"]["--config"]
+    bucket, key = config_uri.removeprefix("s3://").split("/", 1)
+    cloud.session.client("s3").upload_file(str(cloud.tpl.asset_file(stack, config_uri)), bucket, key)
+    day = "2025-01-20"
+    execute = cloud.athena.execute
+
+    state = {"job": None}
+
+    def athena(text: str, database: str):
+        if state["job"] == "player-day":  # every query of that job fails, as in an Athena outage
+            raise AthenaQueryError("HIVE_CANNOT_OPEN_SPLIT: Error opening Hive split (injected)")
+        return execute(text, database)
+
+    monkeypatch.setattr(cloud.athena, "execute", athena)
+    jobs = {"validate": validate, "player-day": daily, "cutoffs": cutoffs}
+    by_name = {props[j]["Name"]: j for j in jobs}
+    triggers = [cloud.tpl.props(stack, t) for t in cloud.tpl.resources(stack, "AWS::Glue::Trigger")]
+    conditional = [t for t in triggers if t["Type"] == "CONDITIONAL" and t["WorkflowName"] == cloud.names.resource("daily-etl")]
+    ran, failures, pending = [], {}, ["validate"]
+    while pending:
+        job = pending.pop(0)
+        state["job"] = job
+        try:
+            jobs[job].main(template_argv(props[job], date=day), now=lambda: NOW)
+            outcome = "SUCCEEDED"
+        except Exception as e:  # noqa: BLE001 - Glue marks the run FAILED with the exception's message
+            outcome, failures[job] = "FAILED", f"{type(e).__name__}: {e}"
+        ran.append((job, outcome))
+        for t in conditional:
+            (condition,) = t["Predicate"]["Conditions"]
+            if by_name.get(condition["JobName"]) == job and condition["State"] == outcome:
+                pending += [by_name[a["JobName"]] for a in t["Actions"]]
+    assert ran == [("validate", "SUCCEEDED"), ("player-day", "FAILED")], ran
+    assert "HIVE_CANNOT_OPEN_SPLIT" in failures["player-day"]
+    assert cloud.keys(cloud.bucket("curated"), "player_day/") == [], "no partial partition"
+
+    (rule_id,) = cloud.tpl.resources(stack, "AWS::Events::Rule")
+    rule = cloud.tpl.props(stack, rule_id)
+    event = {"source": "aws.glue", "detail-type": "Glue Job State Change", "time": "2025-01-21T02:14:00Z",
+             "detail": {"jobName": props["player-day"]["Name"], "state": "FAILED", "jobRunId": "jr_1",
+                        "message": failures["player-day"]}}
+    assert event_matches(rule["EventPattern"], event)
+    assert not event_matches(rule["EventPattern"], {**event, "detail": {**event["detail"], "state": "SUCCEEDED"}})
+    assert not event_matches(rule["EventPattern"], {**event, "detail": {**event["detail"],
+                                                                        "jobName": "ltv-other-game-player-day"}})
+    (target,) = rule["Targets"]
+    (topic_id,) = cloud.tpl.resources(stack, "AWS::SNS::Topic")
+    assert target["Arn"] == cloud.tpl.resolve(stack, {"Ref": topic_id})
+    transformer = target["InputTransformer"]
+    values = {k: _json_path(event, path) for k, path in transformer["InputPathsMap"].items()}
+    mail = json.loads(re.sub(r"<(\w+)>", lambda m: values.get(m.group(1), m.group(0)), transformer["InputTemplate"]))
+    assert mail.startswith(f"Glue job {props['player-day']['Name']} FAILED") and "HIVE_CANNOT_OPEN_SPLIT" in mail
+    (policy_id,) = cloud.tpl.resources(stack, "AWS::SNS::TopicPolicy")
+    statements = cloud.tpl.props(stack, policy_id)["PolicyDocument"]["Statement"]
+    rule_arn = f"arn:aws:events:{config.aws.region}:{config.aws.account}:rule/{rule['Name']}"
+    topic_arn = target["Arn"]
+    evaluator = PolicyEvaluator(statements)
+    assert evaluator.allows("sns:Publish", topic_arn, principal="events.amazonaws.com",
+                            context={"aws:SourceArn": rule_arn})
+    assert not evaluator.allows("sns:Publish", topic_arn, principal="events.amazonaws.com",
+                                context={"aws:SourceArn": rule_arn.replace("etl-job-failed", "something-else")})
+
+
+def _json_path(event: dict, path: str) -> Any:
+    """The value at an EventBridge input path like `$.detail.jobName`."""
+    value: Any = event
+    for part in path.removeprefix("$.").split("."):
+        value = value[part]
+    return value

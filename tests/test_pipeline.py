@@ -1,8 +1,9 @@
 """The retraining pipeline as synthesized: its DAG, its definition against AWS's published schema,
 the ML stack's image, roles, trigger and tags, and the pipeline created in moto from the template.
 
-One synthesis of both example games per module (jsii start-up and the SDK are slow), through
-`build_app`, so cdk-nag runs as in `cdk synth`.
+One synthesis of both example games per test process (jsii start-up and the SDK are slow:
+conftest's `example_app`, shared with the CDK and security tests), through `build_app`, so
+cdk-nag runs as in `cdk synth`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from test_cdk import GAMES, ROOT, as_list, flat, identity_statements, resources, stack, synth, template  # noqa: I001
+from test_cdk import GAMES, ROOT, as_list, flat, identity_statements, resources, stack, template  # noqa: I001
 
 sys.path.append(str(ROOT))
 from aws_cdk.assertions import Template  # noqa: E402
@@ -53,8 +54,8 @@ def games() -> dict[str, cfg.GameConfig]:
 
 
 @pytest.fixture(scope="module")
-def app(games, tmp_path_factory):
-    return synth(list(games.values()), tmp_path_factory.mktemp("cdk") / "cdk.out")
+def app(example_app):
+    return example_app
 
 
 def pipeline_resource(app, config) -> dict[str, Any]:
@@ -173,7 +174,8 @@ def test_parameters_and_job_settings_come_from_the_config(app, games) -> None:
         train = steps_of(definition)["Train"]["Arguments"]
         assert train["ResourceConfig"] == {"VolumeSizeInGB": sm.training.volume_gb,
                                            "InstanceCount": {"Get": "Parameters.TrainInstanceCount"},
-                                           "InstanceType": {"Get": "Parameters.TrainInstanceType"}}
+                                           "InstanceType": {"Get": "Parameters.TrainInstanceType"},
+                                           "VolumeKmsKeyId": "${GameKeyArn}"}
         assert train["HyperParameters"]["game"] == game and train["AlgorithmSpecification"]["TrainingImage"] == "${ImageUri}"
         assert [m["Name"] for m in train["AlgorithmSpecification"]["MetricDefinitions"]] == [
             "validation:normalized_gini", "validation:payer_f1", "validation:purchase_day_mae"]

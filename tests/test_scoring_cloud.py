@@ -17,11 +17,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading

@@ -43,7 +43,7 @@ def add(*rows: dict) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 
 CASES = {
-    "null_ids": (add(event(None, "2025-03-08 11:00", "login")), "null_ids on events (dt=2025-03-08): 1 rows with a null user_id"),
+    "null_ids": (add(event(None, "2025-03-08 11:00", "login")), "null_ids on events (dt=2025-03-08): 1 rows with a null or empty user_id"),
     "event_types": (add(event("A", "2025-03-08 11:00", "mystery_box_opened")), "event type not in the config"),
     "negative_revenue": (add(event("A", "2025-03-08 11:00", "purchase", -4.99)), "purchases with a negative amount"),
     "revenue_range": (add(event("A", "2025-03-08 11:00", "purchase", 4999.0)), "above max_amount 500.0 USD"),
@@ -69,7 +69,7 @@ def test_each_rule_fails_with_a_clear_message(case: str, tmp_path: Path) -> None
     assert message in text
     assert "dt=2025-03-08" in text and "galaxy-raiders" in text and "fix:" in text
     if case not in ("schema", "schema_type"):
-        assert "sample rows:" in text, "offending rows are shown"
+        assert "sample players:" in text, "the offending players are named (their rows are in the report)"
     assert (tmp_path / "reports" / "dt=2025-03-08.json").exists(), "the report is written even on failure"
 
 

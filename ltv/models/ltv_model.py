@@ -23,7 +23,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ltv import metrics
+from ltv import etl, metrics
 from ltv.config import GameConfig, ModelBudget
 from ltv.errors import ArtifactError, NoPayersError
-from ltv.lake import write_json_atomic
+from ltv.lake import scratch, write_json_atomic
 from ltv.models import automl, baselines, btyd
 from ltv.stats import feature_stats
 from ltv.version import code_version
@@ -161,7 +160,7 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
             f"at least {MIN_PAYERS} in training and one in validation. Use a longer dataset version, or check that "
             "logs.events.event_types.purchase and the revenue column are right for this game")
     target = Path(target)
-    work = target.parent / f".work-{target.name}-{uuid.uuid4().hex[:6]}"
+    work = scratch(target.parent, "work", target.name)
     say = progress or (lambda _msg: None)
     try:
         stages: dict[str, Any] = {}
@@ -194,7 +193,7 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
         p_val = stages["payer"].predict_proba(val[features], as_multiclass=True)[1].to_numpy()
         c_val = stages["churn"].predict_proba(val[features], as_multiclass=True)[1].to_numpy()
         say("packaging the artifact")
-        tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:6]}"
+        tmp = scratch(target.parent, "tmp", target.name)
         tmp.mkdir(parents=True)
         try:
             for stage, predictor in stages.items():
@@ -205,6 +204,8 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
                 "dataset": {k: dataset[k] for k in ("name", "fingerprint", "cutoffs", "rows") if k in dataset} if dataset else None,
                 "code_version": code_version(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "features": features, "horizons": config.horizons.model_dump(),
+                # what its features mean (log mapping, history steps, window): scoring refuses other ones
+                "features_definition": etl.definition(config, "features")["hash"],
                 "trained_on": trained_on(splits, label_days(config)),
                 "log_target": log, "smearing": smearing,
                 "payer_threshold": metrics.best_f1_threshold(val["payer"], p_val),
