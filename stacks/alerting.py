@@ -65,9 +65,14 @@ class AlertsStack(Stack):
     def _webhook(self, config: GameConfig, names: Names, lake: DataLakeStack, policy: RemovalPolicy) -> None:
         key, secret_name = lake.storage.key, f"ltv/{config.game.id}/alerts-webhook"
         self.secret = secretsmanager.Secret(
-            self, "WebhookUrl", secret_name=secret_name, encryption_key=key,
+            self, "WebhookUrl", secret_name=secret_name,
             description=f"The chat webhook URL that {config.game.name}'s alerts are posted to (set it after deploying)",
             secret_string_value=SecretValue.unsafe_plain_text(PLACEHOLDER), removal_policy=policy)
+        # the game's key, set on the resource: `encryption_key=` would also add a key-policy statement
+        # with wildcard actions (kms:GenerateDataKey*, kms:ReEncrypt*) for the whole account via
+        # Secrets Manager; the key policy already delegates to IAM, and the one reader (the webhook
+        # Lambda) gets kms:Decrypt through Secrets Manager below
+        self.secret.node.default_child.kms_key_id = key.key_arn
         Validations.of(self.secret).acknowledge(Acknowledgment(
             id="AwsSolutions-SMG4", reason="A chat webhook URL is issued by the chat service and cannot be rotated "
                                            "by a Lambda; it is replaced by hand when the chat service reissues it."))
