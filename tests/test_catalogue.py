@@ -448,11 +448,15 @@ def test_nan_or_infinite_predictions_are_not_published(scored, monkeypatch, bad)
 def test_an_empty_scoring_population_scores_nothing(scored) -> None:
     config, lake, engine, registry, first = scored
     before_anyone = dt.date(2025, 1, 6)  # the game's first day: nobody was active before it
-    with unchanged(lake.root, "galaxy-raiders/features/cutoff=2025-01-06/*"):
+    # the features' whole-history summary at the cutoff is built first: complete and correct (empty)
+    with unchanged(lake.root, "galaxy-raiders/features/cutoff=2025-01-06/*",
+                   "galaxy-raiders/player_summary/cutoff=2025-01-06/*"):
         with pytest.raises(EmptyWindowError, match="no player was active in \\[2024-12-23, 2025-01-06\\)"):
             score(config, lake, engine, registry, before_anyone)
     assert not date_dir(lake, before_anyone).exists()
     assert not etl.is_current(engine, config, "features", "2025-01-06"), "the empty partition is never trusted"
+    assert etl.is_current(engine, config, "player_summary", "2025-01-06")
+    assert engine.query("SELECT COUNT(*) AS n FROM player_summary WHERE cutoff = '2025-01-06'")["n"][0] == 0
 
 
 def test_a_scoring_run_resumed_by_its_id_is_completed_not_duplicated(scored) -> None:

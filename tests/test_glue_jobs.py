@@ -1096,8 +1096,8 @@ def test_an_athena_failure_mid_chain_stops_the_chain_leaves_no_partition_and_ale
     assert "HIVE_CANNOT_OPEN_SPLIT" in failures["player-day"]
     assert cloud.keys(cloud.bucket("curated"), "player_day/") == [], "no partial partition"
 
-    (rule_id,) = cloud.tpl.resources(stack, "AWS::Events::Rule")
-    rule = cloud.tpl.props(stack, rule_id)
+    (rule,) = [p for r in cloud.tpl.resources(stack, "AWS::Events::Rule")
+               if (p := cloud.tpl.props(stack, r))["Name"] == cloud.names.resource("etl-job-failed")]
     event = {"source": "aws.glue", "detail-type": "Glue Job State Change", "time": "2025-01-21T02:14:00Z",
              "detail": {"jobName": props["player-day"]["Name"], "state": "FAILED", "jobRunId": "jr_1",
                         "message": failures["player-day"]}}
@@ -1106,16 +1106,17 @@ def test_an_athena_failure_mid_chain_stops_the_chain_leaves_no_partition_and_ale
     assert not event_matches(rule["EventPattern"], {**event, "detail": {**event["detail"],
                                                                         "jobName": "ltv-other-game-player-day"}})
     (target,) = rule["Targets"]
-    (topic_id,) = cloud.tpl.resources(stack, "AWS::SNS::Topic")
-    assert target["Arn"] == cloud.tpl.resolve(stack, {"Ref": topic_id})
+    alerts = cloud.names.stack("Alerts")  # the game's one topic, in its alerts stack
+    (topic_id,) = cloud.tpl.resources(alerts, "AWS::SNS::Topic")
+    assert cloud.tpl.resolve(stack, target["Arn"]) == cloud.tpl.resolve(alerts, {"Ref": topic_id})
     transformer = target["InputTransformer"]
     values = {k: _json_path(event, path) for k, path in transformer["InputPathsMap"].items()}
     mail = json.loads(re.sub(r"<(\w+)>", lambda m: values.get(m.group(1), m.group(0)), transformer["InputTemplate"]))
     assert mail.startswith(f"Glue job {props['player-day']['Name']} FAILED") and "HIVE_CANNOT_OPEN_SPLIT" in mail
-    (policy_id,) = cloud.tpl.resources(stack, "AWS::SNS::TopicPolicy")
-    statements = cloud.tpl.props(stack, policy_id)["PolicyDocument"]["Statement"]
+    (policy_id,) = cloud.tpl.resources(alerts, "AWS::SNS::TopicPolicy")
+    statements = cloud.tpl.resolve(alerts, cloud.tpl.props(alerts, policy_id)["PolicyDocument"]["Statement"])
     rule_arn = f"arn:aws:events:{config.aws.region}:{config.aws.account}:rule/{rule['Name']}"
-    topic_arn = target["Arn"]
+    topic_arn = cloud.tpl.resolve(alerts, {"Ref": topic_id})
     evaluator = PolicyEvaluator(statements)
     assert evaluator.allows("sns:Publish", topic_arn, principal="events.amazonaws.com",
                             context={"aws:SourceArn": rule_arn})

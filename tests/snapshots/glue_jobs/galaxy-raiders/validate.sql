@@ -17,7 +17,13 @@ WHERE
 
 -- [3]
 SELECT
-  SUM(CASE WHEN "user_id" IS NULL THEN 1 ELSE 0 END) AS c0,
+  SUM(
+    CASE
+      WHEN "user_id" IS NULL OR TRIM(CAST("user_id" AS VARCHAR)) = ''
+      THEN 1
+      ELSE 0
+    END
+  ) AS c0,
   SUM(
     CASE
       WHEN "event_name" IN ('iap_purchase')
@@ -66,7 +72,13 @@ WHERE
 
 -- [4]
 SELECT
-  SUM(CASE WHEN "user_id" IS NULL THEN 1 ELSE 0 END) AS c0
+  SUM(
+    CASE
+      WHEN "user_id" IS NULL OR TRIM(CAST("user_id" AS VARCHAR)) = ''
+      THEN 1
+      ELSE 0
+    END
+  ) AS c0
 FROM players
 WHERE
   dt = '2025-03-02'
