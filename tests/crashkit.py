@@ -42,7 +42,7 @@ def signature(kind: str, relative: str) -> str:
     """An operation without what differs between two runs of the same work: scratch suffixes
     (random part and pid), run folders' and scoring runs' time stamps and random parts."""
     relative = re.sub(r"-[0-9a-f]{8}-p\d+", "-<scratch>", relative)
-    relative = re.sub(r"\d{8}T\d{6}", "<time>", relative)
+    relative = re.sub(r"\d{8}T\d{6}(\.\d{6})?", "<time>", relative)  # run ids carry microseconds
     return kind + " " + re.sub(r"(<time>[^/]*)-[0-9a-f]{4,6}(?=/|$)", r"\1-<random>", relative)
 
 
