@@ -129,9 +129,17 @@ class SageMakerRegistry:
         self.s3 = s3 or boto3.client("s3", region_name=region)
         self.page_size, self.artifact_uri, self.image_uri = page_size, artifact_uri, image_uri
         self.transform_instance_types = list(transform_instance_types)
-        self.cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix=f"ltv-{game}-models-"))
+        self._cache = Path(cache_dir) if cache_dir else None
         self._group_arn: str | None = None
         self._documents: dict[tuple[int, str], dict[str, Any]] = {}
+
+    @property
+    def cache(self) -> Path:
+        """Where loaded archives are unpacked: `cache_dir`, else a temporary directory made on the
+        first load (listing, approving or resolving the champion leaves nothing on disk)."""
+        if self._cache is None:
+            self._cache = Path(tempfile.mkdtemp(prefix=f"ltv-{self.game}-models-"))
+        return self._cache
 
     # -- reading
 

@@ -19,8 +19,10 @@ import datetime as dt
 import io
 import json
 import re
+import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -520,6 +522,7 @@ class FakeAthena:
         self._pending: dict[str, dict[str, Any]] = {}
         self._by_id: dict[str, dict[str, Any]] = {}
         self._cache = Path(tempfile.mkdtemp(prefix="fake-athena-"))
+        weakref.finalize(self, shutil.rmtree, self._cache, True)  # no temp directory outlives the fake
         self._etags: dict[str, str] = {}
         self._clients: dict[str, Any] = {}
         self._views: dict[tuple, str] = {}
