@@ -214,6 +214,22 @@ def test_sagemaker_champion_is_the_latest_approved_across_pages(aws, tmp_path) -
     assert counted["DeleteModelPackage"] == 0 and len(registry.versions()) == 7
 
 
+def test_sagemaker_registry_leaves_no_directory_behind_unless_it_loads_a_model(aws, tmp_path, monkeypatch) -> None:
+    """A CLI call or a Lambda start that only lists, approves or resolves the champion writes
+    nothing to disk (it used to leave an empty temporary directory each time)."""
+    import tempfile
+
+    from ltv.sagemaker_registry import SageMakerRegistry
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    registry = SageMakerRegistry(GAME, region=REGION, artifact_uri=f"s3://{BUCKET}/pipelines/imported", image_uri=IMAGE)
+    package(registry, APPROVED)
+    assert registry.champion().version == 1 and [v.status for v in registry.versions()] == [APPROVED]
+    registry.reject(1, "drifted")
+    assert list(tmp_path.iterdir()) == []
+    assert registry.cache.parent == tmp_path and registry.cache.name.startswith(f"ltv-{GAME}-models-")
+
+
 def test_sagemaker_status_reason_lineage_and_history_live_on_the_package(aws, tmp_path, tiny_model) -> None:
     registry = sagemaker_registry(tmp_path)
     version = registry.register(tiny_model[0].path, metrics={"minmax": 0.7}, status=PENDING,
