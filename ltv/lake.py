@@ -108,19 +108,15 @@ def atomic_dir(target: Path, *, replace: bool = True) -> Iterator[Path]:
     """
     target = Path(target)
     tmp = scratch(target.parent, "tmp", target.name)
-    with storage_errors(target):
+    with storage_errors(target):  # the caller's block too: an engine's write into tmp may fill the disk
         tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        with storage_errors(target):
+        try:
+            yield tmp
             (tmp / SUCCESS).write_text(dt.datetime.now(dt.timezone.utc).isoformat())
             _swap_into_place(tmp, target, replace)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        named = storage_error(e, target)
-        if named is None or named is e:
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
-        raise named from e
 
 
 def _swap_into_place(tmp: Path, target: Path, replace: bool) -> None:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:  # the models (AutoGluon) are imported only when a version is 
     from ltv.models import LTVModel
 
 STATUSES = (PENDING, APPROVED, REJECTED)
+# what a registered model's image serves (pipelines/serve.py reads and answers these; a registered
+# package declares them; batch transform sends and accepts Parquet)
+PARQUET, CSV = "application/x-parquet", "text/csv"
+CONTENT_TYPES = (PARQUET, CSV)
 
 
 def group_name(game: str) -> str:
@@ -77,13 +81,18 @@ def lineage(manifest: dict[str, Any]) -> dict[str, Any]:
             "artifact_bytes": manifest.get("size_bytes")}
 
 
+def check_status(status: str) -> None:
+    """`RegistryError` unless `status` is one the registries know (both backends use the same three)."""
+    if status not in STATUSES:
+        raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+
+
 def check_artifact(artifact: Path, game: str, status: str) -> dict[str, Any]:
     """The artifact's manifest, once it is known to be registrable: a known status, intact
     (checksums), loadable, and a model of this game. Nothing is written before this passes."""
     from ltv.models import LTVModel, verify
 
-    if status not in STATUSES:
-        raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+    check_status(status)
     manifest = verify(artifact)
     LTVModel.load(artifact)  # refuse what cannot be loaded, not only what fails checksums
     if manifest["game"] != game:
@@ -201,8 +210,7 @@ class LocalRegistry:
                     raise
 
     def set_status(self, version: int, status: str, reason: str) -> ModelVersion:
-        if status not in STATUSES:
-            raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+        check_status(status)
         current = self.get(version)
         if current.status == status:
             return current
@@ -227,6 +235,6 @@ class LocalRegistry:
         from ltv.models import verify
 
         verify(Path(previous.path))
-        self.set_status(previous.version, APPROVED, f"{reason}: re-approved to replace version {champion.version}")
+        new = self.set_status(previous.version, APPROVED, f"{reason}: re-approved to replace version {champion.version}")
         old = self.set_status(champion.version, REJECTED, f"{reason}: rolled back to version {previous.version}")
-        return old, self.get(previous.version)
+        return old, new

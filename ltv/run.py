@@ -28,14 +28,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ltv import datasets, etl, schedule
+from ltv import datasets, etl, runs, schedule
 from ltv.config import GameConfig, ModelBudget
 from ltv.engine import DuckDBEngine
 from ltv.errors import DataValidationError, LoopBusyError, LtvError
 from ltv.lake import Lake, sweep, write_json_atomic, write_text_atomic
 from ltv.monitoring import Monitor
 from ltv.registry import LocalRegistry
-from ltv.scoring import new_run_id, predictions_root, score
+from ltv.scoring import predictions_root, score
 from ltv.training import TrainingRun, finish_run, runs_dir, train_evaluate_register
 from ltv.validation import ValidationReport, duplicate_free, duplicate_free_days, validate_day
 
@@ -115,7 +115,7 @@ class DailyLoop:
             return "not a scoring day"
         if self.registry.champion() is None:
             return "no champion"
-        run_id = entry.get("scoring_run") or self._mark(day, scoring_run=new_run_id())["scoring_run"]
+        run_id = entry.get("scoring_run") or self._mark(day, scoring_run=runs.new_run_id())["scoring_run"]
         try:
             r = score(self.config, self.lake, self.engine, self.registry, day, run_id=run_id)
         except LtvError as e:

@@ -117,7 +117,7 @@ def publish(store: Store, game: str, day: dt.date | str, run: str) -> Publicatio
     prefix = run_prefix(game, day, run)
     if not data_keys(store, game, day, run):
         raise MissingPartitionError(f"prediction run {prefix} has no data files; nothing to publish")
-    if store.get(prefix + SUCCESS) is None:
+    if not is_complete(store, game, day, run):
         try:
             store.put(prefix + SUCCESS, dt.datetime.now(dt.timezone.utc).isoformat().encode(), expect=ABSENT)
         except Conflict:

@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ltv.errors import ArtifactError, RegistryError
 from ltv.promotion import APPROVED, REJECTED
-from ltv.registry import (STATUSES, ModelVersion, check_artifact, group_name, lineage, rollback_plan,
+from ltv.registry import (CONTENT_TYPES, ModelVersion, check_artifact, check_status, group_name, lineage, rollback_plan,
                           status_entry)
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ HISTORY = "ltv:history:"
 MAX_HISTORY = 40          # SageMaker allows 50 metadata properties per package; lineage takes the rest
 VALUE_CHARS = 256         # the longest customer metadata value
 DESCRIPTION_CHARS = 1024  # ModelPackageDescription and ApprovalDescription
-# what the image's `serve` accepts and returns (pipelines/serve.py)
-CONTENT_TYPES = ("application/x-parquet", "text/csv")
 
 
 def registration(manifest: dict[str, Any], reason: str) -> dict[str, str]:
@@ -225,8 +223,7 @@ class SageMakerRegistry:
 
     def set_status(self, version: int, status: str, reason: str) -> ModelVersion:
         """Change a version's approval status; the reason goes to ApprovalDescription and the history."""
-        if status not in STATUSES:
-            raise RegistryError(f"unknown status {status!r}; one of {STATUSES}")
+        check_status(status)
         desc = self._describe(version)
         if desc["ModelApprovalStatus"] == status:
             return self._version(desc)
@@ -261,9 +258,9 @@ class SageMakerRegistry:
     def rollback(self, reason: str = "rollback") -> tuple[ModelVersion, ModelVersion]:
         """Reject the champion and re-approve the previous champion; returns (old, new)."""
         champion, previous = rollback_plan(self.versions(), self.group)
-        self.approve(previous.version, f"{reason}: re-approved to replace version {champion.version}")
+        new = self.approve(previous.version, f"{reason}: re-approved to replace version {champion.version}")
         old = self.set_status(champion.version, REJECTED, f"{reason}: rolled back to version {previous.version}")
-        return old, self.get(previous.version)
+        return old, new
 
     # -- SageMaker
 

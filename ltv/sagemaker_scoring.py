@@ -38,13 +38,12 @@ from ltv import runs, schedule
 from ltv.config import CutoffSchedule
 from ltv.errors import LtvError, MissingPartitionError
 from ltv.lake import SUCCESS
-from ltv.registry import group_name
+from ltv.registry import PARQUET, group_name
 
 FEATURES = "features/"
 MARKER = re.compile(r"^features/cutoff=(?P<cutoff>\d{4}-\d{2}-\d{2})/_SUCCESS$")
 MANIFESTS = "scoring/manifests/"
 FAILED = "_FAILED"
-PARQUET = "application/x-parquet"
 MIB = 1024 ** 2
 PREDICTIONS_TABLE, LATEST_TABLE = "predictions", "latest_predictions"
 ENV_PREFIX = "LTV_SCORING_"

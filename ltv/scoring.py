@@ -26,7 +26,7 @@ from ltv import etl, runs
 from ltv.config import GameConfig
 from ltv.engine import Engine
 from ltv.errors import ArtifactError, MissingPartitionError, RegistryError
-from ltv.lake import Lake, atomic_dir, complete_partitions
+from ltv.lake import Lake, atomic_dir, is_complete
 
 if TYPE_CHECKING:  # the registry brings the models; the Athena catalog needs only this module's schema
     from ltv.models import LTVModel
@@ -91,10 +91,6 @@ def date_dir(lake: Lake, day: dt.date | str) -> Path:
     return Path(lake.root) / runs.date_prefix(lake.game, day)
 
 
-def new_run_id() -> str:
-    return runs.new_run_id()
-
-
 def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date,
           run_id: str | None = None) -> ScoringResult:
     """Score the population at `day` (players active in the window before it) with the champion.
@@ -104,9 +100,9 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
     loop resumes an interrupted scoring so."""
     from ltv.registry import group_name
 
-    run_id = run_id or new_run_id()
+    run_id = run_id or runs.new_run_id()
     target = date_dir(lake, day) / f"run={run_id}"
-    if run_id in complete_partitions(date_dir(lake, day), "run"):
+    if is_complete(target):
         runs.publish(runs.DirStore(lake.root), lake.game, day, run_id)
         pred = pd.read_parquet(target, columns=["model_version"])
         return ScoringResult(config.game.id, str(day), run_id, len(pred), int(pred["model_version"].iloc[0]), target)
@@ -118,8 +114,8 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
     if model.manifest["game"] != config.game.id:
         raise ArtifactError(f"the champion, version {champion.version} of {group_name(config.game.id)!r}, is a model of "
                             f"game {model.manifest['game']!r}; reject it (ltv registry reject) and roll back")
-    if model.manifest.get("features_definition", etl.definition(config, "features")["hash"]) != \
-            etl.definition(config, "features")["hash"]:
+    expected = etl.definition(config, "features")["hash"]
+    if model.manifest.get("features_definition", expected) != expected:
         raise ArtifactError(f"the champion, version {champion.version}, was trained on features defined otherwise than "
                             f"config {config.game.id!r} defines them now (log mapping, history steps or population "
                             "window changed): its scores would be wrong. Retrain (ltv run / ltv train) or restore the "

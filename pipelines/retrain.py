@@ -24,7 +24,8 @@ from typing import Any
 from ltv.config import GameConfig
 from ltv.promotion import APPROVED, PENDING
 from ltv.registry import group_name
-from ltv.sagemaker_registry import CONTENT_TYPES, METADATA
+from ltv.registry import CONTENT_TYPES
+from ltv.sagemaker_registry import METADATA
 from ltv.version import code_version
 from pipelines import train as train_entrypoint
 from pipelines.evaluate import EVALUATION

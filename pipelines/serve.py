@@ -28,11 +28,10 @@ import pandas as pd
 
 from ltv.errors import LtvError
 from ltv.models import LTVModel
+from ltv.registry import CONTENT_TYPES, CSV, PARQUET  # noqa: F401 - CSV: callers name the formats by serve's
 from ltv.scoring import predictions
 from pipelines.container import Paths
 
-PARQUET, CSV = "application/x-parquet", "text/csv"
-FORMATS = (PARQUET, CSV)
 log = logging.getLogger("ltv.serve")
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -67,10 +66,10 @@ class ScoringApp:
         request_type = _media_type(environ.get("CONTENT_TYPE")) or PARQUET
         accept = _media_type(environ.get("HTTP_ACCEPT"))
         answer_type = request_type if accept in (None, "*/*") else accept
-        if request_type not in FORMATS:
-            return _error(start_response, "415 Unsupported Media Type", f"send {' or '.join(FORMATS)}, not {request_type}")
-        if answer_type not in FORMATS:
-            return _error(start_response, "406 Not Acceptable", f"can answer {' or '.join(FORMATS)}, not {answer_type}")
+        if request_type not in CONTENT_TYPES:
+            return _error(start_response, "415 Unsupported Media Type", f"send {' or '.join(CONTENT_TYPES)}, not {request_type}")
+        if answer_type not in CONTENT_TYPES:
+            return _error(start_response, "406 Not Acceptable", f"can answer {' or '.join(CONTENT_TYPES)}, not {answer_type}")
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         try:
             features = read_frame(body, request_type)
