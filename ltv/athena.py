@@ -46,7 +46,6 @@ from ltv.engine import DERIVED, WriteResult, fingerprint
 from ltv.errors import ConfigError, LtvError
 from ltv.lake import SUCCESS
 
-DATA_FILE = "part-0.parquet"
 CHUNK_ROWS = 200_000            # rows per chunk read back from an UNLOAD (bounds a worker's memory)
 MIB = 1024 ** 2
 SLICES_PER_PART = 8             # a part grows by at most 1/8 of its budget per write, so it stays below it
@@ -91,8 +90,7 @@ def projection_start(config: GameConfig) -> dt.date:
     projected day, so the range starts at the game's own first day, not at a fixed old date."""
     if config.aws is not None and config.aws.logs_start is not None:
         return config.aws.logs_start
-    history = config.features.n_steps * config.features.step_days
-    return config.datasets.first_start - dt.timedelta(days=history)
+    return etl.Windows.of(config, config.datasets.first_start).steps_start
 
 
 def arrow_schema(spec: TableSpec) -> Any:
@@ -470,7 +468,7 @@ def _check_columns(spec: TableSpec, columns: Iterable[str]) -> None:
 
 
 def part_name(index: int) -> str:
-    """The name of a partition's index-th part object (the first is `DATA_FILE`)."""
+    """The name of a partition's index-th part object (`part-0.parquet` first)."""
     return f"part-{index}.parquet"
 
 
@@ -495,14 +493,15 @@ class PartWriter:
         while done < table.num_rows:
             per_row = self._bytes_per_row or max(table.nbytes / table.num_rows, 1.0)
             n = min(self._slice_rows(per_row), table.num_rows - done)
-            if self._writer is None or (self._rows and self._size() + per_row * n + self._footer(1) > self.budget):
+            if self._writer is None or (self._rows and self._size() + per_row * n + self._footer() > self.budget):
                 self._next_part()
             self._writer.write_table(table.slice(done, n))
             done, self._rows, self._groups = done + n, self._rows + n, self._groups + 1
             self._bytes_per_row = max(self._size() / self._rows, 1.0)
 
-    def _footer(self, more_groups: int) -> int:
-        return FOOTER_BYTES + (self._groups + more_groups) * len(self.schema) * FOOTER_BYTES_PER_CHUNK
+    def _footer(self) -> int:
+        """The footer's size once one more row group is written."""
+        return FOOTER_BYTES + (self._groups + 1) * len(self.schema) * FOOTER_BYTES_PER_CHUNK
 
     def _slice_rows(self, per_row: float) -> int:
         return max(1, int(self.budget / SLICES_PER_PART / per_row))

@@ -115,7 +115,7 @@ def check_history(engine: Engine, config: GameConfig, spec: DatasetSpec) -> dt.d
     """The first day the dataset's features read (its first cutoff minus the feature history),
     after checking that the raw logs reach back to it: a cutoff with less history than
     `n_steps x step_days` would train on players who only look new. `EmptyWindowError` if not."""
-    warm = spec.cutoffs[0] - dt.timedelta(days=config.features.step_days * config.features.n_steps)
+    warm = etl.Windows.of(config, spec.cutoffs[0]).steps_start
     raw = engine.partitions(config.logs.events.table)
     if not raw or str(warm) < raw[0]:
         raise EmptyWindowError(f"dataset {spec.name!r}: its first cutoff {spec.cutoffs[0]} needs "

@@ -70,7 +70,12 @@ def _record_definition(engine: Engine, config: GameConfig, table: str, values: l
 def stale_partitions(engine: Engine, config: GameConfig, table: str, values: list[str]) -> list[str]:
     """The partitions among `values` whose recorded definition is missing or differs from the config's."""
     expected = definition(config, table)["hash"]
-    return [v for v in values if (engine.get_partition_json(table, v, DEFINITION_FILE) or {}).get("hash") != expected]
+    return [v for v in values if _recorded_hash(engine, table, v) != expected]
+
+
+def _recorded_hash(engine: Engine, table: str, value: str) -> str | None:
+    """The definition hash recorded beside a partition (None: none recorded, or marked stale)."""
+    return (engine.get_partition_json(table, value, DEFINITION_FILE) or {}).get("hash")
 
 
 def is_current(engine: Engine, config: GameConfig, table: str, value: str) -> bool:
@@ -90,7 +95,6 @@ class Windows:
     cutoff: dt.date
     window_start: dt.date   # population: active in [window_start, cutoff)
     steps_start: dt.date    # first day of the oldest history step
-    recent_start: dt.date   # features read player_day rows from here (the rest comes from the summary)
     ltv_end: dt.date
     purchase_end: dt.date
     label_end: dt.date      # labels read [cutoff, label_end)
@@ -100,10 +104,14 @@ class Windows:
         f, h = config.features, config.horizons
         ltv_end = cutoff + dt.timedelta(days=h.ltv_days)
         purchase_end = cutoff + dt.timedelta(days=h.purchase_days)
-        window_start = cutoff - dt.timedelta(days=f.population_window_days)
-        steps_start = cutoff - dt.timedelta(days=f.step_days * f.n_steps)
-        return cls(cutoff, window_start, steps_start, min(window_start, steps_start), ltv_end, purchase_end,
+        return cls(cutoff, cutoff - dt.timedelta(days=f.population_window_days),
+                   cutoff - dt.timedelta(days=f.step_days * f.n_steps), ltv_end, purchase_end,
                    max(ltv_end, purchase_end))
+
+    @property
+    def recent_start(self) -> dt.date:
+        """Features read player_day rows from here (the whole history comes from the summary)."""
+        return min(self.window_start, self.steps_start)
 
     def steps(self, config: GameConfig) -> list[dict[str, str]]:
         """History steps, most recent first: w1 = [cutoff - step_days, cutoff)."""
@@ -204,7 +212,7 @@ def previous_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> dt.
     made stale since by a rewritten player_day day), or None: then the summary is built from scratch."""
     expected = definition(config, "player_summary")["hash"]
     for value in reversed([v for v in engine.partitions("player_summary") if v < str(cutoff)]):
-        if (engine.get_partition_json("player_summary", value, DEFINITION_FILE) or {}).get("hash") == expected:
+        if _recorded_hash(engine, "player_summary", value) == expected:
             return dt.date.fromisoformat(value)
     return None
 

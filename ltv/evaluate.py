@@ -97,12 +97,13 @@ def _oracle(lake: Lake | None, splits: dict[str, pd.DataFrame], horizons: dict[s
     return _join(splits["test"], oracle_predictions(truth, payer_t, churn_t, horizons["purchase_days"])), None
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None where either is missing or not finite, or b is 0."""
+    return float(a / b) if a is not None and b not in (None, 0) and np.isfinite(a) and np.isfinite(b) else None
+
+
 def _ratios(model: dict[str, float], reference: dict[str, float]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for k in RATIO_METRICS:
-        a, b = model.get(k), reference.get(k)
-        out[k] = float(a / b) if a is not None and b not in (None, 0) and np.isfinite(a) and np.isfinite(b) else None
-    return out
+    return {k: _ratio(model.get(k), reference.get(k)) for k in RATIO_METRICS}
 
 
 def strongest_baselines(model: dict[str, Any], baseline_metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -119,8 +120,7 @@ def strongest_baselines(model: dict[str, Any], baseline_metrics: dict[str, dict[
         pick = min if k in LOWER_IS_BETTER else max
         name = pick(values, key=values.get)
         a, b = model.get(k), values[name]
-        ratio = float(a / b) if a is not None and b and np.isfinite(a) else None
-        out[k] = {"baseline": name, "value": b, "ratio": ratio,
+        out[k] = {"baseline": name, "value": b, "ratio": _ratio(a, b),
                   "model_wins": None if a is None else bool(a < b if k in LOWER_IS_BETTER else a > b)}
     return out
 

@@ -219,8 +219,9 @@ class Monitor:
                                                                   "current": result.get(primary),
                                                                   "reference": reference,
                                                                   "model_version": result["model_version"]}))
-        values = evaluate(self.config.monitoring.policies, measurements)
-        alerts = self._alerts(day, measurements)
+        judgements = judge(self.config.monitoring.policies, measurements)
+        values = [PolicyValue(p.name, p.signal, float(m.value), alarm_threshold(p), fires) for p, m, fires in judgements]
+        alerts = self._alerts(day, judgements)
         report = MonitoringReport(self.config.game.id, str(day), measurements, alerts, values)
         if measurements:
             write_json_atomic(self.dir / f"date={day}.json", {"measurements": [asdict(m) for m in measurements],
@@ -229,17 +230,11 @@ class Monitor:
         write_json_atomic(self.dir / "state.json", state)
         return report
 
-    def _alerts(self, day: dt.date, measurements: list[Measurement]) -> list[Alert]:
-        alerts = []
-        for policy in self.config.monitoring.policies:
-            for m in measurements:
-                if m.signal != policy.signal:
-                    continue
-                m = judged(policy, m)
-                if _fires(policy, m):
-                    alerts.append(Alert(self.config.game.id, str(day), policy.name, policy.signal, policy.severity,
-                                        m.value, policy.threshold, _message(policy, m), policy.retrain,
-                                        {k: v for k, v in m.details.items() if k != "psi"}))
+    def _alerts(self, day: dt.date, judgements: list[tuple[Policy, Measurement, bool]]) -> list[Alert]:
+        """Alerts of the (policy, judged measurement) pairs that fired (`judge`): logged, then delivered."""
+        alerts = [Alert(self.config.game.id, str(day), policy.name, policy.signal, policy.severity, m.value,
+                        policy.threshold, _message(policy, m), policy.retrain,
+                        {k: v for k, v in m.details.items() if k != "psi"}) for policy, m, fires in judgements if fires]
         self.dir.mkdir(parents=True, exist_ok=True)
         for alert in alerts:
             alert.delivery = self.send(alert)
@@ -257,16 +252,11 @@ def judged(policy: Policy, m: Measurement) -> Measurement:
     return Measurement(m.signal, float(len(over)), m.details | {"top": sorted(over, key=lambda x: -x[1])})
 
 
-def evaluate(policies: list[Policy], measurements: list[Measurement]) -> list[PolicyValue]:
-    """Every (policy, measurement of its signal) pair as the value and threshold an alarm compares."""
-    out = []
-    for policy in policies:
-        for m in measurements:
-            if m.signal == policy.signal:
-                m = judged(policy, m)
-                out.append(PolicyValue(policy.name, policy.signal, float(m.value), alarm_threshold(policy),
-                                       _fires(policy, m)))
-    return out
+def judge(policies: list[Policy], measurements: list[Measurement]) -> list[tuple[Policy, Measurement, bool]]:
+    """Every (policy, measurement of its signal) pair, the measurement as the policy sees it and
+    whether it fires: the alerts and the values alarms compare (`PolicyValue`) both come from here."""
+    return [(policy, j, _fires(policy, j)) for policy in policies for m in measurements
+            if m.signal == policy.signal for j in [judged(policy, m)]]
 
 
 def alarm_threshold(policy: Policy) -> float:

@@ -165,12 +165,13 @@ def expected_types(config: GameConfig, strict: bool = False) -> dict[str, dict[s
     must have exactly the types the config declares, which the catalog is built from."""
     ev, pl = config.logs.events, config.logs.players
     c = ev.columns
-    ident = {"string", "integer"}  # player_day / features CAST the id to player_id_type
-    numeric = {"integer", "float"}
-    times = {"timestamp", "date"}
-    declared = lambda kind: {kind} if strict else (ident if kind in ident else times)  # noqa: E731
-    ident, event_time = declared(config.logs.player_id_type), declared(ev.event_time_type)
-    install_time = declared(pl.install_time_type) if pl is not None else times
+    numeric, times = {"integer", "float"}, {"timestamp", "date"}
+    # the id and time columns: exactly the declared type on a strict engine, else any the SQL casts
+    # (player_day / features CAST the id to player_id_type, a DATE to midnight)
+    declared = lambda kind, castable: {kind} if strict else castable  # noqa: E731
+    ident = declared(config.logs.player_id_type, {"string", "integer"})
+    event_time = declared(ev.event_time_type, times)
+    install_time = declared(pl.install_time_type, times) if pl is not None else times
     events = {c.player_id: ident, c.event_time: event_time, c.revenue: numeric}
     events |= {col: kinds for col, kinds in ((c.event_type, {"string"}), (c.level, numeric),
                                              (c.session_length, numeric), (c.currency, {"string"}),

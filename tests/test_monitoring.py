@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import loop_config
-from ltv.monitoring import Alert, Measurement, Monitor, deliver, feature_psi, prediction_drift, read_alerts
+from ltv.monitoring import Alert, Measurement, Monitor, deliver, feature_psi, judge, prediction_drift, read_alerts
 from ltv.scoring import score
 from ltv.stats import feature_stats, psi
 
@@ -46,7 +46,7 @@ def test_prediction_drift_takes_the_worst_score(tiny_model) -> None:
 
 
 def _policies(monitor: Monitor, measurements: list[Measurement]) -> dict[str, Alert]:
-    return {a.policy: a for a in monitor._alerts(DAY, measurements)}
+    return {a.policy: a for a in monitor._alerts(DAY, judge(monitor.config.monitoring.policies, measurements))}
 
 
 POLICIES = [

@@ -75,13 +75,14 @@ class BetaGeo:
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             tail = (1 - z) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
             head = (a + b + x - 1) / (a - 1) * (1 - tail)
-            value = np.maximum(head / (1 + self._odds_dead(x, t_x, T)), 0.0)
+            alive_odds = 1 + self._odds_dead(x, t_x, T)  # 1 / P(alive)
+            value = np.maximum(head / alive_odds, 0.0)
         # with a and b large (dropout nearly the same for everyone) the hypergeometric function
         # overflows; p | alive ~ Beta(a, b + x) is then concentrated at its mean, and the
         # expectation is P(alive) (1 - ((α+T)/(α+T+p t))^(r+x)) / p at that mean
         p = a / (a + b + x)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            sharp = (1 - ((alpha + T) / (alpha + T + p * t)) ** (r + x)) / p / (1 + self._odds_dead(x, t_x, T))
+            sharp = (1 - ((alpha + T) / (alpha + T + p * t)) ** (r + x)) / p / alive_odds
         value = np.where(np.isfinite(value), value, sharp)
         return np.where(np.isfinite(value), value, np.nan)  # no value rather than a wrong one
 
