@@ -132,9 +132,10 @@ def finish_run(run_dir: Path, version: ModelVersion, config: GameConfig, dataset
 
 
 def write_report(target: Path, evaluation: Evaluation, manifest: dict[str, Any], title: str,
-                 drift: pd.DataFrame | None) -> None:
-    """metrics.json (what the pipeline's condition step reads) and report.html in `target`."""
-    write_json_atomic(target / "metrics.json", evaluation.metrics)
+                 drift: pd.DataFrame | None, metrics_name: str = "metrics.json") -> None:
+    """The metrics (`metrics_name`: the pipeline's condition step reads evaluation.json) and
+    report.html in `target`."""
+    write_json_atomic(target / metrics_name, evaluation.metrics)
     write_text_atomic(target / "report.html", report.render(evaluation, manifest, title=title, drift=drift))
 
 

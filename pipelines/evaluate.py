@@ -14,7 +14,6 @@ model has seen is refused (`InSampleError`). A failure's reason goes to /opt/ml/
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -49,8 +48,7 @@ def evaluate_challenger(args: argparse.Namespace, workdir: Path) -> str:
     evaluation, decision = evaluate_against_champion(model, splits, config, _registry(args, config.game.id), None)
     evaluation.metrics["registration"] = registration(model.manifest, decision.reason)
     title = f"{config.game.name}: challenger on {manifest['name']} ({'promoted' if decision.promote else 'not promoted'})"
-    write_report(args.output, evaluation, model.manifest, title, None)
-    os.replace(args.output / "metrics.json", args.output / EVALUATION)  # the contract's name in the pipeline
+    write_report(args.output, evaluation, model.manifest, title, None, metrics_name=EVALUATION)
     return f"{'promote' if decision.promote else 'do not promote'}: {decision.reason}"
 
 

@@ -54,14 +54,14 @@ def train_model(paths: Paths, workdir: Path) -> str:
     if len(hosts) > 1:
         raise LtvError(f"the training job has {len(hosts)} instances; the core trains on one (set the pipeline's "
                        "TrainInstanceCount to 1)")
+    paths.model.mkdir(parents=True, exist_ok=True)
+    if any(paths.model.iterdir()):  # checked before training, not after it
+        raise LtvError(f"{paths.model} is not empty; SageMaker hands training an empty model directory")
     config = load_config(paths.channel("config"), hyper.get("game"))
     splits, manifest = read_dataset(paths.channel("dataset"), config, workdir)
     log.info("training %s on dataset %s (%s)", config.game.id, manifest["name"], manifest["rows"])
     model = train(config, splits, workdir / "model", dataset=manifest, budget=budget(config, hyper.get("budget", "config")),
                   progress=log.info)
-    paths.model.mkdir(parents=True, exist_ok=True)
-    if any(paths.model.iterdir()):
-        raise LtvError(f"{paths.model} is not empty; SageMaker hands training an empty model directory")
     for item in sorted(model.path.iterdir()):
         (shutil.copytree if item.is_dir() else shutil.copy2)(item, paths.model / item.name)
     verify(paths.model)  # what SageMaker archives is exactly the checksummed artifact

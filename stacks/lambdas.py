@@ -46,6 +46,10 @@ class DeadLetters(Construct):
                                            "EventBridge targets; a dead-letter queue has no dead-letter queue of its own."))
 
 
+STAR = "Resource::*"  # the finding of actions granted on every resource
+TRACING_REASON = "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions"
+
+
 class GameFunction(Construct):
     """One function of the game (`self.function`, `self.role`, `self.policy`, `self.log_group`)."""
 
@@ -93,10 +97,8 @@ class GameFunction(Construct):
                                          "and the tests that import and run the shipped files are for it; the runtime "
                                          "is supported and moves with the core."))
         for finding in wildcard_findings(stack, self.policy):
-            if finding == "Resource::*":
-                why = ("X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions"
-                       + ("; sagemaker:ListModelPackages neither (the call names the game's group)"
-                          if "ListModelPackages" in str(stack.resolve(self.policy.document.to_json())) else "") + ".")
+            if finding == STAR:  # the function's own statements may add to the tracing's reason
+                why = "; ".join(filter(None, [TRACING_REASON, reasons.get(STAR)])) + "."
             else:
                 why = next((reason for suffix, reason in reasons.items() if finding.endswith(suffix)), None)
             if why is None:

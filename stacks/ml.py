@@ -30,7 +30,8 @@ from ltv.config import GameConfig
 from ltv.registry import group_name
 from pipelines.retrain import Locations, definition, pipeline_name
 from stacks.data_lake import DataLakeStack
-from stacks.etl_jobs import _config_file, wildcard_findings
+from stacks.etl_jobs import _config_file
+from stacks.nag import wildcard_findings
 from stacks.names import Names
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,19 @@ def _volume_grants(key_arn: str) -> iam.PolicyStatement:
     EBS volumes of the jobs it starts (only grants for AWS resources)."""
     return iam.PolicyStatement(sid="GameKeyForVolumes", actions=["kms:CreateGrant", "kms:DescribeKey"],
                                resources=[key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
+
+
+def champion_statements(stack: Stack, group: str) -> list[iam.PolicyStatement]:
+    """What resolving the champion (`SageMakerRegistry.champion`) needs: the game's package group
+    and its packages, and ListModelPackages (which has no resource-level permission)."""
+    arn = lambda resource, name: stack.format_arn(service="sagemaker", resource=resource, resource_name=name)  # noqa: E731
+    return [
+        iam.PolicyStatement(sid="FindChampion", actions=["sagemaker:DescribeModelPackageGroup"],
+                            resources=[arn("model-package-group", group)]),
+        iam.PolicyStatement(sid="ReadPackages", actions=["sagemaker:DescribeModelPackage"],
+                            resources=[arn("model-package", f"{group}/*")]),
+        iam.PolicyStatement(sid="ListPackages", actions=["sagemaker:ListModelPackages"], resources=["*"]),
+    ]
 
 
 def image_job_statements(repository_arn: str, log_groups: list[str], metrics_namespace: str, *, logs_sid: str,
@@ -118,6 +132,7 @@ class MlStack(Stack):
             self, "ModelGroup", model_package_group_name=group_name(config.game.id),
             model_package_group_description=f"{config.game.name}: LTV models (champion = latest Approved)")
         self.pipeline_name = pipeline_name(config)
+        self.models_prefix = f"{PIPELINE_PREFIX}{self.pipeline_name}/"  # its executions' model archives and metrics
         self.jobs_role = iam.Role(self, "JobsRole", role_name=names.resource("ml-jobs"),
                                   assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                                   description=f"Runs the training and processing jobs of {config.game.name}'s pipeline")
@@ -171,11 +186,7 @@ class MlStack(Stack):
             _volume_grants(s.key.key_arn),
             *image_job_statements(self.image.repository.repository_arn, log_groups, "/aws/sagemaker/TrainingJobs",
                                   logs_sid="JobLogs", metrics_sid="TrainingMetrics"),
-            iam.PolicyStatement(sid="FindChampion", actions=["sagemaker:DescribeModelPackageGroup"],
-                                resources=[self._arn("model-package-group", group)]),
-            iam.PolicyStatement(sid="ReadPackages", actions=["sagemaker:DescribeModelPackage"],
-                                resources=[self._arn("model-package", f"{group}/*")]),
-            iam.PolicyStatement(sid="ListPackages", actions=["sagemaker:ListModelPackages"], resources=["*"]),
+            *champion_statements(self, group),
         ]
         return self._policy("JobsPolicy", "ml-jobs", self.jobs_role, statements)
 

@@ -40,7 +40,7 @@ from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
 from stacks.etl_jobs import GLUE_JOBS_DIR, JobDef
 from stacks.failure_hook import RULE as GLUE_FAILURE_RULE
-from stacks.ml import MlStack
+from stacks.ml import MlStack, champion_statements
 from stacks.names import Names
 from stacks.scoring import ScoringStack
 
@@ -104,7 +104,6 @@ class MonitoringStack(Stack):
                         assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
                         description=f"Runs the monitoring job of {self.config.game.name}")
         script = assets.Asset(self, "Script-monitor", path=str(GLUE_JOBS_DIR / MONITOR_JOB.script))
-        models = f"pipelines/{ml.pipeline_name}/"
         group = group_name(self.config.game.id)
         statements = [
             iam.PolicyStatement(sid="ReadCurated", actions=["s3:GetObject"], resources=[s.objects_arn(s.curated)]),
@@ -114,13 +113,9 @@ class MonitoringStack(Stack):
                                 resources=[s.objects_arn(s.curated, "labels/"), s.objects_arn(s.curated, "monitoring/")]),
             *jobs.runtime_statements(lake, [*jobs.code.values(), script],
                                      buckets=(s.curated, s.athena_results, s.artifacts)),
-            iam.PolicyStatement(sid="FindChampion", actions=["sagemaker:DescribeModelPackageGroup"],
-                                resources=[self._arn("model-package-group", group)]),
-            iam.PolicyStatement(sid="ReadPackages", actions=["sagemaker:DescribeModelPackage"],
-                                resources=[self._arn("model-package", f"{group}/*")]),
-            iam.PolicyStatement(sid="ListPackages", actions=["sagemaker:ListModelPackages"], resources=["*"]),
+            *champion_statements(self, group),
             iam.PolicyStatement(sid="ReadModelArchives", actions=["s3:GetObject"],
-                                resources=[s.objects_arn(s.artifacts, models)]),
+                                resources=[s.objects_arn(s.artifacts, ml.models_prefix)]),
             iam.PolicyStatement(sid="Metrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": metric_names.namespace(
                                     self.config.game.id)}}),
@@ -130,7 +125,7 @@ class MonitoringStack(Stack):
         jobs.acknowledge(policy, extra={
             "Resource::*": "sagemaker:ListModelPackages has no resource-level permissions (the call names the game's "
                            "group); cloudwatch:PutMetricData is limited by a condition to the game's namespace.",
-            f"/{models}*": "The retraining pipeline writes each model archive under its execution's folder of this "
+            f"/{ml.models_prefix}*": "The retraining pipeline writes each model archive under its execution's folder of this "
                            "prefix; the champion's is known at run time.",
             f":model-package/{group}/*": "Model packages are versions of the game's own group, numbered by "
                                          "SageMaker as they are registered.",
@@ -147,9 +142,6 @@ class MonitoringStack(Stack):
                         schedule=self.config.schedules.monitoring, start_on_creation=True,
                         actions=[glue.CfnTrigger.ActionProperty(job_name=job.ref)])
         return job, role
-
-    def _arn(self, resource: str, name: str) -> str:
-        return self.format_arn(service="sagemaker", resource=resource, resource_name=name)
 
     # -- the alarms
 

@@ -29,8 +29,8 @@ from ltv.registry import group_name
 from ltv.sagemaker_scoring import FEATURES, LATEST_TABLE, MANIFESTS, PREDICTIONS_TABLE, Settings
 from stacks.alerting import AlertsStack
 from stacks.data_lake import DataLakeStack
-from stacks.lambdas import GameFunction, bundle_code
-from stacks.ml import MlStack, image_job_statements
+from stacks.lambdas import STAR, GameFunction, bundle_code
+from stacks.ml import MlStack, champion_statements, image_job_statements
 from stacks.names import Names
 from stacks.nag import wildcard_findings
 from stacks.storage import removal_policy
@@ -49,7 +49,7 @@ class ScoringStack(Stack):
         super().__init__(scope, id_, **kwargs)
         names, key, st = Names.of(config), lake.storage.key, lake.storage
         self.names, self.config, self.storage = names, config, st
-        self.models_prefix = f"pipelines/{ml.pipeline_name}/"
+        self.models_prefix = ml.models_prefix
         self.transform_role = self._transform_role(ml)
         self.settings = Settings(
             game=config.game.id, curated_bucket=names.bucket("curated"), artifacts_bucket=names.bucket("artifacts"),
@@ -65,7 +65,8 @@ class ScoringStack(Stack):
             description=f"Starts the batch transform of each new features partition of {config.game.name}",
             service="scoring", environment=self.settings.environment(), statements=self._score_statements(),
             reserved_concurrency=config.scoring.reserved_concurrency, timeout=Duration.minutes(2),
-            wildcard_reasons=self._reasons(), **common)
+            wildcard_reasons={**self._reasons(), STAR: "sagemaker:ListModelPackages neither (the call names the "
+                                                        "game's group)"}, **common)
         self.publish = GameFunction(
             self, "Publish", function_name=names.resource("scoring-publish"), handler="lambdas.publish.handler",
             description=f"Publishes the prediction run of each finished transform job of {config.game.name}",
@@ -136,11 +137,7 @@ class ScoringStack(Stack):
             iam.PolicyStatement(sid="ReadPackageMetrics", actions=["s3:GetObject"],
                                 resources=[st.objects_arn(st.artifacts, self.models_prefix)]),
             self._key_through("s3", "UseGameKeyThroughS3"),
-            iam.PolicyStatement(sid="FindChampion", actions=["sagemaker:DescribeModelPackageGroup"],
-                                resources=[self._arn("sagemaker", "model-package-group", group)]),
-            iam.PolicyStatement(sid="ReadPackages", actions=["sagemaker:DescribeModelPackage"],
-                                resources=[self._arn("sagemaker", "model-package", f"{group}/*")]),
-            iam.PolicyStatement(sid="ListPackages", actions=["sagemaker:ListModelPackages"], resources=["*"]),
+            *champion_statements(self, group),
             iam.PolicyStatement(sid="Models", actions=["sagemaker:CreateModel", "sagemaker:DescribeModel",
                                                        "sagemaker:AddTags"],
                                 resources=[self._arn("sagemaker", "model", f"{game}-v*")]),
