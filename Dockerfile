@@ -18,9 +18,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/opt/program \
     LTV_SERVE_USER=ltv
 
-# LightGBM's wheel needs the OpenMP runtime, which the slim base leaves out
+# LightGBM's wheel needs the OpenMP runtime, which the slim base leaves out. Pinned to Debian 12's
+# GCC 12.2.0-14 with any `+deb12uN` suffix: a point release replaces the exact version in the archive
+# (the old one stops resolving), while the base image's digest already fixes the distribution.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1=12.2.0-14+deb12u1 \
+    && apt-get install -y --no-install-recommends 'libgomp1=12.2.0-14*' \
     && rm -rf /var/lib/apt/lists/*
 
 # the locked dependencies (every file hashed, wheels only), then the core itself without dependencies

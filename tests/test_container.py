@@ -339,8 +339,21 @@ def test_dockerfile_installs_only_locked_hashed_dependencies_and_the_core_withou
     assert set(re.sub(r"--\S+|-r \S+", "", locked.split("pip install", 1)[1]).split()) == set(), locked
     assert "--no-deps" in core and "--no-index" in core and core.split()[-1].endswith(".whl")
     for apt in (c for c in installs if "apt-get install" in c):
-        packages = [w for w in apt.split("install", 1)[1].split() if not w.startswith("-")]
+        packages = [w.strip("'\"") for w in apt.split("install", 1)[1].split() if not w.startswith("-")]
         assert packages and all("=" in p for p in packages), f"unpinned apt package in {apt!r}"
+
+
+def test_dockerfile_apt_pins_survive_debian_point_releases() -> None:
+    """A point release (12.x -> 12.x+1) replaces a package's `+deb12uN` revision in the archive and the
+    old exact version stops resolving: pins name the upstream version and Debian revision, then `*`."""
+    installs = [cmd for line in dockerfile() if line.startswith("RUN ") for cmd in line[4:].split("&&")
+                if "apt-get install" in cmd]
+    pins = [w.strip("'\"") for cmd in installs for w in cmd.split("install", 1)[1].split() if "=" in w]
+    assert pins, "the OpenMP runtime is installed with a version pin"
+    for pin in pins:
+        name, version = pin.split("=", 1)
+        assert re.fullmatch(r"[\w.:~-]+-\d+\*", version), f"{pin}: pin the upstream version and revision, then *"
+        assert "+deb" not in version, f"{pin}: a point-release suffix stops resolving at the next point release"
 
 
 def test_the_lock_pins_every_dependency_of_the_core_and_the_image_extra() -> None:
