@@ -17,7 +17,7 @@ from stacks.etl import EtlStack
 from stacks.ml import MlStack
 from stacks.monitoring import MonitoringStack
 from stacks.names import Names
-from stacks.packaging import Wheelhouse, glue_wheelhouse, lambda_bundle, lambda_wheelhouse
+from stacks.packaging import GLUE, LAMBDA, Wheelhouse, lambda_bundle, wheelhouse as download
 from stacks.scoring import ScoringStack
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -94,8 +94,8 @@ def build_app(*, core_wheel: Path, wheelhouse: Wheelhouse | None = None, configs
     lock and the core wheel into the output directory."""
     app = App(context=project_context(), outdir=outdir)
     selected = configs if configs is not None else select_configs(app.node.try_get_context("game"))
-    wheels = wheelhouse or (glue_wheelhouse() if selected else None)
-    code = lambda_bundle(core_wheel, lambda_wheelhouse(), Path(app.outdir) / "ltv-inputs" / "lambda") if selected else None
+    wheels = wheelhouse or (download(GLUE) if selected else None)
+    code = lambda_bundle(core_wheel, download(LAMBDA), Path(app.outdir) / "ltv-inputs" / "lambda") if selected else None
     for config in selected:
         add_game(app, config, core_wheel=core_wheel, wheelhouse=wheels, lambda_code=code)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))

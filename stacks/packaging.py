@@ -14,9 +14,13 @@
   named by their hash) and Glue installs them with `--no-index`: no package index at run time.
 - The Lambdas' code (`lambda_bundle`) is one directory asset, built here without docker: the
   wheels of requirements/lambda.txt for the python3.11 runtime (Amazon Linux 2, manylinux2014),
-  unpacked, minus the AWS SDK the runtime provides; the core package from the core wheel; and
-  lambdas/. Handlers are found by module name (`lambdas.score.handler`): a directory asset keeps
-  its file names, only its zip is named by hash.
+  unpacked, the AWS SDK included; the core package from the core wheel; and lambdas/. The SDK is
+  shipped because the one the runtime provides varies by region and date, and `ltv.runs` needs
+  S3's conditional writes (`IfNoneMatch`/`IfMatch`, unknown to botocore before 1.35.x): the
+  asset's directory comes first on the runtime's path, so the locked boto3 is the one imported.
+  Handlers are found by module name (`lambdas.score.handler`): a directory asset keeps its file
+  names, only its zip is named by hash.
+- Both wheelhouses are one `Platform` each (lock, Python, wheel tags) downloaded by `wheelhouse`.
 """
 from __future__ import annotations
 
@@ -38,21 +42,31 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = PROJECT / "requirements"
 GLUE_LOCK = REQUIREMENTS / "glue.txt"
-REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest timestamp a zip file can hold
-# Glue 5.0: Python 3.11 on Amazon Linux 2023 (glibc 2.34), x86_64
-GLUE_PYTHON = "3.11"
-GLUE_PLATFORM = "manylinux_2_34_x86_64"
-# the wheel platform tags that glibc 2.34 runs, best first (pip does not expand `--platform` itself)
-GLUE_PLATFORM_TAGS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(34, 16, -1)), "manylinux2014_x86_64")
-COMPLETE = "wheelhouse.json"  # written last: the list of wheels of a finished download
-# the Lambdas: python3.11 runtime on Amazon Linux 2 (glibc 2.26), x86_64
 LAMBDA_LOCK = REQUIREMENTS / "lambda.txt"
-LAMBDA_PYTHON = "3.11"
-LAMBDA_PLATFORM = "manylinux_2_17_x86_64"
-LAMBDA_PLATFORM_TAGS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(26, 16, -1)), "manylinux2014_x86_64")
-# what the Lambda Python runtime provides itself (AWS keeps it current): not shipped
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest timestamp a zip file can hold
+COMPLETE = "wheelhouse.json"  # written last: the list of wheels of a finished download
 LAMBDAS_DIR = PROJECT / "lambdas"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where a lock's wheels run: `name` (the cache folder's prefix), the lock, the CPython version and
+    the manylinux tags its glibc runs, best first (pip does not expand `--platform` itself)."""
+
+    name: str
+    lock: Path
+    python: str
+    glibc_minor: int
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return (*(f"manylinux_2_{m}_x86_64" for m in range(self.glibc_minor, 16, -1)), "manylinux2014_x86_64")
+
+
+# Glue 5.0: Python 3.11 on Amazon Linux 2023 (glibc 2.34), x86_64
+GLUE = Platform("glue", GLUE_LOCK, "3.11", 34)
+# the Lambdas' python3.11 runtime on Amazon Linux 2 (glibc 2.26), x86_64
+LAMBDA = Platform("lambda", LAMBDA_LOCK, "3.11", 26)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,9 +191,9 @@ class Wheelhouse:
     wheels: tuple[str, ...]
 
 
-def lock_digest(lock: Path = GLUE_LOCK, python: str = GLUE_PYTHON, platform: str = GLUE_PLATFORM) -> str:
+def lock_digest(platform: Platform) -> str:
     """Identity of a wheelhouse: the lock's bytes and the platform the wheels are for."""
-    return hashlib.sha256(lock.read_bytes() + f"\n{python} {platform}".encode()).hexdigest()[:16]
+    return hashlib.sha256(platform.lock.read_bytes() + f"\n{platform.python} {platform.tags[0]}".encode()).hexdigest()[:16]
 
 
 def wheelhouse_cache() -> Path:
@@ -190,25 +204,13 @@ def wheelhouse_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ltv" / "wheelhouse"
 
 
-def glue_wheelhouse(lock: Path = GLUE_LOCK, cache: Path | None = None) -> Wheelhouse:
-    """The lock's distributions as cp311 manylinux x86_64 wheels, downloaded (hash-checked) once per
-    lock content; later calls return the cached directory without touching the network."""
-    digest = lock_digest(lock)
-    target = (cache or wheelhouse_cache()) / f"glue-{digest}"
+def wheelhouse(platform: Platform, cache: Path | None = None) -> Wheelhouse:
+    """Every pin of the platform's lock as a wheel for it, downloaded (hash-checked) once per lock
+    content; later calls return the cached directory without touching the network."""
+    digest = lock_digest(platform)
+    target = (cache or wheelhouse_cache()) / f"{platform.name}-{digest}"
     if not (target / COMPLETE).exists():
-        _download(lock, target, read_lock(lock), GLUE_PLATFORM_TAGS, GLUE_PYTHON)
-    wheels = tuple(json.loads((target / COMPLETE).read_text())["wheels"])
-    return Wheelhouse(target, digest, wheels)
-
-
-def lambda_wheelhouse(lock: Path = LAMBDA_LOCK, cache: Path | None = None) -> Wheelhouse:
-    """The Lambdas' locked distributions (without `RUNTIME_PROVIDED`) as wheels for the python3.11
-    runtime, downloaded once per lock content like the Glue wheelhouse."""
-    digest = lock_digest(lock, LAMBDA_PYTHON, LAMBDA_PLATFORM)
-    target = (cache or wheelhouse_cache()) / f"lambda-{digest}"
-    if not (target / COMPLETE).exists():
-        pins = {name: pin for name, pin in read_lock(lock).items() if name not in RUNTIME_PROVIDED}
-        _download(lock, target, pins, LAMBDA_PLATFORM_TAGS, LAMBDA_PYTHON)
+        _download(platform.lock, target, read_lock(platform.lock), platform.tags, platform.python)
     wheels = tuple(json.loads((target / COMPLETE).read_text())["wheels"])
     return Wheelhouse(target, digest, wheels)
 

@@ -37,7 +37,7 @@ from ltv.athena import projection_start, table_specs  # noqa: E402
 from ltv.errors import ConfigError  # noqa: E402
 from stacks.game import PROJECT, build_app, select_configs  # noqa: E402
 from stacks.names import Names  # noqa: E402
-from stacks.packaging import GLUE_LOCK, glue_wheelhouse, read_lock, wheel_name_version  # noqa: E402
+from stacks.packaging import GLUE, GLUE_LOCK, read_lock, wheel_name_version, wheelhouse as download  # noqa: E402
 
 GIB = 1024 ** 3
 # words Hive DDL (Athena's) reserves that a partition key could plausibly be named
@@ -414,7 +414,7 @@ def test_glue_installs_exactly_the_locked_wheels_under_their_real_names(app, gam
     config = games[game]
     tpl = template(app, config, "Etl")
     uris = next(iter(job_props(tpl).values()))["DefaultArguments"]["--additional-python-modules"].split(",")
-    wheelhouse = glue_wheelhouse()
+    wheelhouse = download(GLUE)
     prefix = f"s3://{Names.of(config).bucket('artifacts')}/glue/wheelhouse/{wheelhouse.digest}/"
     assert all(u.startswith(prefix) for u in uris)
     pinned = {wheel_name_version(u.removeprefix(prefix)) for u in uris}  # raises on a name that is not a wheel's

@@ -11,12 +11,14 @@
   DuckDB) answers the same SQL as the local lake, with the same predictions as `ltv predict`.
 - The monitoring Glue job from its template, over moto and Athena, publishes the same metrics as
   `ltv monitor` on the same data.
-- The Lambdas' code asset: imported from cdk.out with only the shipped files (and the runtime's
-  AWS SDK), and its sources are the repository's.
+- The Lambdas' code asset: imported from cdk.out with only the shipped files (the locked AWS SDK
+  included, ahead of an older runtime SDK), its sources the repository's; the publish handler run
+  from it in its own interpreter against moto in server mode.
 """
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import io
 import json
 import os
@@ -56,7 +58,7 @@ from ltv.sagemaker_scoring import BatchScoring, Settings, job_name, marker  # no
 from ltv.scoring import connect, score  # noqa: E402
 from stacks.game import build_app  # noqa: E402
 from stacks.names import Names  # noqa: E402
-from stacks.packaging import RUNTIME_PROVIDED, build_core_wheel  # noqa: E402
+from stacks.packaging import build_core_wheel  # noqa: E402
 
 pytestmark = pytest.mark.slow
 DAY = dt.date(2025, 4, 14)            # a Monday: a cutoff and a scoring day of the tiny game
@@ -792,20 +794,38 @@ def code_asset(game_tpl: Templates, stack: str, props: dict[str, Any]) -> Path:
     return game_tpl.asset_file(stack, f"s3://{code['S3Bucket']}/{code['S3Key']}")
 
 
-def runtime_sdk(directory: Path) -> Path:
-    """What the Lambda Python runtime provides: boto3 and its dependencies (here, the test
-    environment's copies of exactly those distributions)."""
+SDK = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
+
+
+def old_runtime_sdk(directory: Path) -> Path:
+    """An AWS SDK as an older Lambda runtime provides it: the test environment's boto3 and its
+    dependencies, but with botocore's S3 model from before conditional writes (boto3 1.34.x:
+    `PutObject` knows neither `IfNoneMatch` nor `IfMatch`, so passing them fails validation)."""
     from importlib.metadata import distribution
 
     directory.mkdir(parents=True, exist_ok=True)
-    for name in RUNTIME_PROVIDED:
+    for name in SDK:
         dist = distribution(name)
         for file in dist.files or []:
             top = file.parts[0]
             source = Path(dist.locate_file(top))
             if top.endswith((".dist-info", ".pth")) or not source.exists() or (directory / top).exists():
                 continue
-            (directory / top).symlink_to(source)
+            if top != "botocore":
+                (directory / top).symlink_to(source)
+                continue
+            model = Path("data", "s3", "2006-03-01", "service-2.json.gz")
+            (directory / top).mkdir()
+            for entry in sorted(source.rglob("*")):  # a copy of the package tree as links, but the S3 model
+                target = directory / top / entry.relative_to(source)
+                if entry.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif entry.relative_to(source) != model:
+                    target.symlink_to(entry)
+            spec = json.loads(gzip.decompress((source / model).read_bytes()))
+            for member in ("IfNoneMatch", "IfMatch"):
+                spec["shapes"]["PutObjectRequest"]["members"].pop(member, None)
+            (directory / top / model).write_bytes(gzip.compress(json.dumps(spec).encode()))
     return directory
 
 
@@ -818,7 +838,7 @@ def test_the_lambda_code_asset_ships_everything_and_only_the_repositorys_sources
     assets = {code_asset(tpl, stack, p) for p in props.values()}
     assert len(assets) == 1, "one code asset for every function"
     asset, = assets
-    assert asset.is_dir() and not (asset / "boto3").exists() and not (asset / "botocore").exists()
+    assert asset.is_dir() and (asset / "boto3").is_dir() and (asset / "botocore").is_dir(), "the locked SDK ships"
     for source in sorted((ROOT / "lambdas").glob("*.py")) + sorted((ROOT / "ltv").rglob("*.py")):
         shipped = asset / source.relative_to(ROOT)
         assert shipped.read_bytes() == source.read_bytes(), f"{shipped} is not the repository's {source}"
@@ -847,7 +867,7 @@ def test_the_lambda_code_asset_ships_everything_and_only_the_repositorys_sources
            "AWS_LAMBDA_FUNCTION_NAME": "ltv-galaxy-raiders-score", "LAMBDA_TASK_ROOT": str(asset),
            "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
            **{k: v for k, v in variables.items() if isinstance(v, str)}}
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(asset), str(runtime_sdk(tmp_path / "runtime")),
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(asset), str(old_runtime_sdk(tmp_path / "runtime")),
                            foreign], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -857,8 +877,70 @@ def test_the_lambda_code_asset_ships_everything_and_only_the_repositorys_sources
     assert "outside features/" in report["results"][1]["outcomes"][0]["message"]
     modules = report["modules"]
     third_party = {m.split(".")[0] for m, f in modules.items() if f and not f.startswith(sys.base_prefix)}
-    for top in third_party - {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"}:
+    for top in third_party:
         origin = modules[top] if top in modules else next(f for m, f in modules.items() if m.startswith(top + "."))
         assert origin.startswith(str(asset)), f"{top} was imported from {origin}, not from the asset"
-    assert {"ltv", "lambdas", "aws_lambda_powertools", "pydantic", "pydantic_core", "yaml", "aws_xray_sdk"} <= third_party
+    assert {"ltv", "lambdas", "aws_lambda_powertools", "pydantic", "pydantic_core", "yaml", "aws_xray_sdk",
+            "boto3", "botocore", "s3transfer"} <= third_party, "the SDK too comes from the asset, not the runtime"
     assert not {"pandas", "numpy", "autogluon", "duckdb", "pyarrow"} & set(modules), "the light half of the core only"
+
+
+def test_the_shipped_asset_publishes_a_run_with_its_own_sdk_against_an_older_runtime(synthesized, tmp_path,
+                                                                                    monkeypatch) -> None:
+    """The publish handler as Lambda runs it: its own interpreter (`-I -S`), only the code asset and
+    an older runtime SDK on the path (the asset first, as Lambda orders /var/task before the
+    runtime), the template's environment, talking to moto in server mode. Publishing needs S3's
+    conditional writes: with the runtime's SDK (the asset without boto3) it fails validation."""
+    from moto.server import ThreadedMotoServer
+
+    import boto3
+    from cloud import create_from_template
+
+    config, tpl = synthesized
+    names = Names.of(config)
+    stack = names.stack("Scoring")
+    fn = next(tpl.props(stack, k) for k in tpl.resources(stack, "AWS::Lambda::Function")
+              if tpl.props(stack, k).get("FunctionName") == names.resource("scoring-publish"))
+    asset = code_asset(tpl, stack, fn)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("MOTO_ACCOUNT_ID", tpl.account)
+        session = boto3.Session(region_name=tpl.region)
+        for concern in ("DataLake", "Alerts"):
+            create_from_template(session, tpl, names.stack(concern))
+        curated, run = names.bucket("curated"), runs.new_run_id(dt.datetime(2025, 4, 14, 3, 40, tzinfo=dt.timezone.utc), 1)
+        output = f"s3://{curated}/{runs.run_prefix(config.game.id, DAY, run)}"
+        session.client("s3").put_object(Bucket=curated, Key=f"{runs.run_prefix(config.game.id, DAY, run)}part-0.parquet.out",
+                                        Body=b"PAR1")
+        event = {"version": "0", "id": "844e2571-85d4-695f-b930-0153b71dcb42",
+                 "detail-type": "SageMaker Transform Job State Change", "source": "aws.sagemaker",
+                 "account": tpl.account, "time": "2025-04-14T03:40:13Z", "region": tpl.region, "resources": [],
+                 "detail": {"TransformJobName": f"{names.prefix}-2025-04-14-abc", "TransformJobStatus": "Completed",
+                            "TransformOutput": {"S3OutputPath": output}}}
+        code = ("import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+                "import boto3, botocore, lambdas.publish\n"
+                "class Context:\n"
+                "    function_name, memory_limit_in_mb, aws_request_id = 'publish', 256, 'r-1'\n"
+                "    invoked_function_arn = 'arn:aws:lambda:eu-west-1:111111111111:function:publish'\n"
+                "result = lambdas.publish.handler(json.loads(sys.argv[3]), Context())\n"
+                "print(json.dumps({'result': result, 'sdk': [boto3.__file__, botocore.__file__]}))\n")
+        env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": tpl.region, "AWS_REGION": tpl.region,
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": endpoint,
+               "AWS_LAMBDA_FUNCTION_NAME": fn["FunctionName"], "LAMBDA_TASK_ROOT": str(asset),
+               "POWERTOOLS_TRACE_DISABLED": "true",
+               **{k: str(v) for k, v in fn["Environment"]["Variables"].items()}}
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(asset), str(old_runtime_sdk(tmp_path / "rt")),
+                               json.dumps(event)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["result"] == {"status": "published", "job": event["detail"]["TransformJobName"], "run": run,
+                                    "first": True}
+        assert all(path.startswith(str(asset)) for path in report["sdk"]), report["sdk"]
+        latest = session.client("s3").get_object(Bucket=curated, Key=runs.date_prefix(config.game.id, DAY) + runs.LATEST)
+        assert latest["Body"].read().decode() == run
+    finally:
+        server.stop()
