@@ -11,7 +11,10 @@
   Trino text transpiled back to DuckDB (sqlglot) over the S3 objects the Glue tables point at,
   honouring partition projection and the catalog's column types; UNLOAD writes Parquet and a
   manifest. It also records the IAM actions Athena performs as the caller.
-- `CallRecorder`: every AWS API call the code makes, as the IAM actions and resources it needs.
+- `CallRecorder`: every AWS API call the code makes, as the IAM actions and resources it needs;
+  while a template role acts (`acting_as(role(...))`), each call is decided before it is sent
+  (identity policy, bucket policy denies, KMS through S3, iam:PassRole) and S3's 403 for a missing
+  key the role may not list is answered as S3 answers it.
 """
 from __future__ import annotations
 
@@ -210,9 +213,15 @@ class PolicyEvaluator:
 
     def _matches(self, st: dict[str, Any], action: str, resource: str, principal: str | None,
                  context: dict[str, str]) -> bool:
-        if not any(_like(a, action, case=False) for a in _as_list(st.get("Action", []))):
+        if "NotAction" in st:
+            if any(_like(a, action, case=False) for a in _as_list(st["NotAction"])):
+                return False
+        elif not any(_like(a, action, case=False) for a in _as_list(st.get("Action", []))):
             return False
-        if not any(_like(r, resource) for r in _as_list(st.get("Resource", []))):
+        if "NotResource" in st:
+            if any(_like(r, resource) for r in _as_list(st["NotResource"])):
+                return False
+        elif not any(_like(r, resource) for r in _as_list(st.get("Resource", []))):
             return False
         if "Principal" in st and not self._principal(st["Principal"], principal):
             return False
@@ -278,9 +287,34 @@ def s3_bucket(bucket: str) -> str:
     return f"arn:{PARTITION}:s3:::{bucket}"
 
 
+@dataclass(frozen=True)
+class Role:
+    """A principal as the template defines it: its name, ARN and identity-policy statements."""
+
+    name: str
+    arn: str
+    policy: PolicyEvaluator
+
+
+class AccessDenied(AssertionError):
+    """A call the acting role's policies do not allow: the test fails with the action, resource and role."""
+
+
+# S3 answers a request for a missing key with 404 only if the caller may also list the bucket,
+# otherwise with 403 AccessDenied ("If you don't have the s3:ListBucket permission, Amazon S3 returns
+# an HTTP status code 403"): https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html and
+# API_HeadObject.html. AWS does not document which `s3:prefix` that implicit check carries; the
+# evaluator takes the strict reading, none (the request is a GetObject, which has no s3:prefix key),
+# so a `StringLike` s3:prefix condition never grants it while `StringLikeIfExists` does.
+MISSING_KEY_READS = ("GetObject", "HeadObject")
+
+
 @dataclass
 class CallRecorder:
-    """Turns the AWS calls a process makes into the IAM permissions they need.
+    """Turns the AWS calls a process makes into the IAM permissions they need, and, while a role
+    acts (`acting_as`), enforces them: a call the role's policies (and the bucket's policy) do not
+    allow raises `AccessDenied` before it is sent; reading a missing key without s3:ListBucket
+    answers 403 as S3 does.
 
     `kms_buckets` maps the buckets encrypted with a customer key to that key's ARN: reading an
     object of such a bucket also needs kms:Decrypt, writing one kms:GenerateDataKey."""
@@ -291,10 +325,66 @@ class CallRecorder:
     kms_topics: dict[str, str] = field(default_factory=dict)
     needs: list[Need] = field(default_factory=list)
     workgroup: str | None = None
+    bucket_policies: dict[str, PolicyEvaluator] = field(default_factory=dict)
+    exists: Any = None              # (bucket, key) -> bool, answered without the hooks
+    role: Role | None = None
+    checked: int = 0                # calls decided while a role acted (so a test can see enforcement ran)
 
-    def on_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+    @contextmanager
+    def acting_as(self, role: Role) -> Iterator[Role]:
+        """Every call made inside runs with exactly `role`'s permissions."""
+        previous, self.role = self.role, role
+        try:
+            yield role
+        finally:
+            self.role = previous
+
+    def on_call(self, params: dict[str, Any], model: Any, context: dict[str, Any] | None = None, **_: Any) -> None:
         service, op = model.service_model.service_name, model.name
-        self.needs += self.for_call(service, op, params)
+        needs = self.for_call(service, op, params)
+        self.needs += needs
+        if self.role is not None:
+            self.checked += 1
+            forbidden = self.enforce(service, op, params, needs)
+            if forbidden and context is not None:
+                context["iam_forbidden"] = forbidden
+
+    def enforce(self, service: str, op: str, params: dict[str, Any], needs: list[Need]) -> str | None:
+        """Raise `AccessDenied` for the first need the acting role may not have; for a read of a
+        missing S3 key the role may not list, the S3 error code to answer with (else None)."""
+        assert self.role is not None
+        for need in needs:
+            if not self.permits(need):
+                raise AccessDenied(f"{self.role.name} ({self.role.arn}) may not {need.action} on {need.resource} "
+                                   f"[{need.why}]")
+        if service == "s3" and op in MISSING_KEY_READS and self.exists is not None \
+                and not self.exists(params["Bucket"], params["Key"]):
+            listing = Need("s3:ListBucket", s3_bucket(params["Bucket"]), why=f"s3:{op} of a missing key")
+            if not self.permits(listing):
+                return "403" if op == "HeadObject" else "AccessDenied"
+        return None
+
+    def permits(self, need: Need) -> bool:
+        """The role's policies allow the need and no resource policy denies it (requests are HTTPS)."""
+        assert self.role is not None
+        context = {"aws:SecureTransport": "true", **dict(need.context)}
+        if not self.role.policy.allows(need.action, need.resource, context=context):
+            return False
+        bucket = need.resource.split(":::", 1)[1].split("/", 1)[0] if ":s3:::" in need.resource else None
+        policy = self.bucket_policies.get(bucket) if bucket else None
+        return policy is None or policy.decide(need.action, need.resource, principal=self.role.arn,
+                                               context=context) != "deny"
+
+    def answer_forbidden(self, context: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        """`before-call`: S3's 403 for a missing key the acting role may not list (botocore raises it)."""
+        code = context.pop("iam_forbidden", None)
+        if code is None:
+            return None
+        from botocore.awsrequest import AWSResponse
+
+        message = "Forbidden" if code == "403" else "Access Denied"
+        return (AWSResponse("https://s3.amazonaws.com", 403, {}, None),
+                {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}})
 
     def for_call(self, service: str, op: str, params: dict[str, Any]) -> list[Need]:
         why = f"{service}:{op}"
@@ -348,6 +438,19 @@ class CallRecorder:
         if op in ("DescribeTransformJob", "CreateTransformJob"):
             arn = f"{base}:transform-job/{params['TransformJobName'].lower()}"
             return [Need(f"sagemaker:{op}", arn, why=why), *(Need(t.action, arn, why=why) for t in tags)]
+        if op in ("CreateTrainingJob", "CreateProcessingJob"):
+            kind = "training-job" if op == "CreateTrainingJob" else "processing-job"
+            arn = f"{base}:{kind}/{params[op.removeprefix('Create') + 'Name'].lower()}"
+            passed = (("iam:PassedToService", "sagemaker.amazonaws.com"),)
+            return [Need(f"sagemaker:{op}", arn, why=why), Need("iam:PassRole", params["RoleArn"], passed, why),
+                    *(Need(t.action, arn, why=why) for t in tags)]
+        if op in ("CreateModelPackage", "UpdateModelPackage"):
+            group = params.get("ModelPackageGroupName")
+            if group:
+                return [Need(f"sagemaker:{op}", f"{base}:model-package-group/{group}", why=why),
+                        *(Need(t.action, f"{base}:model-package-group/{group}", why=why) for t in tags)]
+            name = params["ModelPackageArn"] if op == "UpdateModelPackage" else params["ModelPackageName"]
+            return [Need(f"sagemaker:{op}", name if name.startswith("arn:") else f"{base}:model-package/{name}", why=why)]
         raise NotImplementedError(f"no IAM mapping for sagemaker:{op}")
 
     def _s3(self, op: str, params: dict[str, Any], why: str) -> list[Need]:
@@ -358,7 +461,10 @@ class CallRecorder:
             needs = [Need("s3:GetObject", s3_object(bucket, key), why=why)]
             return needs + self._kms(bucket, "kms:Decrypt", why)
         if op in writes:
-            needs = [Need("s3:PutObject", s3_object(bucket, key), why=why)]
+            headers = {"ServerSideEncryption": "s3:x-amz-server-side-encryption",
+                       "SSEKMSKeyId": "s3:x-amz-server-side-encryption-aws-kms-key-id"}
+            sent = tuple((k, str(params[p])) for p, k in headers.items() if op != "UploadPart" and p in params)
+            needs = [Need("s3:PutObject", s3_object(bucket, key), sent, why=why)]
             return needs + self._kms(bucket, "kms:GenerateDataKey", why)
         if op == "AbortMultipartUpload":
             return [Need("s3:AbortMultipartUpload", s3_object(bucket, key), why=why)]
@@ -373,8 +479,10 @@ class CallRecorder:
         raise NotImplementedError(f"no IAM mapping for s3:{op}")
 
     def _kms(self, bucket: str, action: str, why: str) -> list[Need]:
+        """S3 asks KMS as the caller, through S3, with the bucket as encryption context (bucket keys)."""
         key = self.kms_buckets.get(bucket)
-        via = (("kms:ViaService", f"s3.{self.region}.amazonaws.com"),)
+        via = (("kms:ViaService", f"s3.{self.region}.amazonaws.com"),
+               ("kms:EncryptionContext:aws:s3:arn", s3_bucket(bucket)))
         return [Need(action, key, via, why=f"{why} (SSE-KMS)")] if key else []
 
     def denied(self, evaluator: PolicyEvaluator) -> list[Need]:
@@ -440,6 +548,35 @@ def kms_keys(tpl: Templates, stack: str, kind: str) -> dict[str, str]:
     return out
 
 
+def bucket_policies(tpl: Templates, stack: str) -> dict[str, PolicyEvaluator]:
+    """Bucket name -> its bucket policy, for the stack's buckets that have one."""
+    names = {logical_id: tpl.props(stack, logical_id)["BucketName"] for logical_id in tpl.resources(stack, "AWS::S3::Bucket")}
+    out = {}
+    for logical_id, res in tpl.resources(stack, "AWS::S3::BucketPolicy").items():
+        bucket = res["Properties"]["Bucket"]
+        name = names.get(bucket["Ref"]) if isinstance(bucket, dict) and "Ref" in bucket else tpl.resolve(stack, bucket)
+        out[name] = PolicyEvaluator(tpl.props(stack, logical_id)["PolicyDocument"]["Statement"])
+    return out
+
+
+def role(tpl: Templates, stack: str, logical_id: str) -> Role:
+    """A role of the template with exactly its identity-policy statements."""
+    arn = tpl.resolve(stack, {"Fn::GetAtt": [logical_id, "Arn"]})
+    return Role(arn.rsplit("/", 1)[1], arn, PolicyEvaluator(tpl.policy_statements(stack, logical_id)))
+
+
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as e:
+        if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+            return False
+        raise
+
+
 @dataclass
 class Account:
     """A game's account in moto: `session` (the test's own, its calls unrecorded), `athena` (the
@@ -471,9 +608,13 @@ def moto_account(tpl: Templates, stacks: Sequence[str], monkeypatch: Any, today:
                 create_from_template(session, tpl, stack)
             buckets = {k: v for stack in stacks for k, v in kms_keys(tpl, stack, "AWS::S3::Bucket").items()}
             topics = {k: v for stack in stacks for k, v in kms_keys(tpl, stack, "AWS::SNS::Topic").items()}
-            recorder = CallRecorder(tpl.account, tpl.region, buckets, kms_topics=topics)
+            policies = {k: v for stack in stacks for k, v in bucket_policies(tpl, stack).items()}
+            s3 = session.client("s3")
+            recorder = CallRecorder(tpl.account, tpl.region, buckets, kms_topics=topics, bucket_policies=policies,
+                                    exists=lambda bucket, key: _exists(s3, bucket, key))
             athena = FakeAthena(session, tpl.account, recorder, today=today)
-            hooks = [("before-parameter-build", recorder.on_call), *athena.handlers()]
+            hooks = [("before-parameter-build", recorder.on_call), ("before-call", recorder.answer_forbidden),
+                     *athena.handlers()]
             monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *hooks])
             yield Account(session, athena, recorder)
     finally:
@@ -777,5 +918,6 @@ def _queue_results(session: Any, account: str, result: Result | None) -> None:
     assert response.status_code == 201
 
 
-__all__ = ["Account", "AthenaQueryError", "CallRecorder", "FakeAthena", "Need", "PolicyEvaluator", "Result", "Templates",
-           "create_from_template", "kms_keys", "moto_account", "s3_bucket", "s3_object"]
+__all__ = ["AccessDenied", "Account", "AthenaQueryError", "CallRecorder", "FakeAthena", "Need", "PolicyEvaluator", "Result",
+           "Role", "Templates", "bucket_policies", "create_from_template", "kms_keys", "moto_account", "role", "s3_bucket",
+           "s3_object"]
