@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,26 @@ def test_the_dag_register_only_through_the_conditions_true_branch(app, games) ->
         assert len(step.get("Description", "")) > 20, name
 
 
+def test_every_join_is_flat_as_the_sdk_emits_it(app, games) -> None:
+    """A Std:Join among another's values is a shape SageMaker does not document (the SDK never
+    builds one): every URI of an execution is one Join of the prefix, the execution id and names."""
+    def joins(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "Std:Join" in node:
+                yield node["Std:Join"]
+            for value in node.values():
+                yield from joins(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from joins(value)
+
+    for config in games.values():
+        found = list(joins(definition_of(app, config)))
+        assert len(found) >= 3, "the dataset and evaluation outputs and the metrics URI are Joins"
+        nested = [j for j in found if any(isinstance(v, dict) and "Std:Join" in v for v in j["Values"])]
+        assert not nested, nested
+
+
 def test_the_condition_reads_the_promotion_rule_from_evaluation_json(app, games) -> None:
     steps = steps_of(definition_of(app, games["dragon-merge"]))
     (property_file,) = steps["Evaluate"]["PropertyFiles"]
@@ -147,8 +168,9 @@ def test_the_condition_reads_the_promotion_rule_from_evaluation_json(app, games)
         {"Type": "Equals", "LeftValue": json_get("promotion.promote"), "RightValue": 1}]
     assert steps["NotPromoted"]["Arguments"]["ErrorMessage"] == json_get("promotion.reason")
     register = steps["Register-RegisterModel"]["Arguments"]
-    metrics_uri = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
-    assert metrics_uri == [output["S3Output"]["S3Uri"], "evaluation.json"], "the package points at its own evaluation"
+    metrics_uri = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]
+    assert metrics_uri == {"On": "/", "Values": [*output["S3Output"]["S3Uri"]["Std:Join"]["Values"], "evaluation.json"]}, \
+        "the package points at its own evaluation"
     assert register["CustomerMetadataProperties"] == {
         **{key: json_get(f"registration.{field}") for field, key in METADATA.items() if field != "status"},
         METADATA["status"]: {"Get": "Parameters.ModelApprovalStatus"}}
