@@ -27,9 +27,7 @@ from ltv.registry import group_name
 from ltv.registry import CONTENT_TYPES
 from ltv.sagemaker_registry import METADATA
 from ltv.version import code_version
-from pipelines import train as train_entrypoint
-from pipelines.evaluate import EVALUATION
-from pipelines.resolve import PROPERTY_FILE
+from pipelines.contract import DATASET_FILE, EVALUATION, metric_definitions
 
 # the SDK's settings while building: no telemetry call; no SDK defaults read from the machine's config files
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
@@ -121,7 +119,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
     common = {"image_uri": where.image_uri, "role": where.role_arn, "sagemaker_session": session,
               "volume_kms_key": where.key_arn, "output_kms_key": where.key_arn}
 
-    dataset_file = PropertyFile(name="Dataset", output_name="dataset", path=PROPERTY_FILE)
+    dataset_file = PropertyFile(name="Dataset", output_name="dataset", path=DATASET_FILE)
     resolver = Processor(**common, env={"LTV_CODE_VERSION": version}, entrypoint=[*ENTRYPOINT, "resolve-dataset"], instance_count=1,
                          instance_type=sm.resolve_instance_type, volume_size_in_gb=RESOLVE_VOLUME_GB,
                          max_runtime_in_seconds=RESOLVE_RUNTIME_S, base_job_name=f"ltv-{game}-resolve")
@@ -141,7 +139,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
                           volume_size=sm.training.volume_gb, max_run=p["train_runtime"],
                           output_path=f"{where.prefix}/{name}/models", base_job_name=f"ltv-{game}-train",
                           hyperparameters={"game": game, "budget": p["budget"], "code_version": version},
-                          metric_definitions=train_entrypoint.metric_definitions(),
+                          metric_definitions=metric_definitions(),
                           disable_profiler=True, debugger_hook_config=False)
     train = TrainingStep(
         name="Train", display_name="Train-challenger",

@@ -17,6 +17,7 @@ Lengths count UTF-16 code units, as Java's `String.length()` does.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 import unicodedata
@@ -29,6 +30,7 @@ from typing import Any
 CHECKED: set[tuple[str, str]] = set()
 VIOLATIONS: list[str] = []
 REQUESTS = [0]
+REPORT = "LTV_API_CONSTRAINTS_REPORT"  # a file: the checked operations at session end (JSON), refusals beside it
 
 
 class ApiConstraintError(Exception):
@@ -211,6 +213,9 @@ def check(operation_model: Any, params: dict[str, Any]) -> None:
     if broken:
         message = f"{service}.{operation_model.name} would be refused by AWS (ValidationException): " + "; ".join(broken)
         VIOLATIONS.append(message)
+        if os.environ.get(REPORT):  # as it happens: a long run shows its findings before it ends
+            with open(f"{os.environ[REPORT]}.violations", "a") as log:
+                log.write(message + "\n")
         raise ApiConstraintError(message)
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: small game configs derived from the example games, and temporary lakes."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,12 @@ def pytest_testnodedown(node, error):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How much of AWS's API the suite held to its constraints (all workers together)."""
+    """How much of AWS's API the suite held to its constraints (all workers together); with
+    LTV_API_CONSTRAINTS_REPORT=file, the operations are also written there (union runs with it)."""
     checked = aws_constraints.CHECKED
+    if os.environ.get(aws_constraints.REPORT):
+        Path(os.environ[aws_constraints.REPORT]).write_text(json.dumps(
+            {"requests": aws_constraints.REQUESTS[0], "operations": sorted(map(list, checked))}, indent=1))
     if checked:
         services = sorted({s for s, _ in checked})
         terminalreporter.write_line(

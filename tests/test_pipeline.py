@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import socket
 import sys
@@ -433,3 +434,16 @@ def test_the_synthesized_pipeline_and_group_work_in_moto(app, games, monkeypatch
         described = json.loads(sm.describe_pipeline(PipelineName=props["PipelineName"])["PipelineDefinition"])
         assert [s["Name"] for s in described["Steps"]] == TOP_LEVEL
         assert SageMakerRegistry(config.game.id, region=config.aws.region).versions() == []
+
+
+def test_building_the_definition_imports_no_step_module() -> None:
+    """The stacks build the definition at every synth: the steps' constants come from
+    pipelines.contract, not from the step modules, whose imports reach AutoGluon and matplotlib."""
+    import subprocess
+
+    code = ("import sys, pipelines.retrain; print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in "
+            "('matplotlib', 'autogluon', 'pandas', 'numpy', 'sklearn', 'lightgbm')} | {m for m in sys.modules "
+            "if m in ('ltv.models', 'pipelines.train', 'pipelines.evaluate', 'pipelines.resolve')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"
