@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 METADATA = {"dataset": "ltv:dataset", "dataset_fingerprint": "ltv:dataset-fingerprint",
             "config_hash": "ltv:config-hash", "code_version": "ltv:code-version", "trained": "ltv:trained",
             "seen_until": "ltv:seen-until", "reason": "ltv:reason", "status": "ltv:registered-status"}
-CHANGES = "ltv:changes"   # how many entries the version's history log holds (absent: none, nothing to read)
+CHANGES = "ltv:changes"   # changes made through ltv (absent: none, so there is no history log to read)
 HISTORY_ATTEMPTS = 8      # conditional appends to the history log before giving up
 # SageMaker's CustomerMetadataValue: [\p{L}\p{Z}\p{N}_.:/=+\-@], 1 to 256 characters (the API model's pattern)
 VALUE_CHARS, VALUE_PUNCTUATION = 256, set("_.:/=+-@")
@@ -119,6 +119,7 @@ def _fit(text: str, limit: int) -> str:
     """`text` cut to `limit` characters as AWS counts them (UTF-16 units), the cut shown by '...'."""
     if _units(text) <= limit:
         return text
+    text = text[:limit]
     while _units(text) > limit - 3:
         text = text[:-1]
     return text + "..."
