@@ -60,7 +60,7 @@ def run(rt: common.Runtime, args: common.Args, clients: dict[str, Any] | None = 
         log.info("metric %s %s = %s", datum["MetricName"],
                  ",".join(f"{d['Name']}={d['Value']}" for d in datum.get("Dimensions", [])), datum["Value"])
     if missed:
-        log.error("no published predictions for scoring day(s) %s: see docs/operations.md, 'Missed scoring run'",
+        log.error("no published predictions for scoring day(s) %s: see docs/operations.md, 'The alarms' (missed-scoring-run)",
                   ", ".join(missed))
     for path in sorted(rt.lake.monitoring.rglob("*.json"), key=lambda p: p.name == STATE):  # the state last
         rt.publish(path)

@@ -13,11 +13,15 @@ Where each part of a `ModelVersion` lives on a model package:
   that serves it (SageMaker records the image digest itself);
 - lineage: customer metadata `ltv:dataset`, `ltv:config-hash`, `ltv:code-version`, ... (see
   `METADATA`), written by the pipeline's register step from `evaluation.json` or by `register`;
+  SageMaker accepts only letters, digits, spaces and `_.:/=+-@` there (at most 256 characters,
+  50 entries), so every value goes through `metadata_value`;
 - metrics: the `model` block of the evaluation JSON that `ModelMetrics.ModelQuality.Statistics`
   points to (the pipeline's `evaluation.json`);
-- history: SageMaker keeps only the current status, so every change made here is also appended
-  to the customer metadata (`ltv:history:NN`, one JSON entry each). Changes made elsewhere (the
-  Studio UI, the API) are recognised as such from the current status and shown as "outside ltv".
+- history: SageMaker keeps only the current status (and its `ApprovalDescription`), so every
+  change made here is appended to a JSON log beside the archive (`history-<version>.json`, by
+  conditional writes: concurrent changes never drop each other's entries), and the package's
+  `ltv:changes` counts them. Changes made elsewhere (the Studio UI, the API) are recognised as
+  such from the current status and shown as "outside ltv".
 
 This module imports only boto3 and light core modules (no pandas, no AutoGluon): the scoring
 Lambda resolves the champion with it. `load` and `register` import the models when called.
@@ -26,9 +30,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import tarfile
 import tempfile
+import unicodedata
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -41,18 +47,23 @@ from ltv.errors import ArtifactError, RegistryError
 from ltv.promotion import APPROVED, REJECTED
 from ltv.registry import (CONTENT_TYPES, ModelVersion, check_artifact, check_status, group_name, lineage, rollback_plan,
                           status_entry)
+from ltv.runs import ABSENT, Conflict, S3Store
 
 if TYPE_CHECKING:
     from ltv.models import LTVModel
 
-# lineage/registration field -> customer metadata key (values are strings of at most 256 characters)
+# lineage/registration field -> customer metadata key (values: see `metadata_value`)
 METADATA = {"dataset": "ltv:dataset", "dataset_fingerprint": "ltv:dataset-fingerprint",
             "config_hash": "ltv:config-hash", "code_version": "ltv:code-version", "trained": "ltv:trained",
             "seen_until": "ltv:seen-until", "reason": "ltv:reason", "status": "ltv:registered-status"}
-HISTORY = "ltv:history:"
-MAX_HISTORY = 40          # SageMaker allows 50 metadata properties per package; lineage takes the rest
-VALUE_CHARS = 256         # the longest customer metadata value
-DESCRIPTION_CHARS = 1024  # ModelPackageDescription and ApprovalDescription
+CHANGES = "ltv:changes"   # changes made through ltv (absent: none, so there is no history log to read)
+HISTORY_ATTEMPTS = 8      # conditional appends to the history log before giving up
+# SageMaker's CustomerMetadataValue: [\p{L}\p{Z}\p{N}_.:/=+\-@], 1 to 256 characters (the API model's pattern)
+VALUE_CHARS, VALUE_PUNCTUATION = 256, set("_.:/=+-@")
+# ModelPackageDescription ([\p{L}\p{M}\p{Z}\p{S}\p{N}\p{P}]*) and ApprovalDescription (Java's `.*`, no line
+# terminator): both at most 1024 characters
+DESCRIPTION_CHARS = 1024
+_LINE_BREAKS = re.compile(r"[\n\r\x85\u2028\u2029]+")
 
 
 def registration(manifest: dict[str, Any], reason: str) -> dict[str, str]:
@@ -67,7 +78,21 @@ def registration(manifest: dict[str, Any], reason: str) -> dict[str, str]:
               "config_hash": origin["config_hash"], "code_version": origin["code_version"],
               "trained": origin["trained"], "seen_until": (manifest.get("trained_on") or {}).get("seen_until"),
               "reason": reason}
-    return {k: _fit(str(v) if v is not None else "-") for k, v in values.items()}
+    return {k: metadata_value(str(v) if v is not None else "-") for k, v in values.items()}
+
+
+def metadata_value(text: str) -> str:
+    """`text` as a customer metadata value SageMaker accepts: each run of other characters (the
+    reasons' `( ) ; ,`, JSON, line breaks) becomes one space, and it is cut to 256 characters."""
+    kept = "".join(c if c in VALUE_PUNCTUATION or unicodedata.category(c)[0] in "LNZ" else " " for c in text)
+    return _fit(" ".join(kept.split()) or "-", VALUE_CHARS)
+
+
+def description(text: str) -> str:
+    """`text` as a ModelPackageDescription or ApprovalDescription: one line, no control or
+    unassigned characters, at most 1024 characters."""
+    text = _LINE_BREAKS.sub(" ", text)
+    return _fit("".join(c if unicodedata.category(c)[0] != "C" else " " for c in text), DESCRIPTION_CHARS)
 
 
 def pack(artifact: Path, archive: Path) -> Path:
@@ -90,17 +115,18 @@ def unpack(archive: Path, target: Path) -> Path:
     return target
 
 
-def _fit(text: str, limit: int = VALUE_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+def _fit(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters as AWS counts them (UTF-16 units), the cut shown by '...'."""
+    if _units(text) <= limit:
+        return text
+    text = text[:limit]
+    while _units(text) > limit - 3:
+        text = text[:-1]
+    return text + "..."
 
 
-def _history_value(entry: dict[str, str]) -> str:
-    """A history entry as one metadata value, its reason shortened until it fits."""
-    text = json.dumps(entry, ensure_ascii=False)
-    while len(text) > VALUE_CHARS:
-        entry = entry | {"reason": _fit(entry["reason"], len(entry["reason"]) - (len(text) - VALUE_CHARS))}
-        text = json.dumps(entry, ensure_ascii=False)
-    return text
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -208,7 +234,7 @@ class SageMakerRegistry:
         values = registration(manifest, reason) | {"status": status}
         arn = self._call("create the model package", self.sm.create_model_package,
                          ModelPackageGroupName=self._ensure_group(), ModelApprovalStatus=status,
-                         ModelPackageDescription=_fit(reason, DESCRIPTION_CHARS),
+                         ModelPackageDescription=description(reason),
                          InferenceSpecification=self.inference_specification(f"s3://{bucket}/{prefix}/model.tar.gz"),
                          ModelMetrics={"ModelQuality": {"Statistics": {
                              "ContentType": "application/json", "S3Uri": f"s3://{bucket}/{prefix}/evaluation.json"}}},
@@ -222,25 +248,49 @@ class SageMakerRegistry:
                 "SupportedTransformInstanceTypes": self.transform_instance_types}
 
     def set_status(self, version: int, status: str, reason: str) -> ModelVersion:
-        """Change a version's approval status; the reason goes to ApprovalDescription and the history."""
+        """Change a version's approval status; the reason goes to ApprovalDescription (as it fits)
+        and, whole, to the version's history log. The status changes first: should the log's
+        append then fail, the change still shows, as one made outside ltv, with its description."""
         check_status(status)
         desc = self._describe(version)
         if desc["ModelApprovalStatus"] == status:
             return self._version(desc)
-        metadata = dict(desc.get("CustomerMetadataProperties") or {})
-        history = sorted(k for k in metadata if k.startswith(HISTORY))
-        number = int(history[-1].removeprefix(HISTORY)) + 1 if history else 1
-        metadata[f"{HISTORY}{number:03d}"] = _history_value(status_entry(status, reason)
-                                                           | {"from": desc["ModelApprovalStatus"]})
-        dropped = history[:max(0, len(history) + 1 - MAX_HISTORY)]  # the oldest go once the limit is reached
-        for key in dropped:
-            metadata.pop(key)
-        # the whole metadata map is sent: UpdateModelPackage merges it, and the result is the same
+        metadata = desc.get("CustomerMetadataProperties") or {}
+        # the whole map is sent: UpdateModelPackage merges it, and the result is the same
         self._call("update the model package", self.sm.update_model_package, ModelPackageArn=desc["ModelPackageArn"],
-                   ModelApprovalStatus=status, ApprovalDescription=_fit(reason, DESCRIPTION_CHARS),
-                   CustomerMetadataProperties=metadata,
-                   **({"CustomerMetadataPropertiesToRemove": dropped} if dropped else {}))
+                   ModelApprovalStatus=status, ApprovalDescription=description(reason),
+                   CustomerMetadataProperties=metadata | {CHANGES: str(int(metadata.get(CHANGES, 0)) + 1)})
+        self._append_history(desc, status_entry(status, reason) | {"from": desc["ModelApprovalStatus"]})
         return self.get(version)
+
+    def _history_log(self, desc: dict[str, Any]) -> tuple[S3Store, str]:
+        """Where a version's history log lives: beside its archive, named after its version."""
+        bucket, key = _split_s3(desc["InferenceSpecification"]["Containers"][0]["ModelDataUrl"])
+        return S3Store(self.s3, bucket), f"{key.rpartition('/')[0]}/history-{desc['ModelPackageVersion']}.json"
+
+    def _append_history(self, desc: dict[str, Any], entry: dict[str, Any]) -> None:
+        """Append `entry` to the version's log: read, append, write only if nobody wrote in between."""
+        store, key = self._history_log(desc)
+        for _ in range(HISTORY_ATTEMPTS):
+            stored = self._call("read the version's history", store.get, key)
+            entries = json.loads(stored.body)["entries"] if stored else []
+            body = json.dumps({"package": desc["ModelPackageArn"], "entries": [*entries, entry]}, indent=1).encode()
+            try:
+                return self._call("write the version's history", store.put, key, body,
+                                  expect=stored.tag if stored else ABSENT)
+            except Conflict:
+                continue  # another change was appended meanwhile: append after it
+        raise RegistryError(f"SageMaker registry {self.group!r}: version {desc['ModelPackageVersion']}'s status "
+                            f"changed, but its history s3://{store.bucket}/{key} kept changing under "
+                            f"{HISTORY_ATTEMPTS} attempts to append to it; the change shows as made outside ltv")
+
+    def _changes(self, desc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The changes made through this module, from the version's history log (none recorded: no read)."""
+        if not (desc.get("CustomerMetadataProperties") or {}).get(CHANGES):
+            return []
+        store, key = self._history_log(desc)
+        stored = self._call("read the version's history", store.get, key)
+        return json.loads(stored.body)["entries"] if stored else []
 
     def approve(self, version: int, reason: str = "approved by hand") -> ModelVersion:
         """Approve a version whose archive is still in S3 (a champion must be loadable)."""
@@ -322,8 +372,8 @@ class SageMakerRegistry:
                   "trained": value("trained"), "seen_until": value("seen_until"), "image": container.get("Image"),
                   "image_digest": container.get("ImageDigest"), "package": desc["ModelPackageArn"]}
         return ModelVersion(int(desc["ModelPackageVersion"]), desc["ModelApprovalStatus"],
-                            _iso(desc["CreationTime"]), self._metrics(desc), origin, _history(desc),
-                            container["ModelDataUrl"])
+                            _iso(desc["CreationTime"]), self._metrics(desc), origin,
+                            _history(desc, self._changes(desc)), container["ModelDataUrl"])
 
     def _metrics(self, desc: dict[str, Any]) -> dict[str, Any]:
         """The model's test metrics from the package's model-quality statistics ({} if absent)."""
@@ -342,22 +392,17 @@ def _iso(value: Any) -> str:
     return value.isoformat(timespec="seconds") if isinstance(value, dt.datetime) else str(value)
 
 
-def _history(desc: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """The status history of a package: its registration, every change made through this module,
-    and, where the status moved without it (Studio, the API), an entry saying so."""
+def _history(desc: dict[str, Any], changes: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The status history of a package: its registration, every change made through this module
+    (`changes`, from its log), and, where the status moved without it (Studio, the API), an entry saying so."""
     metadata = desc.get("CustomerMetadataProperties") or {}
-    keys = sorted(k for k in metadata if k.startswith(HISTORY))
-    changes = [json.loads(metadata[k]) for k in keys]
-    dropped = int(keys[0].removeprefix(HISTORY)) - 1 if keys else 0
     current = desc["ModelApprovalStatus"]
     registered = metadata.get(METADATA["status"]) or (changes[0]["from"] if changes else current)
     entries = [{"status": registered, "at": _iso(desc["CreationTime"]), "by": _who(desc.get("CreatedBy")),
                 "reason": metadata.get(METADATA["reason"]) or desc.get("ModelPackageDescription", "")}]
-    for i, change in enumerate(changes):
+    for change in changes:
         if change.get("from") != entries[-1]["status"]:
-            entries.append({"status": change["from"], "at": None, "by": "ltv", "reason": f"after {dropped} earlier "
-                            "changes, no longer kept (a package holds 50 metadata entries)"} if i == 0 and dropped
-                           else _outside(change["from"], None, None, None))
+            entries.append(_outside(change["from"], None, None, None))
         entries.append({k: change[k] for k in ("status", "at", "by", "reason")})
     if current != entries[-1]["status"]:
         entries.append(_outside(current, desc.get("LastModifiedTime"), desc.get("LastModifiedBy"),

@@ -178,7 +178,7 @@ class BatchScoring:
                                           f"so {mark.uri} was not scored. Approve a version (ltv registry approve "
                                           f"--game {st.game} N --registry sagemaker) or let the retraining pipeline "
                                           "register one, then score this cutoff again by rewriting its marker (see "
-                                          "docs/operations.md, 'No Approved package')", name)
+                                          "docs/operations.md, 'Score a date again')", name)
         parts = self._parts(mark)
         model = self._ensure_model(champion.version, champion.lineage["package"])
         run = runs.new_run_id(now, champion.version)
@@ -215,12 +215,17 @@ class BatchScoring:
         }
 
     def _job_exists(self, name: str) -> bool:
+        return self._described(self.sm.describe_transform_job, TransformJobName=name) is not None
+
+    def _described(self, describe: Callable[..., dict[str, Any]], **name: str) -> dict[str, Any] | None:
+        """A SageMaker resource by its name, None if there is none. SageMaker answers an unknown name
+        with ValidationException (its message varies by API and over time: not read); the names
+        here are our own, valid ones, so that code can only mean the resource does not exist."""
         try:
-            self.sm.describe_transform_job(TransformJobName=name)
-            return True
+            return describe(**name)
         except self.sm.exceptions.ClientError as e:
-            if _code(e) == "ValidationException" and "find" in str(e).lower():
-                return False
+            if _code(e) == "ValidationException":
+                return None
             raise
 
     def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
@@ -259,28 +264,26 @@ class BatchScoring:
         """The SageMaker model of a package version: created once (the image and archive of the
         package, the version number in its environment, no network), then reused."""
         st, name = self.settings, model_name(self.settings.game, version)
-        try:
-            existing = self.sm.describe_model(ModelName=name)
-        except self.sm.exceptions.ClientError as e:
-            if _code(e) != "ValidationException":
-                raise
-            existing = None
-        if existing is not None:
-            used = [c.get("ModelPackageName") for c in existing.get("Containers") or [existing.get("PrimaryContainer")]
-                    if c]
-            if used != [package]:
-                raise LtvError(f"SageMaker model {name} exists but serves {used}, not {package}: delete the model "
-                               f"(aws sagemaker delete-model --model-name {name}) and score again")
-            return name
-        try:
-            self.sm.create_model(ModelName=name, ExecutionRoleArn=st.role_arn, EnableNetworkIsolation=True,
-                                 Containers=[{"ModelPackageName": package,
-                                              "Environment": {"LTV_MODEL_VERSION": str(version)}}],
-                                 Tags=[{"Key": "ltv:game", "Value": st.game},
-                                       {"Key": "ltv:model-version", "Value": str(version)}])
-        except self.sm.exceptions.ClientError as e:
-            if _code(e) != "ValidationException" or "already exists" not in str(e).lower():
-                raise  # a concurrent creation of the same model is fine
+        existing = self._described(self.sm.describe_model, ModelName=name)
+        if existing is None:
+            try:
+                self.sm.create_model(ModelName=name, ExecutionRoleArn=st.role_arn, EnableNetworkIsolation=True,
+                                     Containers=[{"ModelPackageName": package,
+                                                  "Environment": {"LTV_MODEL_VERSION": str(version)}}],
+                                     Tags=[{"Key": "ltv:game", "Value": st.game},
+                                           {"Key": "ltv:model-version", "Value": str(version)}])
+                return name
+            except self.sm.exceptions.ClientError as e:
+                # refused: if a duplicate event created it meanwhile ("Cannot create already existing
+                # model"), the model is there now and is checked below; otherwise the refusal stands
+                existing = self._described(self.sm.describe_model, ModelName=name) \
+                    if _code(e) == "ValidationException" else None
+                if existing is None:
+                    raise
+        used = [c.get("ModelPackageName") for c in existing.get("Containers") or [existing.get("PrimaryContainer")] if c]
+        if used != [package]:
+            raise LtvError(f"SageMaker model {name} exists but serves {used}, not {package}: delete the model "
+                           f"(aws sagemaker delete-model --model-name {name}) and score again")
         return name
 
     def _write_manifest(self, name: str, mark: Marker, parts: list[dict[str, Any]]) -> str:
@@ -346,8 +349,8 @@ def failure_message(job: str, status: str, reason: str | None, day: str) -> str:
     """The alert of a failed or stopped transform job: what failed, why, what to do."""
     return (f"Batch scoring of {day} {status.lower()}: transform job {job}: {reason or 'no reason given'}. "
             f"Its log: CloudWatch /aws/sagemaker/TransformJobs, streams {job}/*. The date keeps its previous "
-            "predictions; fix the cause (docs/operations.md, 'Transform job failed'), then score again by "
-            "rewriting the features marker.")
+            "predictions; fix the cause (docs/operations.md, 'The alarms' (transform-failures)), then score "
+            "again by rewriting the features marker (docs/operations.md, 'Score a date again').")
 
 
 def _code(error: Exception) -> str | None:

@@ -92,7 +92,8 @@ def run(step: Callable[[], str], failure_file: Path) -> int:
         reason, code = f"{type(e).__name__}: {e}", 1
         log.error("%s\n%s", reason, traceback.format_exc())
     failure_file.parent.mkdir(parents=True, exist_ok=True)
-    failure_file.write_bytes(reason.encode()[:MESSAGE_BYTES])
+    # the first KiB, cut at a character boundary: a split UTF-8 character would make the reason unreadable
+    failure_file.write_bytes(reason.encode()[:MESSAGE_BYTES].decode(errors="ignore").encode())
     return code
 
 

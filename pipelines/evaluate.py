@@ -23,8 +23,7 @@ from ltv.models import LTVModel
 from ltv.sagemaker_registry import registration, unpack
 from ltv.training import evaluate_against_champion, write_report
 from pipelines.container import Paths, load_config, read_dataset, run
-
-EVALUATION = "evaluation.json"   # the pipeline's PropertyFile
+from pipelines.contract import EVALUATION
 ARCHIVE = "model.tar.gz"
 
 

@@ -22,10 +22,10 @@ import boto3
 from ltv.errors import MissingPartitionError
 from ltv.lake import SUCCESS, write_json_atomic
 from pipelines.container import Paths, run
+from pipelines.contract import DATASET_FILE as PROPERTY_FILE
 
 ROLLING = re.compile(r"^rolling-(\d{4}-\d{2}-\d{2})$")
 PREFIX = "datasets/"
-PROPERTY_FILE = "dataset.json"
 
 
 def newest_rolling(names: list[str]) -> str | None:

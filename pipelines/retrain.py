@@ -27,9 +27,7 @@ from ltv.registry import group_name
 from ltv.registry import CONTENT_TYPES
 from ltv.sagemaker_registry import METADATA
 from ltv.version import code_version
-from pipelines import train as train_entrypoint
-from pipelines.evaluate import EVALUATION
-from pipelines.resolve import PROPERTY_FILE
+from pipelines.contract import DATASET_FILE, EVALUATION, metric_definitions
 
 # the SDK's settings while building: no telemetry call; no SDK defaults read from the machine's config files
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
@@ -113,11 +111,15 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
                                     else PENDING),
     }
     session = _offline_session(config.require_aws().region, where.artifacts_bucket)
-    run_prefix = Join(on="/", values=[where.prefix, name, ExecutionVariables.PIPELINE_EXECUTION_ID])
+
+    def run_uri(*parts: str) -> Any:
+        """A URI under this execution's prefix: one flat Join, the shape the SDK itself emits."""
+        return Join(on="/", values=[where.prefix, name, ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+
     common = {"image_uri": where.image_uri, "role": where.role_arn, "sagemaker_session": session,
               "volume_kms_key": where.key_arn, "output_kms_key": where.key_arn}
 
-    dataset_file = PropertyFile(name="Dataset", output_name="dataset", path=PROPERTY_FILE)
+    dataset_file = PropertyFile(name="Dataset", output_name="dataset", path=DATASET_FILE)
     resolver = Processor(**common, env={"LTV_CODE_VERSION": version}, entrypoint=[*ENTRYPOINT, "resolve-dataset"], instance_count=1,
                          instance_type=sm.resolve_instance_type, volume_size_in_gb=RESOLVE_VOLUME_GB,
                          max_runtime_in_seconds=RESOLVE_RUNTIME_S, base_job_name=f"ltv-{game}-resolve")
@@ -129,7 +131,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
         step_args=resolver.run(arguments=["--curated-uri", f"s3://{where.curated_bucket}", "--version", p["dataset"],
                                           "--output", f"{PROCESSING}/dataset", "--region", config.require_aws().region],
                                outputs=[ProcessingOutput(output_name="dataset", source=f"{PROCESSING}/dataset",
-                                                         destination=Join(on="/", values=[run_prefix, "dataset"]))]))
+                                                         destination=run_uri("dataset"))]))
     dataset_uri = JsonGet(step_name=resolve.name, property_file=dataset_file, json_path="uri")
 
     estimator = Estimator(**common,
@@ -137,7 +139,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
                           volume_size=sm.training.volume_gb, max_run=p["train_runtime"],
                           output_path=f"{where.prefix}/{name}/models", base_job_name=f"ltv-{game}-train",
                           hyperparameters={"game": game, "budget": p["budget"], "code_version": version},
-                          metric_definitions=train_entrypoint.metric_definitions(),
+                          metric_definitions=metric_definitions(),
                           disable_profiler=True, debugger_hook_config=False)
     train = TrainingStep(
         name="Train", display_name="Train-challenger",
@@ -148,7 +150,6 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
     model_data = train.properties.ModelArtifacts.S3ModelArtifacts
 
     evaluation_file = PropertyFile(name="Evaluation", output_name="evaluation", path=EVALUATION)
-    evaluation_uri = Join(on="/", values=[run_prefix, "evaluation"])
     evaluator = Processor(**common, env={"LTV_CODE_VERSION": version}, entrypoint=[*ENTRYPOINT, "evaluate"], instance_count=p["eval_count"],
                           instance_type=p["eval_type"], volume_size_in_gb=sm.evaluation.volume_gb,
                           max_runtime_in_seconds=p["eval_runtime"], base_job_name=f"ltv-{game}-evaluate")
@@ -163,7 +164,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
                     ProcessingInput(input_name="dataset", source=dataset_uri, destination=f"{PROCESSING}/dataset"),
                     ProcessingInput(input_name="config", source=where.config_uri, destination=f"{PROCESSING}/config")],
             outputs=[ProcessingOutput(output_name="evaluation", source=f"{PROCESSING}/evaluation",
-                                      destination=evaluation_uri)],
+                                      destination=run_uri("evaluation"))],
             arguments=["--game", game, "--model", f"{PROCESSING}/model", "--dataset", f"{PROCESSING}/dataset",
                        "--config", f"{PROCESSING}/config", "--output", f"{PROCESSING}/evaluation",
                        "--region", config.require_aws().region]))
@@ -180,7 +181,7 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
             transform_instances=list(sm.transform_instance_types), inference_instances=list(sm.transform_instance_types),
             description=f"{config.game.name} LTV model promoted by the retraining pipeline {name}",
             model_metrics=ModelMetrics(model_statistics=MetricsSource(
-                s3_uri=Join(on="/", values=[evaluation_uri, EVALUATION]), content_type="application/json")),
+                s3_uri=run_uri("evaluation", EVALUATION), content_type="application/json")),
             customer_metadata_properties={
                 **{key: decision(f"registration.{field}") for field, key in METADATA.items() if field != "status"},
                 METADATA["status"]: p["approval"]}))

@@ -21,19 +21,9 @@ from ltv.errors import LtvError
 from ltv.models import train, verify
 from ltv.version import code_version
 from pipelines.container import Paths, load_config, log, read_dataset, read_json, run
+from pipelines.contract import REPORTED, metric_definitions, metric_line  # noqa: F401 - the step's contract
 
-# validation metrics reported to SageMaker (Studio shows them next to each run)
-REPORTED = ("normalized_gini", "payer_f1", "purchase_day_mae")
 BUDGETS = ("config", "fast")
-
-
-def metric_definitions() -> list[dict[str, str]]:
-    """The training job's metric definitions: one regex per reported metric, matching `metric_line`."""
-    return [{"Name": f"validation:{name}", "Regex": f"validation:{name}=([-+0-9.eE]+|nan);"} for name in REPORTED]
-
-
-def metric_line(name: str, value: float | None) -> str:
-    return f"validation:{name}={'nan' if value is None else f'{value:.6g}'};"
 
 
 def budget(config: GameConfig, name: str) -> ModelBudget:

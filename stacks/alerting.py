@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Acknowledgment, ArnFormat, Duration, RemovalPolicy, SecretValue, Stack, Validations
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -25,7 +26,7 @@ from stacks.alerts import AlertTopic
 from stacks.data_lake import DataLakeStack
 from stacks.lambdas import DeadLetters, GameFunction, bundle_code
 from stacks.names import Names
-from stacks.storage import removal_policy
+from stacks.storage import key_through, removal_policy
 
 PLACEHOLDER = "not-set: put the webhook URL here (aws secretsmanager put-secret-value)"
 FAILED_EVENTS = "failed-events"   # the dead-letter queue ltv-<game>-failed-events
@@ -54,6 +55,18 @@ class AlertsStack(Stack):
         self.secret = self.webhook = None
         if config.alarms.webhook:
             self._webhook(config, names, lake, policy)
+
+    def forward(self, scope: Construct, id_: str, *, rule: str, description: str, pattern: dict[str, Any],
+                paths: dict[str, str], template: str, target_id: str = "AlertTopic") -> events.CfnRule:
+        """An EventBridge rule `ltv-<game>-<rule>` in `scope` whose events reach the topic as one
+        readable line: `template` with each <name> filled from the event path `paths[name]`."""
+        created = events.CfnRule(
+            scope, id_, name=self.names.resource(rule), state="ENABLED", description=description,
+            event_pattern=pattern, targets=[events.CfnRule.TargetProperty(
+                id=target_id, arn=self.topic.topic_arn, input_transformer=events.CfnRule.InputTransformerProperty(
+                    input_paths_map=paths, input_template=f'"{template}"'))])
+        self.allow_rule(self.names.resource(rule))
+        return created
 
     def allow_rule(self, rule_name: str) -> None:
         """Let the game's EventBridge rule of that name publish (its ARN spelled from the name, so
@@ -84,8 +97,6 @@ class AlertsStack(Stack):
             log_retention_days=config.stack.log_retention_days, removal_policy=policy, statements=[
                 iam.PolicyStatement(sid="ReadWebhookUrl", actions=["secretsmanager:GetSecretValue"],
                                     resources=[self.secret.secret_arn]),
-                iam.PolicyStatement(sid="DecryptWebhookUrl", actions=["kms:Decrypt"], resources=[key.key_arn],
-                                    conditions={"StringEquals": {
-                                        "kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}}),
+                key_through("DecryptWebhookUrl", key.key_arn, "secretsmanager", self.region, actions=("kms:Decrypt",)),
             ])
         self.topic.add_subscription(subscriptions.LambdaSubscription(self.webhook.function))

@@ -31,5 +31,5 @@ class EtlStack(Stack):
         self.jobs = EtlJobs(self, "Jobs", config=config, names=names, lake=lake, core_wheel=core_wheel,
                             wheelhouse=wheelhouse)
         self.workflows = EtlWorkflows(self, "Workflows", config=config, names=names, jobs=self.jobs)
-        self.failures = FailureHook(self, "Failures", names=names, alerts=alerts,
+        self.failures = FailureHook(self, "Failures", alerts=alerts,
                                     job_names=[*self.jobs.job_names, *(names.resource(j) for j in OTHER_JOBS)])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from aws_cdk import Acknowledgment, ArnFormat, Stack, Stage, Validations
+from aws_cdk import ArnFormat, Stack, Stage
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -33,7 +33,7 @@ from constructs import Construct
 
 from ltv.config import GameConfig, StackOptions
 from stacks.data_lake import DataLakeStack
-from stacks.nag import wildcard_findings
+from stacks.nag import acknowledge_wildcards, by_suffix
 from stacks.names import Names
 from stacks.packaging import Wheelhouse, python_path_zip
 from stacks.storage import removal_policy
@@ -203,25 +203,23 @@ class EtlJobs(Construct):
         """The wildcards left are object keys under the game's buckets (data are many objects,
         written daily) and the log streams Glue names per run; every action is spelled out.
         `extra` maps further finding suffixes to their reasons (a job with more to do)."""
-        for finding in wildcard_findings(Stack.of(policy), policy):
-            why = next((reason for suffix, reason in (extra or {}).items() if finding.endswith(suffix)), None)
-            if why is not None:
-                Validations.of(policy).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=why))
-                continue
+        def reason(finding: str) -> str | None:
+            if (why := by_suffix(extra or {})(finding)) is not None:
+                return why
             if ":logs:" in finding and finding.endswith(":log-stream:*"):
-                why = ("Glue names a log stream per job run and worker at run time; the streams are those of the "
-                       "jobs' own two log groups only.")
-            elif ":s3:::ltv-" in finding and finding.endswith(f"/{TEMP_PREFIX}*"):
-                why = "Glue's temporary directory for the jobs: one prefix of the game's own artifacts bucket."
-            elif ":s3:::ltv-" in finding and "/glue/wheelhouse/" in finding:
-                why = ("The wheels of the jobs' locked dependencies: one lock-versioned prefix of the game's artifacts "
-                       "bucket, read by Glue when it installs them.")
-            elif ":s3:::ltv-" in finding and finding.endswith("/*"):
-                why = ("Object-level access to one of the game's own buckets (raw logs, curated partitions, Athena "
-                       "results): the jobs read or write many objects under it, so the resource is its objects.")
-            else:
-                raise ValueError(f"unexpected wildcard in the ETL job policy: {finding}")
-            Validations.of(policy).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=why))
+                return ("Glue names a log stream per job run and worker at run time; the streams are those of the "
+                        "jobs' own two log groups only.")
+            if ":s3:::ltv-" in finding and finding.endswith(f"/{TEMP_PREFIX}*"):
+                return "Glue's temporary directory for the jobs: one prefix of the game's own artifacts bucket."
+            if ":s3:::ltv-" in finding and "/glue/wheelhouse/" in finding:
+                return ("The wheels of the jobs' locked dependencies: one lock-versioned prefix of the game's "
+                        "artifacts bucket, read by Glue when it installs them.")
+            if ":s3:::ltv-" in finding and finding.endswith("/*"):
+                return ("Object-level access to one of the game's own buckets (raw logs, curated partitions, Athena "
+                        "results): the jobs read or write many objects under it, so the resource is its objects.")
+            return None
+
+        acknowledge_wildcards(policy, reason, "the ETL job policy")
 
 
 def _security_configuration(scope: Construct, names: Names, key_arn: str) -> glue.CfnSecurityConfiguration:

@@ -4,11 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Stack
-from aws_cdk import aws_events as events
 from constructs import Construct
 
 from stacks.alerting import AlertsStack
-from stacks.names import Names
 
 FAILED_STATES = ("FAILED", "TIMEOUT", "ERROR", "STOPPED")
 RULE = "etl-job-failed"
@@ -21,22 +19,16 @@ class FailureHook(Construct):
     and how to fix it) and a console link.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, names: Names, job_names: Sequence[str],
-                 alerts: AlertsStack) -> None:
+    def __init__(self, scope: Construct, id_: str, *, job_names: Sequence[str], alerts: AlertsStack) -> None:
         super().__init__(scope, id_)
         region = Stack.of(self).region
         self.topic = alerts.topic
         console = (f"https://{region}.console.aws.amazon.com/gluestudio/home?region={region}"
                    "#/job/<job>/run/<run>")
-        self.rule = events.CfnRule(
-            self, "JobFailed", name=names.resource(RULE), state="ENABLED",
-            description="An LTV Glue job failed, timed out or was stopped",
-            event_pattern={"source": ["aws.glue"], "detail-type": ["Glue Job State Change"],
-                           "detail": {"jobName": list(job_names), "state": list(FAILED_STATES)}},
-            targets=[events.CfnRule.TargetProperty(
-                id="EtlFailureTopic", arn=self.topic.topic_arn,
-                input_transformer=events.CfnRule.InputTransformerProperty(
-                    input_paths_map={"job": "$.detail.jobName", "state": "$.detail.state", "run": "$.detail.jobRunId",
-                                     "message": "$.detail.message", "time": "$.time"},
-                    input_template=f'"Glue job <job> <state> at <time>: <message> Run: {console}"'))])
-        alerts.allow_rule(names.resource(RULE))
+        self.rule = alerts.forward(
+            self, "JobFailed", rule=RULE, description="An LTV Glue job failed, timed out or was stopped",
+            pattern={"source": ["aws.glue"], "detail-type": ["Glue Job State Change"],
+                     "detail": {"jobName": list(job_names), "state": list(FAILED_STATES)}},
+            paths={"job": "$.detail.jobName", "state": "$.detail.state", "run": "$.detail.jobRunId",
+                   "message": "$.detail.message", "time": "$.time"},
+            template=f"Glue job <job> <state> at <time>: <message> Run: {console}", target_id="EtlFailureTopic")

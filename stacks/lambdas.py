@@ -25,7 +25,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ltv import metric_names
-from stacks.nag import wildcard_findings
+from stacks.nag import acknowledge_wildcards, by_suffix
+from stacks.storage import key_through
 
 RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = Duration.hours(6)
@@ -73,9 +74,7 @@ class GameFunction(Construct):
             iam.PolicyStatement(sid="Tracing", actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
                                 resources=["*"]),
             iam.PolicyStatement(sid="DeadLetters", actions=["sqs:SendMessage"], resources=[dead_letters.queue_arn]),
-            iam.PolicyStatement(sid="DeadLettersKey", actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                                resources=[key.key_arn],
-                                conditions={"StringEquals": {"kms:ViaService": f"sqs.{stack.region}.amazonaws.com"}}),
+            key_through("DeadLettersKey", key.key_arn, "sqs", stack.region),
         ])
         self.function = lambda_.Function(
             self, "Function", function_name=function_name, description=description, handler=handler, code=code,
@@ -89,21 +88,17 @@ class GameFunction(Construct):
         self.function.node.add_dependency(self.policy)
         # CDK's Function adds an explicit DependsOn on the role its Role property already refers to
         self.function.node.default_child.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-        self._acknowledge(stack, wildcard_reasons or {})
+        self._acknowledge(wildcard_reasons or {})
 
-    def _acknowledge(self, stack: Stack, reasons: dict[str, str]) -> None:
+    def _acknowledge(self, reasons: dict[str, str]) -> None:
         Validations.of(self.function).acknowledge(Acknowledgment(
             id="AwsSolutions-L1", reason="Python 3.11 is the core's Python: the bundle's compiled wheels (pydantic) "
                                          "and the tests that import and run the shipped files are for it; the runtime "
                                          "is supported and moves with the core."))
-        for finding in wildcard_findings(stack, self.policy):
-            if finding == STAR:  # the function's own statements may add to the tracing's reason
-                why = "; ".join(filter(None, [TRACING_REASON, reasons.get(STAR)])) + "."
-            else:
-                why = next((reason for suffix, reason in reasons.items() if finding.endswith(suffix)), None)
-            if why is None:
-                raise ValueError(f"unexpected wildcard in the policy of {self.node.path}: {finding}")
-            Validations.of(self.policy).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=why))
+        # the function's own statements may add to the tracing's reason for Resource::*
+        star = "; ".join(filter(None, [TRACING_REASON, reasons.get(STAR)])) + "."
+        acknowledge_wildcards(self.policy, lambda f: star if f == STAR else by_suffix(reasons)(f),
+                              f"the policy of {self.node.path}")
 
 
 def bundle_code(bundle: Path) -> lambda_.Code:

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, ArnFormat, Fn, Stack, Stage, Validations
+from aws_cdk import ArnFormat, Fn, Stack, Stage
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -32,7 +32,7 @@ from ltv.registry import group_name
 from pipelines.retrain import Locations, definition, pipeline_name
 from stacks.data_lake import DataLakeStack
 from stacks.etl_jobs import _config_file
-from stacks.nag import wildcard_findings
+from stacks.nag import acknowledge_wildcards
 from stacks.names import Names
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -238,9 +238,7 @@ class MlStack(Stack):
 
     def _policy(self, id_: str, name: str, role: iam.Role, statements: list[iam.PolicyStatement]) -> iam.Policy:
         policy = iam.Policy(self, id_, policy_name=name, statements=statements, roles=[role])
-        for finding in wildcard_findings(self, policy):
-            Validations.of(policy).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]",
-                                                              reason=_why_wildcard(finding)))
+        acknowledge_wildcards(policy, _why_wildcard, f"the {name} policy")
         return policy
 
     # -- the trigger

@@ -239,12 +239,5 @@ class MonitoringStack(Stack):
     def _to_topic(self, rule: str, description: str, pattern: dict[str, Any], paths: dict[str, str],
                   template: str) -> events.CfnRule:
         """A rule whose events reach the topic as one readable line."""
-        created = events.CfnRule(
-            self, "".join(p.capitalize() for p in rule.split("-")), name=self.names.resource(rule), state="ENABLED",
-            description=description, event_pattern=pattern,
-            targets=[events.CfnRule.TargetProperty(
-                id="AlertTopic", arn=self.alerts.topic.topic_arn,
-                input_transformer=events.CfnRule.InputTransformerProperty(
-                    input_paths_map=paths, input_template=f'"{template}"'))])
-        self.alerts.allow_rule(self.names.resource(rule))
-        return created
+        return self.alerts.forward(self, "".join(p.capitalize() for p in rule.split("-")), rule=rule,
+                                   description=description, pattern=pattern, paths=paths, template=template)

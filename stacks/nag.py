@@ -1,8 +1,25 @@
 """cdk-nag helpers: acknowledge each wildcard finding of a policy individually, with its reason."""
 from __future__ import annotations
 
-from aws_cdk import Stack
+from collections.abc import Callable
+
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_iam as iam
+
+
+def acknowledge_wildcards(policy: iam.Policy, reason: Callable[[str], str | None], what: str) -> None:
+    """Acknowledge each wildcard finding of `policy` with `reason(finding)`; a finding without a
+    reason (None) fails the synthesis: a new wildcard needs its own reason."""
+    for finding in wildcard_findings(Stack.of(policy), policy):
+        why = reason(finding)
+        if why is None:
+            raise ValueError(f"unexpected wildcard in {what}: {finding}")
+        Validations.of(policy).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=why))
+
+
+def by_suffix(reasons: dict[str, str]) -> Callable[[str], str | None]:
+    """A `reason` for `acknowledge_wildcards`: the reason of the first suffix the finding ends with."""
+    return lambda finding: next((why for end, why in reasons.items() if finding.endswith(end)), None)
 
 
 def wildcard_findings(stack: Stack, policy: iam.Policy) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Acknowledgment, ArnFormat, Duration, Stack, Validations
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -32,8 +32,8 @@ from stacks.data_lake import DataLakeStack
 from stacks.lambdas import STAR, GameFunction, bundle_code
 from stacks.ml import MlStack, champion_statements, image_job_statements, list_prefix
 from stacks.names import Names
-from stacks.nag import wildcard_findings
-from stacks.storage import removal_policy
+from stacks.nag import acknowledge_wildcards, by_suffix
+from stacks.storage import key_through, removal_policy
 
 PREDICTIONS = f"{runs.ROOT}/"
 TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
@@ -99,10 +99,9 @@ class ScoringStack(Stack):
                                 resources=[self.storage.curated.bucket_arn]),
             iam.PolicyStatement(sid="HandlerLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream",
                                                             "logs:PutLogEvents"], resources=[handler_logs])])
-        for finding in wildcard_findings(self, policy):
-            Validations.of(policy).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=(
-                "CDK's bucket-notifications handler is a deployment-time function whose name CloudFormation generates "
-                "from this stack's name; these are its own log group and streams.")))
+        acknowledge_wildcards(policy, lambda _: (
+            "CDK's bucket-notifications handler is a deployment-time function whose name CloudFormation generates "
+            "from this stack's name; these are its own log group and streams."), "the notifications policy")
         curated = s3.Bucket.from_bucket_attributes(self, "Curated", bucket_name=self.settings.curated_bucket,
                                                    encryption_key=self.storage.key,
                                                    notifications_handler_role=role.without_policy_updates())
@@ -119,9 +118,7 @@ class ScoringStack(Stack):
         return self.format_arn(service=service, resource=resource, resource_name=name, arn_format=fmt)
 
     def _key_through(self, service: str, sid: str) -> iam.PolicyStatement:
-        return iam.PolicyStatement(sid=sid, actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                                   resources=[self.storage.key.key_arn],
-                                   conditions={"StringEquals": {"kms:ViaService": f"{service}.{self.region}.amazonaws.com"}})
+        return key_through(sid, self.storage.key.key_arn, service, self.region)
 
     def _score_statements(self) -> list[iam.PolicyStatement]:
         """The scoring function: read the features markers and parts, write manifests, read the
@@ -187,15 +184,10 @@ class ScoringStack(Stack):
             *image_job_statements(ml.image.repository.repository_arn, [logs], TRANSFORM_LOGS,
                                   logs_sid="TransformLogs", metrics_sid="TransformMetrics"),
         ])
-        for finding in wildcard_findings(self, policy):
-            if finding == "Resource::*":
-                why = ("ecr:GetAuthorizationToken has no resource-level permissions; cloudwatch:PutMetricData is "
-                       "limited by a condition to SageMaker's transform-job namespace.")
-            else:
-                why = next((reason for end, reason in self._reasons().items() if finding.endswith(end)), None)
-            if why is None:
-                raise ValueError(f"unexpected wildcard in the transform role's policy: {finding}")
-            Validations.of(policy).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=why))
+        star = ("ecr:GetAuthorizationToken has no resource-level permissions; cloudwatch:PutMetricData is "
+                "limited by a condition to SageMaker's transform-job namespace.")
+        acknowledge_wildcards(policy, lambda f: star if f == "Resource::*" else by_suffix(self._reasons())(f),
+                              "the transform role's policy")
         return role
 
     def _reasons(self) -> dict[str, str]:

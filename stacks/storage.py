@@ -14,6 +14,14 @@ ATHENA_RESULTS_DAYS = 30      # query results are re-creatable; nothing reads th
 ABORT_UPLOADS_DAYS = 7
 
 
+def key_through(sid: str, key_arn: str, service: str, region: str,
+                actions: tuple[str, ...] = ("kms:GenerateDataKey", "kms:Decrypt")) -> iam.PolicyStatement:
+    """Use of the game's key only through `service` (kms:ViaService): the role encrypts and
+    decrypts what that service stores for it, never data it could call KMS for directly."""
+    return iam.PolicyStatement(sid=sid, actions=list(actions), resources=[key_arn],
+                               conditions={"StringEquals": {"kms:ViaService": f"{service}.{region}.amazonaws.com"}})
+
+
 def removal_policy(config: GameConfig) -> RemovalPolicy:
     return RemovalPolicy.DESTROY if config.stack.removal_policy == "destroy" else RemovalPolicy.RETAIN
 

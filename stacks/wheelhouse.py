@@ -21,8 +21,9 @@ from aws_cdk import aws_s3_assets as assets
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from stacks.nag import wildcard_findings
+from stacks.nag import acknowledge_wildcards, by_suffix
 from stacks.packaging import COMPLETE, Wheelhouse
+from stacks.storage import key_through
 
 PREFIX = "glue/wheelhouse/"
 
@@ -53,9 +54,7 @@ class GlueWheelhouse(Construct):
                                 conditions={"StringLike": {"s3:prefix": [f"{self.prefix}*"]}}),
             iam.PolicyStatement(sid="WriteWheelhouse", actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                                 resources=[self.objects_arn]),
-            iam.PolicyStatement(sid="EncryptWithGameKey", actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                                resources=[key.key_arn],
-                                conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}}),
+            key_through("EncryptWithGameKey", key.key_arn, "s3", stack.region),
             iam.PolicyStatement(sid="DeployLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                 resources=[log_group.log_group_arn]),
         ])
@@ -69,13 +68,10 @@ class GlueWheelhouse(Construct):
         self._acknowledge(stack, policy)
 
     def _acknowledge(self, stack: Stack, policy: iam.Policy) -> None:
-        for finding in wildcard_findings(stack, policy):
-            if not finding.endswith(f"/{self.prefix}*"):
-                raise ValueError(f"unexpected wildcard in the wheelhouse deployment policy: {finding}")
-            Validations.of(policy).acknowledge(Acknowledgment(
-                id=f"AwsSolutions-IAM5[{finding}]",
-                reason="The deployment writes one file per wheel of the lock under this lock-versioned prefix of "
-                       "the game's artifacts bucket; the file names come from the lock, not from the template."))
+        acknowledge_wildcards(policy, by_suffix({f"/{self.prefix}*": (
+            "The deployment writes one file per wheel of the lock under this lock-versioned prefix of the game's "
+            "artifacts bucket; the file names come from the lock, not from the template.")}),
+            "the wheelhouse deployment policy")
         for child in stack.node.children:  # the deployment's handler is a singleton at stack level
             if child.node.id.startswith("Custom::CDKBucketDeployment"):
                 # CDK's Lambda construct adds an explicit DependsOn on the role its Role property refers to

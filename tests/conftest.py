@@ -1,6 +1,7 @@
 """Shared fixtures: small game configs derived from the example games, and temporary lakes."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,53 @@ import numpy as np
 import pytest
 import yaml
 
+import aws_constraints
 from ltv import config as cfg
 
 ROOT = Path(__file__).resolve().parent.parent
 GAMES = ROOT / "config" / "games"
 os.environ.setdefault("LTV_CONFIG_DIR", str(GAMES))
 np.random.seed(0)
+aws_constraints.install()  # AWS's API constraints on every botocore request of the session
+
+
+@pytest.fixture(autouse=True)
+def _aws_constraints_hold():
+    """A request AWS would refuse fails its test even when the code under test caught the error."""
+    yield
+    broken, aws_constraints.VIOLATIONS[:] = list(aws_constraints.VIOLATIONS), []
+    if broken:
+        pytest.fail("\n".join(broken), pytrace=False)
+
+
+def pytest_sessionfinish(session):
+    """An xdist worker hands its checked operations to the controller (see pytest_testnodedown)."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["aws_checked"] = sorted(map(list, aws_constraints.CHECKED))
+        session.config.workeroutput["aws_requests"] = aws_constraints.REQUESTS[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    output = getattr(node, "workeroutput", {})
+    aws_constraints.CHECKED.update(map(tuple, output.get("aws_checked", [])))
+    aws_constraints.REQUESTS[0] += output.get("aws_requests", 0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How much of AWS's API the suite held to its constraints (all workers together); with
+    LTV_API_CONSTRAINTS_REPORT=file, the operations are also written there (union runs with it)."""
+    checked = aws_constraints.CHECKED
+    if os.environ.get(aws_constraints.REPORT):
+        Path(os.environ[aws_constraints.REPORT]).write_text(json.dumps(
+            {"requests": aws_constraints.REQUESTS[0], "operations": sorted(map(list, checked))}, indent=1))
+    if checked:
+        services = sorted({s for s, _ in checked})
+        terminalreporter.write_line(
+            f"AWS API constraints: {aws_constraints.REQUESTS[0]} requests checked, {len(checked)} distinct operations "
+            f"({len(services)} services: {', '.join(services)})")
+        if terminalreporter.config.option.verbose > 0:
+            terminalreporter.write_line("  " + " ".join(f"{s}.{o}" for s, o in sorted(checked)))
 
 
 def raw_config(game: str = "galaxy-raiders") -> dict[str, Any]:

@@ -27,7 +27,7 @@ from conftest import ROOT
 from ltv.models import LTVModel
 from ltv.promotion import APPROVED
 from ltv.registry import LocalRegistry
-from ltv.sagemaker_registry import pack, unpack
+from ltv.sagemaker_registry import METADATA, metadata_value, pack, unpack
 from pipelines import container, evaluate, resolve, serve, train
 
 pytestmark = pytest.mark.slow
@@ -110,6 +110,18 @@ def test_a_failed_training_job_says_why_in_the_failure_file(tmp_path, monkeypatc
     assert container.main(["fit"]) == 2 and "usage: python -m pipelines" in capsys.readouterr().err
 
 
+def test_a_long_failure_reason_is_cut_at_a_character_boundary(tmp_path) -> None:
+    """SageMaker keeps the first KiB; a cut through a UTF-8 character would leave bytes AWS refuses."""
+    from ltv.errors import LtvError
+
+    def fail() -> str:
+        raise LtvError("x" * 1001 + "ü" * 100)  # 'LtvError: ' + 1001 bytes: the KiB ends inside a 'ü'
+
+    assert container.run(fail, tmp_path / "failure") == 2
+    written = (tmp_path / "failure").read_bytes()
+    assert len(written) == 1023 and written.decode("utf-8").endswith("x" + "ü" * 6)
+
+
 def processing_dirs(tmp: Path, config, dataset_dir: Path, artifact: Path) -> dict[str, Path]:
     """The evaluate job's inputs as SageMaker downloads them: the training job's model.tar.gz,
     the dataset version, the config."""
@@ -166,8 +178,21 @@ def test_evaluate_takes_the_local_flows_decision_with_the_champion_from_sagemake
     assert written["promotion"]["promote"] in (0, 1) and written["champion"]["version"] == 1
     assert (dirs["evaluation"] / "report.html").stat().st_size > 10_000
     registration = written["registration"]
-    assert registration["dataset"] == manifest["name"] and registration["reason"] == expected.reason[:256]
-    assert all(isinstance(v, str) and len(v) <= 256 for v in registration.values())
+    assert registration["dataset"] == manifest["name"] and registration["reason"] == metadata_value(expected.reason)
+    assert_registrable(written)
+
+
+def assert_registrable(evaluation: dict) -> None:
+    """The register step copies `registration` into CreateModelPackage's CustomerMetadataProperties
+    (pipelines/retrain.py): each value must be one SageMaker accepts (its API model's constraints)."""
+    import botocore.session
+
+    from aws_constraints import violations
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(
+        "CreateModelPackage").input_shape.members["CustomerMetadataProperties"]
+    metadata = {METADATA[k]: v for k, v in evaluation["registration"].items()} | {METADATA["status"]: APPROVED}
+    assert list(violations(shape, metadata, "CustomerMetadataProperties")) == []
 
 
 def test_evaluate_without_a_champion_promotes_and_refuses_an_in_sample_test_period(
@@ -177,8 +202,10 @@ def test_evaluate_without_a_champion_promotes_and_refuses_an_in_sample_test_peri
     monkeypatch.setenv("LTV_SM_ROOT", str(tmp_path / "opt-ml"))
     dirs = processing_dirs(tmp_path / "first", config, dataset, trained[0] / "model")
     assert evaluate.main(evaluate_args(config, dirs, str(tmp_path / "empty-registry"))) == 0
-    promotion = json.loads((dirs["evaluation"] / evaluate.EVALUATION).read_text())["promotion"]
-    assert promotion["promote"] == 1 and promotion["reason"].startswith("no champion yet")
+    written = json.loads((dirs["evaluation"] / evaluate.EVALUATION).read_text())
+    assert written["promotion"]["promote"] == 1 and written["promotion"]["reason"].startswith("no champion yet")
+    assert "(" in written["promotion"]["reason"]  # a reason SageMaker's metadata cannot hold as it is
+    assert_registrable(written)
 
     # a model whose training reached past this dataset's test period (its lineage says so)
     seen = tmp_path / "seen-it"

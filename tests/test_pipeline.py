@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,26 @@ def test_the_dag_register_only_through_the_conditions_true_branch(app, games) ->
         assert len(step.get("Description", "")) > 20, name
 
 
+def test_every_join_is_flat_as_the_sdk_emits_it(app, games) -> None:
+    """A Std:Join among another's values is a shape SageMaker does not document (the SDK never
+    builds one): every URI of an execution is one Join of the prefix, the execution id and names."""
+    def joins(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "Std:Join" in node:
+                yield node["Std:Join"]
+            for value in node.values():
+                yield from joins(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from joins(value)
+
+    for config in games.values():
+        found = list(joins(definition_of(app, config)))
+        assert len(found) >= 3, "the dataset and evaluation outputs and the metrics URI are Joins"
+        nested = [j for j in found if any(isinstance(v, dict) and "Std:Join" in v for v in j["Values"])]
+        assert not nested, nested
+
+
 def test_the_condition_reads_the_promotion_rule_from_evaluation_json(app, games) -> None:
     steps = steps_of(definition_of(app, games["dragon-merge"]))
     (property_file,) = steps["Evaluate"]["PropertyFiles"]
@@ -147,8 +169,9 @@ def test_the_condition_reads_the_promotion_rule_from_evaluation_json(app, games)
         {"Type": "Equals", "LeftValue": json_get("promotion.promote"), "RightValue": 1}]
     assert steps["NotPromoted"]["Arguments"]["ErrorMessage"] == json_get("promotion.reason")
     register = steps["Register-RegisterModel"]["Arguments"]
-    metrics_uri = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
-    assert metrics_uri == [output["S3Output"]["S3Uri"], "evaluation.json"], "the package points at its own evaluation"
+    metrics_uri = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]
+    assert metrics_uri == {"On": "/", "Values": [*output["S3Output"]["S3Uri"]["Std:Join"]["Values"], "evaluation.json"]}, \
+        "the package points at its own evaluation"
     assert register["CustomerMetadataProperties"] == {
         **{key: json_get(f"registration.{field}") for field, key in METADATA.items() if field != "status"},
         METADATA["status"]: {"Get": "Parameters.ModelApprovalStatus"}}
@@ -503,3 +526,16 @@ def test_resolve_dataset_runs_as_the_jobs_role_with_one_listing(app, games, monk
         assert found["version"] == "rolling-2025-04-07" and found["rows"] == 101
         calls = [n.why for n in account.recorder.needs if n.action.startswith("s3:")]
         assert calls == ["s3:ListObjectsV2", "s3:GetObject", "s3:GetObject"], calls
+
+
+def test_building_the_definition_imports_no_step_module() -> None:
+    """The stacks build the definition at every synth: the steps' constants come from
+    pipelines.contract, not from the step modules, whose imports reach AutoGluon and matplotlib."""
+    import subprocess
+
+    code = ("import sys, pipelines.retrain; print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in "
+            "('matplotlib', 'autogluon', 'pandas', 'numpy', 'sklearn', 'lightgbm')} | {m for m in sys.modules "
+            "if m in ('ltv.models', 'pipelines.train', 'pipelines.evaluate', 'pipelines.resolve')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"

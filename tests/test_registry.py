@@ -244,8 +244,10 @@ def test_sagemaker_status_reason_lineage_and_history_live_on_the_package(aws, tm
     assert metadata["ltv:config-hash"] == manifest["config_hash"]
     assert metadata["ltv:code-version"] == manifest["code_version"]
     assert metadata["ltv:seen-until"] == manifest["trained_on"]["seen_until"]
-    assert metadata["ltv:registered-status"] == PENDING
-    assert json.loads(metadata["ltv:history:001"])["from"] == PENDING
+    assert metadata["ltv:registered-status"] == PENDING and metadata["ltv:changes"] == "1"
+    log = registry.s3.get_object(Bucket=BUCKET, Key=version.path.removeprefix(f"s3://{BUCKET}/").rsplit("/", 1)[0]
+                                 + f"/history-{version.version}.json")
+    assert [e["from"] for e in json.loads(log["Body"].read())["entries"]] == [PENDING]
     assert described["InferenceSpecification"]["Containers"][0]["Image"] == IMAGE
     assert registry.get(version.version).metrics == {"minmax": 0.7}
     assert registry.get(version.version).history[0]["reason"].startswith("minmax 0.7120 beats")
@@ -266,20 +268,65 @@ def test_sagemaker_changes_made_in_studio_show_in_the_history_and_count_for_roll
     assert (old.version, new.version, new.status) == (second, first, APPROVED)
 
 
-def test_sagemaker_history_keeps_within_the_metadata_limit(aws, tmp_path) -> None:
-    from ltv.sagemaker_registry import MAX_HISTORY
+# a promotion reason as ltv.promotion writes it, and a hand-written one with what metadata cannot hold
+REASON = ("minmax 0.7120 beats champion 0.7000 by +0.0120 (required 0.001); guards within tolerance, "
+          'see {"report": "report.html"}\nchecked by Zoë 😀')
 
+
+def test_sagemaker_history_keeps_every_change_whole_within_the_api_limits(aws, tmp_path, tiny_model) -> None:
+    """Every value sent is held to SageMaker's constraints by the suite's hook (conftest): reasons
+    with ( ) ; , " { } and line breaks, and 60 changes, more than the 50 metadata entries a package has."""
     registry = sagemaker_registry(tmp_path)
-    number = package(registry, PENDING)
-    for i in range(MAX_HISTORY + 5):
-        registry.set_status(number, (APPROVED, REJECTED)[i % 2], "x" * 400)
-    metadata = registry.sm.describe_model_package(ModelPackageName=registry._package_arn(number))[
-        "CustomerMetadataProperties"]
-    assert len(metadata) <= 50 and all(len(v) <= 256 for v in metadata.values())
-    assert sum(k.startswith("ltv:history:") for k in metadata) == MAX_HISTORY
+    number = registry.register(tiny_model[0].path, metrics={"minmax": 0.7}, status=PENDING, reason=REASON).version
+    for i in range(60):
+        registry.set_status(number, (APPROVED, REJECTED)[i % 2], f"change {i}: {REASON}" + "x" * 1100 * (i == 0))
+    described = registry.sm.describe_model_package(ModelPackageName=registry._package_arn(number))
+    assert len(described["CustomerMetadataProperties"]) <= 50
+    assert described["CustomerMetadataProperties"]["ltv:reason"].startswith(
+        "minmax 0.7120 beats champion 0.7000 by +0.0120 required 0.001 guards within tolerance")
+    assert described["ApprovalDescription"].startswith("change 59: minmax") and "\n" not in described["ApprovalDescription"]
     version = registry.get(number)
-    assert version.status == APPROVED  # the last of 45 alternating changes
-    assert len(version.history) == 1 + 1 + MAX_HISTORY and "5 earlier changes" in version.history[1]["reason"]
+    assert version.status == REJECTED  # the last of 60 alternating changes
+    assert [h["status"] for h in version.history] == [PENDING] + [(APPROVED, REJECTED)[i % 2] for i in range(60)]
+    assert [h["reason"] for h in version.history[1:]] == [f"change {i}: {REASON}" + "x" * 1100 * (i == 0)
+                                                         for i in range(60)]
+
+
+def test_sagemaker_concurrent_changes_keep_each_others_history(aws, tmp_path, monkeypatch) -> None:
+    """Two changes of one version at the same moment: the second append sees the first's write
+    (a conditional put fails), reads again and appends after it; no entry is lost."""
+    registry, other = sagemaker_registry(tmp_path), sagemaker_registry(tmp_path / "other")
+    number = package(registry, PENDING)
+    put = registry.s3.put_object
+    raced = []
+
+    def racing_put(**request):
+        if not raced and request["Key"].endswith(f"history-{number}.json"):
+            raced.append(other.set_status(number, REJECTED, "rejected by a colleague meanwhile"))
+        return put(**request)
+
+    monkeypatch.setattr(registry.s3, "put_object", racing_put)
+    registry.set_status(number, APPROVED, "approved")
+    log = json.loads(registry.s3.get_object(Bucket=BUCKET, Key=f"pipelines/x/history-{number}.json")["Body"].read())
+    assert raced and [e["reason"] for e in log["entries"]] == ["rejected by a colleague meanwhile", "approved"]
+    assert {"approved", "rejected by a colleague meanwhile"} <= {h["reason"] for h in other.get(number).history}
+
+
+@pytest.mark.parametrize("text", [REASON, "", "   ", "(;)", "é" * 300, "😀" * 200, "a\x00b\u2028c", "x" * 255 + "😀"])
+def test_metadata_values_and_descriptions_are_what_sagemaker_accepts(text) -> None:
+    """Checked against the patterns and limits of SageMaker's own API model (botocore's)."""
+    import botocore.session
+
+    from aws_constraints import violations
+    from ltv.sagemaker_registry import description, metadata_value
+
+    request = botocore.session.get_session().get_service_model("sagemaker").operation_model("UpdateModelPackage")
+    params = {"ModelPackageArn": "arn:aws:sagemaker:eu-west-1:111111111111:model-package/ltv-g/1",
+              "ApprovalDescription": description(text), "CustomerMetadataProperties": {"ltv:reason": metadata_value(text)}}
+    assert list(violations(request.input_shape, params, "UpdateModelPackage")) == []
+    assert not list(violations(request.service_model.operation_model("CreateModelPackage").input_shape,
+                               {"ModelPackageDescription": description(text)}, "CreateModelPackage"))
+    assert metadata_value("gain +0.01 (required 0.001); ok") == "gain +0.01 required 0.001 ok"
 
 
 def test_sagemaker_registry_needs_the_group_and_says_how_to_get_it(aws, tmp_path) -> None:

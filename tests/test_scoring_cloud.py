@@ -22,6 +22,7 @@ import gzip
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -974,3 +975,67 @@ def test_the_shipped_asset_publishes_a_run_with_its_own_sdk_against_an_older_run
         assert latest["Body"].read().decode() == run
     finally:
         server.stop()
+
+
+# ----------------------------------------------------------------------------------------------
+# SageMaker's answers as SageMaker words them (issue #20, defect 8)
+
+
+def _stubbed_scoring() -> tuple[Any, Any]:
+    import boto3
+    from botocore.stub import Stubber
+
+    sm = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="k", aws_secret_access_key="s")
+    settings = Settings(game="galaxy-raiders", curated_bucket="c", artifacts_bucket="a", database="d",
+                        role_arn="arn:aws:iam::111111111111:role/ltv-transform", kms_key_arn="k",
+                        instance_type="ml.m5.xlarge", instance_count=1, max_payload_mb=6, invocation_timeout_s=600,
+                        cutoff_weekday="MON", cutoff_every_weeks=1, scoring_cron="cron(0 6 ? * MON *)")
+    return BatchScoring(settings, sagemaker=sm, s3=sm), Stubber(sm)
+
+
+def test_an_unknown_job_is_absent_whatever_sagemakers_message_says() -> None:
+    scoring, stub = _stubbed_scoring()
+    for message in ("Could not find requested job with name ltv-x", "Requested resource not found."):
+        stub.add_client_error("describe_transform_job", "ValidationException", message)
+    stub.add_client_error("describe_transform_job", "ThrottlingException", "Rate exceeded")
+    with stub:
+        assert scoring._job_exists("ltv-x") is False and scoring._job_exists("ltv-x") is False
+        with pytest.raises(ClientError, match="ThrottlingException"):
+            scoring._job_exists("ltv-x")
+
+
+def test_a_model_created_concurrently_by_a_duplicate_event_is_used() -> None:
+    """SageMaker's answer to a second CreateModel: 'Cannot create already existing model'."""
+    package = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/ltv-galaxy-raiders/3"
+    scoring, stub = _stubbed_scoring()
+    absent = ("describe_model", "ValidationException", "Could not find model \"ltv-galaxy-raiders-v3\".")
+    stub.add_client_error(*absent)
+    stub.add_client_error("create_model", "ValidationException",
+                          "Cannot create already existing model \"arn:aws:sagemaker:eu-west-1:111111111111:model/"
+                          "ltv-galaxy-raiders-v3\".")
+    stub.add_response("describe_model", {"ModelName": "ltv-galaxy-raiders-v3", "ModelArn": "arn:aws:sagemaker:eu-west-1:111111111111:model/ltv-galaxy-raiders-v3",
+                                         "CreationTime": dt.datetime(2025, 1, 1),
+                                         "Containers": [{"ModelPackageName": package}]})
+    # a refusal for another reason (the model still does not exist) is raised
+    stub.add_client_error(*absent)
+    stub.add_client_error("create_model", "ValidationException", "Could not access model data")
+    stub.add_client_error(*absent)
+    with stub:
+        assert scoring._ensure_model(3, package) == "ltv-galaxy-raiders-v3"
+        with pytest.raises(ClientError, match="Could not access model data"):
+            scoring._ensure_model(3, package)
+    stub.assert_no_pending_responses()
+
+
+def test_doc_sections_named_by_messages_exist() -> None:
+    """Every "docs/X.md, 'Section'" a message or log line names is a heading of that document."""
+    named = []
+    for folder in ("ltv", "glue_jobs", "lambdas", "pipelines", "stacks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            named += [(path.name, doc, section) for doc, section in
+                      re.findall(r"docs/(\w+\.md), [\"']([^\"']+)[\"']", path.read_text())]
+    assert len(named) >= 4
+    for source, doc, section in named:
+        text = (ROOT / "docs" / doc).read_text()
+        assert re.search(rf"^#+ {re.escape(section)}$|\*\*{re.escape(section)}\*\*|^{re.escape(section)}:",
+                         text, re.MULTILINE), f"{source} points at {doc}, '{section}', which {doc} does not have"
