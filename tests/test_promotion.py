@@ -139,3 +139,49 @@ def test_a_champion_without_a_guard_value_does_not_block_a_valid_challenger() ->
     champion = CHAMPION | {"purchase_day_mae": float("nan")}
     d = decide({"normalized_gini": 0.9, "payer_f1": 0.7, "purchase_day_mae": 3.0}, champion, RULE)
     assert d.promote and d.guards["purchase_day_mae"]["checked"] is False
+
+
+def test_each_decision_carries_its_figures_in_the_evaluation_contract() -> None:
+    """`to_json()` is the `promotion` block of evaluation.json: the condition step reads `promote`
+    (1/0), the report and the registry the figures behind it, in every branch of the rule."""
+    first = decide({"normalized_gini": 0.3}, None, RULE)
+    assert first.promote is True and first.primary == {"metric": "normalized_gini", "challenger": 0.3}
+    assert first.to_json() == {"promote": 1, "status": APPROVED, "reason": first.reason,
+                               "primary": first.primary, "guards": {}}
+    assert "0.3000" in first.reason
+    invalid = decide({"normalized_gini": None}, None, RULE)
+    assert invalid.promote is False and invalid.to_json()["promote"] == 0 and "None" in invalid.reason
+    no_valid_champion = decide(GUARDS_OK | {"normalized_gini": 0.6}, CHAMPION | {"normalized_gini": float("nan")},
+                               RULE.model_copy(update={"approval": "manual"}))
+    assert no_valid_champion.promote is True and no_valid_champion.status == PENDING
+    assert no_valid_champion.primary["metric"] == "normalized_gini" and no_valid_champion.primary["challenger"] == 0.6
+    assert math.isnan(no_valid_champion.primary["champion"]) and "0.6000 wins" in no_valid_champion.reason
+    beaten = decide(GUARDS_OK | {"normalized_gini": 0.5}, CHAMPION, RULE)
+    assert beaten.promote is False and beaten.to_json()["promote"] == 0
+    assert beaten.primary == {"metric": "normalized_gini", "challenger": 0.5, "champion": 0.8,
+                              "gain": pytest.approx(-0.3), "required": 0.01}
+    assert beaten.guards["payer_f1"] == {"challenger": 0.7, "champion": 0.7, "loss": 0.0, "tolerance": 0.02,
+                                         "checked": True}
+    breached = decide({"normalized_gini": 0.9, "payer_f1": 0.5, "purchase_day_mae": 9.0}, CHAMPION, RULE)
+    assert breached.promote is False and breached.primary["gain"] == pytest.approx(0.1)
+    assert "payer_f1 worse by 0.2000 (tolerance 0.02); purchase_day_mae worse by 6.0000" in breached.reason
+    assert breached.guards["purchase_day_mae"]["loss"] == pytest.approx(6.0)
+    unshown = decide({"normalized_gini": 0.9, "purchase_day_mae": 3.0}, CHAMPION, RULE)
+    assert unshown.guards["payer_f1"] == {"challenger": None, "champion": 0.7, "checked": True}
+    unguarded = decide(GUARDS_OK | {"normalized_gini": 0.9}, CHAMPION | {"payer_f1": None}, RULE)
+    assert unguarded.guards["payer_f1"] == {"challenger": 0.7, "champion": None, "checked": False}
+
+
+def test_every_guard_is_checked_after_one_that_cannot_be() -> None:
+    """A guard skipped (the champion has no value) or failed (the challenger has none) does not stop
+    the guards after it from being checked."""
+    champion = CHAMPION | {"payer_f1": float("nan")}
+    d = decide({"normalized_gini": 0.9, "payer_f1": 0.7, "purchase_day_mae": 9.0}, champion, RULE)
+    assert not d.promote and "purchase_day_mae worse by 6.0000" in d.reason
+    d = decide({"normalized_gini": 0.9, "payer_f1": None, "purchase_day_mae": 9.0}, CHAMPION, RULE)
+    assert not d.promote and "payer_f1 is not a finite number" in d.reason and "purchase_day_mae worse" in d.reason
+
+
+def test_without_a_margin_any_gain_wins() -> None:
+    rule = RULE.model_copy(update={"min_improvement": 0.0})
+    assert decide(GUARDS_OK | {"normalized_gini": 0.8001}, CHAMPION, rule).promote
