@@ -88,11 +88,13 @@ def run_module(name: str, children: int) -> dict:
     listing = subprocess.run(["mutmut", "results", "--all", "true"], cwd=where, env=env(), capture_output=True,
                              text=True).stdout
     status = dict(line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line)
-    survivors = {}
-    for mutant, state in status.items():
-        if state == "survived":
-            diff = subprocess.run(["mutmut", "show", mutant], cwd=where, env=env(), capture_output=True, text=True).stdout
-            survivors[mutant] = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    survived = [mutant for mutant, state in status.items() if state == "survived"]
+    show = ("import json, sys\nfrom mutmut.__main__ import find_mutant, get_diff_for_mutant\n"
+            "print(json.dumps({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in json.load(sys.stdin)}))")
+    diffs = json.loads(subprocess.run([sys.executable, "-c", show], cwd=where, env=env(), input=json.dumps(survived),
+                                      capture_output=True, text=True, check=True).stdout) if survived else {}
+    survivors = {m: [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+                 for m, diff in diffs.items()}
     counts: dict[str, int] = {}
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
