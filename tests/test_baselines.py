@@ -91,3 +91,20 @@ def test_the_strongest_baseline_is_the_best_in_each_metrics_direction() -> None:
     assert out["payer_f1"]["baseline"] == "weak" and out["payer_f1"]["model_wins"] is False, "NaN never wins"
     assert "total_ratio" not in out and "spearman" not in out
     assert strongest_baselines({}, found)["normalized_gini"]["model_wins"] is None
+
+
+def test_the_reports_metric_table_carries_the_notes_on_what_a_baseline_is_good_at() -> None:
+    """The Spearman row says why a baseline can win it for a reason that is not better prediction
+    (the ties among exact zeros), and so do the others in NOTES, each numbered on its row."""
+    import re
+
+    from ltv.report import NOTES, _summary
+
+    row = {"normalized_gini": 0.7, "spearman": 0.4, "spearman_payers": 0.5, "payer_f1": 0.6, "purchase_day_mae": 3.0}
+    page = _summary({"model": row, "oracle": row, "baselines": {"recent_revenue": row | {"spearman": 0.6}},
+                     "strongest_baseline": strongest_baselines(row, {"recent_revenue": row | {"spearman": 0.6}})})
+    notes = re.findall(r"<li>(.*?)</li>", page)
+    assert "exact zeros" in NOTES["spearman"] and "free of the zero ties" in NOTES["spearman_payers"]
+    assert notes == [__import__("html").escape(NOTES[k]) for k in ("spearman", "spearman_payers", "payer_f1",
+                                                                   "purchase_day_mae")]
+    assert re.search(r"<td>Spearman <sup>1</sup></td>", page) and "Spearman among payers <sup>2</sup>" in page
