@@ -35,8 +35,8 @@ class Recording(runs.DirStore):
     def put(self, key: str, body: bytes, *, expect: Any = runs._ANY) -> None:
         if self.fail_on and key.endswith(self.fail_on):
             raise OSError(f"crash writing {key}")
+        self.puts.append(key.rsplit("/", 1)[-1])  # every attempt, conditional or not
         super().put(key, body, expect=expect)
-        self.puts.append(key.rsplit("/", 1)[-1])
 
 
 def test_success_is_written_before_latest_moves(tmp_path) -> None:
@@ -66,7 +66,7 @@ def test_a_crash_writing_success_leaves_latest_where_it_was(tmp_path) -> None:
 
 
 def test_latest_never_moves_back_and_a_replay_changes_nothing(tmp_path) -> None:
-    store = runs.DirStore(tmp_path)
+    store = Recording(tmp_path)
     older, newer = run_id(3, 1), run_id(9, 2)
     assert older < newer
     for run in (older, newer):
@@ -75,8 +75,12 @@ def test_latest_never_moves_back_and_a_replay_changes_nothing(tmp_path) -> None:
     late = runs.publish(store, GAME, DAY, older)
     assert late == runs.Publication(older, newer, moved=False)
     assert runs.is_complete(store, GAME, DAY, older), "a late run is still marked complete"
+    store.puts.clear()
     assert runs.publish(store, GAME, DAY, newer) == runs.Publication(newer, newer, moved=False)
+    assert store.puts == [], "a replay writes nothing, not even an attempt"
     assert runs.latest_run(store, GAME, DAY) == newer
+    store.put(runs.date_prefix(GAME, "2025-04-15") + "_notes", b"not a pointer")
+    store.put(runs.run_prefix(GAME, "2025-04-16", newer) + runs.LATEST, b"a pointer in the wrong place")
     assert runs.published_dates(store, GAME) == [DAY]
     assert runs.published_dates(store, "dragon-merge") == []
 
@@ -118,12 +122,18 @@ def test_a_racing_pointer_is_retried_and_a_pointer_that_keeps_changing_is_an_err
     def racing_put(self, key, body, *, expect=runs._ANY):
         if key.endswith(runs.LATEST) and not raced:  # another publisher moves the pointer first, once
             raced.append(key)
-            real_put(self, key, run_id(1).encode())
+            real_put(self, key, rival.encode())
         return real_put(self, key, body, expect=expect)
 
     monkeypatch.setattr(runs.DirStore, "put", racing_put)
+    rival = run_id(1)  # an older run: ours still moves the pointer, on the second attempt
     assert runs.publish(store, GAME, DAY, run) == runs.Publication(run, run, moved=True)
     assert raced
+    raced.clear()
+    rival, late = run_id(23), run_id(12)  # a newer run wins the race: the older one must not overwrite it
+    write_run(store, late)
+    assert runs.publish(store, GAME, DAY, late) == runs.Publication(late, rival, moved=False)
+    assert runs.latest_run(store, GAME, DAY) == rival
 
     def always_racing(self, key, body, *, expect=runs._ANY):
         if key.endswith(runs.LATEST):
@@ -131,7 +141,7 @@ def test_a_racing_pointer_is_retried_and_a_pointer_that_keeps_changing_is_an_err
         return real_put(self, key, body, expect=expect)
 
     monkeypatch.setattr(runs.DirStore, "put", always_racing)
-    other = runs.new_run_id(dt.datetime(2025, 4, 14, 23, 0, tzinfo=dt.timezone.utc))
+    other = runs.new_run_id(dt.datetime(2025, 4, 14, 23, 30, tzinfo=dt.timezone.utc))
     write_run(store, other)
     with pytest.raises(LtvError, match=f"{runs.MAX_ATTEMPTS} attempts"):
         runs.publish(store, GAME, DAY, other)
@@ -140,7 +150,7 @@ def test_a_racing_pointer_is_retried_and_a_pointer_that_keeps_changing_is_an_err
 def test_dirstore_conditional_writes(tmp_path) -> None:
     store = runs.DirStore(tmp_path)
     store.put("a/b", b"1", expect=runs.ABSENT)
-    with pytest.raises(runs.Conflict):
+    with pytest.raises(runs.Conflict, match="a/b changed since it was read"):
         store.put("a/b", b"2", expect=runs.ABSENT)
     tag = store.get("a/b").tag
     with pytest.raises(runs.Conflict):
@@ -148,3 +158,21 @@ def test_dirstore_conditional_writes(tmp_path) -> None:
     store.put("a/b", b"2", expect=tag)
     assert store.get("a/b").body == b"2" and store.get("a/missing") is None and store.get("a") is None
     assert store.keys("a/") == ["a/b"] and store.keys("nothing/") == []
+    store.put("a/bc", b"3")
+    assert store.keys("a/b") == ["a/b", "a/bc"], "a prefix that is not a folder: the names it begins"
+
+
+def test_run_ids_take_the_utc_time_whatever_the_machines_zone(monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.timezone.utc)
+        run = runs.new_run_id()
+        after = dt.datetime.now(dt.timezone.utc)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    stamp = dt.datetime.strptime(run[:22], "%Y%m%dT%H%M%S.%f").replace(tzinfo=dt.timezone.utc)
+    assert before - dt.timedelta(seconds=1) <= stamp <= after + dt.timedelta(seconds=1), run
