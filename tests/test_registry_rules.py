@@ -119,3 +119,16 @@ def test_local_registry_status_changes_are_appended_and_unknown_versions_named(l
         reg.LocalRegistry(registry.root.parent, "dragon-merge").get(1)
     with pytest.raises(Exception, match="has no feature_stats.json"):
         registry.artifact_json(1, "feature_stats.json")
+
+
+def test_an_unreadable_version_record_names_the_file_and_what_to_do(local) -> None:
+    registry, artifact = local
+    registry.register(artifact, metrics={}, status=PENDING, reason="manual")
+    registry.register(artifact, metrics={}, status=PENDING, reason="manual")
+    (registry.dir / "1" / "status.jsonl").write_text("\n")
+    with pytest.raises(RegistryError, match=r"1/status.jsonl is unreadable \(ValueError: no entry\); restore it from "
+                                            r"a backup of the registry \(a version's files are written once"):
+        registry.get(1)
+    (registry.dir / "2" / "version.json").write_text("{not json")
+    with pytest.raises(RegistryError, match=r"2/version.json is unreadable \(JSONDecodeError: "):
+        registry.get(2)
