@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 UV     := $(BIN)/uv
 
-.PHONY: demo test install lock bench lint synth diff deploy clean
+.PHONY: demo test install lock bench mutation lint synth diff deploy clean
 
 $(UV):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulator.py
+
+# mutation testing of the safety-critical modules against their fast tests (not part of `make test`;
+# benchmarks/mutation.py has the module -> tests map; MODULES="promotion runs" runs some of them)
+MODULES ?=
+mutation: $(STAMP)
+	$(BIN)/python benchmarks/mutation.py $(MODULES)
 
 clean:
 	rm -rf lake cdk.out .pytest_cache

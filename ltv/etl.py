@@ -23,10 +23,14 @@ Time rules (the leakage tests check them):
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
+import inspect
 import json
+import textwrap
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ltv import sql
@@ -49,13 +53,47 @@ _DEFINED_BY: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 }
 
 
+# ... and the Python that turns those settings into the table's SQL: its parameters (the `*_sql`
+# functions), the date windows and the templates' rendering. An upgrade that changes any of it
+# makes the partitions built by the older code stale; a change to comments or docstrings does not.
+_SHAPED_BY = {
+    "player_day": ("player_day_sql",),
+    "player_summary": ("player_day_sql", "summary_sql"),
+    "features": ("player_day_sql", "summary_sql", "features_sql"),
+    "labels": ("player_day_sql", "labels_sql"),
+}
+_SHAPING_ALL = ("Windows", "label_horizon", "_days")
+
+
+@lru_cache(maxsize=64)
+def _code_hash(*objects: Any) -> str:
+    """Hash of the code of functions/classes, docstrings and comments left out (their AST)."""
+    h = hashlib.sha256()
+    for obj in objects:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(ast.dump(tree).encode())
+    return h.hexdigest()[:16]
+
+
+def shaping_code(table: str) -> str:
+    """Hash of the Python that shapes `table`'s partitions (see `_SHAPED_BY`), with the SQL module's."""
+    here = globals()
+    return _code_hash(*(here[name] for name in (*_SHAPING_ALL, *_SHAPED_BY[table])), sql)
+
+
 def definition(config: GameConfig, table: str) -> dict[str, Any]:
     """The definition of a derived table's partitions: the settings they are computed from (kept
-    readable, for whoever wonders why a partition was rebuilt) and a hash of those settings and
-    of the SQL templates' source."""
+    readable, for whoever wonders why a partition was rebuilt) and a hash of those settings, of
+    the SQL templates' source and of the Python that shapes them (`shaping_code`)."""
     include, templates = _DEFINED_BY[table]
     settings = config.model_dump(mode="json", include=include)
-    payload = json.dumps({"settings": settings, "sql": sql.template_hash(*templates)}, sort_keys=True)
+    payload = json.dumps({"settings": settings, "sql": sql.template_hash(*templates), "code": shaping_code(table)},
+                         sort_keys=True)
     return {"hash": hashlib.sha256(payload.encode()).hexdigest()[:16], "table": table, "settings": settings}
 
 

@@ -10,6 +10,7 @@ Approved, or PendingManualApproval when the game's config asks for manual approv
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,7 +38,9 @@ def _gain(metric: str, challenger: float, champion: float) -> float:
 
 
 def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+    """A real number that is not NaN/inf: numpy scalars count (np.float32 is no `float`), booleans
+    and strings do not."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, rule: PromotionRule) -> Decision:

@@ -33,7 +33,8 @@ from typing import Any
 PHASES = (
     ("monitoring/validation/", "validation"), ("monitoring/loop.", "journal"), ("monitoring/.tmp-loop.", "journal"),
     ("monitoring/", "monitoring"),
-    ("player_day/", "player_day"), ("features/", "features"), ("labels/", "labels"), ("datasets/", "dataset"),
+    ("player_day/", "player_day"), ("player_summary/", "player_summary"), ("features/", "features"),
+    ("labels/", "labels"), ("datasets/", "dataset"),
     ("runs/", "training"), ("registry/", "registry"), ("predictions/", "scoring"), ("reports/", "reports"),
 )
 

@@ -324,6 +324,9 @@ def test_serve_refuses_what_it_cannot_score_with_a_reason(server) -> None:
     assert call(server + "/ping") == (200, b"ok\n", "text/plain")
     status, body, _ = call(server + "/invocations", b"{}", {"Content-Type": "application/json"})
     assert status == 415 and b"application/x-parquet" in body
+    status, body, _ = call(server + "/invocations", b"player_id,cutoff\n1,2025-04-14\n",
+                           {"Content-Type": serve.CSV, "Accept": "application/json"})
+    assert status == 406 and b"can answer application/x-parquet or text/csv, not application/json" in body
     status, body, _ = call(server + "/invocations", b"not parquet", {"Content-Type": serve.PARQUET})
     assert status == 400 and b"not readable" in body
     status, body, _ = call(server + "/invocations", b"player_id,cutoff\n1,2025-04-14\n", {"Content-Type": serve.CSV})

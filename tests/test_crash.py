@@ -11,7 +11,9 @@ before the k-th operation of phase P" of a resumed process (so a kill lands in i
 though a resumed run redoes part of the interrupted step). After the last kill the same command
 runs to the end in a fresh `ltv` process, and the end states are compared: partitions and their
 rows, dataset versions, registry versions and their statuses, scored dates and predictions,
-monitoring alerts; every artifact and partition verifies, every `_LATEST` points at a complete
+monitoring alerts, state and daily results, validation reports, the training runs' metrics and
+`reports/` (time stamps and run ids normalised; `COMPARED`, tests/test_crashkit.py checks that a
+difference in any of them fails the comparison); every artifact and partition verifies, every `_LATEST` points at a complete
 run, nothing temporary or orphaned remains.
 
 Default (`make test`): seed 16, 20 kills: one right after each kind of commit (COMMITS), one in
@@ -50,8 +52,8 @@ pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("LTV_CRASH_SEED", "16"))
 KILLS = int(os.environ.get("LTV_CRASH_KILLS", "20"))  # the commits, the phases, then random ones up to 20
 WINDOW = ("2025-03-29", "2025-04-08")  # first model on 03-31, scoring on 04-07, monitoring daily
-PHASES = ("player_day", "validation", "journal", "monitoring", "features", "labels", "dataset", "training",
-          "registry", "scoring")
+PHASES = ("player_day", "player_summary", "validation", "journal", "monitoring", "features", "labels", "dataset",
+          "training", "registry", "scoring")
 
 
 def loop_argv(config_file: Path, lake: Path) -> list[str]:
@@ -125,6 +127,43 @@ def table_rows(engine: DuckDBEngine, table: str, key: str) -> dict[str, str]:
     return out
 
 
+# what differs between two runs of the same work: time stamps, run ids and their random suffixes
+STAMPS = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)?"
+                    r"|\d{8}T\d{6}(\.\d{6})?(-v\d+)?(-[0-9a-f]{4,6}(?![0-9a-z-]))?")
+RUN_SUFFIX = re.compile(r"-[0-9a-f]{4}$")
+
+
+def normalised(value: Any) -> Any:
+    """A JSON document without what differs between two runs of the same work: time stamps and
+    run ids become `<t>`, floats keep 12 significant digits."""
+    if isinstance(value, dict):
+        return {normalised(k): normalised(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalised(v) for v in value]
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, str):
+        return STAMPS.sub("<t>", value)
+    return value
+
+
+def documents(folder: Path, pattern: str = "*") -> dict[str, Any]:
+    """Relative path (normalised) -> normalised JSON content of each .json file under `folder`
+    matching `pattern`, or its size for any other file (an HTML report's plots are not compared)."""
+    out = {}
+    for path in sorted(folder.rglob(pattern)) if folder.exists() else []:
+        if path.is_file():
+            key = "/".join(RUN_SUFFIX.sub("", part) for part in STAMPS.sub("<t>", path.relative_to(folder).as_posix())
+                           .split("/"))
+            out[key] = normalised(json.loads(path.read_text())) if path.suffix == ".json" else "present"
+    return out
+
+
+# every artefact the loop leaves, compared after the crashes (`assert_same` compares each key)
+COMPARED = ("player_day", "player_summary", "features", "labels", "datasets", "registry", "scored", "predictions",
+            "alerts", "monitored", "journal", "monitoring", "validation", "run_metrics", "reports")
+
+
 def end_state(lake_root: Path, config) -> dict[str, Any]:
     lake = Lake(lake_root, config.game.id)
     engine = DuckDBEngine(lake, config, threads=1)
@@ -147,6 +186,11 @@ def end_state(lake_root: Path, config) -> dict[str, Any]:
     state["monitored"] = json.loads((lake.monitoring / "state.json").read_text())
     state["journal"] = {day: sorted(k for k, v in steps.items() if v not in (None, False))
                         for day, steps in json.loads((lake.monitoring / "loop.json").read_text())["days"].items()}
+    state["monitoring"] = documents(lake.monitoring, "date=*.json") | documents(lake.monitoring / "delayed")
+    state["validation"] = documents(lake.validation_reports)
+    state["run_metrics"] = documents(lake.base / "runs", "metrics.json")
+    state["reports"] = documents(lake.reports)
+    assert set(state) == set(COMPARED), sorted(set(state) ^ set(COMPARED))
     return state
 
 
@@ -193,9 +237,11 @@ def problems(lake_root: Path, config) -> list[str]:
 
 
 def assert_same(reference: dict[str, Any], resumed: dict[str, Any]) -> None:
-    for key in ("player_day", "player_summary", "features", "labels", "datasets", "registry", "scored", "alerts",
-                "monitored", "journal"):
-        assert resumed[key] == reference[key], f"{key} differs after the crashes"
+    assert set(reference) == set(resumed) == set(COMPARED), "both end states hold every compared artefact"
+    for key in COMPARED:
+        if key != "predictions":
+            assert resumed[key] == reference[key], f"{key} differs after the crashes"
+    assert list(resumed["predictions"]) == list(reference["predictions"]), "scored dates"
     for day, frame in reference["predictions"].items():
         other = resumed["predictions"][day]
         assert other.player_id.tolist() == frame.player_id.tolist(), f"players scored at {day}"

@@ -328,3 +328,37 @@ def test_both_example_schemas_work_without_code_change(game: str, tmp_path: Path
         f"WHERE {config.logs.events.columns.event_type} IN {etl.sql.in_list(config.logs.events.event_types.purchase)}").r[0]
     assert engine.query("SELECT SUM(revenue) AS r FROM player_day").r[0] == pytest.approx(raw_revenue)
     assert np.isfinite(engine.query("SELECT * FROM labels").ltv).all()
+
+
+
+def _windows(tmp_path: Path, **versions: str) -> dict:
+    """`window` functions of the given sources, each from a module file of its own."""
+    import importlib.util
+
+    out = {}
+    for name, source in versions.items():
+        path = tmp_path / f"{name}.py"
+        path.write_text("import datetime as dt\n\n\n" + source)
+        spec = importlib.util.spec_from_file_location(f"shaping_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out[name] = module.window
+    return out
+
+def test_a_partitions_definition_covers_the_python_that_shapes_it(monkeypatch, tmp_path: Path) -> None:
+    """Partitions built by older code are not reused after an upgrade that changes how their SQL
+    is parameterised (the `*_sql` functions, the windows, the rendering): the definition hash
+    covers that code, not its comments or docstrings, and only the tables it shapes."""
+    config = make_config()
+    before = {t: etl.definition(config, t)["hash"] for t in etl._DEFINED_BY}
+    w = _windows(tmp_path, a='def window(cutoff):\n    """One wording."""\n    return cutoff - dt.timedelta(days=7)\n',
+                 b='def window(cutoff):\n    """Another."""\n    # a comment\n    return cutoff - dt.timedelta(days=7)\n',
+                 c='def window(cutoff):\n    """One wording."""\n    return cutoff - dt.timedelta(days=6)\n')
+    assert etl._code_hash(w["a"]) == etl._code_hash(w["b"]) != etl._code_hash(w["c"])
+    monkeypatch.setattr(etl, "labels_sql", w["c"])
+    after = {t: etl.definition(config, t)["hash"] for t in etl._DEFINED_BY}
+    assert after["labels"] != before["labels"]
+    assert {t: after[t] for t in ("player_day", "player_summary", "features")} == \
+        {t: before[t] for t in ("player_day", "player_summary", "features")}
+    monkeypatch.setattr(etl, "Windows", w["a"])
+    assert all(etl.definition(config, t)["hash"] != before[t] for t in etl._DEFINED_BY), "the windows shape every table"

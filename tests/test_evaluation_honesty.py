@@ -173,3 +173,31 @@ def test_promotion_compares_only_on_test_cutoffs_the_champion_never_saw(tiny_gam
     blind = _with_seen_until(model, str(dt.date.fromisoformat(last_cut) + dt.timedelta(days=1)))
     _, decision = evaluate_against_champion(model, holdout, config, _OneChampion(blind), None)
     assert decision.status == REJECTED and "no test cutoff is unseen" in decision.reason
+
+
+def test_the_in_sample_boundary_is_the_day_after_the_last_label_any_training_row_read() -> None:
+    """`seen_until` pinned to the day: the last train/validation cutoff plus the label horizon (the
+    labels of a cutoff read [cutoff, cutoff + days)); a cutoff on that day is out-of-sample, the
+    day before is not. Also for artifacts without `trained_on` (judged from the dataset's cutoffs)."""
+    from types import SimpleNamespace
+
+    from ltv.evaluate import in_sample_cutoffs
+    from ltv.models import seen_until
+    from ltv.models.ltv_model import label_days, trained_on
+
+    splits = {"train": pd.DataFrame({"cutoff": ["2025-02-10", "2025-02-03", "2025-02-10"]}),
+              "validation": pd.DataFrame({"cutoff": ["2025-02-17"]})}
+    period = trained_on(splits, 14)
+    assert period == {"train": ["2025-02-03", "2025-02-10"], "validation": ["2025-02-17", "2025-02-17"],
+                      "label_days": 14, "seen_until": "2025-03-03"}
+    assert label_days(loop_config(horizons={"ltv_days": 28, "purchase_days": 7})) == 28
+    assert label_days(loop_config(horizons={"ltv_days": 7, "purchase_days": 21})) == 21
+    assert seen_until({"trained_on": period}) == dt.date(2025, 3, 3)
+    legacy = {"dataset": {"cutoffs": {"train": ["2025-02-03"], "validation": ["2025-02-17"], "test": ["2025-03-10"]}},
+              "horizons": {"ltv_days": 7, "purchase_days": 14}}
+    assert seen_until(legacy) == dt.date(2025, 3, 3), "the longer of the two horizons, from the last seen cutoff"
+    assert seen_until({"dataset": {"cutoffs": {}}}) is None and seen_until({}) is None
+    model = SimpleNamespace(manifest={"trained_on": period})
+    cutoffs = ["2025-03-02", "2025-03-03", "2025-03-10"]
+    assert in_sample_cutoffs(model, cutoffs) == ["2025-03-02"]
+    assert in_sample_cutoffs(SimpleNamespace(manifest={}), cutoffs) == cutoffs, "unknown period: all in-sample"

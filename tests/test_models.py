@@ -93,6 +93,14 @@ def test_the_model_beats_the_baselines_on_the_holdout(tiny_model, tiny_game) -> 
     assert set(ev.metrics["ratios"]) == {"model_vs_oracle", "model_vs_popularity", "model_vs_segment_median",
                                          "model_vs_recent_revenue", "model_vs_payer_mean", "model_vs_past_spend",
                                          "model_vs_btyd"}
+    # each ratio is the model's metric over that reference's, on the same test rows
+    for name, reference in [*b.items(), ("oracle", ev.metrics["oracle"])]:
+        assert reference.get("players", m["players"]) == m["players"], name
+        ratios = ev.metrics["ratios"][f"model_vs_{name}"]
+        for key in ("normalized_gini", "payer_f1", "purchase_day_mae"):
+            if reference.get(key) and np.isfinite(reference[key]):
+                assert ratios[key] == pytest.approx(m[key] / reference[key]), (name, key)
+    assert ev.metrics["ratios"]["model_vs_btyd"]["normalized_gini"] is not None
     json.dumps(ev.metrics)  # the evaluation contract is plain JSON
 
 

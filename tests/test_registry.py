@@ -110,6 +110,23 @@ def test_rollback_reapproves_the_previous_champion_and_deletes_nothing(registry,
         registry.rollback()
 
 
+def test_rollback_reapproves_the_previous_champion_even_when_it_is_not_the_oldest(registry, tiny_model) -> None:
+    """v1 then v2 were champions, v3 was rejected, v4 is the champion: the rollback goes back to
+    v2 (the champion before v4), not to v1 (the oldest ever approved); a second one to v1."""
+    path = tiny_model[0].path
+    for status in (APPROVED, APPROVED, REJECTED, PENDING):
+        registry.register(path, metrics={}, status=status, reason=status)
+    registry.reject(1, "superseded by version 2")
+    registry.approve(4, "looked at the report")
+    old, new = registry.rollback("bad scores after the release")
+    assert (old.version, old.status, new.version, new.status) == (4, REJECTED, 2, APPROVED)
+    assert registry.champion().version == 2
+    assert registry.get(1).status == REJECTED and registry.get(3).status == REJECTED
+    old, new = registry.rollback("v2 too")
+    assert (old.version, new.version) == (2, 1) and registry.champion().version == 1
+    assert [h["status"] for h in registry.get(1).history] == [APPROVED, REJECTED, APPROVED]
+
+
 def test_rollback_without_a_champion_is_refused(registry, tiny_model) -> None:
     registry.register(tiny_model[0].path, metrics={}, status=PENDING, reason="manual approval pending")
     with pytest.raises(RegistryError, match="no champion"):

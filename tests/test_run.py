@@ -98,12 +98,14 @@ def test_every_decision_follows_the_rule_on_the_metrics_it_recorded(updated_run)
     neither model has seen; the registry's champion is the last approved version."""
     config, _, registry, summary = updated_run
     rule = config.promotion
+    rechecked = []
     for run in summary.trainings:
         recorded = json.loads((run.run_dir / "metrics.json").read_text())
         assert (run.run_dir / "report.html").exists()
         champion = recorded["champion"]
         if champion is None:
-            assert run.version.status == APPROVED
+            assert run is summary.trainings[0], "only the first training meets no champion"
+            assert run.version.status == APPROVED and 0 < recorded["promotion"]["primary"]["challenger"] <= 1
             continue
         assert champion["compared_on"] == recorded["cutoffs"], "the champion never saw this holdout"
         ours, theirs = champion["challenger"], champion["model"]
@@ -114,6 +116,10 @@ def test_every_decision_follows_the_rule_on_the_metrics_it_recorded(updated_run)
             wins = wins and loss <= tolerance
         assert run.version.status == (APPROVED if wins else REJECTED), recorded["promotion"]["reason"]
         assert registry.get(run.version.version).status == run.version.status
+        rechecked.append(run.version.status)
+    # every training after the first met a champion and was rechecked (the window holds one such
+    # retrain, test_an_alert_asks_for_a_retrain_once_the_cooldown_has_passed; its outcome is not fixed)
+    assert len(rechecked) == len(summary.trainings) - 1 >= 1, rechecked
     approved = [v.version for v in registry.versions() if v.status == APPROVED]
     assert registry.champion().version == approved[-1]
 

@@ -1,0 +1,170 @@
+"""`make mutation`: mutation testing of the safety-critical modules (not part of `make test`).
+
+Each module is mutated by mutmut (every mutant is one small change to one function) and run
+against the fast tests that guard it (the map below: no AutoGluon training, so a run fits on 2
+cores); SQL, which mutmut cannot reach, gets the hand-written one-line mutations of `SQL_MUTANTS`,
+each applied to a copy and run against the SQL tests. Every module is run in its own scratch copy
+of the tree (benchmarks/out/mutation/<module>/), never in the work tree. Results: a table on
+stdout and benchmarks/out/mutation/summary.json with every surviving mutant's diff.
+
+    .venv/bin/python benchmarks/mutation.py                    # every module in MODULES
+    .venv/bin/python benchmarks/mutation.py promotion runs     # some of them
+    .venv/bin/python benchmarks/mutation.py sql                # the SQL mutants only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out" / "mutation"
+BIN = Path(sys.executable).parent
+
+# module -> (source file, the fast tests that guard it: pytest arguments)
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "promotion": ("ltv/promotion.py", ["tests/test_promotion.py"]),
+    "runs": ("ltv/runs.py", ["tests/test_runs.py"]),
+    "registry": ("ltv/registry.py", ["tests/test_registry_rules.py"]),
+    "horizon": ("ltv/horizon.py", ["tests/test_horizon.py"]),
+    "baselines": ("ltv/models/baselines.py", ["tests/test_baselines.py"]),
+    "monitoring": ("ltv/monitoring.py", ["tests/test_monitoring_rules.py",
+                                         "tests/test_monitoring.py::test_webhook_receives_the_alert_and_failures_do_not_raise",
+                                         "tests/test_monitoring.py::test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift"]),
+    "btyd": ("ltv/models/btyd.py", ["tests/test_btyd.py"]),
+    "evaluate": ("ltv/evaluate.py", ["tests/test_baselines.py", "tests/test_evaluation_honesty.py::"
+                                     "test_the_in_sample_boundary_is_the_day_after_the_last_label_any_training_row_read"]),
+    "crashkit": ("tests/crashkit.py", ["tests/test_crashkit.py"]),
+}
+
+# ltv/sql/*: (file, the exact text of one line's change, its replacement), run against SQL_TESTS
+SQL_TESTS = ["tests/test_sql.py", "tests/test_etl.py", "tests/test_etl_reference.py"]
+SQL_MUTANTS: list[tuple[str, str, str]] = [
+    ("ltv/sql/labels.sql", "WHERE dt >= {{ cutoff | lit }} AND dt < {{ label_end | lit }}",
+     "WHERE dt >= {{ cutoff | lit }} AND dt <= {{ label_end | lit }}"),            # labels read one day too many
+    ("ltv/sql/labels.sql", "WHERE dt >= {{ cutoff | lit }} AND dt < {{ label_end | lit }}",
+     "WHERE dt >= {{ window_start | lit }} AND dt < {{ label_end | lit }}"),       # labels read the history
+    ("ltv/sql/labels.sql", "WHERE dt >= {{ window_start | lit }} AND dt < {{ cutoff | lit }}",
+     "WHERE dt >= {{ window_start | lit }} AND dt <= {{ cutoff | lit }}"),         # population sees the cutoff day
+    ("ltv/sql/features.sql", "    WHERE dt < {{ cutoff | lit }} AND (dt >= {{ recent_start | lit }} OR purchases > 0)",
+     "    WHERE dt <= {{ cutoff | lit }} AND (dt >= {{ recent_start | lit }} OR purchases > 0)"),  # features see the cutoff
+    ("ltv/sql/player_summary.sql", "{% endif %}dt < {{ cutoff | lit }}",
+     "{% endif %}dt <= {{ cutoff | lit }}"),                                        # the summary sees the cutoff day
+    ("ltv/sql/features.sql", "i.install_time < TIMESTAMP {{ cutoff_ts | lit }}",
+     "i.install_time <= TIMESTAMP {{ cutoff_ts | lit }}"),                           # installs at the cutoff instant
+]
+
+
+def scratch(name: str) -> Path:
+    """A fresh copy of the tree's tracked and unignored files."""
+    dest = OUT / name
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           check=True, capture_output=True).stdout.split(b"\0")
+    for rel in filter(None, files):
+        src = ROOT / rel.decode()
+        if src.is_file():
+            target = dest / rel.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    return dest
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def run_module(name: str, children: int) -> dict:
+    source, tests = MODULES[name]
+    where = scratch(name)
+    package = source.split("/")[0]
+    # mutmut reads [tool.mutmut] from pyproject.toml first: keep it out of the copy, configure in setup.cfg
+    (where / "setup.cfg").write_text("[mutmut]\n" + "\n".join([
+        f"source_paths={package}", f"only_mutate={source}",
+        "pytest_add_cli_args_test_selection=" + "\n    ".join(tests),
+        "pytest_add_cli_args=-p no:xdist\n    -p no:randomly",
+        "also_copy=" + "\n    ".join(d for d in ("config", "glue_jobs", "pipelines", "lambdas", "ltv", "tests")
+                                      if d != package),
+    ]) + "\n")
+    started = time.monotonic()
+    log = where / "mutmut.log"
+    with open(log, "w") as f:
+        subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=where, env=env(), stdout=f,
+                       stderr=subprocess.STDOUT, check=False)
+    listing = subprocess.run(["mutmut", "results", "--all", "true"], cwd=where, env=env(), capture_output=True,
+                             text=True).stdout
+    status = dict(line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line)
+    survived = [mutant for mutant, state in status.items() if state == "survived"]
+    show = ("import json, sys\nfrom mutmut.__main__ import find_mutant, get_diff_for_mutant\n"
+            "print(json.dumps({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in json.load(sys.stdin)}))")
+    diffs = json.loads(subprocess.run([sys.executable, "-c", show], cwd=where, env=env(), input=json.dumps(survived),
+                                      capture_output=True, text=True, check=True).stdout) if survived else {}
+    survivors = {m: [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+                 for m, diff in diffs.items()}
+    counts: dict[str, int] = {}
+    for state in status.values():
+        counts[state] = counts.get(state, 0) + 1
+    return {"module": source, "tests": tests, "counts": counts, "survivors": survivors,
+            "wall_s": round(time.monotonic() - started, 1)}
+
+
+def run_sql() -> dict:
+    where = scratch("sql")
+    baseline = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:xdist", *SQL_TESTS], cwd=where,
+                              env=env() | {"PYTHONPATH": str(where)}, capture_output=True, text=True)
+    if baseline.returncode:
+        raise SystemExit(f"the SQL tests fail without a mutant:\n{baseline.stdout[-2000:]}")
+    counts, survivors, started = {"killed": 0, "survived": 0}, {}, time.monotonic()
+    for file, old, new in SQL_MUTANTS:
+        path = where / file
+        original = path.read_text()
+        if original.count(old) != 1:
+            raise SystemExit(f"SQL mutant {file}: {old!r} occurs {original.count(old)} times (must be once)")
+        path.write_text(original.replace(old, new))
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:xdist", *SQL_TESTS],
+                                    cwd=where, env=env() | {"PYTHONPATH": str(where)}, capture_output=True)
+        finally:
+            path.write_text(original)
+        state = "killed" if result.returncode else "survived"
+        counts[state] += 1
+        if state == "survived":
+            survivors[f"{file}: {old} -> {new}"] = []
+    return {"module": "ltv/sql/*.sql", "tests": SQL_TESTS, "counts": counts, "survivors": survivors,
+            "wall_s": round(time.monotonic() - started, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"some of {', '.join([*MODULES, 'sql'])} (default: all)")
+    parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    args = parser.parse_args()
+    names = args.modules or [*MODULES, "sql"]
+    unknown = set(names) - {*MODULES, "sql"}
+    if unknown:
+        parser.error(f"unknown module(s) {sorted(unknown)}; known: {', '.join([*MODULES, 'sql'])}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    summary_path = OUT / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for name in names:
+        result = run_sql() if name == "sql" else run_module(name, args.children)
+        summary[name] = result
+        summary_path.write_text(json.dumps(summary, indent=2))
+        c = result["counts"]
+        tested = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)
+        print(f"{name:12s} killed {c.get('killed', 0) + c.get('timeout', 0)}/{tested} "
+              f"({100 * (c.get('killed', 0) + c.get('timeout', 0)) / max(tested, 1):.0f} %), "
+              f"not reached by the fast tests {c.get('no tests', 0)}, other {sum(v for k, v in c.items() if k not in ('killed', 'survived', 'timeout', 'no tests'))}"
+              f" [{result['wall_s']} s]", flush=True)
+        for mutant, diff in result["survivors"].items():
+            print(f"  survived {mutant}: {' | '.join(d.strip() for d in diff)[:200]}")
+
+
+if __name__ == "__main__":
+    main()
