@@ -69,11 +69,12 @@ def test_the_first_champion_waits_for_full_feature_history_and_scores_weekly(upd
     assert summary.of("error") == [], [e.text for e in summary.of("error")]
 
 
-def test_delayed_labels_catch_the_update_and_stay_quiet_without_it(updated_run, control_run) -> None:
+def test_delayed_labels_catch_the_update_and_stay_quiet_without_it(updated_run, control_run, record_property) -> None:
     config, lake, _, summary = updated_run
     _, control_lake, control = control_run
     policy = next(p for p in config.monitoring.policies if p.signal == "label_decay")
     updated, quiet = decay_values(lake), decay_values(control_lake)
+    record_property("label_decay", {"updated": updated, "control": quiet})  # --junitxml: compare runs
     assert len(updated) >= 3 and len(quiet) >= 2, "cohorts are evaluated once their horizon has passed"
     assert min(updated.values()) > policy.threshold, updated
     assert max(quiet.values()) < policy.threshold / 2, quiet
