@@ -33,7 +33,7 @@ def run(rt: common.Runtime, args: common.Args) -> str:
     for c in features:
         summary = etl.ensure_summary(rt.engine, rt.config, c)
         done.append(f"summary {c}: " + (f"{summary.rows} players" if summary else "current"))
-        done.append(f"features {c}: {etl.build_features(rt.engine, rt.config, c).rows} rows")
+        done.append(f"features {c}: {etl.build_features(rt.engine, rt.config, c, summary_ensured=True).rows} rows")
     done += [f"labels {c}: {etl.build_labels(rt.engine, rt.config, c).rows} rows" for c in labels]
     return "; ".join(done) or "no cutoff is due"
 

@@ -77,12 +77,12 @@ def config_validate(paths: Annotated[Optional[list[Path]], typer.Argument(help="
         try:
             c = cfg.load(path)
             out.print(f"[green]ok[/green] {escape(str(path))}: game {c.game.id!r} ({c.game.name}), config hash {c.config_hash()}")
-            valid.append(path)
+            valid.append((path, c))
         except LtvError as e:
             failed += 1
             console.print(f"[red]invalid[/red] {escape(str(e))}", soft_wrap=True)
     try:
-        cfg.load_all(valid)
+        cfg.one_file_per_game(valid)
     except LtvError as e:  # each file is valid, but two of them are the same game
         failed += 1
         console.print(f"[red]invalid[/red] {escape(str(e))}", soft_wrap=True)

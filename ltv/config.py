@@ -464,6 +464,13 @@ class AlarmSettings(Strict):
 
 
 Severity = Literal["error", "warn", "off"]
+# the data checks ltv.validation runs (it defines what each does); named here so a config can be
+# checked without importing them
+CHECK_NAMES = (
+    "schema", "null_ids", "event_types", "negative_revenue", "revenue_range", "unknown_currency",
+    "negative_values", "duplicate_events", "outside_partition_day", "late_events", "future_events",
+    "freshness", "volume",
+)
 
 
 class ValidationSettings(Strict):
@@ -592,8 +599,6 @@ class GameConfig(Strict):
         cur = self.logs.events.columns.currency
         if cur is None and self.logs.events.revenue.fx_rates:
             raise ValueError("logs.events.revenue.fx_rates is set but logs.events.columns.currency is not")
-        from ltv.validation import CHECK_NAMES  # the validation module owns the check names
-
         unknown = set(self.validation.severity) - set(CHECK_NAMES)
         if unknown:
             raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
@@ -663,17 +668,20 @@ def load(game_or_path: str | Path, overrides: dict[str, Any] | None = None) -> G
 
 
 def load_all(paths: list[Path]) -> list[GameConfig]:
-    """Load several game configs, each game at most once: two files with the same `game.id` would
-    deploy into the same resource names and write the same lake, so they are a `ConfigError`."""
-    configs, seen = [], {}
-    for path in paths:
-        config = load(path)
+    """Load several game configs, each game at most once (see `one_file_per_game`)."""
+    return one_file_per_game([(path, load(path)) for path in paths])
+
+
+def one_file_per_game(loaded: list[tuple[Path, GameConfig]]) -> list[GameConfig]:
+    """The loaded configs, each game at most once: two files with the same `game.id` would deploy
+    into the same resource names and write the same lake, so they are a `ConfigError`."""
+    seen: dict[str, Path] = {}
+    for path, config in loaded:
         if config.game.id in seen:
             raise ConfigError(f"{seen[config.game.id]} and {path} both define game id {config.game.id!r}; a game is "
                               "one file: delete the copy or give it its own game.id")
         seen[config.game.id] = path
-        configs.append(config)
-    return configs
+    return [config for _, config in loaded]
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

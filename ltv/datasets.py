@@ -202,6 +202,11 @@ def load_dataset(lake: Lake, name: str) -> dict[str, pd.DataFrame]:
         built = sorted(p.name for p in lake.datasets.glob("*") if is_complete(p)) if lake.datasets.exists() else []
         raise LtvError(f"dataset {name!r} is not built in {lake.datasets}; built: {built or 'none'}. "
                        f"Run: ltv datasets build --game {lake.game} --version {name}")
+    return read_splits(path)
+
+
+def read_splits(path: Path) -> dict[str, pd.DataFrame]:
+    """The splits of the complete dataset version folder `path` (in a lake or downloaded from one)."""
     return {s: pd.read_parquet(path / f"split={s}") for s in SPLITS}
 
 

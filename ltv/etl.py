@@ -304,11 +304,13 @@ def labels_sql(config: GameConfig, cutoff: dt.date) -> str:
                       purchase_days=config.horizons.purchase_days)
 
 
-def build_features(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
+def build_features(engine: Engine, config: GameConfig, cutoff: dt.date, *, summary_ensured: bool = False) -> WriteResult:
     """Features of the population at `cutoff` (reads player_day before the cutoff only): the
-    whole-history summary at the cutoff first (built unless current), then the features."""
+    whole-history summary at the cutoff first (built unless current; `summary_ensured`: the
+    caller has just run `ensure_summary`, so it is not checked again), then the features."""
     w = Windows.of(config, cutoff)
-    ensure_summary(engine, config, cutoff)
+    if not summary_ensured:
+        ensure_summary(engine, config, cutoff)
     require_player_day(engine, config, w.recent_start, cutoff, f"features at {cutoff}")
     result = engine.write_partitions("features", features_sql(config, cutoff), value=str(cutoff))
     if result.rows == 0:

@@ -113,11 +113,12 @@ class DailyLoop:
         written, so a resumed scoring completes that run rather than adding another."""
         if not schedule.is_scoring_day(self.config.cutoffs, self.config.schedules.scoring, day):
             return "not a scoring day"
-        if self.registry.champion() is None:
+        champion = self.registry.champion()
+        if champion is None:
             return "no champion"
         run_id = entry.get("scoring_run") or self._mark(day, scoring_run=runs.new_run_id())["scoring_run"]
         try:
-            r = score(self.config, self.lake, self.engine, self.registry, day, run_id=run_id)
+            r = score(self.config, self.lake, self.engine, self.registry, day, run_id=run_id, champion=champion)
         except LtvError as e:
             log("error", f"scoring {day}: {e}")
             return None

@@ -30,7 +30,7 @@ from ltv.lake import Lake, atomic_dir, is_complete
 
 if TYPE_CHECKING:  # the registry brings the models; the Athena catalog needs only this module's schema
     from ltv.models import LTVModel
-    from ltv.registry import Registry
+    from ltv.registry import ModelVersion, Registry
 
 LATEST = runs.LATEST
 
@@ -92,12 +92,13 @@ def date_dir(lake: Lake, day: dt.date | str) -> Path:
 
 
 def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date,
-          run_id: str | None = None) -> ScoringResult:
+          run_id: str | None = None, champion: ModelVersion | None = None) -> ScoringResult:
     """Score the population at `day` (players active in the window before it) with the champion.
 
     `run_id` names the run (default: a new one). A run of that id that is already complete is
     kept as it is and published (`_LATEST` moves to it unless a newer run is published): the daily
-    loop resumes an interrupted scoring so."""
+    loop resumes an interrupted scoring so. `champion`: the registry's champion if the caller
+    has already resolved it (one registry read per scoring day)."""
     from ltv.registry import group_name
 
     run_id = run_id or runs.new_run_id()
@@ -106,7 +107,7 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
         runs.publish(runs.DirStore(lake.root), lake.game, day, run_id)
         pred = pd.read_parquet(target, columns=["model_version"])
         return ScoringResult(config.game.id, str(day), run_id, len(pred), int(pred["model_version"].iloc[0]), target)
-    champion = registry.champion()
+    champion = champion or registry.champion()
     if champion is None:
         raise RegistryError(f"{group_name(config.game.id)!r} has no Approved model to score with; train one "
                             f"(ltv run / ltv train) or approve a version (ltv registry approve)")

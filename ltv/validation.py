@@ -15,15 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ltv import sql
-from ltv.config import GameConfig
+from ltv.config import CHECK_NAMES, GameConfig
 from ltv.engine import Engine
 from ltv.errors import DataValidationError
 
-CHECK_NAMES = (
-    "schema", "null_ids", "event_types", "negative_revenue", "revenue_range", "unknown_currency",
-    "negative_values", "duplicate_events", "outside_partition_day", "late_events", "future_events",
-    "freshness", "volume",
-)
 DEFAULT_SEVERITY = {name: "error" for name in CHECK_NAMES} | {
     "late_events": "warn", "volume": "warn", "duplicate_events": "warn"}
 

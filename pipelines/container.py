@@ -31,7 +31,7 @@ from pathlib import Path
 from ltv import config as cfg
 from ltv import datasets
 from ltv.errors import ConfigError, LtvError
-from ltv.lake import Lake
+from ltv.lake import SUCCESS, is_complete
 
 log = logging.getLogger("ltv.container")
 # the image's commands and the modules that run them (each has `main(argv) -> exit code`)
@@ -108,7 +108,7 @@ def load_config(directory: Path, game: str | None = None) -> cfg.GameConfig:
     return config
 
 
-def read_dataset(directory: Path, config: cfg.GameConfig, workdir: Path) -> tuple[dict, dict]:
+def read_dataset(directory: Path, config: cfg.GameConfig) -> tuple[dict, dict]:
     """(splits, manifest) of the dataset version downloaded into `directory` (the contents of
     `s3://<curated>/datasets/<version>/`), read by the core's own loader."""
     if not (directory / "manifest.json").exists():
@@ -118,10 +118,10 @@ def read_dataset(directory: Path, config: cfg.GameConfig, workdir: Path) -> tupl
     if manifest.get("game") != config.game.id:
         raise ConfigError(f"dataset {manifest.get('name')!r} belongs to game {manifest.get('game')!r}, "
                           f"not {config.game.id!r}")
-    lake = Lake(workdir / "lake", config.game.id)
-    lake.datasets.mkdir(parents=True, exist_ok=True)
-    (lake.datasets / manifest["name"]).symlink_to(directory.resolve(), target_is_directory=True)
-    return datasets.load_dataset(lake, manifest["name"]), manifest
+    if not is_complete(directory):
+        raise LtvError(f"{directory} holds dataset {manifest.get('name')!r} without its {SUCCESS} marker: the "
+                       "dataset job did not finish writing it; rebuild the version, then start the pipeline again")
+    return datasets.read_splits(directory), manifest
 
 
 def read_json(path: Path, default: dict | None = None) -> dict:

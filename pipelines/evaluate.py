@@ -43,7 +43,7 @@ def evaluate_challenger(args: argparse.Namespace, workdir: Path) -> str:
     if not archive.exists():
         raise ArtifactError(f"no {ARCHIVE} in {args.model}: the input must be the training job's model artifact")
     model = LTVModel.load(unpack(archive, workdir / "model"))
-    splits, manifest = read_dataset(args.dataset, config, workdir)
+    splits, manifest = read_dataset(args.dataset, config)
     evaluation, decision = evaluate_against_champion(model, splits, config, _registry(args, config.game.id), None)
     evaluation.metrics["registration"] = registration(model.manifest, decision.reason)
     title = f"{config.game.name}: challenger on {manifest['name']} ({'promoted' if decision.promote else 'not promoted'})"

@@ -48,7 +48,7 @@ def train_model(paths: Paths, workdir: Path) -> str:
     if any(paths.model.iterdir()):  # checked before training, not after it
         raise LtvError(f"{paths.model} is not empty; SageMaker hands training an empty model directory")
     config = load_config(paths.channel("config"), hyper.get("game"))
-    splits, manifest = read_dataset(paths.channel("dataset"), config, workdir)
+    splits, manifest = read_dataset(paths.channel("dataset"), config)
     log.info("training %s on dataset %s (%s)", config.game.id, manifest["name"], manifest["rows"])
     model = train(config, splits, workdir / "model", dataset=manifest, budget=budget(config, hyper.get("budget", "config")),
                   progress=log.info)

@@ -6,13 +6,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
-import yaml
+# One thread per engine and numeric library, so no scheduling decides a tested number: DuckDB's
+# parallel DOUBLE sums (labels' ltv, weekly revenue) and OpenBLAS' split reductions add in the
+# order threads finish, and the BTYD fit turns such last-bit differences into other features
+# (tests/test_run.py). LightGBM gets one thread from TINY_BUDGET's num_cpus.
+for _var in ("LTV_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
 
-import aws_constraints
-from ltv import config as cfg
+import numpy as np  # noqa: E402  (after the thread counts: OpenBLAS reads them when it loads)
+import pytest  # noqa: E402
+import threadpoolctl  # noqa: E402
+import yaml  # noqa: E402
 
+import aws_constraints  # noqa: E402
+
+from ltv import config as cfg  # noqa: E402
+
+threadpoolctl.threadpool_limits(1)  # in case a plugin loaded numpy before this file
 ROOT = Path(__file__).resolve().parent.parent
 GAMES = ROOT / "config" / "games"
 os.environ.setdefault("LTV_CONFIG_DIR", str(GAMES))
@@ -78,8 +88,10 @@ def lake_root(tmp_path: Path) -> Path:
     return tmp_path / "lake"
 
 
+# bounded by work: one family, 60 rounds, one thread, a seed (ltv.models.automl.SEED); the time
+# limit only guards against a hang; no machine is slow enough to reach it on the tiny game
 TINY_BUDGET = {"hyperparameters": {"GBM": {"num_boost_round": 60}}, "fit_weighted_ensemble": False,
-               "time_limit_s": 60, "num_cpus": 1}
+               "time_limit_s": 3600, "num_cpus": 1}
 
 
 def loop_config(**overrides: Any) -> cfg.GameConfig:

@@ -118,3 +118,23 @@ def test_committed_schema_for_editors_is_current() -> None:
     regenerate it with: ltv config schema -o config/schema.json"""
     committed = json.loads((GAMES.parent / "schema.json").read_text())
     assert committed == json.loads(json.dumps(cfg.json_schema()))
+
+
+def test_cli_validate_reads_each_file_once(monkeypatch) -> None:
+    reads: list[Path] = []
+    real = cfg.load
+    monkeypatch.setattr(cfg, "load", lambda path, *a, **k: reads.append(Path(path)) or real(path, *a, **k))
+    result = CliRunner().invoke(app, ["config", "validate"])
+    assert result.exit_code == 0, result.output
+    assert sorted(reads) == sorted(GAMES.glob("*.yaml")), "each file loaded once, the duplicate-id check reuses it"
+
+
+def test_a_config_loads_without_the_data_checks() -> None:
+    """ltv.config names the checks itself: no import circle with ltv.validation."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ltv import config; config.load('galaxy-raiders', {'validation': {'severity': "
+            "{'volume': 'off'}}}); print('ltv.validation' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -411,3 +411,17 @@ def test_dockerfile_has_a_non_root_user_for_serving_and_the_entrypoints() -> Non
         assert callable(__import__(module, fromlist=["main"]).main)
     assert "8080" in " ".join(line for line in lines if line.startswith("EXPOSE"))
 
+
+
+def test_a_downloaded_dataset_is_read_in_place_and_only_when_complete(tiny_game, tiny_model, tmp_path) -> None:
+    config, lake, _ = tiny_game
+    download = tmp_path / "input" / "data" / "dataset"
+    shutil.copytree(lake.datasets / tiny_model[2]["name"], download)
+    splits, manifest = container.read_dataset(download, config)
+    assert manifest == tiny_model[2]
+    for name, frame in tiny_model[1].items():
+        pd.testing.assert_frame_equal(splits[name], frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input"], "no lake is faked beside the download"
+    (download / "_SUCCESS").unlink()
+    with pytest.raises(container.LtvError, match="_SUCCESS"):
+        container.read_dataset(download, config)

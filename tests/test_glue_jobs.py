@@ -1137,3 +1137,26 @@ def _json_path(event: dict, path: str) -> Any:
     for part in path.removeprefix("$.").split("."):
         value = value[part]
     return value
+
+
+def test_the_cutoffs_job_checks_the_summary_once(tmp_path):
+    """One listing and one definition read of player_summary for the summary it builds (the
+    features step does not check it again): each is an S3 LIST / GET on Athena."""
+    config = cfg.load(GAMES / "galaxy-raiders.yaml")
+    day = due_day(config)
+    calls: list[tuple[str, str]] = []
+
+    class Counting(RecordingEngine):
+        def partitions(self, table: str) -> list[str]:
+            calls.append(("list", table))
+            return super().partitions(table)
+
+        def get_partition_json(self, table: str, value: str, name: str):
+            calls.append(("get", table))
+            return super().get_partition_json(table, value, name)
+
+    engine = Counting(config, etl.day_range(dt.date(2024, 1, 1), dt.date(2025, 12, 31)))
+    engine.complete = [str(previous_cutoff(config, day))]
+    cutoffs.run(common.Runtime(config, engine, Lake(tmp_path, config.game.id), lambda: NOW), {"date": str(day)})
+    # the check of the summary at the cutoff (not current: it is built), then the previous summary it continues
+    assert calls.count(("list", "player_summary")) == 2 and calls.count(("get", "player_summary")) == 1, calls

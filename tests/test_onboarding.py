@@ -42,7 +42,7 @@ logs:
 features: {step_days: 14, n_steps: 3, population_window_days: 120}
 horizons: {ltv_days: 28, purchase_days: 14}
 datasets: {first_start: 2025-03-10, count: 1, train_weeks: [4], validation_weeks: 1, test_weeks: 1}
-model: {hyperparameters: {GBM: {num_boost_round: 40}}, fit_weighted_ensemble: false, time_limit_s: 60, num_cpus: 1}
+model: {hyperparameters: {GBM: {num_boost_round: 40}}, fit_weighted_ensemble: false, time_limit_s: 3600, num_cpus: 1}
 """
 
 

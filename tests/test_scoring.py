@@ -70,3 +70,15 @@ def test_cli_sql_queries_the_latest_predictions(scoring_lake) -> None:
                                    "SELECT COUNT(*) AS n, MIN(run) AS run FROM latest_predictions"])
     assert out.exit_code == 0, out.output
     assert str(result.rows) in out.output and result.run_id in out.output
+
+
+def test_the_loop_resolves_the_champion_once_on_a_scoring_day(scoring_lake, monkeypatch) -> None:
+    from ltv.run import DailyLoop
+
+    config, lake, _, _ = scoring_lake
+    loop = DailyLoop(config, lake)
+    resolved = []
+    real = loop.registry.champion
+    monkeypatch.setattr(loop.registry, "champion", lambda: resolved.append(1) or real())
+    assert loop._score(DAY, {}, lambda kind, text: None) == "scored"
+    assert len(resolved) == 1, "the scoring step passes the champion it checked on to score()"
