@@ -272,9 +272,8 @@ def decide(challenger: pd.DataFrame, champion: pd.DataFrame | None, rule: Promot
         won = primary["low"] > rule.min_effect
         why = (f"{name} {primary['challenger']:.4f} vs champion {primary['champion']:.4f} gain {primary['gain']:+.4f} "
                f"{_ci(primary)} {'clears' if won else 'does not clear'} min effect {rule.min_effect}")
-    focused = None
-    if not won and focus is not None:
-        focused = _focus(challenger, champion, rule, focus, days)
+    focused = None if focus is None else _focus(challenger, champion, rule, focus, days)  # recorded either way
+    if not won and focused is not None:
         if focused["won"]:
             won, why = True, why + " but " + focused["why"]
             tolerance, upper = rule.primary_tolerance, -primary["low"]

@@ -1,6 +1,7 @@
 """Monitoring: each signal on constructed data, policies to alerts, webhook delivery."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -105,10 +106,27 @@ def test_monitor_measures_missed_predictions_and_delayed_labels(scoring_lake) ->
     assert monitor.run(DAY).measurements == [], "the same scores are not measured twice"
     assert read_alerts(lake) == logged, "a rerun of the day announces nothing again"
     later = DAY + dt.timedelta(days=14)
-    report = monitor.run(later)
+    report = Monitor(config, lake, engine, ReportingTestMetrics(registry, {"payer_pr_auc": 0.95})).run(later)
     decay = next(m for m in report.measurements if m.signal == "label_decay")
     assert decay.details["cutoff"] == str(DAY) and decay.details["current"] > 0.5
+    # the reference is the version's score on the unseen test split (the registry's metrics), not validation
+    assert decay.details["reference"] == 0.95 and decay.details["reference_split"] == "test"
+    assert decay.value == pytest.approx((0.95 - decay.details["current"]) / 0.95)
     assert (lake.monitoring / "delayed" / f"cutoff={DAY}.json").exists()
+
+
+class ReportingTestMetrics:
+    """A registry whose versions report these test metrics (the fixture registers validation metrics)."""
+
+    def __init__(self, registry, metrics: dict):
+        self._registry, self._metrics = registry, metrics
+
+    def __getattr__(self, name):
+        return getattr(self._registry, name)
+
+    def get(self, version: int):
+        v = self._registry.get(version)
+        return dataclasses.replace(v, metrics=v.metrics | self._metrics)
 
 
 def test_webhook_receives_the_alert_and_failures_do_not_raise() -> None:

@@ -128,6 +128,7 @@ def test_a_decay_retrain_may_win_on_the_metric_and_cohorts_that_decayed() -> Non
     focus = Focus("label_decay", "payer_pr_auc", ("2025-05-12",))
     d = decide(fixed, stale, RULE, focus=focus)
     assert d.promote and "on the cohorts that decayed 2025-05-12 payer_pr_auc" in d.reason, d.reason
+    assert decide(GOOD, BAD, RULE, focus=focus).focus["metric"] == "payer_pr_auc", "recorded when the primary wins"
     assert d.focus["rows"] == 600 and d.focus["low"] > 0
     worse = fixed.assign(ltv_expected=np.where(recent, 1.0, fixed["ltv_expected"]))  # ranks the last cohort badly
     d = decide(worse, stale, RULE, focus=focus)

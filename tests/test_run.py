@@ -93,6 +93,9 @@ def test_an_alert_asks_for_a_retrain_once_the_cooldown_has_passed(updated_run, c
     retrain = summary.of("trained")[1]
     first_alert = next(e.day for e in summary.of("alert") if "label_decay" in e.text)
     assert retrain.day == "2025-04-28" > first_alert, "alerts before the 28-day cooldown do not retrain"
+    focus = json.loads((summary.trainings[1].run_dir / "metrics.json").read_text())["promotion"]["focus"]
+    assert focus["metric"] == "payer_pr_auc" and focus["policy"] == "label_decay", "judged on what decayed too"
+    assert set(focus["cutoffs"]) <= set(decay_values(updated_run[1])), "on cohorts that decayed"
     assert [e for e in control_run[2].of("trained")][1:] == [], "without the update nothing asks for a retrain"
 
 
@@ -105,8 +108,9 @@ def test_every_decision_follows_the_rule_on_the_metrics_it_recorded(updated_run)
     rule = config.promotion
     for run in summary.trainings:
         recorded = json.loads((run.run_dir / "metrics.json").read_text())
-        assert (run.run_dir / "report.html").exists()
         champion, promotion = recorded["champion"], recorded["promotion"]
+        assert promotion["reason"] in (run.run_dir / "report.html").read_text()
+        assert registry.get(run.version.version).history[0]["reason"] == promotion["reason"], "the registry's record"
         if champion is None:
             assert run.version.status == APPROVED
             continue
