@@ -98,13 +98,18 @@ def main() -> int:
             rows = holdout(w, rng)
             stale, fresh = model(rows, "before", rng), model(rows, "after", rng)
             if retrain == 0:
-                minmax.append((metrics.minmax_score(rows.ltv, stale.ltv_pred), metrics.minmax_score(rows.ltv, fresh.ltv_pred)))
+                minmax.append((metrics.minmax_score(rows.ltv, stale.ltv_pred), metrics.minmax_score(rows.ltv, fresh.ltv_pred),
+                               metrics.normalized_gini(rows.ltv, stale.ltv_expected),
+                               metrics.normalized_gini(rows.ltv, fresh.ltv_expected)))
             promoted = promoted or decide(fresh, stale, rule).promote
         update.append(promoted)
-    stale_mm, fresh_mm = np.mean(minmax, axis=0)
+        if (seed + 1) % 10 == 0:  # a running tally, so a cut-short run still reports what it measured
+            print(f"  seeds 0..{seed}: no change promoted {sum(null)}, after the update promoted within 2 "
+                  f"{sum(update)}", flush=True)
+    stale_mm, fresh_mm, stale_gini, fresh_gini = np.mean(minmax, axis=0)
     null_rate, update_rate = float(np.mean(null)), float(np.mean(update))
     print(f"\nupdate size: minmax stale {stale_mm:.3f} vs fresh {fresh_mm:.3f} (fresh / stale {fresh_mm / stale_mm:.3f}; "
-          "Kakao's ODIN: 0.688 vs 0.760, 1.105)")
+          f"Kakao's ODIN: 0.688 vs 0.760, 1.105); normalized Gini stale {stale_gini:.3f} vs fresh {fresh_gini:.3f}")
     print("| case | promoted | target | |\n|---|---:|---:|---|")
     print(f"| no change: equal-skill challenger | {sum(null)} / {len(null)} = {null_rate:.1%} | <= 5 % | "
           f"{verdict(null_rate <= 0.05)} |")
