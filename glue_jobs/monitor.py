@@ -8,7 +8,10 @@ statistics from its model package (SageMaker registry). Then:
 - every policy's value (`ltv.monitoring.metric_data`) and the number of scoring days without a
   published run (`missed_scoring_runs`) go to CloudWatch, namespace `LTV/<game>`: the alarms of
   the monitoring stack watch them, with the policies' thresholds;
-- every alert goes to the game's SNS topic (`--topic_arn`), as JSON with a readable `text`;
+- every alert goes to the game's SNS topic (`--topic_arn`), as JSON with a readable `text`: one
+  message per change of an incident's state (open, retrain_requested, retrain_promoted,
+  retrain_rejected, escalated, resolved; `ltv.monitoring.Incidents`), never the same alert
+  weekly, with the state and the policy alarm's matching CloudWatch state as message attributes;
 - the monitoring state and results go to `s3://<curated>/monitoring/` (fetched first, published
   last), as `lake/<game>/monitoring/` locally.
 
@@ -23,7 +26,7 @@ from typing import Any
 
 from glue_jobs import _common as common  # from the core wheel on the job's Python path
 from ltv import metric_names
-from ltv.monitoring import Alert, Monitor, alert_body, alert_text, metric_data, missed_scoring_runs
+from ltv.monitoring import ALARM_STATE, Alert, Monitor, alert_body, alert_text, metric_data, missed_scoring_runs
 from ltv.scoring import Predictions
 
 log = logging.getLogger("ltv.glue")
@@ -74,7 +77,9 @@ def _send(sns: Any, topic_arn: str | None, alert: Alert) -> str:
     if sns is None or not topic_arn:
         return "log"
     subject = alert_text(alert).encode("ascii", "replace").decode()[:100]
-    message_id = sns.publish(TopicArn=topic_arn, Subject=subject, Message=alert_body(alert).decode())["MessageId"]
+    attributes = {"state": alert.state, "alarm_state": ALARM_STATE[alert.state]}
+    message_id = sns.publish(TopicArn=topic_arn, Subject=subject, Message=alert_body(alert).decode(), MessageAttributes={
+        k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})["MessageId"]
     return f"sns {message_id}"
 
 

@@ -613,8 +613,6 @@ def demo(lake: Annotated[Optional[Path], typer.Option("--lake", help="where to w
 
     Example: ltv demo
     """
-    from collections import Counter
-
     from ltv.demo import run_demo
 
     root = lake or Path("demo") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -641,15 +639,16 @@ def demo(lake: Annotated[Optional[Path], typer.Option("--lake", help="where to w
         t.add_row(run.dataset.removeprefix("rolling-"), str(run.version.version), run.version.status,
                   escape(run.decision.reason))
     out.print(t)
-    alerts = Counter(e.text.split(":")[0] for e in loop.of("alert"))
-    a = Table(title="Alerts raised by the monitoring policies")
-    a.add_column("policy")
-    a.add_column("count", justify="right")
-    a.add_column("first")
-    for policy, n in alerts.most_common():
-        first = next(e.day for e in loop.of("alert") if e.text.startswith(policy))
-        a.add_row(policy, str(n), first)
+    a = Table(title="Alerts and what came of them (open → retrain requested → retrain promoted / rejected → "
+                    "resolved, or escalated once)")
+    for col in ("policy", "opened", "life cycle", "now"):
+        a.add_column(col)
+    for incident in result.incidents:
+        steps = [h for h in incident["history"] if h["state"] != "open"]
+        a.add_row(incident["policy"], incident["opened"],
+                  escape("\n".join(f"{h['date']} {h['state']}: {h['note']}" for h in steps) or "-"), incident["state"])
     out.print(a)
+    out.print(f"{len(loop.of('alert'))} alert messages (one per change of an incident's state)")
     out.print(f"{len(loop.of('scored'))} weekly scoring runs; {len(loop.of('validation'))} days failed validation; "
               f"{len(loop.of('error'))} errors")
     out.print(_drift_table(result.drift))

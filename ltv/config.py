@@ -301,12 +301,27 @@ MetricName = Literal[
 LOWER_IS_BETTER = frozenset({"decile_mape", "purchase_day_mae", "total_ratio_error"})
 
 
+class Bootstrap(Strict):
+    """The paired bootstrap the promotion rule decides on: players resampled with replacement
+    (all their rows together), both models scored on each resample."""
+
+    resamples: int = Field(1000, ge=100, le=20000, description="bootstrap resamples")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="two-sided confidence of the intervals")
+    seed: int = Field(0, ge=0, description="the resampling seed: a rerun takes the same decision")
+    min_rows: PositiveInt = Field(200, description="fewest holdout rows a bootstrap may run on (BootstrapError below)")
+
+
 class PromotionRule(Strict):
     primary_metric: MetricName = "normalized_gini"
-    min_improvement: float = Field(0.005, ge=0, description="absolute margin the challenger must win by")
+    min_effect: float = Field(0.0, ge=0, description=(
+        "the lower confidence bound of the primary metric's gain must exceed this (0: better with confidence)"))
     guard_metrics: dict[MetricName, Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: {"payer_f1": 0.02, "purchase_day_mae": 0.25},
-        description="metric -> largest tolerated degradation (absolute)")
+        description="metric -> largest tolerated loss (absolute), compared with the upper confidence bound of the loss")
+    primary_tolerance: float = Field(0.01, ge=0, description=(
+        "a retrain asked for by a label-decay policy may win on the decayed metric instead: then the primary "
+        "metric is a guard with this tolerance"))
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     approval: Literal["auto", "manual"] = Field(
         "auto", description="auto: a winning challenger is Approved; manual: PendingManualApproval")
 
@@ -341,6 +356,8 @@ def _default_policies() -> list[Policy]:
 class MonitoringSettings(Strict):
     policies: list[Policy] = Field(default_factory=_default_policies)
     psi_bins: PositiveInt = Field(10, le=50)
+    escalate_after_rejections: PositiveInt = Field(2, description=(
+        "an alert whose retrains were rejected this many times is escalated once (and asks for no more retrains)"))
 
     @field_validator("policies")
     @classmethod
@@ -505,6 +522,9 @@ class Drift(Strict):
     nonpayer_conversion: Fraction = Field(
         0.0, description="share of non-payers (weighted by engagement) who start paying at the update")
     conversion_type: PlayerType = Field("minnow", description="how converted non-payers spend")
+    payer_dropout: Fraction = Field(0.0, description=(
+        "share of payers (weighted by disengagement: the less active more often) who stop paying at the update, "
+        "as when an economy change removes what they bought"))
 
 
 class Sales(Strict):

@@ -1,7 +1,9 @@
 """The demo: simulate a game with a content update (drift), then run the daily loop over it.
 
 It shows the whole local twin: a first champion, weekly scoring, the update detected and
-alerted, retrains whose challengers are promoted or rejected by the promotion rule, Kakao's
+alerted, retrains whose challengers are promoted or rejected by the promotion rule (a paired
+bootstrap on the same unseen rows), each alert's life cycle (open → retrain requested → retrain
+promoted / rejected → resolved, or escalated once), Kakao's
 drift experiment over the configured dataset versions, and the HTML report of the champion
 with the drift table. Everything goes to a new folder; nothing is overwritten.
 """
@@ -11,6 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ltv import config as cfg
 from ltv import datasets
@@ -32,6 +35,7 @@ class DemoResult:
     loop: RunSummary
     drift: DriftExperiment
     report: Path | None         # the champion on its test period, with the drift table
+    incidents: list[dict[str, Any]]  # every alert's life cycle (ltv.monitoring.Incidents)
 
 
 def demo_config(game: str, installs: int | None, days: int | None) -> cfg.GameConfig:
@@ -61,4 +65,4 @@ def run_demo(root: Path, *, game: str = DEMO_GAME, installs: int | None = DEFAUL
         spec = datasets.find_spec(config, champion.lineage["dataset"]["name"])
         report, _ = write_evaluation(config, lake, loop.engine, loop.registry.load(champion.version),
                                      f"model version {champion.version} (champion)", spec)
-    return DemoResult(lake, sim, summary, drift, report / "report.html" if report else None)
+    return DemoResult(lake, sim, summary, drift, report / "report.html" if report else None, loop.monitor.incidents())

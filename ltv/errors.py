@@ -69,3 +69,8 @@ class S3EventError(LtvError):
 
 class HorizonError(LtvError):
     """The logs are too short for train + validation + embargo + test at the label horizon."""
+
+
+class BootstrapError(LtvError):
+    """The promotion's paired bootstrap was asked to run on fewer holdout rows than configured
+    (`promotion.bootstrap.min_rows`): its confidence interval would not be evidence."""

@@ -8,17 +8,23 @@ Signals:
   champion's validation predictions.
 - label_decay: delayed-label evaluation: once a scored cohort's horizon has passed, its
   predictions are compared with what happened (the report's metrics); the value is the
-  relative drop of the promotion's primary metric from the champion's validation value.
+  relative drop of the policy's metric (default: the promotion's primary) from the version's
+  value on the unseen test split its promotion used (not the validation split it was tuned on,
+  whose score is inflated by threshold choice and early stopping).
 - missed_predictions: share of players active in the population window of the latest scoring
   date who have no prediction.
 - validation_failure: error-level data validation checks that failed for the day's raw logs.
 
 Each policy turns its signal's measurement into a value (`PolicyValue`; for feature_drift, the
 number of features above the policy's PSI threshold) that fires when it crosses the policy's
-threshold. Locally alerts go to `monitoring/alerts.jsonl` (and an optional webhook); in AWS the
-monitoring Glue job runs this same `Monitor` over Athena and S3, publishes every `PolicyValue` as
-a CloudWatch metric (`metric_data`; the alarms use the same thresholds) and delivers the alerts to
-the game's SNS topic.
+threshold. A firing policy opens an incident with a life cycle (`Incidents`): open → retrain
+requested → retrain promoted / rejected (read from the registry) → resolved when a measurement of
+the current model no longer fires, or escalated once; each change of state is one alert, never
+the same alert every week. Locally alerts go to `monitoring/alerts.jsonl` (and an optional
+webhook); in AWS the monitoring Glue job runs this same `Monitor` over Athena and S3, publishes
+every `PolicyValue` of the current model as a CloudWatch metric (`metric_data`; the alarms use the
+same thresholds, so a policy's alarm is in ALARM while its incident is open and OK once resolved,
+`ALARM_STATE`) and delivers the alerts to the game's SNS topic.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from ltv.config import LOWER_IS_BETTER, GameConfig, Policy
 from ltv.engine import Engine
 from ltv.evaluate import clean
 from ltv.lake import Lake, write_json_atomic
+from ltv.promotion import Focus
 from ltv.registry import Registry
 from ltv.scoring import Predictions
 from ltv.stats import psi, psi_table
@@ -58,12 +65,13 @@ class Alert:
     policy: str
     signal: str
     severity: str
-    value: float
+    value: float | None   # None for a transition no measurement caused (a retrain's outcome)
     threshold: float
     message: str
     retrain: bool
     details: dict[str, Any] = field(default_factory=dict)
     delivery: str = "log"
+    state: str = "open"   # the incident's state this alert announces (see `Incidents`)
 
 
 @dataclass(frozen=True)
@@ -84,10 +92,11 @@ class MonitoringReport:
     measurements: list[Measurement]
     alerts: list[Alert]
     values: list[PolicyValue] = field(default_factory=list)
+    retrain_for: list[str] = field(default_factory=list)  # policies whose incident awaits a retrain
 
     @property
     def retrain(self) -> bool:
-        return any(a.retrain for a in self.alerts)
+        return bool(self.retrain_for)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,8 +164,8 @@ def _message(policy: Policy, m: Measurement) -> str:
     if policy.signal == "prediction_drift":
         return f"score distribution shifted: PSI {m.value:.3f} on {d.get('worst')} (> {policy.threshold})"
     if policy.signal == "label_decay":
-        return (f"cohort {d.get('cutoff')}: {d.get('metric')} {d.get('current'):.4f} vs {d.get('reference'):.4f} at "
-                f"training, {m.value:.1%} worse (> {policy.threshold:.0%})")
+        return (f"cohort {d.get('cutoff')}: {d.get('metric')} {d.get('current'):.4f} vs {d.get('reference'):.4f} on the "
+                f"unseen test split of its promotion, {m.value:.1%} worse (> {policy.threshold:.0%})")
     if policy.signal == "missed_predictions":
         return f"{d.get('missed')} of {d.get('active')} active players ({m.value:.2%}) have no prediction at {d.get('date')}"
     return f"{int(m.value)} data validation check(s) failed: {', '.join(d.get('checks', []))}"
@@ -212,35 +221,191 @@ class Monitor:
                 continue
             write_json_atomic(self.dir / "delayed" / f"cutoff={cohort}.json", result)
             state["evaluated"].append(cohort)
-            manifest = self.registry.artifact_json(result["model_version"], "manifest.json")
-            reference = manifest["validation_metrics"].get(primary)
+            # the reference is the version's score on the unseen test split its promotion used, not
+            # the validation split it was tuned on (thresholds, early stopping): that would inflate the drop
+            reference = self.registry.get(result["model_version"]).metrics.get(primary)
             drop = relative_drop(primary, result.get(primary), reference)
             measurements.append(Measurement("label_decay", drop, {"cutoff": cohort, "metric": primary,
                                                                   "current": result.get(primary),
-                                                                  "reference": reference,
+                                                                  "reference": reference, "reference_split": "test",
                                                                   "model_version": result["model_version"]}))
         judgements = judge(self.config.monitoring.policies, measurements)
+        incidents = Incidents(state.setdefault("incidents", {}), self.config.monitoring.escalate_after_rejections)
+        policies = self.config.monitoring.policies
+        transitions = incidents.outcomes(str(day), policies, self.registry.versions())
+        judgements = incidents.current(judgements)  # a replaced model's late cohorts judge nothing
+        transitions += incidents.advance(str(day), policies, judgements, self.registry.versions())
         values = [PolicyValue(p.name, p.signal, float(m.value), alarm_threshold(p), fires) for p, m, fires in judgements]
-        alerts = self._alerts(day, judgements)
-        report = MonitoringReport(self.config.game.id, str(day), measurements, alerts, values)
-        if measurements:
+        alerts = self._alerts(day, transitions)
+        report = MonitoringReport(self.config.game.id, str(day), measurements, alerts, values, incidents.awaiting_retrain())
+        if measurements or alerts:
             write_json_atomic(self.dir / f"date={day}.json", {"measurements": [asdict(m) for m in measurements],
                                                                "values": [asdict(v) for v in values],
                                                                "alerts": [asdict(a) for a in alerts]})
         write_json_atomic(self.dir / "state.json", state)
         return report
 
-    def _alerts(self, day: dt.date, judgements: list[tuple[Policy, Measurement, bool]]) -> list[Alert]:
-        """Alerts of the (policy, judged measurement) pairs that fired (`judge`): logged, then delivered."""
-        alerts = [Alert(self.config.game.id, str(day), policy.name, policy.signal, policy.severity, m.value,
-                        policy.threshold, _message(policy, m), policy.retrain,
-                        {k: v for k, v in m.details.items() if k != "psi"}) for policy, m, fires in judgements if fires]
+    def _alerts(self, day: dt.date, transitions: list[Transition]) -> list[Alert]:
+        """Alerts of the day's incident transitions (`Incidents.advance`): logged, then delivered."""
+        alerts = [Alert(self.config.game.id, str(day), t.policy.name, t.policy.signal, t.severity,
+                        t.measurement.value if t.measurement else None, t.policy.threshold,
+                        t.message, t.policy.retrain and t.state in (OPEN, RETRAIN_REQUESTED),
+                        {k: v for k, v in (t.measurement.details if t.measurement else {}).items() if k != "psi"},
+                        state=t.state) for t in transitions]
         self.dir.mkdir(parents=True, exist_ok=True)
         for alert in alerts:
             alert.delivery = self.send(alert)
             with open(self.dir / "alerts.jsonl", "a") as f:
                 f.write(json.dumps(asdict(alert), default=_json_default) + "\n")
         return alerts
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """Every incident so far with its life cycle (`Incidents.history`)."""
+        return Incidents(self._state().get("incidents", {}), self.config.monitoring.escalate_after_rejections).history()
+
+    def focus(self) -> Focus | None:
+        """What a retrain asked for by a label-decay incident must fix: its metric on the cohorts that
+        decayed (None when no label-decay incident awaits a retrain)."""
+        incidents = self._state().get("incidents", {})
+        for policy in self.config.monitoring.policies:
+            incident = incidents.get(policy.name)
+            if policy.signal == "label_decay" and incident and incident["state"] == RETRAIN_REQUESTED:
+                return Focus(policy.name, incident["metric"], tuple(incident["cohorts"]))
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# incidents: an alert's life cycle
+
+OPEN, RETRAIN_REQUESTED, RETRAIN_PROMOTED, RETRAIN_REJECTED = "open", "retrain_requested", "retrain_promoted", "retrain_rejected"
+ESCALATED, RESOLVED = "escalated", "resolved"
+CLOSED = "_closed"  # the incidents' key of resolved incidents a new one replaced (policy names start with a letter)
+# the CloudWatch alarm state of the policy's alarm in each incident state (the alarm watches the same
+# values: `PolicyValue` is published only for measurements of the current model, see `Incidents.current`)
+ALARM_STATE = {OPEN: "ALARM", RETRAIN_REQUESTED: "ALARM", RETRAIN_PROMOTED: "ALARM", RETRAIN_REJECTED: "ALARM",
+               ESCALATED: "ALARM", RESOLVED: "OK"}
+
+
+@dataclass(frozen=True)
+class Transition:
+    policy: Policy
+    state: str
+    severity: str
+    message: str
+    measurement: Measurement | None = None
+
+
+class Incidents:
+    """One incident per policy, from the first alert to its resolution, kept in the monitoring state:
+
+    open (the policy fired; a retraining policy asks for a retrain at once: retrain_requested)
+    → retrain_promoted / retrain_rejected (the next registered version, as the registry says)
+    → resolved, when a measurement of the current model no longer fires,
+    or escalated once: a promoted retrain that still fires on its own cohorts, or
+    `escalate_after` rejected retrains. While an incident is open nothing is repeated: each
+    transition is announced once, and a rerun of a day finds nothing new to announce."""
+
+    def __init__(self, state: dict[str, Any], escalate_after: int):
+        self.state, self.escalate_after = state, escalate_after
+
+    def current(self, judgements: list[tuple[Policy, Measurement, bool]]) -> list[tuple[Policy, Measurement, bool]]:
+        """The judgements that speak about the current model: after a promoted fix, the replaced
+        model's cohorts (labelled weeks later) say nothing about the fix."""
+        def fix(policy: Policy) -> int:
+            return (self.state.get(policy.name) or {}).get("fix_version") or 0
+        return [(p, m, f) for p, m, f in judgements if int(m.details.get("model_version") or fix(p)) >= fix(p)]
+
+    def awaiting_retrain(self) -> list[str]:
+        return sorted(name for name, i in self.state.items() if name != CLOSED and i["state"] == RETRAIN_REQUESTED)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every incident, closed ones first, each with its policy and its states in order."""
+        return [*self.state.get(CLOSED, []), *({"policy": k} | v for k, v in self.state.items() if k != CLOSED)]
+
+    def advance(self, day: str, policies: list[Policy], judgements: list[tuple[Policy, Measurement, bool]],
+                versions: list[Any]) -> list[Transition]:
+        """Move every policy's incident by the day's judgements and the registry's versions."""
+        out: list[Transition] = []
+        latest = max((v.version for v in versions), default=0)
+        for policy in policies:
+            mine = [(m, f) for p, m, f in judgements if p.name == policy.name]
+            incident = self.state.get(policy.name)
+            fired = [m for m, f in mine if f]
+            if incident is None or incident["state"] == RESOLVED:
+                if fired:
+                    out += self._open(day, policy, fired[-1], latest)
+                continue
+            if fired:
+                incident["cohorts"] = sorted(set(incident["cohorts"]) | {str(m.details["cutoff"]) for m in fired
+                                                                          if "cutoff" in m.details})
+                if incident["state"] == RETRAIN_PROMOTED:
+                    out.append(self._move(day, policy, incident, ESCALATED, policy.severity, fired[-1],
+                                          f"retraining did not recover {_watched(policy, fired[-1])}: version "
+                                          f"{incident['fix_version']} still fires - the change may need new features"))
+                elif incident["state"] == RETRAIN_REJECTED and policy.retrain:
+                    incident["after_version"] = latest
+                    out.append(self._move(day, policy, incident, RETRAIN_REQUESTED, "info", fired[-1],
+                                          "still firing after a rejected retrain - retrain requested again"))
+            elif mine:
+                m = mine[-1][0]
+                out.append(self._move(day, policy, incident, RESOLVED, "info", m,
+                                      f"resolved: {_watched(policy, m)} back within the threshold - value "
+                                      f"{m.value:.4g} vs {policy.threshold}"))
+        return out
+
+    def outcomes(self, day: str, policies: list[Policy], versions: list[Any]) -> list[Transition]:
+        """Incidents awaiting a retrain learn its outcome from the registry: the first version
+        registered after the request (first, so the day's judgements see the fix)."""
+        out: list[Transition] = []
+        for policy in policies:
+            incident = self.state.get(policy.name)
+            if incident and incident["state"] == RETRAIN_REQUESTED:
+                out += self._outcome(day, policy, incident, [v for v in versions if v.version > incident["after_version"]])
+        return out
+
+    def _open(self, day: str, policy: Policy, m: Measurement, latest: int) -> list[Transition]:
+        if policy.name in self.state:  # a resolved incident is kept, a new one opens
+            self.state.setdefault(CLOSED, []).append({"policy": policy.name} | self.state[policy.name])
+        incident = {"state": OPEN, "opened": day, "after_version": latest, "fix_version": None, "rejections": 0,
+                    "metric": m.details.get("metric"), "cohorts": [str(m.details["cutoff"])] if "cutoff" in m.details
+                    else [], "history": []}
+        self.state[policy.name] = incident
+        out = [self._move(day, policy, incident, OPEN, policy.severity, m, _message(policy, m))]
+        if policy.retrain:
+            incident["state"] = RETRAIN_REQUESTED
+            incident["history"].append({"date": day, "state": RETRAIN_REQUESTED, "note": "retrain requested"})
+            out[0] = Transition(policy, OPEN, policy.severity, _message(policy, m) + " - retrain requested", m)
+        return out
+
+    def _outcome(self, day: str, policy: Policy, incident: dict[str, Any], newer: list[Any]) -> list[Transition]:
+        """The first version registered after the request decides the retrain's outcome."""
+        if not newer:
+            return []
+        v = min(newer, key=lambda x: x.version)
+        why = v.history[0].get("reason", "") if v.history else ""
+        if v.status != "Rejected":
+            incident["fix_version"] = v.version
+            return [self._move(day, policy, incident, RETRAIN_PROMOTED, "info", None,
+                               f"retrain promoted: version {v.version} {v.status} - {why}")]
+        incident["rejections"] += 1
+        incident["after_version"] = v.version
+        out = [self._move(day, policy, incident, RETRAIN_REJECTED, "info", None,
+                          f"retrain rejected: version {v.version} - {why}")]
+        if incident["rejections"] >= self.escalate_after:
+            out.append(self._move(day, policy, incident, ESCALATED, policy.severity, None,
+                                  f"{incident['rejections']} retrains rejected: retraining did not recover "
+                                  f"{incident['metric'] or policy.signal} - the change may need new features"))
+        return out
+
+    def _move(self, day: str, policy: Policy, incident: dict[str, Any], state: str, severity: str,
+              m: Measurement | None, message: str) -> Transition:
+        incident["state"] = state
+        incident["history"].append({"date": day, "state": state, "note": message})
+        return Transition(policy, state, severity, message, m)
+
+
+def _watched(policy: Policy, m: Measurement) -> str:
+    return str(m.details.get("metric") or policy.signal)
 
 
 def judged(policy: Policy, m: Measurement) -> Measurement:
@@ -304,7 +469,7 @@ def _json_default(x: Any) -> Any:
 
 def alert_text(alert: Alert) -> str:
     """The one-line form of an alert (the webhook's text, the SNS subject)."""
-    return f"[{alert.severity}] {alert.game} {alert.policy}: {alert.message}"
+    return f"[{alert.severity}] {alert.game} {alert.policy} {alert.state}: {alert.message}"
 
 
 def alert_body(alert: Alert) -> bytes:

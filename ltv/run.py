@@ -34,6 +34,7 @@ from ltv.engine import DuckDBEngine
 from ltv.errors import DataValidationError, LoopBusyError, LtvError
 from ltv.lake import Lake, sweep, write_json_atomic, write_text_atomic
 from ltv.monitoring import Monitor
+from ltv.promotion import Focus
 from ltv.registry import LocalRegistry
 from ltv.scoring import predictions_root, score
 from ltv.training import TrainingRun, finish_run, runs_dir, train_evaluate_register
@@ -144,7 +145,7 @@ class DailyLoop:
                 os.truncate(alerts, checkpoint["alerts_bytes"])
         report = self.monitor.run(day, failures)
         for alert in report.alerts:
-            log("alert", f"[{alert.severity}] {alert.policy}: {alert.message}")
+            log("alert", f"[{alert.severity}] {alert.policy} {alert.state}: {alert.message}")
         return self._mark(day, monitored=True, retrain_asked=report.retrain, monitor_checkpoint=None)
 
     def _retrain_reason(self, day: dt.date, policy_fired: bool) -> str | None:
@@ -177,14 +178,20 @@ class DailyLoop:
                 self._mark(day, retrained="skipped")
                 return
             self.last_retrain = day  # kept across runs, so the cooldown holds when `ltv run` is called daily
+            focus = self.monitor.focus()  # a label-decay incident awaiting this retrain: judge what decayed too
             intent = {"reason": reason, "dataset": spec.name, "after": max((v.version for v in self.registry.versions()),
-                                                                          default=0)}
+                                                                          default=0),
+                      "focus": None if focus is None else {"policy": focus.policy, "metric": focus.metric,
+                                                           "cutoffs": list(focus.cutoffs)}}
             self._mark(day, retrain=intent)
         spec = datasets.rolling_spec(self.config, day)
         try:
             if not self._committed(spec, intent, log):
+                focus = intent.get("focus")
                 run = train_evaluate_register(self.config, self.lake, self.engine, self.registry, spec,
-                                              budget=self.budget, progress=lambda m: self.say(f"{day}   {m}"))
+                                              budget=self.budget, progress=lambda m: self.say(f"{day}   {m}"),
+                                              focus=Focus(focus["policy"], focus["metric"], tuple(focus["cutoffs"]))
+                                              if focus else None)
                 summary.trainings.append(run)
                 log("trained", f"{intent['reason']}: version {run.version.version} {run.version.status}: "
                                f"{run.decision.reason}")

@@ -25,7 +25,7 @@ from ltv.errors import EmptyWindowError, MissingPartitionError
 from ltv.evaluate import Evaluation, drift_table, evaluate, in_sample_cutoffs
 from ltv.lake import Lake, write_json_atomic, write_text_atomic
 from ltv.models import LTVModel, seen_until, train
-from ltv.promotion import REJECTED, Decision, decide
+from ltv.promotion import REJECTED, Decision, Focus, decide
 from ltv.registry import LocalRegistry, ModelVersion
 
 
@@ -43,16 +43,18 @@ class TrainingRun:
 
 
 def evaluate_against_champion(model: LTVModel, splits: dict[str, pd.DataFrame], config: GameConfig,
-                              registry: LocalRegistry, lake: Lake | None) -> tuple[Evaluation, Decision]:
+                              registry: LocalRegistry, lake: Lake | None, *,
+                              focus: Focus | None = None) -> tuple[Evaluation, Decision]:
     """Evaluate the challenger and the current champion on the same test rows, and decide.
 
     The challenger must be out-of-sample on the whole test period (`InSampleError` otherwise).
     The two are compared only on test cutoffs neither has seen: a champion whose training
     reached into the holdout would otherwise win on rows it learned from. If no test cutoff is
-    unseen by both, the challenger cannot be shown better and is rejected."""
+    unseen by both, the challenger cannot be shown better and is rejected. `focus` (a label-decay
+    retrain) lets the challenger win on the metric and cohorts that decayed."""
     evaluation = evaluate(model, splits, lake)
     champion = registry.champion()
-    champion_metrics, challenger_metrics = None, evaluation.metrics["model"]
+    ours, theirs = evaluation.frame, None
     evaluation.metrics["champion"] = None
     if champion is not None:
         incumbent = registry.load(champion.version)
@@ -61,17 +63,21 @@ def evaluate_against_champion(model: LTVModel, splits: dict[str, pd.DataFrame], 
         common = [c for c in test_cutoffs if c not in seen]
         evaluation.metrics["champion"] = {"version": champion.version, "compared_on": common, "in_sample_for_champion": seen}
         if not common:
-            decision = Decision(False, REJECTED, f"no test cutoff is unseen by champion version {champion.version} (its "
-                                f"training reached {seen_until(incumbent.manifest)}): the challenger cannot be compared "
-                                "out-of-sample; evaluate it on a later dataset")
+            decision = Decision(False, REJECTED, f"no test cutoff is unseen by champion version {champion.version} - its "
+                                f"training reached {seen_until(incumbent.manifest)} - so the challenger cannot be "
+                                "compared out-of-sample: evaluate it on a later dataset")
             evaluation.metrics["promotion"] = decision.to_json()
             return evaluation, decision
         subset = splits | {"test": splits["test"][splits["test"]["cutoff"].isin(common)]}
         if seen:  # compare both on the common unseen rows only
-            challenger_metrics = evaluate(model, subset).metrics["model"]
-        champion_metrics = evaluate(incumbent, subset).metrics["model"]
-        evaluation.metrics["champion"] |= {"model": champion_metrics, "challenger": challenger_metrics}
-    decision = decide(challenger_metrics, champion_metrics, config.promotion)
+            mine = evaluate(model, subset)
+            ours, challenger_metrics = mine.frame, mine.metrics["model"]
+        else:
+            challenger_metrics = evaluation.metrics["model"]
+        incumbent_eval = evaluate(incumbent, subset)
+        theirs = incumbent_eval.frame
+        evaluation.metrics["champion"] |= {"model": incumbent_eval.metrics["model"], "challenger": challenger_metrics}
+    decision = decide(ours, theirs, config.promotion, days=model.purchase_days, focus=focus)
     evaluation.metrics["promotion"] = decision.to_json()
     return evaluation, decision
 
@@ -82,8 +88,8 @@ def runs_dir(lake: Lake) -> Path:
 
 def train_evaluate_register(config: GameConfig, lake: Lake, engine: Engine, registry: LocalRegistry,
                             spec: datasets.DatasetSpec, *, budget: ModelBudget | None = None,
-                            drift: pd.DataFrame | None = None,
-                            progress: Callable[[str], None] | None = None) -> TrainingRun:
+                            drift: pd.DataFrame | None = None, progress: Callable[[str], None] | None = None,
+                            focus: Focus | None = None) -> TrainingRun:
     """Build the dataset, train a challenger, evaluate it against the champion, register it with
     the status the promotion rule decides, and write metrics.json + report.html for the run.
 
@@ -97,7 +103,7 @@ def train_evaluate_register(config: GameConfig, lake: Lake, engine: Engine, regi
     try:
         model = train(config, splits, run_dir / "model", dataset=manifest, budget=budget, progress=say)
         say("evaluating against the champion")
-        evaluation, decision = evaluate_against_champion(model, splits, config, registry, lake)
+        evaluation, decision = evaluate_against_champion(model, splits, config, registry, lake, focus=focus)
         write_report(run_dir, evaluation, model.manifest, run_title(config, spec.name, decision.status),
                      drift if drift is not None else latest_drift(lake))
         version = registry.register(run_dir / "model", metrics=evaluation.metrics["model"], status=decision.status,

@@ -8,7 +8,9 @@ contract: `promotion.promote` for the condition step, `promotion.reason` for the
 run time from the game's model package group (or from a local registry with `--registry DIR`).
 
 The challenger and the champion are scored on the same test rows with the local flow's
-function, so the decision is the one `ltv train` would take; a dataset whose test period the
+function and the one promotion rule (`ltv.promotion.decide`: a paired bootstrap over players,
+seeded by the config, its intervals in `promotion.primary` / `promotion.guards` and its verdict
+in the reason that becomes the package's metadata), so the decision is the one `ltv train` would take; a dataset whose test period the
 model has seen is refused (`InSampleError`). A failure's reason goes to /opt/ml/output/message.
 """
 from __future__ import annotations

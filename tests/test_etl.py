@@ -258,7 +258,7 @@ def test_dataset_versions_are_immutable_and_out_of_time(simulated) -> None:
     with pytest.raises(ImmutableVersionError, match="another definition"):
         datasets.build_dataset(engine, config.model_copy(update={"features": steps}), lake, spec)
     budget = config.model.model_copy(update={"time_limit_s": 7})  # not part of what a dataset contains
-    promotion = config.promotion.model_copy(update={"min_improvement": 0.5})
+    promotion = config.promotion.model_copy(update={"min_effect": 0.5})
     assert datasets.build_dataset(engine, config.model_copy(update={"model": budget, "promotion": promotion}),
                                   lake, spec) == manifest
     splits = datasets.load_dataset(lake, "tiny")

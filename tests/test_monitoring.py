@@ -1,6 +1,7 @@
 """Monitoring: each signal on constructed data, policies to alerts, webhook delivery."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -11,7 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import loop_config
-from ltv.monitoring import Alert, Measurement, Monitor, deliver, feature_psi, judge, prediction_drift, read_alerts
+from ltv.config import Policy
+from ltv.monitoring import (ALARM_STATE, ESCALATED, OPEN, RESOLVED, RETRAIN_PROMOTED, RETRAIN_REJECTED,
+                            RETRAIN_REQUESTED, Alert, Incidents, Measurement, Monitor, alert_text, deliver, feature_psi,
+                            judge, prediction_drift, read_alerts)
 from ltv.scoring import score
 from ltv.stats import feature_stats, psi
 
@@ -46,7 +50,10 @@ def test_prediction_drift_takes_the_worst_score(tiny_model) -> None:
 
 
 def _policies(monitor: Monitor, measurements: list[Measurement]) -> dict[str, Alert]:
-    return {a.policy: a for a in monitor._alerts(DAY, judge(monitor.config.monitoring.policies, measurements))}
+    """The alerts a fresh monitor (no open incident) raises for these measurements."""
+    policies = monitor.config.monitoring.policies
+    transitions = Incidents({}, 2).advance(str(DAY), policies, judge(policies, measurements), [])
+    return {a.policy: a for a in monitor._alerts(DAY, transitions)}
 
 
 POLICIES = [
@@ -95,12 +102,31 @@ def test_monitor_measures_missed_predictions_and_delayed_labels(scoring_lake) ->
     missed = next(m for m in report.measurements if m.signal == "missed_predictions")
     assert missed.value == pytest.approx(0.1, abs=0.01)
     assert "missed_predictions" in {a.policy for a in report.alerts}
+    logged = read_alerts(lake)
     assert monitor.run(DAY).measurements == [], "the same scores are not measured twice"
+    assert read_alerts(lake) == logged, "a rerun of the day announces nothing again"
     later = DAY + dt.timedelta(days=14)
-    report = monitor.run(later)
+    report = Monitor(config, lake, engine, ReportingTestMetrics(registry, {"payer_pr_auc": 0.95})).run(later)
     decay = next(m for m in report.measurements if m.signal == "label_decay")
     assert decay.details["cutoff"] == str(DAY) and decay.details["current"] > 0.5
+    # the reference is the version's score on the unseen test split (the registry's metrics), not validation
+    assert decay.details["reference"] == 0.95 and decay.details["reference_split"] == "test"
+    assert decay.value == pytest.approx((0.95 - decay.details["current"]) / 0.95)
     assert (lake.monitoring / "delayed" / f"cutoff={DAY}.json").exists()
+
+
+class ReportingTestMetrics:
+    """A registry whose versions report these test metrics (the fixture registers validation metrics)."""
+
+    def __init__(self, registry, metrics: dict):
+        self._registry, self._metrics = registry, metrics
+
+    def __getattr__(self, name):
+        return getattr(self._registry, name)
+
+    def get(self, version: int):
+        v = self._registry.get(version)
+        return dataclasses.replace(v, metrics=v.metrics | self._metrics)
 
 
 def test_webhook_receives_the_alert_and_failures_do_not_raise() -> None:
@@ -123,3 +149,83 @@ def test_webhook_receives_the_alert_and_failures_do_not_raise() -> None:
     server.server_close()
     assert deliver(alert, f"http://127.0.0.1:{server.server_port}/hook", timeout=1).startswith("webhook failed")
     assert loop_config().alerts.webhook_url is None
+
+
+# ----------------------------------------------------------------------------------------------
+# the alert life cycle
+
+DECAY = Policy(name="label_decay", signal="label_decay", threshold=0.1, severity="critical", retrain=True)
+
+
+class Version:
+    """A registry version as `Incidents` reads it: number, status, the reason it was registered with."""
+
+    def __init__(self, version: int, status: str, reason: str = "by the rule"):
+        self.version, self.status, self.history = version, status, [{"status": status, "reason": reason}]
+
+
+def _decay(value: float, cohort: str, version: int) -> Measurement:
+    return Measurement("label_decay", value, {"cutoff": cohort, "metric": "payer_pr_auc", "current": 0.5,
+                                              "reference": 0.6, "model_version": version})
+
+
+def _day(incidents: Incidents, day: str, measurements: list[Measurement], versions: list[Version]) -> list[tuple[str, str]]:
+    """One monitoring day as `Monitor.run` does it: outcomes, the current model's judgements, transitions."""
+    out = incidents.outcomes(day, [DECAY], versions)
+    out += incidents.advance(day, [DECAY], incidents.current(judge([DECAY], measurements)), versions)
+    return [(t.state, t.severity) for t in out]
+
+
+def test_an_incident_opens_once_learns_its_retrain_and_resolves_when_the_fix_recovers() -> None:
+    state: dict = {}
+    incidents = Incidents(state, escalate_after=2)
+    v1 = [Version(1, "Approved")]
+    assert _day(incidents, "2025-05-05", [_decay(0.2, "2025-04-07", 1)], v1) == [(OPEN, "critical")]
+    assert state["label_decay"]["state"] == RETRAIN_REQUESTED and incidents.awaiting_retrain() == ["label_decay"]
+    assert _day(incidents, "2025-05-12", [_decay(0.25, "2025-04-14", 1)], v1) == [], "no repeated critical alert"
+    assert state["label_decay"]["cohorts"] == ["2025-04-07", "2025-04-14"], "the cohorts that decayed"
+    v2 = v1 + [Version(2, "Approved", "payer_pr_auc gain +0.05")]
+    # the fix is learnt first: the replaced model's late cohort (version 1) then judges nothing
+    assert _day(incidents, "2025-05-19", [_decay(0.3, "2025-04-21", 1)], v2) == [(RETRAIN_PROMOTED, "info")]
+    assert "version 2 Approved - payer_pr_auc gain" in state["label_decay"]["history"][-1]["note"]
+    assert incidents.awaiting_retrain() == []
+    assert _day(incidents, "2025-06-16", [_decay(0.02, "2025-05-19", 2)], v2) == [(RESOLVED, "info")]
+    assert ALARM_STATE[state["label_decay"]["state"]] == "OK"
+    assert [h["state"] for h in state["label_decay"]["history"]] == [
+        OPEN, RETRAIN_REQUESTED, RETRAIN_PROMOTED, RESOLVED]
+    assert _day(incidents, "2025-06-23", [_decay(0.3, "2025-05-26", 2)], v2) == [(OPEN, "critical")], \
+        "a new decay after the resolution is a new incident"
+
+
+def test_a_promoted_retrain_that_does_not_recover_escalates_once() -> None:
+    state: dict = {}
+    incidents = Incidents(state, escalate_after=2)
+    versions = [Version(1, "Approved")]
+    _day(incidents, "2025-05-05", [_decay(0.2, "2025-04-07", 1)], versions)
+    versions.append(Version(2, "Approved"))
+    assert _day(incidents, "2025-05-12", [], versions) == [(RETRAIN_PROMOTED, "info")]
+    assert _day(incidents, "2025-06-09", [_decay(0.2, "2025-05-12", 2)], versions) == [(ESCALATED, "critical")]
+    assert "retraining did not recover payer_pr_auc" in state["label_decay"]["history"][-1]["note"]
+    assert "the change may need new features" in state["label_decay"]["history"][-1]["note"]
+    assert _day(incidents, "2025-06-16", [_decay(0.3, "2025-05-19", 2)], versions) == [], "escalated once"
+    assert incidents.awaiting_retrain() == [], "an escalated incident asks for no more retrains"
+
+
+def test_rejected_retrains_ask_again_then_escalate_with_the_reason() -> None:
+    state: dict = {}
+    incidents = Incidents(state, escalate_after=2)
+    versions = [Version(1, "Approved")]
+    _day(incidents, "2025-05-05", [_decay(0.2, "2025-04-07", 1)], versions)
+    versions.append(Version(2, "Rejected", "gain CI95 -0.01..+0.02 does not clear min effect 0.0"))
+    assert _day(incidents, "2025-05-12", [_decay(0.2, "2025-04-14", 1)], versions) == [
+        (RETRAIN_REJECTED, "info"), (RETRAIN_REQUESTED, "info")]
+    assert "does not clear min effect" in state["label_decay"]["history"][-2]["note"]
+    assert incidents.awaiting_retrain() == ["label_decay"]
+    versions.append(Version(3, "Rejected"))
+    assert _day(incidents, "2025-06-09", [], versions) == [(RETRAIN_REJECTED, "info"), (ESCALATED, "critical")]
+    assert _day(incidents, "2025-06-16", [_decay(0.2, "2025-05-19", 1)], versions) == []
+
+
+def test_the_alert_text_names_the_incident_state() -> None:
+    alert = Alert("g", "2025-01-01", "label_decay", "label_decay", "critical", None, 0.1, "x", False, state=ESCALATED)
+    assert alert_text(alert) == "[critical] g label_decay escalated: x"

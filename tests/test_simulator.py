@@ -195,3 +195,28 @@ def test_dirty_knobs_inject_defects(tmp_path: Path) -> None:
     day = pd.to_datetime(ev["dt"].astype(str))
     assert (ev.event_ts >= day + pd.Timedelta(days=300)).sum() > 0, "future timestamps"
     assert (ev.event_ts < day).sum() > 0, "late events land in the next partition"
+
+
+def test_payers_the_update_stops_spend_nothing_after_it_and_the_oracle_knows() -> None:
+    """`payer_dropout`: a share of payers (the less engaged more often) stop at the update; the
+    oracle's expectation for them counts only the days before it, as the forked futures show."""
+    c = make_config(simulation={
+        "daily_installs": 40, "days": 60, "campaign": None, "sales": None,
+        "drift": {"day": "2025-02-15", "payer_dropout": 0.5},  # day 40, inside the horizon from day 35
+        "player_mix": {"minnow": 0.15, "dolphin": 0.1, "whale": 0.05}})
+    sim = Simulator(c)
+    for _ in range(35):
+        sim.step()
+    p = sim.players
+    truth = oracle(p, sim.t, sim.world, 14, 16).set_index("player")
+    idx = truth.index.to_numpy()
+    dropped = (p.ptype[idx] > 0) & (p.ptype_after[idx] == 0) & p.alive[idx]
+    kept = (p.ptype[idx] > 0) & (p.ptype_after[idx] > 0) & p.alive[idx]
+    assert dropped.sum() > 20 and kept.sum() > 20
+    assert p.activity[idx][dropped].mean() < p.activity[idx][kept].mean(), "the less engaged stop more often"
+    spend, _ = _forked_outcomes(sim, 14, 16, 200)
+    for name, group in (("dropped", dropped), ("kept", kept)):
+        realised, expected = spend[:, group].mean(axis=0).sum(), truth.expected_ltv.to_numpy()[group].sum()
+        assert abs(realised / expected - 1) < 0.05, (name, realised / expected)
+    per_player = lambda group: truth.expected_ltv.to_numpy()[group].mean()  # noqa: E731
+    assert per_player(dropped) < 0.6 * per_player(kept), "five of the fourteen days are left to them"

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from ltv import metrics  # noqa: E402
 from ltv.evaluate import Evaluation, drift_cells  # noqa: E402
 
-SECTIONS = ("Summary", "Gain curve", "Deciles", "Calibration", "Payer stage", "Next purchase day", "Drift",
+SECTIONS = ("Summary", "Promotion", "Gain curve", "Deciles", "Calibration", "Payer stage", "Next purchase day", "Drift",
             "Model card")
 COLORS = {"model": "#1f77b4", "oracle": "#2ca02c", "recent_revenue": "#ff7f0e", "payer_mean": "#9467bd",
           "popularity": "#ff7f0e", "random": "#999999", "past_spend": "#8c564b", "btyd": "#d62728"}
@@ -234,6 +234,31 @@ def _drift(drift: pd.DataFrame | None) -> str:
             "model is trained on the last version and scored on its test period only.</p>" + _table(drift_cells(drift)))
 
 
+def _promotion(m: dict[str, Any]) -> str:
+    """The promotion decision: each metric's gain over the champion with its bootstrap interval."""
+    p = m.get("promotion")
+    if not p:
+        return "<p class=muted>No promotion decision: this report evaluates a model outside a training run.</p>"
+    verdict = f"<p class={'good' if p['promote'] else 'bad'}>{html.escape(p['status'])}: {html.escape(p['reason'])}</p>"
+    rows = []
+    for role, b in [("primary", p.get("primary") or {}), *((f"guard (tolerance {g['tolerance']})" if g.get("checked")
+                    else "guard (not checked)", g) for g in (p.get("guards") or {}).values()),
+                    *([("decayed metric on the decayed cohorts", p["focus"])] if p.get("focus") else [])]:
+        if "low" not in b:
+            continue
+        rows.append({"role": role, "metric": b["metric"], "challenger": b["challenger"], "champion": b["champion"],
+                     "gain": b["gain"], f"CI{round(100 * b['confidence'])} low": b["low"], "high": b["high"],
+                     "rows": b["rows"], "players": b["players"]})
+    if not rows:
+        return verdict
+    first = rows[0]
+    how = (f"<p class=muted>Paired bootstrap: {p['primary']['resamples']} resamples of the {first['players']:,} players "
+           f"(all their rows together; seed {p['primary']['seed']}), both models scored on each; the gain is positive "
+           "when the challenger is better. Promoted when the primary gain's lower bound clears the minimum effect and "
+           "no guard's loss can exceed its tolerance.</p>")
+    return verdict + how + _table(pd.DataFrame(rows))
+
+
 def _card(m: dict[str, Any], manifest: dict[str, Any]) -> str:
     ds = manifest.get("dataset") or {}
     rows = [("game", manifest["game"]), ("dataset version", ds.get("name")), ("train cutoffs", _span(ds, "train")),
@@ -265,6 +290,7 @@ def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.Da
                    f"; test cutoffs {cut[0]}..{cut[-1]} lie in that period, so these figures overstate its quality.</p>")
     parts = {
         "Summary": warning + oracle_note + _summary(m),
+        "Promotion": _promotion(m),
         "Gain curve": "<p>Players sorted by predicted value (p(payer) × value); the closer to the perfect curve the "
                       "better the ranking. The normalized Gini is 2 × (area under this curve) − 1 divided by the same "
                       "for the perfect ordering; tied predictions are taken together (the curve is linear across a tie, "

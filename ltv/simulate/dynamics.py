@@ -255,6 +255,10 @@ def new_players(n: int, t: int, world: World, rng: np.random.Generator) -> Playe
         chance = np.clip(d.nonpayer_conversion * activity / BASE_ACTIVITY[0], 0, 1)
         converts = (ptype == 0) & (rng.random(n) < chance)
         ptype_after[converts] = TYPES.index(d.conversion_type)
+    if d is not None and d.payer_dropout:
+        # and some payers stop, the less engaged ones more often: a stale model keeps ranking them high
+        chance = np.clip(d.payer_dropout * BASE_ACTIVITY[ptype] / activity, 0, 1)
+        ptype_after[(ptype > 0) & (rng.random(n) < chance)] = 0
     return Players(
         install_day=np.full(n, t, np.int32), ptype=ptype, country=country, platform=platform, channel=channel,
         activity=activity,
