@@ -95,9 +95,7 @@ class LTVModel:
                                 "score with features built by the same ETL version")
         x = model_input(features, self.features)
         m = self.manifest
-        p_payer = self.predictors["payer"].predict_proba(x, as_multiclass=True)[1].to_numpy()
-        raw = self.predictors["value"].predict(x).to_numpy(float)
-        value = np.clip(np.expm1(raw) * m["smearing"] if m["log_target"] else raw, 0, None)
+        p_payer, value = self.value_stages(x)
         p_churn = self.predictors["churn"].predict_proba(x, as_multiclass=True)[1].to_numpy()
         days = self._day_distribution(x)
         out = pd.DataFrame(index=features.index)
@@ -118,12 +116,23 @@ class LTVModel:
         out["likely_day"] = metrics.likely_day(days[:, 1:])
         return out
 
+    def inputs(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model's input rows for feature rows (with the BTYD columns of its stored fit)."""
+        if self.manifest.get("btyd"):
+            features = with_btyd(features, self.manifest)
+        return model_input(features, self.features)
+
+    def value_stages(self, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """p(payer) and the value if a payer, for model-input rows (`inputs`)."""
+        m = self.manifest
+        p_payer = self.predictors["payer"].predict_proba(x, as_multiclass=True)[1].to_numpy()
+        raw = self.predictors["value"].predict(x).to_numpy(float)
+        return p_payer, np.clip(np.expm1(raw) * m["smearing"] if m["log_target"] else raw, 0, None)
+
     def explain(self, features: pd.DataFrame) -> explain.Decomposition:
         """Exact per-feature contributions to `ltv_expected` of these rows, in currency
         (`ltv.explain`); `Unexplainable` if a value stage's model has no exact contributions."""
-        if self.manifest.get("btyd"):
-            features = with_btyd(features, self.manifest)
-        return explain.decompose(self.predictors, model_input(features, self.features), self.features,
+        return explain.decompose(self.predictors, self.inputs(features), self.features,
                                  log_target=self.manifest["log_target"], smearing=self.manifest["smearing"])
 
     def drivers(self, features: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
