@@ -44,28 +44,69 @@ def _raw(member_model, x):
     return member_model.model.predict(x, output_margin=True).astype(float)
 
 
-def test_each_tree_models_contributions_sum_to_its_prediction(ensemble) -> None:
+@pytest.mark.parametrize("family", ["GBM", "CAT", "XGB"])
+def test_each_tree_models_contributions_sum_to_its_prediction(ensemble, family, tmp_path) -> None:
+    """Each family fitted alone on both value-stage problems (a weighted ensemble may give one of
+    them weight 0, and the deployed artifact then drops it)."""
+    from ltv.config import ModelBudget
+    from ltv.models import automl
+
     model, splits = ensemble
-    rows = splits["test"].sample(300, random_state=0)
-    x = model_input(with_btyd(rows, model.manifest), model.features)
-    kinds = set()
-    for stage in explain.STAGES:
-        predictor = model.predictors[stage]
-        weights = {m.name: m.weight for m in explain.stage_members(predictor, x, model.features)}
-        assert abs(sum(weights.values()) - 1) < 1e-9
-        transformed = predictor.transform_features(x)
-        for name in predictor._trainer.get_model_names():  # every tree model, weighted or not
-            fitted = predictor._trainer.load_model(name)
-            if type(fitted).__name__ not in explain.EXPLAINED:
-                continue
-            m = explain.member(fitted, weights.get(name, 0.0), transformed, model.features)
-            own = _raw(fitted, fitted.preprocess(transformed))
-            gap = np.abs(m.base + m.phi.sum(axis=1) - own)
-            # LightGBM and CatBoost explain in float64; XGBoost predicts and explains in float32
-            limit = 1e-6 * np.maximum(1, np.abs(own)) if m.kind == "XGBoostModel" else 1e-6
-            assert (gap <= limit).all(), (stage, m.name, gap.max())
-            kinds.add(m.kind)
-    assert kinds == set(explain.EXPLAINED), "the fixture's stages hold all three tree families"
+    train = model.inputs(splits["train"]).assign(payer=splits["train"]["payer"].to_numpy(),
+                                                 value=np.log1p(splits["train"]["ltv"].to_numpy()))
+    rows = model.inputs(splits["test"].sample(300, random_state=0))
+    budget = ModelBudget(hyperparameters={family: FAMILIES[family]}, fit_weighted_ensemble=False, num_cpus=1,
+                         time_limit_s=60)
+    for label, problem, metric, data in (("payer", "binary", "log_loss", train.drop(columns="value")),
+                                          ("value", "regression", "root_mean_squared_error",
+                                           train[train["payer"] == 1].drop(columns="payer"))):
+        predictor = automl.fit(data, label, problem, metric, budget, tmp_path / label)
+        members = explain.stage_members(predictor, rows, model.features)
+        assert len(members) == 1 and members[0].weight == 1.0
+        fitted = predictor._trainer.load_model(members[0].name)
+        own = _raw(fitted, fitted.preprocess(predictor.transform_features(rows)))
+        m = members[0]
+        gap = np.abs(m.base + m.phi.sum(axis=1) - own)
+        # LightGBM and CatBoost explain in float64; XGBoost predicts and explains in float32
+        limit = 1e-6 * np.maximum(1, np.abs(own)) if m.kind == "XGBoostModel" else 1e-6
+        assert (gap <= limit).all(), (label, m.name, gap.max())
+        assert m.kind == {"GBM": "LGBModel", "CAT": "CatBoostModel", "XGB": "XGBoostModel"}[family]
+
+
+def test_the_ensemble_weights_its_members(ensemble) -> None:
+    model, splits = ensemble
+    x = model.inputs(splits["test"].sample(300, random_state=0))
+    stages = {stage: explain.stage_members(model.predictors[stage], x, model.features) for stage in explain.STAGES}
+    assert all(abs(sum(m.weight for m in members) - 1) < 1e-9 for members in stages.values())
+    assert max(len(members) for members in stages.values()) >= 2, "an ensemble of several tree models"
+    p = sum(m.weight / (1 + np.exp(-m.raw)) for m in stages["payer"])
+    assert np.abs(p - model.predictors["payer"].predict_proba(x, as_multiclass=True)[1].to_numpy()).max() < 1e-6
+    f = sum(m.weight * m.raw for m in stages["value"])
+    own = model.predictors["value"].predict(x).to_numpy(float)
+    assert np.abs(f - own).max() <= 1e-6 * max(1.0, np.abs(own).max())
+
+
+@pytest.mark.parametrize("log_target", [True, False])
+def test_the_decomposition_is_exact_for_any_ensemble(monkeypatch, log_target) -> None:
+    """The attribution's algebra on random members: three payer models averaged in probability,
+    two value models in raw space, contributions of both signs, some players clipped at 0."""
+    rng = np.random.default_rng(0)
+    n, k = 400, 7
+
+    def fake(weights, scale):
+        return [explain.Member(f"m{i}", "LGBModel", w, float(rng.normal()), rng.normal(0, scale, (n, k)))
+                for i, w in enumerate(weights)]
+
+    stages = {"payer": fake([0.5, 0.3, 0.2], 1.0), "value": fake([0.7, 0.3], 0.6 if log_target else 3.0)}
+    monkeypatch.setattr(explain, "stage_members", lambda predictor, x, features: stages[predictor])
+    dec = explain.decompose({"payer": "payer", "value": "value"}, pd.DataFrame(index=range(n)), list("abcdefg"),
+                            log_target=log_target, smearing=1.3)
+    p = sum(m.weight / (1 + np.exp(-m.raw)) for m in stages["payer"])
+    f = sum(m.weight * m.raw for m in stages["value"])
+    v = np.maximum(1.3 * np.expm1(f), 0) if log_target else np.maximum(f, 0)
+    assert (v == 0).any() and (v > 0).any()
+    assert np.abs(dec.base + dec.contributions.sum(axis=1) - p * v).max() < 1e-9
+    assert explain.gap(dec, p * v) < 1e-12
 
 
 def test_the_decomposition_reproduces_ltv_expected(ensemble) -> None:
