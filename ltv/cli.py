@@ -537,6 +537,8 @@ def explain_cmd(game: GameOpt, player: Annotated[str, typer.Option(help="the pla
 
     Example: ltv explain --game galaxy-raiders --player 12345 --date 2025-06-02
     """
+    import pandas as pd
+
     from ltv.scoring import explain_player
 
     config, game_id = load_game(game)
@@ -551,7 +553,8 @@ def explain_cmd(game: GameOpt, player: Annotated[str, typer.Option(help="the pla
     table = Table("feature", "player's value", "contribution", "")
     shown = story.contributions.head(top)
     for row in shown.itertuples(index=False):
-        value = row.value if isinstance(row.value, str) else f"{float(row.value):,.4g}"
+        value = ("missing" if row.value is None or row.value is pd.NA or row.value != row.value else
+                 row.value if isinstance(row.value, str) else f"{float(row.value):,.4g}")
         table.add_row(row.feature, escape(str(value)), f"{row.contribution:+,.3f}",
                       "pushes up" if row.contribution > 0 else "pushes down" if row.contribution < 0 else "")
     rest = story.contributions["contribution"].iloc[top:].sum()

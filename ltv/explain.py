@@ -30,6 +30,7 @@ makes the artifact unexplainable: `Unexplainable` says which, and scoring writes
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +67,25 @@ class Member:
         return self.base + self.phi.sum(axis=1)
 
 
+_LOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # predictor -> its members, loaded once
+
+
 def members(predictor: Any) -> list[tuple[Any, float]]:
-    """The fitted models behind a stage's predictions with their weights (sum 1)."""
+    """The fitted models behind a stage's predictions with their weights (sum 1), loaded once
+    per predictor (AutoGluon reads a model from disk at every `load_model`)."""
+    try:
+        return _LOADED[predictor]
+    except (KeyError, TypeError):
+        pass
+    out = _members(predictor)
+    try:
+        _LOADED[predictor] = out
+    except TypeError:  # not weakly referenceable: no cache
+        pass
+    return out
+
+
+def _members(predictor: Any) -> list[tuple[Any, float]]:
     trainer = predictor._trainer
     best = trainer.load_model(predictor.model_best)
     weights = best._get_model_weights() if type(best).__name__ == "WeightedEnsembleModel" else {best.name: 1.0}

@@ -209,3 +209,25 @@ def test_explain_prints_one_players_story(scoring_lake, tmp_path) -> None:
                                       "--date", str(DAY)])
     assert result.exit_code == 0, result.output
     assert player in result.output and story.contributions["feature"].iloc[0] in result.output
+
+
+def test_the_catalog_and_the_files_agree_on_the_driver_columns(ensemble, tmp_path) -> None:
+    """Athena reads the files with the catalog's types: the driver columns are strings and
+    doubles in both, also when no player of a batch is explained (all null)."""
+    import pyarrow.parquet as pq
+
+    from ltv.athena import arrow_schema, table_specs
+    from conftest import loop_config
+
+    model, splits = ensemble
+    spec = table_specs(loop_config())["predictions"]
+    assert ("driver_up_1", "string") in spec.columns and ("driver_rest", "double") in spec.columns
+    expected = arrow_schema(spec)
+    for name, rows in (("some", splits["test"]), ("none", splits["test"].head(20))):
+        pred = predictions(model, rows, 1)
+        if name == "none":
+            pred = pd.concat([pred.drop(columns=[c for c, _ in explain.columns()]), explain.empty(pred.index)], axis=1)
+        pred.to_parquet(tmp_path / f"{name}.parquet", index=False)
+        schema = pq.read_schema(tmp_path / f"{name}.parquet")
+        for column, _ in explain.columns():
+            assert schema.field(column).type == expected.field(column).type, (name, column)
