@@ -261,7 +261,10 @@ def explain_evaluation(model: LTVModel, splits: dict[str, pd.DataFrame], evaluat
     from ltv import explain
 
     test = splits["test"].reset_index(drop=True)
-    sample = test.sample(min(rows, len(test)), random_state=0) if len(test) else test
+    if test.empty:
+        evaluation.metrics["explanations"] = {"unavailable": "no test rows to explain"}
+        return
+    sample = test.sample(min(rows, len(test)), random_state=0)
     try:
         dec = model.explain(sample)
     except explain.Unexplainable as e:
