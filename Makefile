@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 UV     := $(BIN)/uv
 
-.PHONY: demo test install lock bench mutation lint synth diff deploy clean
+.PHONY: demo test install chromium lock bench mutation lint synth diff deploy clean
 
 $(UV):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,8 +43,19 @@ lock: | $(UV)
 demo: $(STAMP)
 	$(BIN)/ltv demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+# Debian's headless Chromium (+ the DejaVu fonts the report's plots are laid out with) for
+# tests/test_report_browser.py; installed once, as root only. Elsewhere that test skips, saying why.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core) \
+	      || echo "could not install chromium: the report's browser test will skip"; \
+	  else echo "no $(CHROMIUM) and not root with apt-get: the report's browser test will skip"; fi; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulator.py

@@ -528,6 +528,40 @@ def predict(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
     out.print(f"scored {r.rows:,} players with version {r.model_version}: {r.path}")
 
 
+@app.command("explain")
+def explain_cmd(game: GameOpt, player: Annotated[str, typer.Option(help="the player's id")], date: DateArg,
+                lake: LakeOpt = DEFAULT_LAKE,
+                top: Annotated[int, typer.Option(help="features to list (largest contributions first)")] = 10) -> None:
+    """Why a player's predicted value is what it is: each feature's exact contribution to
+    ltv_expected (in the game's currency), from the model that scored that date.
+
+    Example: ltv explain --game galaxy-raiders --player 12345 --date 2025-06-02
+    """
+    import pandas as pd
+
+    from ltv.scoring import explain_player
+
+    config, game_id = load_game(game)
+    story = explain_player(config, Lake(lake, game_id), _engine(config, lake), _registry(config, lake), date.date(),
+                           player)
+    s = story.scored
+    out.print(f"player {escape(story.player)} at {story.date} (model version {story.model_version}): expected value "
+              f"[bold]{s['ltv_expected']:,.2f}[/bold] over {config.horizons.ltv_days} days = p(payer) "
+              f"{s['p_payer']:.3f} x value if payer {s['value_if_payer']:,.2f}")
+    out.print(f"a player with no information would get {story.base:,.2f}; the features move it by "
+              f"{s['ltv_expected'] - story.base:+,.2f}:")
+    table = Table("feature", "player's value", "contribution", "")
+    shown = story.contributions.head(top)
+    for row in shown.itertuples(index=False):
+        value = ("missing" if row.value is None or row.value is pd.NA or row.value != row.value else
+                 row.value if isinstance(row.value, str) else f"{float(row.value):,.4g}")
+        table.add_row(row.feature, escape(str(value)), f"{row.contribution:+,.3f}",
+                      "pushes up" if row.contribution > 0 else "pushes down" if row.contribution < 0 else "")
+    rest = story.contributions["contribution"].iloc[top:].sum()
+    table.add_row(f"{max(len(story.contributions) - top, 0)} other features", "", f"{rest:+,.3f}", "")
+    out.print(table)
+
+
 @app.command()
 def monitor(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Measure drift, delayed-label quality and missed predictions, and apply the alert policies.

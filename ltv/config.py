@@ -293,6 +293,23 @@ class ModelBudget(Strict):
         "training cutoff on the history before it (ltv.models.btyd)"))
 
 
+class ExplanationSettings(Strict):
+    """Per-player drivers in the predictions table (ltv.models.explain): which players get them.
+    Exact contributions cost far more than predictions (TreeSHAP walks every path of every tree),
+    so by default only a subset is explained (benchmarks/explain.py measures the ratio). Recorded in
+    the model artifact when it is trained, so local scoring and the image's `serve` explain alike."""
+
+    players: Literal["all", "subset"] = Field("subset", description=(
+        "all: every scored player; subset: the top_share by predicted value plus a sample_share of the rest"))
+    top_share: float = Field(0.1, gt=0, le=1, description=(
+        "subset: players whose ltv_expected is at or above this top share of the validation period's predictions"))
+    sample_share: float = Field(0.02, ge=0, le=1, description=(
+        "subset: plus this share of the other players, picked by a hash of the player id (stable across runs)"))
+    report_rows: PositiveInt = Field(2000, description=(
+        "rows of the report's segment drivers and permutation importance (a seeded sample of the test and "
+        "validation rows): bounds the report's cost"))
+
+
 MetricName = Literal[
     "normalized_gini", "spearman", "spearman_payers", "minmax", "payer_f1", "payer_roc_auc", "payer_pr_auc",
     "top1_revenue_capture", "top10_revenue_capture", "decile_mape", "purchase_day_mae", "purchase_day_accuracy",
@@ -603,6 +620,7 @@ class GameConfig(Strict):
     cutoffs: CutoffSchedule = Field(default_factory=CutoffSchedule)
     datasets: DatasetVersions
     model: ModelBudget = Field(default_factory=ModelBudget)
+    explanations: ExplanationSettings = Field(default_factory=ExplanationSettings)
     promotion: PromotionRule = Field(default_factory=PromotionRule)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alerts: AlertTargets = Field(default_factory=AlertTargets)

@@ -38,9 +38,14 @@ class DemoResult:
     incidents: list[dict[str, Any]]  # every alert's life cycle (ltv.monitoring.Incidents)
 
 
+# the demo explains fewer players than a game's default (exact contributions cost ~100x a
+# prediction per row, and the demo scores weekly): the top 1 %, and 300 rows in each report
+DEMO_EXPLANATIONS = {"top_share": 0.01, "sample_share": 0.0, "report_rows": 300}
+
+
 def demo_config(game: str, installs: int | None, days: int | None) -> cfg.GameConfig:
     sim = {k: v for k, v in (("daily_installs", installs), ("days", days)) if v}
-    return cfg.load(game, {"simulation": sim})
+    return cfg.load(game, {"simulation": sim, "explanations": DEMO_EXPLANATIONS})
 
 
 def run_demo(root: Path, *, game: str = DEMO_GAME, installs: int | None = DEFAULT_INSTALLS, days: int | None = None,

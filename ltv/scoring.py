@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ltv import etl, runs
+from ltv import etl, explain, runs, sql
 from ltv.config import GameConfig
 from ltv.engine import Engine
 from ltv.errors import ArtifactError, MissingPartitionError, RegistryError
@@ -45,11 +45,12 @@ def _columns(ident: str, purchase_days: int) -> list[tuple[str, str]]:
     return [("player_id", ident), ("p_payer", "double"), ("value_if_payer", "double"), ("payer_pred", "bigint"),
             ("ltv_pred", "double"), ("ltv_expected", "double"), ("p_churn", "double"), ("churn_pred", "bigint"),
             *days, ("p_day_none", "double"), ("offer_day", "bigint"), ("likely_day", "bigint"),
-            ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp")]
+            *explain.columns(), ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp")]
 
 
 def predictions(model: LTVModel, features: pd.DataFrame, version: int | None) -> pd.DataFrame:
-    """Feature rows scored as the predictions table holds them: the model's outputs, its model
+    """Feature rows scored as the predictions table holds them: the model's outputs, the drivers
+    of the players its explanation settings select (`ltv.explain`; null for the others), its model
     group and version, and the scoring time (what `score` writes and the image's `serve` returns)."""
     from ltv.registry import group_name
 
@@ -63,6 +64,7 @@ def predictions(model: LTVModel, features: pd.DataFrame, version: int | None) ->
                             f"(columns {sorted(scores.columns[~finite.all(axis=0)])}, players {ids}); nothing was "
                             "written. Check those players' features for infinite values, or roll back to the "
                             "previous version (ltv registry rollback)")
+    pred = pd.concat([pred, model.drivers(features, pred)], axis=1)
     pred["model_group"] = group_name(model.manifest["game"])
     pred["model_version"] = version
     pred["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
@@ -111,16 +113,7 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
     if champion is None:
         raise RegistryError(f"{group_name(config.game.id)!r} has no Approved model to score with; train one "
                             f"(ltv run / ltv train) or approve a version (ltv registry approve)")
-    model = registry.load(champion.version)
-    if model.manifest["game"] != config.game.id:
-        raise ArtifactError(f"the champion, version {champion.version} of {group_name(config.game.id)!r}, is a model of "
-                            f"game {model.manifest['game']!r}; reject it (ltv registry reject) and roll back")
-    expected = etl.definition(config, "features")["hash"]
-    if model.manifest.get("features_definition", expected) != expected:
-        raise ArtifactError(f"the champion, version {champion.version}, was trained on features defined otherwise than "
-                            f"config {config.game.id!r} defines them now (log mapping, history steps or population "
-                            "window changed): its scores would be wrong. Retrain (ltv run / ltv train) or restore the "
-                            "config")
+    model = usable_model(config, registry, champion.version)
     etl.ensure_cutoff(engine, config, day, labels=False)
     features = engine.query(f"SELECT * FROM features WHERE cutoff = '{day}'")
     if features.empty:
@@ -130,6 +123,68 @@ def score(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, da
         pred.to_parquet(tmp / "part-0.parquet", index=False)
     runs.publish(runs.DirStore(lake.root), lake.game, day, run_id)  # readers switch only now
     return ScoringResult(config.game.id, str(day), run_id, len(pred), champion.version, target)
+
+
+def usable_model(config: GameConfig, registry: Registry, version: int) -> LTVModel:
+    """A registered model, refused unless it is this game's and reads the features as the config
+    defines them now."""
+    from ltv.registry import group_name
+
+    model = registry.load(version)
+    if model.manifest["game"] != config.game.id:
+        raise ArtifactError(f"version {version} of {group_name(config.game.id)!r} is a model of "
+                            f"game {model.manifest['game']!r}; reject it (ltv registry reject) and roll back")
+    expected = etl.definition(config, "features")["hash"]
+    if model.manifest.get("features_definition", expected) != expected:
+        raise ArtifactError(f"version {version} was trained on features defined otherwise than "
+                            f"config {config.game.id!r} defines them now (log mapping, history steps or population "
+                            "window changed): its scores would be wrong. Retrain (ltv run / ltv train) or restore the "
+                            "config")
+    return model
+
+
+@dataclass(frozen=True)
+class Story:
+    """Why one player's predicted value is what it is (`ltv explain`)."""
+
+    player: str
+    date: str
+    model_version: int
+    scored: pd.Series               # the player's prediction columns
+    base: float                     # ltv_expected with every contribution zero
+    contributions: pd.DataFrame     # feature, value (the player's), contribution (currency), largest first
+
+
+def explain_player(config: GameConfig, lake: Lake, engine: Engine, registry: Registry, day: dt.date,
+                   player: str) -> Story:
+    """One player's drivers at a date, from the model that scored that date's published run (the
+    champion if the date has none): every feature's exact contribution to ltv_expected."""
+    from ltv.models.ltv_model import with_btyd
+    from ltv.registry import group_name
+
+    published = Predictions.of(lake)
+    if published.latest_run(day) is not None:
+        version = int(published.read(day)["model_version"].iloc[0])
+    else:
+        champion = registry.champion()
+        if champion is None:
+            raise RegistryError(f"{group_name(config.game.id)!r} has no Approved model and {day} no predictions")
+        version = champion.version
+    model = usable_model(config, registry, version)
+    etl.ensure_cutoff(engine, config, day, labels=False)
+    rows = engine.query(f"SELECT * FROM features WHERE cutoff = '{day}' AND CAST(player_id AS VARCHAR) = "
+                        f"{sql.literal(player)}")
+    if rows.empty:
+        raise MissingPartitionError(f"player {player} has no features at {day}: not in the population (active in "
+                                    f"the {config.features.population_window_days} days before it) or unknown")
+    scored = model.predict(rows)
+    dec = model.explain(rows)
+    explain.check(dec, scored["ltv_expected"].to_numpy())
+    values = with_btyd(rows, model.manifest).iloc[0] if model.manifest.get("btyd") else rows.iloc[0]
+    table = pd.DataFrame({"feature": dec.features, "value": [values[f] for f in dec.features],
+                          "contribution": dec.contributions[0]})
+    table = table.reindex(table["contribution"].abs().sort_values(ascending=False, kind="stable").index)
+    return Story(player, str(day), version, scored.iloc[0], float(dec.base[0]), table.reset_index(drop=True))
 
 
 @dataclass(frozen=True)

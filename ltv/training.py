@@ -22,7 +22,7 @@ from ltv import datasets, report
 from ltv.config import GameConfig, ModelBudget
 from ltv.engine import Engine
 from ltv.errors import EmptyWindowError, MissingPartitionError
-from ltv.evaluate import Evaluation, drift_table, evaluate, in_sample_cutoffs
+from ltv.evaluate import Evaluation, drift_table, evaluate, explain_evaluation, in_sample_cutoffs
 from ltv.lake import Lake, write_json_atomic, write_text_atomic
 from ltv.models import LTVModel, seen_until, train
 from ltv.promotion import REJECTED, Decision, Focus, decide
@@ -53,6 +53,7 @@ def evaluate_against_champion(model: LTVModel, splits: dict[str, pd.DataFrame], 
     unseen by both, the challenger cannot be shown better and is rejected. `focus` (a label-decay
     retrain) lets the challenger win on the metric and cohorts that decayed."""
     evaluation = evaluate(model, splits, lake)
+    explain_evaluation(model, splits, evaluation, config.explanations.report_rows)
     champion = registry.champion()
     ours, theirs = evaluation.frame, None
     evaluation.metrics["champion"] = None
@@ -205,8 +206,9 @@ def write_evaluation(config: GameConfig, lake: Lake, engine: Engine, model: LTVM
     latest drift table) in `target`, by default reports/evaluation-<dataset>. A test period the
     model has seen raises `InSampleError`, unless `allow_in_sample`, which labels every output
     (metrics.json's `in_sample`, the report's title and banner, the default folder name)."""
-    evaluation = evaluate(model, datasets.load_dataset(lake, datasets.build_dataset(engine, config, lake, spec)["name"]),
-                          lake, allow_in_sample=allow_in_sample)
+    splits = datasets.load_dataset(lake, datasets.build_dataset(engine, config, lake, spec)["name"])
+    evaluation = evaluate(model, splits, lake, allow_in_sample=allow_in_sample)
+    explain_evaluation(model, splits, evaluation, config.explanations.report_rows)
     suffix = "-in-sample" if evaluation.metrics["in_sample"] else ""
     target = target or lake.reports / f"evaluation-{spec.name}{suffix}"
     write_report(target, evaluation, model.manifest, f"{config.game.name}: {label} on {spec.name}", latest_drift(lake))

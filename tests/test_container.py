@@ -312,6 +312,7 @@ def test_serve_scores_a_parquet_batch_like_ltv_predict(server, scoring_lake) -> 
     answer = pd.read_parquet(io.BytesIO(body))
     assert list(answer.columns) == [c for c, _ in __import__("ltv.scoring").scoring.prediction_columns(config)]
     pd.testing.assert_frame_equal(answer.drop(columns=["scored_at"]), expected, check_exact=False, rtol=1e-9)
+    assert answer["driver_up_1"].notna().any(), "serve returns the explained players' drivers too"
 
     status, body, content_type = call(server + "/invocations", features.head(50).to_csv(index=False).encode(),
                                       {"Content-Type": serve.CSV})

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ltv import etl, metrics
+from ltv import etl, explain, metrics
 from ltv.config import GameConfig, ModelBudget
 from ltv.errors import ArtifactError, NoPayersError
 from ltv.lake import scratch, write_json_atomic
@@ -95,9 +95,7 @@ class LTVModel:
                                 "score with features built by the same ETL version")
         x = model_input(features, self.features)
         m = self.manifest
-        p_payer = self.predictors["payer"].predict_proba(x, as_multiclass=True)[1].to_numpy()
-        raw = self.predictors["value"].predict(x).to_numpy(float)
-        value = np.clip(np.expm1(raw) * m["smearing"] if m["log_target"] else raw, 0, None)
+        p_payer, value = self.value_stages(x)
         p_churn = self.predictors["churn"].predict_proba(x, as_multiclass=True)[1].to_numpy()
         days = self._day_distribution(x)
         out = pd.DataFrame(index=features.index)
@@ -116,6 +114,44 @@ class LTVModel:
         out["p_day_none"] = days[:, 0]
         out["offer_day"] = metrics.offer_day(days[:, 1:])
         out["likely_day"] = metrics.likely_day(days[:, 1:])
+        return out
+
+    def inputs(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model's input rows for feature rows (with the BTYD columns of its stored fit)."""
+        if self.manifest.get("btyd"):
+            features = with_btyd(features, self.manifest)
+        return model_input(features, self.features)
+
+    def value_stages(self, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """p(payer) and the value if a payer, for model-input rows (`inputs`)."""
+        m = self.manifest
+        p_payer = self.predictors["payer"].predict_proba(x, as_multiclass=True)[1].to_numpy()
+        raw = self.predictors["value"].predict(x).to_numpy(float)
+        return p_payer, np.clip(np.expm1(raw) * m["smearing"] if m["log_target"] else raw, 0, None)
+
+    def explain(self, features: pd.DataFrame) -> explain.Decomposition:
+        """Exact per-feature contributions to `ltv_expected` of these rows, in currency
+        (`ltv.explain`); `Unexplainable` if a value stage's model has no exact contributions."""
+        return explain.decompose(self.predictors, self.inputs(features), self.features,
+                                 log_target=self.manifest["log_target"], smearing=self.manifest["smearing"])
+
+    def drivers(self, features: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+        """The driver columns for scored rows (`predict`'s output for `features`): the players the
+        artifact's explanation settings select get theirs, checked to add up to their ltv_expected;
+        the others, and every row of an unexplainable artifact, get nulls."""
+        ids = scored["player_id"] if "player_id" in scored else None
+        chosen = explain.selected(self.manifest.get("explanations"), scored["ltv_expected"].to_numpy(), ids)
+        out = explain.empty(scored.index)
+        if not chosen.any():
+            return out
+        try:
+            dec = self.explain(features.loc[chosen])
+        except explain.Unexplainable:
+            return out
+        explain.check(dec, scored["ltv_expected"].to_numpy()[chosen])
+        found = explain.drivers(dec)
+        found.index = scored.index[chosen]
+        out.loc[chosen] = found
         return out
 
     def _day_distribution(self, x: pd.DataFrame) -> np.ndarray:
@@ -219,6 +255,7 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
             model = LTVModel.load(tmp)
             scored = model.predict(val)
             manifest["prediction_stats"] = feature_stats(scored, PREDICTION_COLUMNS)
+            manifest["explanations"] = explain.settings(config.explanations, scored["ltv_expected"].to_numpy())
             manifest["validation_metrics"] = _finite(metrics.flat_metrics(pd.concat([val, scored.drop(
                 columns=[c for c in ("player_id", "cutoff") if c in scored])], axis=1), model.purchase_days))
             _seal(tmp, manifest)

@@ -2,18 +2,22 @@
 
 Sections: headline metrics with model / oracle and model / baseline ratios; gain (Lorenz)
 curve; decile bars; calibration; payer confusion matrix; purchase-day CDF examples and MAE by
-segment; the drift table (Kakao's experiment) when given; the model card (lineage).
+segment; the drivers (mean exact contributions per segment: value deciles, payers vs non-payers,
+new vs veteran, and permutation importance on validation rows); the drift table (Kakao's
+experiment) when given; the model card (lineage, explanations, intended use, limitations).
 """
 from __future__ import annotations
 
 import datetime as dt
 import html
 import io
+import itertools
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: readable, searchable, checked in a browser
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -21,8 +25,8 @@ import pandas as pd  # noqa: E402
 from ltv import metrics  # noqa: E402
 from ltv.evaluate import Evaluation, drift_cells  # noqa: E402
 
-SECTIONS = ("Summary", "Promotion", "Gain curve", "Deciles", "Calibration", "Payer stage", "Next purchase day", "Drift",
-            "Model card")
+SECTIONS = ("Summary", "Promotion", "Gain curve", "Deciles", "Calibration", "Payer stage", "Next purchase day",
+            "Drivers", "Drift", "Model card")
 COLORS = {"model": "#1f77b4", "oracle": "#2ca02c", "recent_revenue": "#ff7f0e", "payer_mean": "#9467bd",
           "popularity": "#ff7f0e", "random": "#999999", "past_spend": "#8c564b", "btyd": "#d62728"}
 CSS = """
@@ -58,7 +62,22 @@ NOTES = {
     "purchase_day_mae": "the segment median is the MAE-optimal constant per segment; King's popularity baseline "
                         "(the mode) is the strongest for exact-day accuracy",
 }
+_TEXT_IDS = itertools.count(1)
+
+
 def _svg(fig: plt.Figure) -> str:
+    """The figure as inline SVG; every plot must have a title and axis labels, which are tagged
+    (`id="plot-title-…"`, `plot-xlabel-…`, `plot-ylabel-…`) so a browser test can find them."""
+    for ax in fig.axes:
+        texts = {"title": ax.title if ax.get_title() else fig._suptitle,
+                 "xlabel": ax.xaxis.label if ax.get_xlabel() else fig._supxlabel,
+                 "ylabel": ax.yaxis.label if ax.get_ylabel() else fig._supylabel}
+        missing = [k for k, t in texts.items() if t is None or not t.get_text()]
+        if missing:
+            raise ValueError(f"a report plot lacks its {', '.join(missing)}")
+        for kind, text in texts.items():
+            if text.get_gid() is None:
+                text.set_gid(f"plot-{kind}-{next(_TEXT_IDS)}")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
@@ -136,7 +155,8 @@ def _gain_plot(ev: Evaluation) -> str:
     x, g = metrics.gain_curve(y, y)
     ax.plot(x, g, "--", color="#444", lw=1, label="perfect")
     ax.plot([0, 1], [0, 1], ":", color=COLORS["random"], label="random")
-    ax.set(xlabel="share of players (by predicted value)", ylabel="share of actual revenue", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(title="Gain curve: actual revenue captured", xlabel="share of players (by predicted value)",
+           ylabel="share of actual revenue", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(fontsize=8, loc="lower right")
     return _svg(fig)
 
@@ -148,7 +168,8 @@ def _decile_plot(ev: Evaluation) -> str:
     ax.bar(t.decile - w / 2, t.mean_actual, w, label="actual", color="#555")
     ax.bar(t.decile + w / 2, t.mean_predicted, w, label="predicted", color=COLORS["model"])
     ax.set_yscale("symlog", linthresh=0.1)
-    ax.set(xlabel="predicted decile (1 = highest)", ylabel="mean LTV per player", xticks=t.decile)
+    ax.set(title="Mean LTV by predicted decile", xlabel="predicted decile (1 = highest)", ylabel="mean LTV per player",
+           xticks=t.decile)
     ax.legend(fontsize=8)
     return _svg(fig)
 
@@ -163,7 +184,7 @@ def _calibration_plot(ev: Evaluation) -> str:
                   color=COLORS[name], alpha=0.8)
     lims = [1e-3, max(1.0, float(ev.frame["ltv_expected"].max()))]
     ax.plot(lims, lims, ":", color="#444", label="calibrated")
-    ax.set(xlabel="mean predicted LTV (50 groups)", ylabel="mean actual LTV")
+    ax.set(title="Calibration", xlabel="mean predicted LTV (50 groups)", ylabel="mean actual LTV")
     ax.legend(fontsize=8)
     return _svg(fig)
 
@@ -186,7 +207,8 @@ def _cdf_examples(ev: Evaluation, n: int = 6) -> str:
         return "<p class=muted>no purchase-day distribution</p>"
     buyers = f[f.next_purchase_day > 0]
     sample = buyers.sample(min(n, len(buyers)), random_state=0) if len(buyers) else buyers
-    fig, axes = plt.subplots(2, 3, figsize=(10, 5.2), sharey=True)
+    # constrained layout leaves room for each subplot's title below the row above's tick labels
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.6), sharey=True, layout="constrained")
     x = np.arange(1, len(days) + 1)
     for ax, (i, row) in zip(axes.flat, sample.iterrows()):
         ax.step(x, np.cumsum(row[days].to_numpy(float)), where="post", color=COLORS["model"], label="model CDF")
@@ -195,9 +217,11 @@ def _cdf_examples(ev: Evaluation, n: int = 6) -> str:
                     label="oracle CDF")
         ax.axvline(row.next_purchase_day, color="#b3261e", ls="--", label="actual day")
         ax.axvline(row.offer_day, color=COLORS["model"], ls=":", label="offer day")
-        ax.set(title=str(row.player_id), xticks=[1, 4, 8, 12, 16], ylim=(0, 1))
+        ax.set(title=f"player {row.player_id}", xticks=[1, 4, 8, 12, 16], ylim=(0, 1))
     axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Next-purchase-day CDF of six purchasers")
     fig.supxlabel("day after the cutoff")
+    fig.supylabel("P(first purchase by day)")
     return _svg(fig)
 
 
@@ -213,9 +237,43 @@ def _mae_by_segment(m: dict[str, Any]) -> str:
     width = 0.8 / len(bars)
     for i, (col, label, color) in enumerate(bars):
         ax.bar(x + (i - (len(bars) - 1) / 2) * width, rows[col], width, label=label, color=color)
-    ax.set(xticks=x, xticklabels=rows.segment, ylabel="MAE (days)", xlabel="purchase-frequency segment")
+    ax.set(title="Purchase-day MAE by segment", xticks=x, xticklabels=rows.segment, ylabel="MAE (days)",
+           xlabel="purchase-frequency segment")
     ax.legend(fontsize=8)
     return _svg(fig) + _table(rows)
+
+
+def _drivers(m: dict[str, Any]) -> str:
+    """Per-segment drivers (mean contribution in currency) and the permutation importance."""
+    e = m.get("explanations")
+    if not e:
+        return "<p class=muted>No drivers: this evaluation was not explained.</p>"
+    if "unavailable" in e:
+        return f"<p class=muted>No drivers: {html.escape(e['unavailable'])}</p>"
+    amount = lambda pairs: ", ".join(f"{html.escape(f)} {v:+,.2f}" for f, v in pairs) or "–"  # noqa: E731
+    rows = pd.DataFrame([{"segment": html.escape(f"{g['kind']}: {g['segment']}"), "players": g["players"],
+                          "mean predicted value": g["mean_ltv_expected"], "pushes up (mean)": amount(g["up"]),
+                          "pushes down (mean)": amount(g["down"])} for g in e["segments"]])
+    intro = (f"<p>Each player's predicted value (ltv_expected) is the base value {e['base']:,.2f} plus one exact "
+             "contribution per feature, in currency (LightGBM / CatBoost / XGBoost tree contributions of the payer and "
+             "value stages, weighted as the ensemble weighs its models; ltv.explain documents the decomposition). "
+             f"Mean contributions per segment of {e['rows']:,} test rows; the predictions table holds each scored "
+             "player's own top drivers (driver_up_1.., driver_down_1..) and <code>ltv explain</code> tells one "
+             "player's story.</p>")
+    return intro + _table(rows) + _permutation_plot(e.get("permutation") or {})
+
+
+def _permutation_plot(perm: dict[str, Any], top: int = 15) -> str:
+    if not perm.get("drop"):
+        return "<p class=muted>No permutation importance (no validation payers).</p>"
+    items = list(perm["drop"].items())[:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(items) + 1.2))
+    ax.barh([f for f, _ in items], [v for _, v in items], color=COLORS["model"])
+    ax.set(title=f"Permutation importance ({perm['rows']:,} validation rows, Gini {perm['gini']:.3f})",
+           xlabel="drop of the normalized Gini when the feature is shuffled", ylabel="feature")
+    ax.tick_params(axis="y", labelsize=8)
+    return ("<p>Global importance: how much the ranking quality (normalized Gini of ltv_expected) drops when one "
+            f"feature's values are shuffled across the validation rows; the top {len(items)}.</p>" + _svg(fig))
 
 
 def _drift(drift: pd.DataFrame | None) -> str:
@@ -227,7 +285,7 @@ def _drift(drift: pd.DataFrame | None) -> str:
         for col, style in ((f"stale_{key}", "o-"), (f"retrained_{key}", "s--"), (f"oracle_{key}", "^:")):
             if col in drift and drift[col].notna().any():
                 ax.plot(drift["version"], drift[col], style, label=col.split("_")[0])
-        ax.set(title=label)
+        ax.set(title=label, xlabel="dataset version", ylabel=label)
         ax.tick_params(axis="x", rotation=45, labelsize=7)
     axes[0].legend(fontsize=8)
     return (_svg(fig) + "<p class=muted>Each cell: the stale model → the retrained one (the oracle). The retrained "
@@ -270,8 +328,23 @@ def _card(m: dict[str, Any], manifest: dict[str, Any]) -> str:
             ("churn threshold", f"{manifest['churn_threshold']:.4f}"), ("log target smearing", f"{manifest['smearing']:.4f}"),
             ("stage models", ", ".join(f"{k}: {v['model']}" for k, v in manifest["stages"].items())),
             ("artifact size", f"{manifest.get('size_bytes', 0) / 1e6:.1f} MB"), ("config hash", manifest["config_hash"]),
-            ("code version", manifest["code_version"]), ("trained", manifest["created"])]
+            ("code version", manifest["code_version"]), ("trained", manifest["created"]),
+            ("drivers (explanations)", _explained(manifest.get("explanations"))),
+            ("intended use", "rank and size players' value over the horizon for offers and budgets; the drivers say "
+                             "which features moved a prediction, not what causes spending"),
+            ("limitations", "trained on past cutoffs: a content update or a new acquisition channel shifts behaviour "
+                            "(see Drift and the monitoring alerts); drivers describe the model, and correlated "
+                            "features share credit in ways that can look arbitrary")]
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _explained(spec: dict[str, Any] | None) -> str:
+    if not spec:
+        return "none recorded (an artifact from before drivers existed): its predictions carry null drivers"
+    if spec["players"] == "all":
+        return "every scored player: exact tree contributions to ltv_expected, in currency"
+    return (f"the top {spec['top_share']:.0%} by predicted value (ltv_expected ≥ {spec['top_threshold']:,.2f}) plus "
+            f"{spec['sample_share']:.0%} of the others by player-id hash: exact tree contributions, in currency")
 
 
 def _span(ds: dict[str, Any], split: str) -> str:
@@ -302,6 +375,7 @@ def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.Da
         "Next purchase day": "<p>MAE is measured for the offer day (conditional median), accuracy and F1 for the most "
                              "likely day, both on players who purchased within the horizon.</p>"
                              + _cdf_examples(ev) + _mae_by_segment(m),
+        "Drivers": _drivers(m),
         "Drift": _drift(drift),
         "Model card": _card(m, manifest),
     }

@@ -100,3 +100,16 @@ def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int,
         nxt[:, 1] += bought
         dist = nxt
     return revenue, first
+
+
+# The features tied to the oracle's latent spend: the simulator draws a player's spend from their
+# spending type (purchase rate, rhythm period, price mix) and the days since their last purchase,
+# which the logs show only through purchase events. Every feature computed from purchases
+# (counts, revenue, gaps, recency, the BTYD fits of them) is tied; activity, levels, sessions,
+# install age and player attributes are not (benchmarks/explain.py, tests/test_explain.py).
+SPEND_MARKERS = ("purchase", "revenue", "btyd_", "days_to_")
+
+
+def tied_to_spend(feature: str) -> bool:
+    """Whether a feature is computed from purchase events (see SPEND_MARKERS)."""
+    return any(marker in feature for marker in SPEND_MARKERS)
