@@ -248,7 +248,9 @@ class DatasetVersions(Strict):
     """Kakao's scheme: version i starts `start_shift_weeks * i` after `first_start` and trains on
     `train_weeks[i]` weeks of cutoffs, followed by out-of-time validation and test periods."""
 
-    first_start: dt.date
+    first_start: dt.date | Literal["auto"] = Field(description=(
+        "first training cutoff of version 1, or auto: the latest start whose test labels (of every version) end "
+        "inside the logs (ltv.horizon.plan; it moves as the logs grow)"))
     count: PositiveInt = 9
     start_shift_weeks: PositiveInt = 4
     train_weeks: list[PositiveInt] = Field(default_factory=lambda: [12, 14, 16, 18, 20, 22, 24, 26, 28])
@@ -597,6 +599,9 @@ class GameConfig(Strict):
         unknown = set(self.validation.severity) - set(CHECK_NAMES)
         if unknown:
             raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
+        if self.aws is not None and self.aws.logs_start is None and self.datasets.first_start == "auto":
+            raise ValueError("aws.logs_start is needed with datasets.first_start: auto (Athena's partition "
+                             "projection starts at the game's first logged day, which `auto` does not name)")
         tables = tuple(self.logs.tables)
         for writer in (self.aws.raw_writers if self.aws is not None else []):
             outside = [p for p in writer.prefixes if p.split("/", 1)[0] not in tables]

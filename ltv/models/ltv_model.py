@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ltv import etl, metrics
+from ltv import etl, horizon, metrics
 from ltv.config import GameConfig, ModelBudget
 from ltv.errors import ArtifactError, NoPayersError
 from ltv.lake import scratch, write_json_atomic
@@ -137,6 +137,7 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
           budget: ModelBudget | None = None, progress: Callable[[str], None] | None = None) -> LTVModel:
     """Fit every stage on the train split (validation for early stopping and thresholds) and
     write the artifact to `target` (a new folder)."""
+    config = horizon.as_built(config, dataset)
     budget = budget or config.model
     btyd_spec = None
     if budget.btyd_features and btyd.available(splits["train"]):
