@@ -194,21 +194,28 @@ def features_daily(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
     Example: ltv features daily --game galaxy-raiders --date 2025-01-06 --to 2025-03-31
     """
     from ltv.etl import build_player_day
-    from ltv.validation import duplicate_free, validate_day
+    from ltv.validation import duplicate_free, validate_day, warning_summary
 
     config, game_id = load_game(game)
     engine = _engine(config, lake)
     days = _days(date, to)
-    rows = 0
+    rows, reports = 0, []
     with progress_bar(f"player_day {game_id}") as update:
         for i, day in enumerate(days):
             clean: frozenset[str] = frozenset()
             if check:
-                report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).validation_reports)
-                clean = duplicate_free(report)
+                reports.append(validate_day(engine, config, day, report_dir=Lake(lake, game_id).validation_reports))
+                clean = duplicate_free(reports[-1])
             rows += build_player_day(engine, config, day, duplicate_free=clean).rows
             update(i + 1, len(days))
     out.print(f"player_day: {len(days)} day(s), {rows:,} player-days in {Lake(lake, game_id).table('player_day')}")
+    if check:
+        summary = warning_summary(reports)
+        out.print(f"validation: {sum(len(r.warnings) for r in reports)} warning(s)" + (":" if summary else ""))
+        for line in summary:
+            out.print("  " + escape(line), soft_wrap=True)
+        if summary:
+            out.print(f"  each day's report: {Lake(lake, game_id).validation_reports}/dt=*.json")
 
 
 @features_app.command("build")
