@@ -233,6 +233,14 @@ class FeatureSettings(Strict):
 class Horizons(Strict):
     ltv_days: PositiveInt = Field(30, le=365, description="LTV and churn label window after the cutoff")
     purchase_days: PositiveInt = Field(16, le=60, description="next-purchase-day classes 1..N (King used 16)")
+    asked_ltv_days: PositiveInt | None = Field(None, le=365, description=(
+        "set by ltv.horizon, not in a game's YAML: the horizon the game asked for when the labels measure a "
+        "shorter ltv_days (datasets.when_history_short: train_shorter); predictions are extended to it"))
+
+    @property
+    def asked(self) -> int:
+        """The horizon the business asked for (ltv_days unless training was shortened)."""
+        return self.asked_ltv_days or self.ltv_days
 
 
 class CutoffSchedule(Strict):
@@ -620,7 +628,8 @@ class GameConfig(Strict):
 
     def config_hash(self) -> str:
         """Stable hash of everything that defines the game's data and models."""
-        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack", "sagemaker", "scoring", "alarms"})
+        skip = {k: True for k in ("alerts", "schedules", "stack", "sagemaker", "scoring", "alarms")}
+        payload = self.model_dump(mode="json", exclude=skip | {"horizons": {"asked_ltv_days"}})  # ltv.horizon's, not the game's
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def data_hash(self) -> str:
@@ -629,7 +638,7 @@ class GameConfig(Strict):
         simulator's settings do not change what a dataset contains, so editing them does not
         make existing dataset versions "another definition"."""
         payload = self.model_dump(mode="json", include={"game": {"id"}, "logs": True, "features": True,
-                                                        "horizons": True, "cutoffs": True})
+                                                        "horizons": {"ltv_days", "purchase_days"}, "cutoffs": True})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

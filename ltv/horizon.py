@@ -80,7 +80,7 @@ def fit(config: GameConfig, first_day: dt.date, last_day: dt.date, train_weeks: 
     target = config.datasets.training_ltv_days or best
     if not target or needed_days(config, target, train_weeks) > available:
         raise HorizonError(f"{why}; datasets.training_ltv_days={target} does not fit either (at most {best} days)")
-    shorter = config.model_copy(update={"horizons": h.model_copy(update={"ltv_days": target})})
+    shorter = config.model_copy(update={"horizons": h.model_copy(update={"ltv_days": target, "asked_ltv_days": h.ltv_days})})
     return HorizonFit(shorter, needed_days(config, target, train_weeks), available,
                       f"{why}: training and evaluating at ltv_days={target} instead (datasets.when_history_short: "
                       f"train_shorter). Rankings carry over to {h.ltv_days} days; absolute values are {target}-day values.")

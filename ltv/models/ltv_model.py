@@ -116,6 +116,8 @@ class LTVModel:
         out["p_day_none"] = days[:, 0]
         out["offer_day"] = metrics.offer_day(days[:, 1:])
         out["likely_day"] = metrics.likely_day(days[:, 1:])
+        beside = btyd_at_asked_horizon(features, m)
+        out["btyd_value"], out["btyd_p_alive"] = beside["btyd_expected_value"], beside["btyd_p_alive"]
         return out
 
     def _day_distribution(self, x: pd.DataFrame) -> np.ndarray:
@@ -242,6 +244,16 @@ def with_btyd(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     fitted = btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
     extra = btyd.predict(fitted, features, spec["horizon_days"])
     return pd.concat([features.drop(columns=[c for c in btyd.COLUMNS if c in features]), extra], axis=1)
+
+
+def btyd_at_asked_horizon(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """BTYD's columns for feature rows at the horizon the game asked for (`horizons.asked_ltv_days`
+    when the model was trained shorter), from the model's stored fit; NaN where it does not apply."""
+    spec, h = manifest.get("btyd") or {}, manifest["horizons"]
+    fitted = btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
+    if not btyd.available(features):
+        return pd.DataFrame(np.nan, index=features.index, columns=list(btyd.COLUMNS))
+    return btyd.predict(fitted, features, h.get("asked_ltv_days") or h["ltv_days"])
 
 
 def label_days(config: GameConfig) -> int:
