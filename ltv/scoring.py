@@ -46,7 +46,12 @@ def _columns(ident: str, purchase_days: int) -> list[tuple[str, str]]:
             ("ltv_pred", "double"), ("ltv_expected", "double"), ("p_churn", "double"), ("churn_pred", "bigint"),
             *days, ("p_day_none", "double"), ("offer_day", "bigint"), ("likely_day", "bigint"),
             ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp"),
-            *BTYD_COLUMNS]
+            *ASKED_HORIZON_COLUMNS, *BTYD_COLUMNS]
+
+
+# ltv_expected at the horizon the game asked for: equal to ltv_expected, or, when the logs forced
+# training at a shorter horizon, extended per player by BG/NBD's growth (ltv.models.btyd.growth)
+ASKED_HORIZON_COLUMNS = (("ltv_expected_asked", "double"),)
 
 
 # BTYD beside every prediction: BG/NBD + Gamma-Gamma's expected revenue over the asked horizon and

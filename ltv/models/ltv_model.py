@@ -116,6 +116,7 @@ class LTVModel:
         out["p_day_none"] = days[:, 0]
         out["offer_day"] = metrics.offer_day(days[:, 1:])
         out["likely_day"] = metrics.likely_day(days[:, 1:])
+        out["ltv_expected_asked"] = out["ltv_expected"] * asked_horizon_growth(features, m)
         beside = btyd_at_asked_horizon(features, m)
         out["btyd_value"], out["btyd_p_alive"] = beside["btyd_expected_value"], beside["btyd_p_alive"]
         return out
@@ -246,11 +247,25 @@ def with_btyd(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([features.drop(columns=[c for c in btyd.COLUMNS if c in features]), extra], axis=1)
 
 
+def _stored_btyd(manifest: dict[str, Any]) -> btyd.Btyd | None:
+    spec = manifest.get("btyd") or {}
+    return btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
+
+
+def asked_horizon_growth(features: pd.DataFrame, manifest: dict[str, Any]) -> np.ndarray:
+    """Per player, the factor from the trained horizon to the asked one (1 when they are the
+    same): BG/NBD's conditional growth of expected purchases between the two (btyd.growth)."""
+    h = manifest["horizons"]
+    asked = h.get("asked_ltv_days") or h["ltv_days"]
+    if asked == h["ltv_days"]:
+        return np.ones(len(features))
+    return btyd.growth(_stored_btyd(manifest), features, h["ltv_days"], asked)
+
+
 def btyd_at_asked_horizon(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """BTYD's columns for feature rows at the horizon the game asked for (`horizons.asked_ltv_days`
     when the model was trained shorter), from the model's stored fit; NaN where it does not apply."""
-    spec, h = manifest.get("btyd") or {}, manifest["horizons"]
-    fitted = btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
+    h, fitted = manifest["horizons"], _stored_btyd(manifest)
     if not btyd.available(features):
         return pd.DataFrame(np.nan, index=features.index, columns=list(btyd.COLUMNS))
     return btyd.predict(fitted, features, h.get("asked_ltv_days") or h["ltv_days"])
