@@ -11,11 +11,12 @@ choice (`datasets.when_history_short`):
 
 - `error` (default): a `HorizonError` naming the two ways out;
 - `train_shorter`: train and evaluate at `datasets.training_ltv_days` (default: the longest
-  horizon that fits). Rankings learned at a shorter horizon carry over to the long one (who
-  spends most next month mostly spends most next year), absolute values do not: predictions
-  are of value over the shorter horizon. The alternative for absolute long-horizon values is
-  to extrapolate with the BTYD part (E[purchases in H] x E[spend] of `ltv.models.btyd`, whose
-  `btyd_expected_*` columns are computed at any horizon), which assumes the BTYD process.
+  horizon that fits), recorded with the asked one (`horizons.asked_ltv_days`). Each prediction
+  is then extended per player to the asked horizon (`ltv_expected_asked`, `btyd.extend`): the
+  model's value over the trained horizon plus BG/NBD + Gamma-Gamma's conditional expectation of
+  the value after it. Who buys next month and who buys over the year differ (one-time buyers,
+  slow but loyal ones), so the short ranking is not carried over as it is; the extension's
+  assumptions and measured error are in benchmarks/README.md (benchmarks/horizon.py).
 
 Configured versions start at `datasets.first_start`; `auto` is the latest start whose test
 labels (of every configured version) end inside the logs. Errors say what does not fit and the
@@ -71,8 +72,9 @@ def fit(config: GameConfig, first_day: dt.date, last_day: dt.date, train_weeks: 
            f"horizon after training and after validation, and one more horizon for the last test labels")
     if config.datasets.when_history_short == "error":
         shorter = (f"train at a shorter horizon that fits (at most {best} days): set datasets.when_history_short: "
-                   "train_shorter (and optionally datasets.training_ltv_days); rankings carry over to the long horizon, "
-                   "absolute values do not" if best else
+                   "train_shorter (and optionally datasets.training_ltv_days); each prediction is then extended per "
+                   f"player to {h.ltv_days} days (ltv_expected_asked: plus BTYD's expected value after the trained "
+                   "horizon)" if best else
                    "no horizon fits: shorten the training weeks (datasets.rolling_train_weeks for rolling datasets; "
                    "train_weeks, count or start_shift_weeks for the configured versions) or wait for more logs")
         raise HorizonError(f"{why}. Choose one: (1) {shorter}; (2) extrapolate to {h.ltv_days} days with the BTYD "
@@ -83,7 +85,8 @@ def fit(config: GameConfig, first_day: dt.date, last_day: dt.date, train_weeks: 
     shorter = config.model_copy(update={"horizons": h.model_copy(update={"ltv_days": target, "asked_ltv_days": h.ltv_days})})
     return HorizonFit(shorter, needed_days(config, target, train_weeks), available,
                       f"{why}: training and evaluating at ltv_days={target} instead (datasets.when_history_short: "
-                      f"train_shorter). Rankings carry over to {h.ltv_days} days; absolute values are {target}-day values.")
+                      f"train_shorter); ltv_expected_asked extends each prediction to {h.ltv_days} days (plus BTYD's "
+                      f"expected value after day {target}).")
 
 
 Span = tuple[dt.date, dt.date]  # the first and last logged day

@@ -50,7 +50,7 @@ def _columns(ident: str, purchase_days: int) -> list[tuple[str, str]]:
 
 
 # ltv_expected at the horizon the game asked for: equal to ltv_expected, or, when the logs forced
-# training at a shorter horizon, extended per player by BG/NBD's growth (ltv.models.btyd.growth)
+# training at a shorter horizon, extended per player by BTYD's expectation beyond it (ltv.models.btyd.extend)
 ASKED_HORIZON_COLUMNS = (("ltv_expected_asked", "double"),)
 
 

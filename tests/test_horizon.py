@@ -39,7 +39,7 @@ def test_a_horizon_longer_than_the_logs_allow_says_so_and_names_both_ways_out() 
     assert "365 days" in text and f"needs {horizon.needed_days(config)}" in text
     best = horizon.longest_fitting(config, 365)
     assert f"at most {best} days" in text and "train_shorter" in text and "BTYD" in text
-    assert "rankings carry over" in text and "absolute values do not" in text
+    assert "extended per player to 270 days" in text and "ltv_expected_asked" in text
 
 
 def test_train_shorter_trains_at_the_longest_horizon_that_fits_or_the_configured_one() -> None:
@@ -49,7 +49,8 @@ def test_train_shorter_trains_at_the_longest_horizon_that_fits_or_the_configured
     assert checked.config.horizons.ltv_days == best and horizon.needed_days(checked.config) <= 365
     assert horizon.needed_days(checked.config.model_copy(update={"horizons": checked.config.horizons.model_copy(
         update={"ltv_days": best + 1})})) > 365, "it is the longest"
-    assert "Rankings carry over" in checked.message
+    assert "ltv_expected_asked extends each prediction to 270 days" in checked.message
+    assert checked.config.horizons.asked_ltv_days == 270 and checked.config.horizons.asked == 270
     # a rolling dataset at the shorter horizon has its test labels inside the logs
     spec = datasets.rolling_spec(checked.config, last + dt.timedelta(days=1))
     assert spec.train[0] >= FIRST

@@ -270,6 +270,24 @@ def growth(model: Btyd | None, features: pd.DataFrame, short_days: int, long_day
     return out
 
 
+def extend(model: Btyd | None, features: pd.DataFrame, short_value: np.ndarray, short_days: int,
+           long_days: int) -> np.ndarray:
+    """Each player's value over `long_days` from a prediction over `short_days`: the prediction
+    (trained and tested at that horizon, it holds what the features say beyond BTYD) plus BTYD's
+    conditional expectation of the value in the days after it, E[value in long] - E[value in short]
+    (BG/NBD + Gamma-Gamma given x, t_x, T, m). Players without BTYD values (never bought, no fit)
+    grow by `growth`, the same expectation's ratio for a new customer (or linearly)."""
+    short_value = np.asarray(short_value, float)
+    out = short_value * growth(model, features, short_days, long_days)
+    if model is None or not available(features):
+        return out
+    tail = (predict(model, features, long_days)["btyd_expected_value"]
+            - predict(model, features, short_days)["btyd_expected_value"]).to_numpy(float)
+    known = np.isfinite(tail)
+    out[known] = short_value[known] + np.maximum(tail[known], 0.0)
+    return out
+
+
 def fit_per_cutoff(features: pd.DataFrame) -> dict[str, Btyd | None]:
     """One fit per cutoff, each on that cutoff's rows only (their history ends at the cutoff)."""
     return {str(c): fit(rows) for c, rows in features.groupby("cutoff", sort=True)}

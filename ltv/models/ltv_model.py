@@ -116,7 +116,7 @@ class LTVModel:
         out["p_day_none"] = days[:, 0]
         out["offer_day"] = metrics.offer_day(days[:, 1:])
         out["likely_day"] = metrics.likely_day(days[:, 1:])
-        out["ltv_expected_asked"] = out["ltv_expected"] * asked_horizon_growth(features, m)
+        out["ltv_expected_asked"] = extend_to_asked(features, m, out["ltv_expected"].to_numpy(float))
         beside = btyd_at_asked_horizon(features, m)
         out["btyd_value"], out["btyd_p_alive"] = beside["btyd_expected_value"], beside["btyd_p_alive"]
         return out
@@ -252,14 +252,14 @@ def _stored_btyd(manifest: dict[str, Any]) -> btyd.Btyd | None:
     return btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
 
 
-def asked_horizon_growth(features: pd.DataFrame, manifest: dict[str, Any]) -> np.ndarray:
-    """Per player, the factor from the trained horizon to the asked one (1 when they are the
-    same): BG/NBD's conditional growth of expected purchases between the two (btyd.growth)."""
+def extend_to_asked(features: pd.DataFrame, manifest: dict[str, Any], value: np.ndarray) -> np.ndarray:
+    """Predicted values over the trained horizon extended to the asked one, per player
+    (`btyd.extend` with the model's stored fit); unchanged when the two horizons are the same."""
     h = manifest["horizons"]
     asked = h.get("asked_ltv_days") or h["ltv_days"]
     if asked == h["ltv_days"]:
-        return np.ones(len(features))
-    return btyd.growth(_stored_btyd(manifest), features, h["ltv_days"], asked)
+        return np.asarray(value, float)
+    return btyd.extend(_stored_btyd(manifest), features, value, h["ltv_days"], asked)
 
 
 def btyd_at_asked_horizon(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:

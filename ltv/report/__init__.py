@@ -271,7 +271,12 @@ def _horizon(h: dict[str, Any]) -> str:
     if not asked or asked == h["ltv_days"]:
         return str(h["ltv_days"])
     return (f"{h['ltv_days']} (trained shorter: the logs cannot hold a dataset at the asked {asked}; "
-            "datasets.when_history_short: train_shorter)")
+            f"datasets.when_history_short: train_shorter). Extension to {asked} days (ltv_expected_asked): the "
+            f"prediction over {h['ltv_days']} days plus BG/NBD + Gamma-Gamma's conditional expected value after it "
+            "(players who never bought: the growth of a new customer). Assumes the BTYD process beyond the trained "
+            "horizon (stationary purchase rates, dropout after a purchase, spend independent of frequency); the "
+            "figures above are at the trained horizon; the extension's error against a simulator's truth is in "
+            "benchmarks/README.md (benchmarks/horizon.py)")
 
 
 def _span(ds: dict[str, Any], split: str) -> str:
