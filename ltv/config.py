@@ -546,10 +546,29 @@ class BtydProcess(Strict):
     season_width_days: PositiveInt = Field(12, description="standard deviation of the peak, days")
 
 
+class RetailProcess(Strict):
+    """A harder shop (`simulation.profile: retail`, ltv.simulate.retail): one-time, occasional,
+    regular and heavy buyers with their own rhythms, time-based churn, spend growing with tenure,
+    the `btyd` settings' seasonality. Shares by published retail figures (benchmarks/README.md)."""
+
+    one_time_share: float = Field(0.6, ge=0, lt=1, description="first-time buyers who never order again")
+    regular_share: float = Field(0.10, ge=0, lt=1, description="regular buyers (an order every ~30 days)")
+    heavy_share: float = Field(0.03, ge=0, lt=1, description="heavy buyers (every ~10 days, the long spend tail)")
+    tenure_spend_growth: float = Field(0.5, ge=0, description="spend per order grows by this share over the first year")
+
+    @model_validator(mode="after")
+    def _shares(self) -> RetailProcess:
+        if self.one_time_share + self.regular_share + self.heavy_share >= 1:
+            raise ValueError("one_time_share + regular_share + heavy_share must be < 1 (the rest are occasional buyers)")
+        return self
+
+
 class SimulationSettings(Strict):
-    profile: Literal["game", "btyd"] = Field(
-        "game", description="game: the free-to-play game simulator; btyd: a purchase-only shop (see `btyd`)")
+    profile: Literal["game", "btyd", "retail"] = Field(
+        "game", description="game: the free-to-play game simulator; btyd: a purchase-only shop (see `btyd`); retail: "
+                            "a harder purchase-only shop BTYD does not generate (see `retail`; seasonality from `btyd`)")
     btyd: BtydProcess = Field(default_factory=BtydProcess)
+    retail: RetailProcess = Field(default_factory=RetailProcess)
     start: dt.date
     days: PositiveInt = Field(le=3650)
     daily_installs: PositiveInt = 500

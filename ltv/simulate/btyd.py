@@ -208,7 +208,9 @@ def simulate_shop(config: GameConfig, lake: Lake, *, days: int | None = None,
     """Simulate the shop into the lake: raw orders per day, players (if mapped) and truth per cutoff."""
     from ltv.simulate import _write_truth  # the truth partition with the horizons it is over (same package)
 
-    shop, writer = BtydShop(config), LogWriter(config)
+    from ltv.simulate.retail import RetailShop
+
+    shop, writer = (RetailShop if config.simulation.profile == "retail" else BtydShop)(config), LogWriter(config)
     n_days = days or shop.settings.days
     ev, pl, h = config.logs.events, config.logs.players, config.horizons
     n_orders, revenue, truth_days = 0, 0.0, []
@@ -216,7 +218,8 @@ def simulate_shop(config: GameConfig, lake: Lake, *, days: int | None = None,
     for _ in range(n_days):
         t, day = shop.t, shop.date(shop.t)
         if config.cutoffs.is_cutoff(day) and t > 0:
-            frame = oracle(shop.customers, t, shop.tau, shop.proc, h.ltv_days, h.purchase_days)
+            frame = shop.truth(t) if isinstance(shop, RetailShop) else oracle(shop.customers, t, shop.tau, shop.proc,
+                                                                              h.ltv_days, h.purchase_days)
             table = pa.Table.from_pandas(frame.drop(columns=["player"]), preserve_index=False)
             table = table.add_column(0, "player_id", writer.player_ids(frame["player"].to_numpy()))
             write_with(lake.partition("truth", "cutoff", day), lambda d, tb=table: _write_truth(d, tb, config))
