@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ltv.config import BtydProcess, GameConfig
+from ltv.config import BtydProcess, GameConfig, SimulationSettings
 from ltv.errors import ConfigError
 from ltv.lake import Lake, write_with
 from ltv.models.btyd import BetaGeo, GammaGamma
@@ -129,16 +129,22 @@ def oracle(c: Customers, t: int, tau: np.ndarray, proc: BtydProcess, ltv_days: i
     return _truth_frame(idx, c.alive[idx], value, latent_expectation(c, idx, tau, t, proc, ltv_days), p_order, first)
 
 
+def shop_settings(config: GameConfig) -> SimulationSettings:
+    """The simulation section of a purchase-only shop profile (btyd, retail), or a named error."""
+    s = config.simulation
+    if s is None:
+        raise ConfigError(f"game {config.game.id!r} has no `simulation:` section; add one to simulate it")
+    if config.logs.players is not None and config.logs.players.attributes:
+        raise ConfigError(f"the {s.profile} simulation profile generates no player attributes; remove "
+                          "logs.players.attributes or use profile: game")
+    return s
+
+
 class BtydShop:
     """Steps the shop forward one day at a time (deterministic per (seed, day))."""
 
     def __init__(self, config: GameConfig):
-        s = config.simulation
-        if s is None:
-            raise ConfigError(f"game {config.game.id!r} has no `simulation:` section; add one to simulate it")
-        if config.logs.players is not None and config.logs.players.attributes:
-            raise ConfigError("the btyd simulation profile generates no player attributes; remove "
-                              "logs.players.attributes or use profile: game")
+        s = shop_settings(config)
         self.config, self.settings, self.proc = config, s, s.btyd
         self.customers = Customers()
         self.t = 0

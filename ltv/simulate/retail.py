@@ -32,8 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ltv.config import GameConfig
-from ltv.errors import ConfigError
-from ltv.simulate.btyd import _truth_frame, season
+from ltv.simulate.btyd import _truth_frame, season, shop_settings
 from ltv.simulate.game import EPOCH, US_PER_DAY
 
 SEGMENTS = ("one_time", "occasional", "regular", "heavy")
@@ -48,12 +47,7 @@ class RetailShop:
     the oracle at day index t. Same interface as `ltv.simulate.btyd.BtydShop`."""
 
     def __init__(self, config: GameConfig):
-        s = config.simulation
-        if s is None:
-            raise ConfigError(f"game {config.game.id!r} has no `simulation:` section; add one to simulate it")
-        if config.logs.players is not None and config.logs.players.attributes:
-            raise ConfigError("the retail simulation profile generates no player attributes; remove "
-                              "logs.players.attributes or use profile: game")
+        s = shop_settings(config)
         self.config, self.settings, self.proc, self.retail = config, s, s.btyd, s.retail
         h = config.horizons
         n = s.days + max(h.ltv_days, h.purchase_days) + 1
