@@ -275,9 +275,8 @@ def _horizon(h: dict[str, Any]) -> str:
             f"prediction over {h['ltv_days']} days plus BG/NBD + Gamma-Gamma's conditional expected value after it "
             "(players who never bought: the growth of a new customer). Assumes the BTYD process beyond the trained "
             "horizon (stationary purchase rates, dropout after a purchase, spend independent of frequency); the "
-            "figures above are at the trained horizon. Measured against simulators' truth at 273 days from 60 "
-            "(benchmarks/horizon.py, benchmarks/README.md): Gini 0.991 vs BTYD 0.999 and carry-over 0.931 on the "
-            "BTYD shop; 0.881 vs BTYD 0.884 and carry-over 0.842 on the harder retail shop")
+            "figures above are at the trained horizon; the extension's error against simulators' truth (a BTYD shop "
+            "and a harder one) is measured by benchmarks/horizon.py, results in benchmarks/README.md")
 
 
 def _span(ds: dict[str, Any], split: str) -> str:
