@@ -171,7 +171,7 @@ def _describe_derived(config: GameConfig, raw: dict[str, list[tuple[str, str]]])
     for table, cols in raw.items():
         columns = ", ".join(f"{sql.quote(c)} {duck[t]}" for c, t in cols)
         con.execute(f"CREATE TABLE {sql.quote(table)} ({columns}, dt VARCHAR)")  # flat tables: dt unused
-    day = config.datasets.first_start
+    day = config.datasets.first_start if config.datasets.first_start != "auto" else dt.date(2025, 1, 6)  # types only
     queries = {"player_day": etl.player_day_sql(config, day, day), "player_summary": etl.summary_sql(config, day),
                "features": etl.features_sql(config, day), "labels": etl.labels_sql(config, day)}
     out: dict[str, list[tuple[str, str]]] = {}

@@ -194,21 +194,28 @@ def features_daily(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
     Example: ltv features daily --game galaxy-raiders --date 2025-01-06 --to 2025-03-31
     """
     from ltv.etl import build_player_day
-    from ltv.validation import duplicate_free, validate_day
+    from ltv.validation import duplicate_free, validate_day, warning_summary
 
     config, game_id = load_game(game)
     engine = _engine(config, lake)
     days = _days(date, to)
-    rows = 0
+    rows, reports = 0, []
     with progress_bar(f"player_day {game_id}") as update:
         for i, day in enumerate(days):
             clean: frozenset[str] = frozenset()
             if check:
-                report = validate_day(engine, config, day, report_dir=Lake(lake, game_id).validation_reports)
-                clean = duplicate_free(report)
+                reports.append(validate_day(engine, config, day, report_dir=Lake(lake, game_id).validation_reports))
+                clean = duplicate_free(reports[-1])
             rows += build_player_day(engine, config, day, duplicate_free=clean).rows
             update(i + 1, len(days))
     out.print(f"player_day: {len(days)} day(s), {rows:,} player-days in {Lake(lake, game_id).table('player_day')}")
+    if check:
+        summary = warning_summary(reports)
+        out.print(f"validation: {sum(len(r.warnings) for r in reports)} warning(s)" + (":" if summary else ""))
+        for line in summary:
+            out.print("  " + escape(line), soft_wrap=True)
+        if summary:
+            out.print(f"  each day's report: {Lake(lake, game_id).validation_reports}/dt=*.json")
 
 
 @features_app.command("build")
@@ -245,11 +252,29 @@ def datasets_build(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
 
     config, game_id = load_game(game)
     engine, lk = _engine(config, lake), Lake(lake, game_id)
-    specs = [datasets.find_spec(config, version)] if version else datasets.version_specs(config)
-    for spec in specs:
+    plan = _plan(config, engine, version)
+    for spec in plan.specs:
         with progress_bar(f"dataset {spec.name}") as update:
-            m = datasets.build_dataset(engine, config, lk, spec, progress=update)
+            m = datasets.build_dataset(engine, plan.config, lk, spec, progress=update)
         out.print(f"{m['name']}: rows {m['rows']}, payers {m['payers']} -> {lk.datasets / m['name']}")
+
+
+def _plan(config: cfg.GameConfig, engine, name: str | None, *, strict: bool = True):
+    """ltv.horizon's one rule for the datasets `name` asks for, its note printed. With
+    strict=False a `HorizonError` is printed and None returned (for listings)."""
+    from ltv import horizon
+    from ltv.errors import HorizonError
+
+    try:
+        plan = horizon.plan(config, horizon.log_span(engine, config), name)
+    except HorizonError as e:
+        if strict:
+            raise
+        console.print(f"[yellow]{escape(str(e))}[/yellow]")
+        return None
+    if plan.message:
+        console.print(f"[yellow]{escape(plan.message)}[/yellow]")
+    return plan
 
 
 @datasets_app.command("list")
@@ -262,10 +287,11 @@ def datasets_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
 
     config, game_id = load_game(game)
     built = {m["name"]: m for m in datasets.list_datasets(Lake(lake, game_id))}
+    plan = _plan(config, _engine(config, lake), None, strict=False)
     t = Table(title=f"datasets of {game_id}")
     for col in ("version", "train", "validation", "test", "rows (train/val/test)", "built"):
         t.add_column(col)
-    specs = {s.name: s for s in datasets.version_specs(config)}
+    specs = {s.name: s for s in (plan.specs if plan else [])}
     for name in sorted(set(specs) | set(built)):
         m = built.get(name)
         cut = m["cutoffs"] if m else {k: [str(d) for d in v] for k, v in specs[name].splits().items()}
@@ -306,7 +332,8 @@ def _registry(config: cfg.GameConfig, lake: Path, backend: str = "local"):
 
 
 @app.command()
-def train(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset version: v1.., a full name, rolling-YYYY-MM-DD")],
+def train(game: GameOpt, dataset: Annotated[str, typer.Option(
+              help="dataset version: v1.., a full name, rolling-YYYY-MM-DD, or rolling (the newest the logs hold)")],
           lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False,
           register: Annotated[bool, typer.Option(help="evaluate against the champion and register with the promotion rule's status")] = True) -> None:
     """Train the two-stage LTV, purchase-day and churn models on a dataset version.
@@ -320,14 +347,10 @@ def train(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset vers
     from ltv.models import train as fit
     from ltv.training import runs_dir, train_evaluate_register
 
-    from ltv import horizon
-
     config, game_id = load_game(game)
     lk, engine = Lake(lake, game_id), _engine(config, lake)
-    config, note = horizon.for_dataset(config, engine.partitions("player_day"), dataset)
-    if note:
-        console.print(f"[yellow]{escape(note)}[/yellow]")
-    spec = datasets.find_spec(config, dataset)
+    plan = _plan(config, engine, dataset)
+    config, spec = plan.config, plan.specs[0]
     say = lambda m: console.print(f"[dim]{escape(m)}[/dim]")  # noqa: E731
     if register:
         run = train_evaluate_register(config, lk, engine, _registry(config, lake), spec, budget=_budget(config, fast),
@@ -358,12 +381,12 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
 
     Example: ltv evaluate --game galaxy-raiders --dataset v2
     """
-    from ltv import datasets
     from ltv.models import LTVModel
     from ltv.training import write_evaluation
 
     config, game_id = load_game(game)
-    lk = Lake(lake, game_id)
+    lk, engine = Lake(lake, game_id), _engine(config, lake)
+    plan = _plan(config, engine, dataset)
     reg = _registry(config, lake)
     if model is None or model.isdigit():
         version = reg.get(int(model)) if model else reg.champion()
@@ -372,7 +395,7 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
         m, label = LTVModel.load(version.path), f"version {version.version}"
     else:
         m, label = LTVModel.load(Path(model)), model
-    target, ev = write_evaluation(config, lk, _engine(config, lake), m, label, datasets.find_spec(config, dataset), out_dir,
+    target, ev = write_evaluation(plan.config, lk, engine, m, label, plan.specs[0], out_dir,
                                   allow_in_sample=allow_in_sample)
     if ev.metrics["in_sample"]:
         console.print(f"[red]IN-SAMPLE[/red]: the model saw data until {ev.metrics['in_sample']['seen_until']}; test "
@@ -413,7 +436,10 @@ def drift(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE, fast: FastOpt = False) ->
     from ltv.training import drift_experiment
 
     config, game_id = load_game(game)
-    result = drift_experiment(config, Lake(lake, game_id), _engine(config, lake), budget=_budget(config, fast),
+    engine = _engine(config, lake)
+    if config.datasets.first_start == "auto":  # placed against the logs; versions that do not fit are skipped below
+        config = _plan(config, engine, None).config
+    result = drift_experiment(config, Lake(lake, game_id), engine, budget=_budget(config, fast),
                               progress=lambda m: console.print(f"[dim]{escape(m)}[/dim]"))
     for name, why in result.skipped.items():
         out.print(f"[yellow]skipped {name}[/yellow]: {escape(why)}", soft_wrap=True)

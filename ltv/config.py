@@ -233,6 +233,14 @@ class FeatureSettings(Strict):
 class Horizons(Strict):
     ltv_days: PositiveInt = Field(30, le=365, description="LTV and churn label window after the cutoff")
     purchase_days: PositiveInt = Field(16, le=60, description="next-purchase-day classes 1..N (King used 16)")
+    asked_ltv_days: PositiveInt | None = Field(None, le=365, description=(
+        "set by ltv.horizon, not in a game's YAML: the horizon the game asked for when the labels measure a "
+        "shorter ltv_days (datasets.when_history_short: train_shorter); predictions are extended to it"))
+
+    @property
+    def asked(self) -> int:
+        """The horizon the business asked for (ltv_days unless training was shortened)."""
+        return self.asked_ltv_days or self.ltv_days
 
 
 class CutoffSchedule(Strict):
@@ -248,7 +256,9 @@ class DatasetVersions(Strict):
     """Kakao's scheme: version i starts `start_shift_weeks * i` after `first_start` and trains on
     `train_weeks[i]` weeks of cutoffs, followed by out-of-time validation and test periods."""
 
-    first_start: dt.date
+    first_start: dt.date | Literal["auto"] = Field(description=(
+        "first training cutoff of version 1, or auto: the latest start whose test labels (of every version) end "
+        "inside the logs (ltv.horizon.plan; it moves as the logs grow)"))
     count: PositiveInt = 9
     start_shift_weeks: PositiveInt = 4
     train_weeks: list[PositiveInt] = Field(default_factory=lambda: [12, 14, 16, 18, 20, 22, 24, 26, 28])
@@ -580,10 +590,29 @@ class BtydProcess(Strict):
     season_width_days: PositiveInt = Field(12, description="standard deviation of the peak, days")
 
 
+class RetailProcess(Strict):
+    """A harder shop (`simulation.profile: retail`, ltv.simulate.retail): one-time, occasional,
+    regular and heavy buyers with their own rhythms, time-based churn, spend growing with tenure,
+    the `btyd` settings' seasonality. Shares by published retail figures (benchmarks/README.md)."""
+
+    one_time_share: float = Field(0.6, ge=0, lt=1, description="first-time buyers who never order again")
+    regular_share: float = Field(0.10, ge=0, lt=1, description="regular buyers (an order every ~30 days)")
+    heavy_share: float = Field(0.03, ge=0, lt=1, description="heavy buyers (every ~10 days, the long spend tail)")
+    tenure_spend_growth: float = Field(0.5, ge=0, description="spend per order grows by this share over the first year")
+
+    @model_validator(mode="after")
+    def _shares(self) -> RetailProcess:
+        if self.one_time_share + self.regular_share + self.heavy_share >= 1:
+            raise ValueError("one_time_share + regular_share + heavy_share must be < 1 (the rest are occasional buyers)")
+        return self
+
+
 class SimulationSettings(Strict):
-    profile: Literal["game", "btyd"] = Field(
-        "game", description="game: the free-to-play game simulator; btyd: a purchase-only shop (see `btyd`)")
+    profile: Literal["game", "btyd", "retail"] = Field(
+        "game", description="game: the free-to-play game simulator; btyd: a purchase-only shop (see `btyd`); retail: "
+                            "a harder purchase-only shop BTYD does not generate (see `retail`; seasonality from `btyd`)")
     btyd: BtydProcess = Field(default_factory=BtydProcess)
+    retail: RetailProcess = Field(default_factory=RetailProcess)
     start: dt.date
     days: PositiveInt = Field(le=3650)
     daily_installs: PositiveInt = 500
@@ -640,6 +669,9 @@ class GameConfig(Strict):
         unknown = set(self.validation.severity) - set(CHECK_NAMES)
         if unknown:
             raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; known: {list(CHECK_NAMES)}")
+        if self.aws is not None and self.aws.logs_start is None and self.datasets.first_start == "auto":
+            raise ValueError("aws.logs_start is needed with datasets.first_start: auto (Athena's partition "
+                             "projection starts at the game's first logged day, which `auto` does not name)")
         tables = tuple(self.logs.tables)
         for writer in (self.aws.raw_writers if self.aws is not None else []):
             outside = [p for p in writer.prefixes if p.split("/", 1)[0] not in tables]
@@ -658,7 +690,8 @@ class GameConfig(Strict):
 
     def config_hash(self) -> str:
         """Stable hash of everything that defines the game's data and models."""
-        payload = self.model_dump(mode="json", exclude={"alerts", "schedules", "stack", "sagemaker", "scoring", "alarms"})
+        skip = {k: True for k in ("alerts", "schedules", "stack", "sagemaker", "scoring", "alarms")}
+        payload = self.model_dump(mode="json", exclude=skip | {"horizons": {"asked_ltv_days"}})  # ltv.horizon's, not the game's
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def data_hash(self) -> str:
@@ -667,7 +700,7 @@ class GameConfig(Strict):
         simulator's settings do not change what a dataset contains, so editing them does not
         make existing dataset versions "another definition"."""
         payload = self.model_dump(mode="json", include={"game": {"id"}, "logs": True, "features": True,
-                                                        "horizons": True, "cutoffs": True})
+                                                        "horizons": {"ltv_days", "purchase_days"}, "cutoffs": True})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -90,6 +90,8 @@ def _checked(spec: DatasetSpec) -> DatasetSpec:
 def version_specs(config: GameConfig) -> list[DatasetSpec]:
     """The dataset versions the config defines (Kakao's scheme)."""
     v = config.datasets
+    if v.first_start == "auto":
+        raise LtvError("datasets.first_start: auto is placed against the logs: resolve it with ltv.horizon.plan")
     specs = []
     for i in range(v.count):
         start = v.first_start + dt.timedelta(weeks=v.start_shift_weeks * i)
@@ -126,14 +128,14 @@ def check_history(engine: Engine, config: GameConfig, spec: DatasetSpec) -> dt.d
 
 
 def find_spec(config: GameConfig, name: str) -> DatasetSpec:
+    if name.startswith("rolling-"):
+        return rolling_spec(config, dt.date.fromisoformat(name.removeprefix("rolling-")))
     specs = {s.name: s for s in version_specs(config)}
     if name in specs:
         return specs[name]
     by_index = {f"v{i + 1}": s for i, s in enumerate(specs.values())}
     if name in by_index:
         return by_index[name]
-    if name.startswith("rolling-"):
-        return rolling_spec(config, dt.date.fromisoformat(name.removeprefix("rolling-")))
     raise LtvError(f"unknown dataset version {name!r}; configured: {', '.join(specs)} (or v1..v{len(specs)}, "
                    "or rolling-YYYY-MM-DD)")
 
@@ -173,6 +175,7 @@ def build_dataset(engine: Engine, config: GameConfig, lake: Lake, spec: DatasetS
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cutoffs": {k: [str(d) for d in v] for k, v in spec.splits().items()},
         "rows": {k: int(len(v)) for k, v in frames.items()},
+        "horizons": config.horizons.model_dump(),  # what its labels measure (ltv.horizon may have shortened it)
         "payers": {k: int(v["payer"].sum()) for k, v in frames.items()},
         "features": features,
     }

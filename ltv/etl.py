@@ -48,7 +48,8 @@ _DEFINED_BY: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "player_day": ({"game": {"id"}, "logs": True}, ("player_day",)),
     "player_summary": ({"game": {"id"}, "logs": True}, ("player_day", "player_summary")),
     "features": ({"game": {"id"}, "logs": True, "features": True}, ("player_day", "player_summary", "features")),
-    "labels": ({"game": {"id"}, "logs": True, "features": {"population_window_days"}, "horizons": True},
+    "labels": ({"game": {"id"}, "logs": True, "features": {"population_window_days"},
+                "horizons": {"ltv_days", "purchase_days"}},
                ("player_day", "labels")),
 }
 

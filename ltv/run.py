@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ltv import datasets, etl, runs, schedule
+from ltv import datasets, etl, horizon, runs, schedule
 from ltv.config import GameConfig, ModelBudget
 from ltv.engine import DuckDBEngine
 from ltv.errors import DataValidationError, LoopBusyError, LtvError
@@ -169,9 +169,9 @@ class DailyLoop:
                 self._mark(day, retrained="not due")
                 return
             try:
-                spec = datasets.rolling_spec(self.config, day)
-                warm = datasets.check_history(self.engine, self.config, spec)
-                etl.require_player_day(self.engine, self.config, warm, day, f"dataset {spec.name}")
+                config, spec = self._rolling(day)
+                warm = datasets.check_history(self.engine, config, spec)
+                etl.require_player_day(self.engine, config, warm, day, f"dataset {spec.name}")
             except LtvError as e:
                 if reason != FIRST_MODEL:
                     log("error", f"retrain ({reason}) skipped: {e}")
@@ -184,11 +184,11 @@ class DailyLoop:
                       "focus": None if focus is None else {"policy": focus.policy, "metric": focus.metric,
                                                            "cutoffs": list(focus.cutoffs)}}
             self._mark(day, retrain=intent)
-        spec = datasets.rolling_spec(self.config, day)
         try:
+            config, spec = self._rolling(day)
             if not self._committed(spec, intent, log):
                 focus = intent.get("focus")
-                run = train_evaluate_register(self.config, self.lake, self.engine, self.registry, spec,
+                run = train_evaluate_register(config, self.lake, self.engine, self.registry, spec,
                                               budget=self.budget, progress=lambda m: self.say(f"{day}   {m}"),
                                               focus=Focus(focus["policy"], focus["metric"], tuple(focus["cutoffs"]))
                                               if focus else None)
@@ -200,6 +200,12 @@ class DailyLoop:
             self._mark(day, retrained="failed")
             return
         self._mark(day, retrained="trained")
+
+    def _rolling(self, day: dt.date) -> tuple[GameConfig, datasets.DatasetSpec]:
+        """The day's rolling dataset and the config to build it with: ltv.horizon's rule over
+        the logs before `day` (a shorter horizon when datasets.when_history_short says so)."""
+        plan = horizon.plan(self.config, horizon.log_span(self.engine, self.config, before=day), f"rolling-{day}")
+        return plan.config, plan.specs[0]
 
     def _committed(self, spec: datasets.DatasetSpec, intent: dict[str, Any],
                    log: Callable[[str, str], None]) -> bool:

@@ -45,7 +45,19 @@ def _columns(ident: str, purchase_days: int) -> list[tuple[str, str]]:
     return [("player_id", ident), ("p_payer", "double"), ("value_if_payer", "double"), ("payer_pred", "bigint"),
             ("ltv_pred", "double"), ("ltv_expected", "double"), ("p_churn", "double"), ("churn_pred", "bigint"),
             *days, ("p_day_none", "double"), ("offer_day", "bigint"), ("likely_day", "bigint"),
-            *explain.columns(), ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp")]
+            *explain.columns(), ("model_group", "string"), ("model_version", "bigint"), ("scored_at", "timestamp"),
+            *ASKED_HORIZON_COLUMNS, *BTYD_COLUMNS]
+
+
+# ltv_expected at the horizon the game asked for: equal to ltv_expected, or, when the logs forced
+# training at a shorter horizon, extended per player by BTYD's expectation beyond it (ltv.models.btyd.extend)
+ASKED_HORIZON_COLUMNS = (("ltv_expected_asked", "double"),)
+
+
+# BTYD beside every prediction: BG/NBD + Gamma-Gamma's expected revenue over the asked horizon and
+# P(alive), from the model's stored fit (LTVModel.predict); NULL where BTYD does not apply (a player
+# who never bought, a model without a BTYD fit). Appended: readers select columns by name.
+BTYD_COLUMNS = (("btyd_value", "double"), ("btyd_p_alive", "double"))
 
 
 def predictions(model: LTVModel, features: pd.DataFrame, version: int | None) -> pd.DataFrame:
@@ -55,7 +67,7 @@ def predictions(model: LTVModel, features: pd.DataFrame, version: int | None) ->
     from ltv.registry import group_name
 
     pred = model.predict(features)
-    scores = pred.select_dtypes("number")
+    scores = pred.select_dtypes("number").drop(columns=[c for c, _ in BTYD_COLUMNS if c in pred])  # NULL = no BTYD
     finite = np.isfinite(scores.to_numpy(float))
     if not finite.all():  # a NaN or inf score would reach every reader of the table: refuse the batch
         bad = ~finite.all(axis=1)

@@ -374,6 +374,23 @@ def validate_day(engine: Any, config: GameConfig, day: dt.date, now: dt.datetime
     return report
 
 
+def warning_summary(reports: Iterable[ValidationReport]) -> list[str]:
+    """One line per (check, table) that warned in `reports`: on how many days (first .. last),
+    how many rows, and the first warning's message. A range run prints this instead of every
+    day's warnings, which stay in the days' validation reports."""
+    groups: dict[tuple[str, str], list[CheckResult]] = {}
+    for report in reports:
+        for w in report.warnings:
+            groups.setdefault((w.name, w.table), []).append(w)
+    lines = []
+    for (name, table), found in groups.items():
+        days = sorted(w.partition for w in found)
+        span = days[0] if len(days) == 1 else f"{days[0]} .. {days[-1]}"
+        lines.append(f"{name} on {table}: {len(found)} day(s) ({span}), {sum(w.failing_rows for w in found):,} row(s); "
+                     f"first: {found[0].message}")
+    return lines
+
+
 def duplicate_free(report: ValidationReport) -> frozenset[str]:
     """The report's day if its duplicate check ran and found no duplicate events, else nothing:
     what `etl.build_player_day(duplicate_free=...)` takes for a just-validated day."""

@@ -209,3 +209,37 @@ def test_expectations_stay_finite_and_right_when_dropout_is_nearly_the_same_for_
     values = extreme.expected_purchases(28, x, t_x, T)
     assert np.isfinite(values).all()
     np.testing.assert_allclose(values, moderate.expected_purchases(28, x, t_x, T), rtol=0.05)  # p ~ 0.019 in both
+
+
+def test_the_extension_to_the_asked_horizon_follows_btyd_after_the_trained_one_and_ranks_so() -> None:
+    """ltv.models.btyd.extend / growth from the trained horizon (32 days) to the asked one (273
+    days): properties, the paper's unconditional E[X(t)], and two players' order."""
+    from scipy import special as sp
+
+    from ltv.models.ltv_model import extend_to_asked
+
+    r, alpha, a, b = 0.243, 4.414 * 7, 0.793, 2.426  # CDNOW's published fit, per day
+    model = btyd.Btyd(btyd.BetaGeo(r, alpha, a, b), btyd.GammaGamma(6.25, 3.74, 15.44), 100)
+    players = pd.DataFrame({  # one old purchase, a steady buyer, a never-buyer
+        btyd.FREQUENCY: [0, 20, np.nan], btyd.RECENCY: [0, 195, np.nan], btyd.AGE: [200, 200, np.nan],
+        btyd.SPEND: [10.0, 10.0, np.nan]})
+    g = btyd.growth(model, players, 32, 273)
+    assert ((g > 1) & (g < 273 / 32)).all(), "E[X(t)] is increasing and concave in t"
+    assert g[0] > g[1], "the steady buyer's purchases saturate (dropout after each one); the rare one's keep growing"
+
+    def unconditional(t: float) -> float:  # Fader, Hardie & Lee 2005, eq. 9
+        z = t / (alpha + t)
+        return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * sp.hyp2f1(r, b, a + b - 1, z))
+
+    assert g[2] == pytest.approx(unconditional(273) / unconditional(32), rel=1e-6), "a never-buyer grows as a new customer"
+    assert (btyd.growth(None, players, 32, 273) == 273 / 32).all(), "no fit: linear"
+    # the extension of a model's 32-day predictions: the prediction plus BTYD's value after day 32
+    manifest = {"horizons": {"ltv_days": 32, "purchase_days": 16, "asked_ltv_days": 273},
+                "btyd": {"model": model.to_json(), "horizon_days": 32}}
+    short = np.array([12.0, 10.0, 2.0])  # the one-time buyer ahead over 32 days (the model's view)
+    extended = extend_to_asked(players, manifest, short)
+    after = lambda t: btyd.predict(model, players, t)["btyd_expected_value"].to_numpy()  # noqa: E731
+    np.testing.assert_allclose(extended[:2], short[:2] + after(273)[:2] - after(32)[:2], rtol=1e-9)
+    assert extended[2] == pytest.approx(2.0 * g[2]), "a never-buyer grows as a new customer"
+    assert extended[1] > extended[0], "over 273 days the steady buyer passes the one-time buyer: not carried over"
+    assert (extend_to_asked(players, {**manifest, "horizons": {"ltv_days": 32, "purchase_days": 16}}, short) == short).all()

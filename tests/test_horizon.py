@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from ltv import datasets, horizon
-from ltv.errors import HorizonError
+from ltv.cli import app
+from ltv.errors import HorizonError, LtvError
 from conftest import make_config
 
 FIRST = dt.date(2025, 1, 6)
@@ -33,7 +39,7 @@ def test_a_horizon_longer_than_the_logs_allow_says_so_and_names_both_ways_out() 
     assert "365 days" in text and f"needs {horizon.needed_days(config)}" in text
     best = horizon.longest_fitting(config, 365)
     assert f"at most {best} days" in text and "train_shorter" in text and "BTYD" in text
-    assert "rankings carry over" in text and "absolute values do not" in text
+    assert "extended per player to 270 days" in text and "ltv_expected_asked" in text
 
 
 def test_train_shorter_trains_at_the_longest_horizon_that_fits_or_the_configured_one() -> None:
@@ -43,7 +49,8 @@ def test_train_shorter_trains_at_the_longest_horizon_that_fits_or_the_configured
     assert checked.config.horizons.ltv_days == best and horizon.needed_days(checked.config) <= 365
     assert horizon.needed_days(checked.config.model_copy(update={"horizons": checked.config.horizons.model_copy(
         update={"ltv_days": best + 1})})) > 365, "it is the longest"
-    assert "Rankings carry over" in checked.message
+    assert "ltv_expected_asked extends each prediction to 270 days" in checked.message
+    assert checked.config.horizons.asked_ltv_days == 270 and checked.config.horizons.asked == 270
     # a rolling dataset at the shorter horizon has its test labels inside the logs
     spec = datasets.rolling_spec(checked.config, last + dt.timedelta(days=1))
     assert spec.train[0] >= FIRST
@@ -51,3 +58,150 @@ def test_train_shorter_trains_at_the_longest_horizon_that_fits_or_the_configured
     assert fixed.config.horizons.ltv_days == 90
     with pytest.raises(HorizonError, match="does not fit either"):
         horizon.fit(nine_months(when_history_short="train_shorter", training_ltv_days=200), FIRST, last)
+
+
+# ----------------------------------------------------------------------------------------------
+# one rule for every command (issue 22): ltv.horizon.plan
+
+SHOP = Path(__file__).resolve().parent.parent / "config" / "examples" / "shop.yaml"
+SHOP_DAYS = 273  # the issue's purchase-only log: 9 months
+
+
+def auto(config, **datasets_) -> object:
+    return config.model_copy(update={"datasets": config.datasets.model_copy(update={"first_start": "auto", **datasets_})})
+
+
+def test_first_start_auto_is_the_latest_start_whose_test_labels_end_inside_the_logs() -> None:
+    config = auto(make_config())  # nine versions, shifted by four weeks
+    last = FIRST + dt.timedelta(days=449)
+    plan = horizon.plan(config, (FIRST, last))
+    assert [s.name for s in plan.specs] == [s.name for s in datasets.version_specs(plan.config)]
+    assert max(horizon.labels_end(config, s) for s in plan.specs) <= last
+    later = plan.config.datasets.first_start + dt.timedelta(days=1)
+    assert max(horizon.labels_end(config, s) for s in datasets.version_specs(
+        plan.config.model_copy(update={"datasets": plan.config.datasets.model_copy(update={"first_start": later})}))) > last
+    assert horizon.plan(config, (FIRST, last), "v2").specs == [plan.specs[1]]
+    with pytest.raises(HorizonError, match="hold no day yet"):
+        horizon.plan(config, None, "v1")
+
+
+def test_a_rolling_dataset_after_the_logs_says_where_they_end() -> None:
+    last = FIRST + dt.timedelta(days=299)
+    with pytest.raises(HorizonError) as err:
+        horizon.plan(make_config(), (FIRST, last), f"rolling-{last + dt.timedelta(days=30)}")
+    assert f"they end on {last}" in str(err.value) and f"rolling-{last + dt.timedelta(days=1)}" in str(err.value)
+    newest = horizon.plan(make_config(), (FIRST, last), "rolling")
+    assert newest.specs[0].name == f"rolling-{last + dt.timedelta(days=1)}"
+    assert horizon.labels_end(make_config(), newest.specs[0]) <= last
+
+
+def test_a_dataset_built_at_a_shorter_horizon_trains_a_model_of_that_horizon() -> None:
+    config = nine_months()
+    assert horizon.as_built(config, {"name": "x"}) is config
+    built = horizon.as_built(config, {"horizons": {"ltv_days": 60, "purchase_days": 16}})
+    assert built.horizons.ltv_days == 60 and config.horizons.ltv_days == 270
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> tuple[Path, Path, dt.date]:
+    """The issue's case: the shop example (config/examples/shop.yaml, the BTYD profile) with 273
+    days of purchase-only logs, player_day built: (config dir, lake root, last logged day)."""
+    from ltv import etl
+    from ltv.config import load
+    from ltv.engine import DuckDBEngine
+    from ltv.lake import Lake
+    from ltv.simulate import simulate
+
+    config = load(SHOP, {"simulation": {"days": SHOP_DAYS, "daily_installs": 12}})
+    root = tmp_path_factory.mktemp("shop") / "lake"
+    lake = Lake(root, config.game.id)
+    simulate(config, lake)
+    first, last = config.simulation.start, config.simulation.start + dt.timedelta(days=SHOP_DAYS - 1)
+    etl.build_player_day(DuckDBEngine(lake, config), config, first, last)
+    return tmp_path_factory.mktemp("configs"), root, last
+
+
+def shop_config(directory: Path, name: str, **datasets_) -> Path:
+    """The shop example's YAML with dataset settings changed (the rest as the user has it)."""
+    raw = yaml.safe_load(SHOP.read_text())
+    raw["simulation"]["days"] = SHOP_DAYS
+    raw["datasets"].update(datasets_)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def no_future_days(text: str, last: dt.date, allowed: set[str] = frozenset()) -> None:
+    """No message asks for player_day, nor names a day after the last logged one (beyond the
+    configured dates it quotes)."""
+    assert "features daily" not in text, text
+    later = {d for d in re.findall(r"\d{4}-\d{2}-\d{2}", text) if d > str(last)} - set(allowed)
+    assert not later, f"{later} in: {text}"
+
+
+def ltv(*args: str) -> tuple[int, str]:
+    """Exit code and everything the command said (`ltv.cli.main` prints a raised LtvError)."""
+    result = CliRunner().invoke(app, list(args))
+    raised = result.exception if isinstance(result.exception, LtvError) else None
+    if result.exception is not None and raised is None and result.exit_code != 0:
+        raise result.exception
+    return result.exit_code, " ".join((result.output + (str(raised) if raised else "")).split())  # consoles wrap lines
+
+
+def test_every_command_with_the_shop_examples_own_start_says_the_start_lies_after_the_logs(shop) -> None:
+    directory, lake, last = shop
+    path = str(shop_config(directory, "own-start", first_start="2025-01-06"))  # what the example had (the issue)
+    for command in (("datasets", "build"), ("datasets", "build", "--version", "v1"),
+                    ("train", "--dataset", "v1", "--fast"), ("evaluate", "--dataset", "v1")):
+        code, text = ltv(*command, "--game", path, "--lake", str(lake))
+        assert code != 0 and "after the logs end (2023-01-02 .. 2023-10-01)" in text, (command, text)
+        assert "first_start: auto" in text and "ltv_days=180 needs" in text, "the horizon does not fit either"
+        no_future_days(text, last, {"2025-01-06"})
+    code, text = ltv("datasets", "list", "--game", path, "--lake", str(lake))
+    assert code == 0 and "after the logs end" in text
+    no_future_days(text, last, {"2025-01-06"})
+
+
+def test_every_command_at_180_days_on_273_days_of_logs_names_the_ways_out(shop) -> None:
+    directory, lake, last = shop
+    path = str(shop_config(directory, "auto-error"))  # the example as it is now: first_start: auto
+    for command in (("datasets", "build"), ("datasets", "list"), ("train", "--dataset", "v1", "--fast"),
+                    ("train", "--dataset", "rolling", "--fast"), ("evaluate", "--dataset", "rolling-2023-10-02")):
+        code, text = ltv(*command, "--game", path, "--lake", str(lake))
+        assert "the logs hold 273 days" in text and "at most 32 days" in text and "train_shorter" in text, (command, text)
+        assert code != 0 or command[1] == "list"
+        no_future_days(text, last)
+
+
+def test_train_shorter_with_an_auto_start_builds_a_dataset_inside_the_logs(shop) -> None:
+    from ltv.config import load
+    from ltv.engine import DuckDBEngine
+    from ltv.lake import Lake
+    from ltv.run import DailyLoop
+
+    directory, lake, last = shop
+    path = shop_config(directory, "auto-shorter", first_start="auto", when_history_short="train_shorter")
+    code, text = ltv("datasets", "build", "--game", str(path), "--lake", str(lake))
+    assert code == 0 and "training and evaluating at ltv_days=32" in text, text
+    no_future_days(text, last)
+    built = sorted((lake / "corner-shop" / "datasets").glob("v1-*"))
+    manifest = json.loads((built[-1] / "manifest.json").read_text())
+    assert manifest["horizons"]["ltv_days"] == 32
+    assert dt.date.fromisoformat(manifest["cutoffs"]["test"][-1]) + dt.timedelta(days=31) <= last
+    code, text = ltv("datasets", "list", "--game", str(path), "--lake", str(lake))
+    assert code == 0 and "v1-2023" in text and "│ yes │" in text
+    # the Glue dataset job and the daily loop's retraining apply the same rule
+    from glue_jobs import dataset as dataset_job
+
+    said = dataset_job.main(["--game", "corner-shop", "--config", str(path), "--engine", "duckdb", "--lake", str(lake),
+                             "--version", "v1"])
+    assert "ltv_days=32" in said and built[-1].name in said
+    with pytest.raises(HorizonError) as err:
+        dataset_job.main(["--game", "corner-shop", "--config", str(shop_config(directory, "own", first_start="2025-01-06")),
+                          "--engine", "duckdb", "--lake", str(lake), "--version", "rolling", "--date", "2023-12-31"])
+    assert "they end on 2023-10-01" in str(err.value)
+    config = load(path)
+    loop = DailyLoop(config, Lake(lake, config.game.id))
+    shorter, spec = loop._rolling(last + dt.timedelta(days=1))
+    assert shorter.horizons.ltv_days == 32 and horizon.labels_end(shorter, spec) <= last
+    assert isinstance(loop.engine, DuckDBEngine)

@@ -175,6 +175,8 @@ def test_report_renders_every_section_with_plots(tiny_model, tiny_game) -> None:
     assert not re.search(r"""(src|href)=["']?https?://""", page) and "<script" not in page, \
         "self-contained: nothing loaded from elsewhere"
     assert "model / oracle" in page and "purchase-day MAE" in page
+    gini = ev.metrics["model"]["normalized_gini"] / ev.metrics["baselines"]["btyd"]["normalized_gini"]
+    assert "Gain over BTYD" in page and f"normalized Gini <span class={'good' if gini >= 1 else 'bad'}>{gini:.3f}" in page
 
 
 def test_drift_table_shows_the_stale_model_decaying(tiny_game, tiny_model, tmp_path: Path) -> None:

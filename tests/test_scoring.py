@@ -82,3 +82,31 @@ def test_the_loop_resolves_the_champion_once_on_a_scoring_day(scoring_lake, monk
     monkeypatch.setattr(loop.registry, "champion", lambda: resolved.append(1) or real())
     assert loop._score(DAY, {}, lambda kind, text: None) == "scored"
     assert len(resolved) == 1, "the scoring step passes the champion it checked on to score()"
+
+
+def test_btyd_sits_beside_every_prediction_at_the_asked_horizon(scoring_lake, tiny_model) -> None:
+    import numpy as np
+
+    from ltv.models import btyd
+    from ltv.scoring import BTYD_COLUMNS, predictions, prediction_columns
+
+    config, lake, engine, registry = scoring_lake
+    assert prediction_columns(config)[-2:] == list(BTYD_COLUMNS), "appended after the existing columns"
+    score(config, lake, engine, registry, DAY)
+    pred = read_predictions(lake, DAY)
+    features = engine.query(f"SELECT * FROM features WHERE cutoff = '{DAY}'")
+    model = tiny_model[0]
+    fitted = btyd.Btyd.from_json(model.manifest["btyd"]["model"])
+    direct = btyd.predict(fitted, features, config.horizons.ltv_days).add_prefix("ref_")
+    both = pred.merge(direct.assign(player_id=features["player_id"]), on="player_id")
+    bought = both["ref_btyd_expected_value"].notna()
+    assert bought.any() and (~bought).any(), "buyers and players who never bought"
+    np.testing.assert_allclose(both.loc[bought, "btyd_value"], both.loc[bought, "ref_btyd_expected_value"], rtol=1e-9)
+    np.testing.assert_allclose(both.loc[bought, "btyd_p_alive"], both.loc[bought, "ref_btyd_p_alive"], rtol=1e-9)
+    assert both.loc[~bought, ["btyd_value", "btyd_p_alive"]].isna().all().all(), "NULL, not 0, for who never bought"
+    # a model trained at a shorter horizon puts BTYD at the horizon the game asked for
+    longer = dict(model.manifest, horizons=dict(model.manifest["horizons"], asked_ltv_days=4 * config.horizons.ltv_days))
+    asked = predictions(type(model)(model.path, longer, model.predictors), features, 1)
+    at_asked = btyd.predict(fitted, features, 4 * config.horizons.ltv_days)["btyd_expected_value"]
+    np.testing.assert_allclose(asked["btyd_value"].dropna(), at_asked.dropna(), rtol=1e-9)
+    assert asked["btyd_value"].sum() > 1.5 * direct["ref_btyd_expected_value"].sum(), "four times the horizon"

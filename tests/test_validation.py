@@ -162,3 +162,23 @@ def test_types_the_sql_casts_pass_locally_and_must_match_the_catalog_on_athena(t
     assert [r for r in validate_day(_AthenaLike(engine), declared, DAY, now=NOW).errors if r.name == "schema"] == []
     catalog = dict(raw_columns(declared)["events"])
     assert catalog["user_id"] == "bigint" and catalog["event_ts"] == "date"
+
+
+def test_features_daily_prints_a_summary_of_the_warnings_it_found(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from ltv.cli import app
+
+    config = make_config()
+    engine = write_lake(tmp_path / "lake", config, clean_events(), {"A": "2025-03-01 09:00", "C": "2025-03-08 09:00"})
+    mutate(engine, add(event("B", "2025-03-08 10:00", "login"), event("A", "2025-03-07 23:00", "login")))
+    path = tmp_path / "game.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["features", "daily", "--game", str(path), "--lake", str(tmp_path / "lake"),
+                                      "--date", "2025-03-07", "--to", "2025-03-08"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "validation: 3 warning(s):" in text  # and the players table has no partition for the 7th
+    assert "duplicate_events on events: 1 day(s) (dt=2025-03-08)" in text and "late_events on events: 1 day(s)" in text
+    assert "freshness on players: 1 day(s) (dt=2025-03-07)" in text and "monitoring/validation/dt=*.json" in text

@@ -246,6 +246,48 @@ def predict(model: Btyd | None, features: pd.DataFrame, horizon_days: int) -> pd
     return out
 
 
+def growth(model: Btyd | None, features: pd.DataFrame, short_days: int, long_days: int) -> np.ndarray:
+    """Each player's growth of expected value from `short_days` to `long_days`: the ratio of
+    BG/NBD's conditional expectations E[purchases in long | x, t_x, T] / E[purchases in short |
+    x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10; E[spend per purchase] cancels). It extends a
+    prediction trained at the short horizon to the long one per player: a steady buyer's expected
+    purchases saturate as dropout accumulates, a rare buyer's keep growing, a lapsed one's stay
+    near zero in both. Players who never bought get the ratio of a newly acquired customer
+    (x = t_x = T = 0), fixed by the model, not by the other rows; without a fit the ratio is
+    linear (long / short)."""
+    linear = np.full(len(features), long_days / short_days)
+    if model is None or not available(features):
+        return linear
+    buyer, x, t_x, T, _ = _summary(features)
+    zero = np.zeros(1)
+    fresh = model.counts.expected_purchases(long_days, zero, zero, zero) / model.counts.expected_purchases(
+        short_days, zero, zero, zero)
+    out = np.full(len(features), float(fresh[0]) if np.isfinite(fresh[0]) else long_days / short_days)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = model.counts.expected_purchases(long_days, x[buyer], t_x[buyer], T[buyer]) / \
+            model.counts.expected_purchases(short_days, x[buyer], t_x[buyer], T[buyer])
+    out[buyer] = np.where(np.isfinite(ratio) & (ratio > 0), ratio, out[buyer])
+    return out
+
+
+def extend(model: Btyd | None, features: pd.DataFrame, short_value: np.ndarray, short_days: int,
+           long_days: int) -> np.ndarray:
+    """Each player's value over `long_days` from a prediction over `short_days`: the prediction
+    (trained and tested at that horizon, it holds what the features say beyond BTYD) plus BTYD's
+    conditional expectation of the value in the days after it, E[value in long] - E[value in short]
+    (BG/NBD + Gamma-Gamma given x, t_x, T, m). Players without BTYD values (never bought, no fit)
+    grow by `growth`, the same expectation's ratio for a new customer (or linearly)."""
+    short_value = np.asarray(short_value, float)
+    out = short_value * growth(model, features, short_days, long_days)
+    if model is None or not available(features):
+        return out
+    tail = (predict(model, features, long_days)["btyd_expected_value"]
+            - predict(model, features, short_days)["btyd_expected_value"]).to_numpy(float)
+    known = np.isfinite(tail)
+    out[known] = short_value[known] + np.maximum(tail[known], 0.0)
+    return out
+
+
 def fit_per_cutoff(features: pd.DataFrame) -> dict[str, Btyd | None]:
     """One fit per cutoff, each on that cutoff's rows only (their history ends at the cutoff)."""
     return {str(c): fit(rows) for c, rows in features.groupby("cutoff", sort=True)}

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ltv import etl, explain, metrics
+from ltv import etl, explain, horizon, metrics
 from ltv.config import GameConfig, ModelBudget
 from ltv.errors import ArtifactError, NoPayersError
 from ltv.lake import scratch, write_json_atomic
@@ -114,6 +114,9 @@ class LTVModel:
         out["p_day_none"] = days[:, 0]
         out["offer_day"] = metrics.offer_day(days[:, 1:])
         out["likely_day"] = metrics.likely_day(days[:, 1:])
+        out["ltv_expected_asked"] = extend_to_asked(features, m, out["ltv_expected"].to_numpy(float))
+        beside = btyd_at_asked_horizon(features, m)
+        out["btyd_value"], out["btyd_p_alive"] = beside["btyd_expected_value"], beside["btyd_p_alive"]
         return out
 
     def inputs(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -173,6 +176,7 @@ def train(config: GameConfig, splits: dict[str, pd.DataFrame], target: Path, *, 
           budget: ModelBudget | None = None, progress: Callable[[str], None] | None = None) -> LTVModel:
     """Fit every stage on the train split (validation for early stopping and thresholds) and
     write the artifact to `target` (a new folder)."""
+    config = horizon.as_built(config, dataset)
     budget = budget or config.model
     btyd_spec = None
     if budget.btyd_features and btyd.available(splits["train"]):
@@ -278,6 +282,30 @@ def with_btyd(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     fitted = btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
     extra = btyd.predict(fitted, features, spec["horizon_days"])
     return pd.concat([features.drop(columns=[c for c in btyd.COLUMNS if c in features]), extra], axis=1)
+
+
+def _stored_btyd(manifest: dict[str, Any]) -> btyd.Btyd | None:
+    spec = manifest.get("btyd") or {}
+    return btyd.Btyd.from_json(spec["model"]) if spec.get("model") else None
+
+
+def extend_to_asked(features: pd.DataFrame, manifest: dict[str, Any], value: np.ndarray) -> np.ndarray:
+    """Predicted values over the trained horizon extended to the asked one, per player
+    (`btyd.extend` with the model's stored fit); unchanged when the two horizons are the same."""
+    h = manifest["horizons"]
+    asked = h.get("asked_ltv_days") or h["ltv_days"]
+    if asked == h["ltv_days"]:
+        return np.asarray(value, float)
+    return btyd.extend(_stored_btyd(manifest), features, value, h["ltv_days"], asked)
+
+
+def btyd_at_asked_horizon(features: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """BTYD's columns for feature rows at the horizon the game asked for (`horizons.asked_ltv_days`
+    when the model was trained shorter), from the model's stored fit; NaN where it does not apply."""
+    h, fitted = manifest["horizons"], _stored_btyd(manifest)
+    if not btyd.available(features):
+        return pd.DataFrame(np.nan, index=features.index, columns=list(btyd.COLUMNS))
+    return btyd.predict(fitted, features, h.get("asked_ltv_days") or h["ltv_days"])
 
 
 def label_days(config: GameConfig) -> int:

@@ -140,6 +140,22 @@ def _summary(m: dict[str, Any]) -> str:
     return f"<table><tr>{head}</tr>{body}</table><ol class=muted>{foot}</ol>"
 
 
+BTYD_GAIN = (("normalized_gini", "normalized Gini"), ("top10_revenue_capture", "top-10 % revenue capture"),
+             ("top1_revenue_capture", "top-1 % revenue capture"), ("spearman", "Spearman"))
+
+
+def _btyd_gain(m: dict[str, Any]) -> str:
+    """The model's gain over BTYD (BG/NBD + Gamma-Gamma refitted at each test cutoff), the
+    comparator whose value and P(alive) sit beside every prediction: model / BTYD per metric."""
+    ratios = (m.get("ratios") or {}).get("model_vs_btyd") or {}
+    cells = [f"{label} {_ratio_cell(m['model'].get(k), (m['baselines'].get('btyd') or {}).get(k), True)}"
+             for k, label in BTYD_GAIN if ratios.get(k) is not None]
+    if not cells:
+        return ""
+    return ("<p><b>Gain over BTYD</b> (model / BG/NBD + Gamma-Gamma, whose value and P(alive) the predictions table "
+            "carries as btyd_value, btyd_p_alive): " + "; ".join(cells) + ".</p>")
+
+
 def _gain_plot(ev: Evaluation) -> str:
     fig, ax = plt.subplots(figsize=(6, 4.2))
     y = ev.frame["ltv"]
@@ -324,6 +340,7 @@ def _card(m: dict[str, Any], manifest: dict[str, Any]) -> str:
             ("data seen until (last training/validation label day + 1)", (manifest.get("trained_on") or {}).get("seen_until", "unrecorded")),
             ("test cutoffs", ", ".join(m.get("cutoffs", [])) + (" (IN-SAMPLE)" if m.get("in_sample") else "")),
             ("test rows", f"{m.get('rows', 0):,}"), ("features", str(len(manifest["features"]))),
+            ("label horizon (days)", _horizon(manifest["horizons"])),
             ("payer threshold (max F1 on validation)", f"{manifest['payer_threshold']:.4f}"),
             ("churn threshold", f"{manifest['churn_threshold']:.4f}"), ("log target smearing", f"{manifest['smearing']:.4f}"),
             ("stage models", ", ".join(f"{k}: {v['model']}" for k, v in manifest["stages"].items())),
@@ -347,6 +364,19 @@ def _explained(spec: dict[str, Any] | None) -> str:
             f"{spec['sample_share']:.0%} of the others by player-id hash: exact tree contributions, in currency")
 
 
+def _horizon(h: dict[str, Any]) -> str:
+    asked = h.get("asked_ltv_days")
+    if not asked or asked == h["ltv_days"]:
+        return str(h["ltv_days"])
+    return (f"{h['ltv_days']} (trained shorter: the logs cannot hold a dataset at the asked {asked}; "
+            f"datasets.when_history_short: train_shorter). Extension to {asked} days (ltv_expected_asked): the "
+            f"prediction over {h['ltv_days']} days plus BG/NBD + Gamma-Gamma's conditional expected value after it "
+            "(players who never bought: the growth of a new customer). Assumes the BTYD process beyond the trained "
+            "horizon (stationary purchase rates, dropout after a purchase, spend independent of frequency); the "
+            "figures above are at the trained horizon; the extension's error against simulators' truth (a BTYD shop "
+            "and a harder one) is measured by benchmarks/horizon.py, results in benchmarks/README.md")
+
+
 def _span(ds: dict[str, Any], split: str) -> str:
     c = (ds.get("cutoffs") or {}).get(split) or []
     return f"{c[0]} .. {c[-1]} ({len(c)})" if c else "–"
@@ -362,7 +392,7 @@ def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.Da
         warning = (f"<p class=bad>IN-SAMPLE: the model's training or validation data reached {m['in_sample']['seen_until']}"
                    f"; test cutoffs {cut[0]}..{cut[-1]} lie in that period, so these figures overstate its quality.</p>")
     parts = {
-        "Summary": warning + oracle_note + _summary(m),
+        "Summary": warning + oracle_note + _summary(m) + _btyd_gain(m),
         "Promotion": _promotion(m),
         "Gain curve": "<p>Players sorted by predicted value (p(payer) × value); the closer to the perfect curve the "
                       "better the ranking. The normalized Gini is 2 × (area under this curve) − 1 divided by the same "

@@ -68,7 +68,7 @@ def truth_table(sim: Simulator, writer: LogWriter, day: int) -> pa.Table:
 def simulate(config: GameConfig, lake: Lake, *, days: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> SimulationSummary:
     """Simulate the game's `simulation` section (or its first `days` days) into the lake."""
-    if config.simulation is not None and config.simulation.profile == "btyd":
+    if config.simulation is not None and config.simulation.profile in ("btyd", "retail"):
         from ltv.simulate.btyd import simulate_shop
 
         summary = SimulationSummary(**simulate_shop(config, lake, days=days, progress=progress))

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ltv.config import BtydProcess, GameConfig
+from ltv.config import BtydProcess, GameConfig, SimulationSettings
 from ltv.errors import ConfigError
 from ltv.lake import Lake, write_with
 from ltv.models.btyd import BetaGeo, GammaGamma
@@ -129,16 +129,22 @@ def oracle(c: Customers, t: int, tau: np.ndarray, proc: BtydProcess, ltv_days: i
     return _truth_frame(idx, c.alive[idx], value, latent_expectation(c, idx, tau, t, proc, ltv_days), p_order, first)
 
 
+def shop_settings(config: GameConfig) -> SimulationSettings:
+    """The simulation section of a purchase-only shop profile (btyd, retail), or a named error."""
+    s = config.simulation
+    if s is None:
+        raise ConfigError(f"game {config.game.id!r} has no `simulation:` section; add one to simulate it")
+    if config.logs.players is not None and config.logs.players.attributes:
+        raise ConfigError(f"the {s.profile} simulation profile generates no player attributes; remove "
+                          "logs.players.attributes or use profile: game")
+    return s
+
+
 class BtydShop:
     """Steps the shop forward one day at a time (deterministic per (seed, day))."""
 
     def __init__(self, config: GameConfig):
-        s = config.simulation
-        if s is None:
-            raise ConfigError(f"game {config.game.id!r} has no `simulation:` section; add one to simulate it")
-        if config.logs.players is not None and config.logs.players.attributes:
-            raise ConfigError("the btyd simulation profile generates no player attributes; remove "
-                              "logs.players.attributes or use profile: game")
+        s = shop_settings(config)
         self.config, self.settings, self.proc = config, s, s.btyd
         self.customers = Customers()
         self.t = 0
@@ -208,7 +214,9 @@ def simulate_shop(config: GameConfig, lake: Lake, *, days: int | None = None,
     """Simulate the shop into the lake: raw orders per day, players (if mapped) and truth per cutoff."""
     from ltv.simulate import _write_truth  # the truth partition with the horizons it is over (same package)
 
-    shop, writer = BtydShop(config), LogWriter(config)
+    from ltv.simulate.retail import RetailShop
+
+    shop, writer = (RetailShop if config.simulation.profile == "retail" else BtydShop)(config), LogWriter(config)
     n_days = days or shop.settings.days
     ev, pl, h = config.logs.events, config.logs.players, config.horizons
     n_orders, revenue, truth_days = 0, 0.0, []
@@ -216,7 +224,8 @@ def simulate_shop(config: GameConfig, lake: Lake, *, days: int | None = None,
     for _ in range(n_days):
         t, day = shop.t, shop.date(shop.t)
         if config.cutoffs.is_cutoff(day) and t > 0:
-            frame = oracle(shop.customers, t, shop.tau, shop.proc, h.ltv_days, h.purchase_days)
+            frame = shop.truth(t) if isinstance(shop, RetailShop) else oracle(shop.customers, t, shop.tau, shop.proc,
+                                                                              h.ltv_days, h.purchase_days)
             table = pa.Table.from_pandas(frame.drop(columns=["player"]), preserve_index=False)
             table = table.add_column(0, "player_id", writer.player_ids(frame["player"].to_numpy()))
             write_with(lake.partition("truth", "cutoff", day), lambda d, tb=table: _write_truth(d, tb, config))
