@@ -69,3 +69,31 @@ class S3EventError(LtvError):
 
 class HorizonError(LtvError):
     """The logs are too short for train + validation + embargo + test at the label horizon."""
+
+
+class ExperimentError(LtvError):
+    """An experiment cannot be created, assigned or read out as asked."""
+
+
+class ExperimentSpecError(ExperimentError):
+    """An experiment spec is malformed (fields, types, an arm's policy, the holdout)."""
+
+
+class ShareSumError(ExperimentSpecError):
+    """The arms' shares of an experiment spec do not sum to 1."""
+
+
+class UnknownMetricError(ExperimentSpecError):
+    """An experiment spec names a primary metric the readout does not compute."""
+
+
+class ExperimentOverlapError(ExperimentError):
+    """A new experiment would run on players of another experiment at the same time."""
+
+
+class ExposureError(ExperimentError):
+    """An exposure names a player the experiment did not assign (or assigned to another arm)."""
+
+
+class PeekingError(ExperimentError):
+    """A readout was asked before the experiment's fixed horizon ended."""
