@@ -506,8 +506,6 @@ def power_from_lake(engine: Any, spec: Spec, pred: pd.DataFrame) -> Power:
 def readout(exp: Experiment, engine: Any, config: Any, as_of: dt.date | None = None,
             truth: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
     """Check the horizon, analyse, write readout.json + readout.html; returns (result, html path)."""
-    from ltv.report.experiment import render_readout
-
     as_of = as_of or data_end(engine)
     if as_of is None:
         raise PeekingError(f"no player_day yet: experiment {exp.spec.id!r} cannot be read out before {exp.spec.end}")
@@ -515,6 +513,8 @@ def readout(exp: Experiment, engine: Any, config: Any, as_of: dt.date | None = N
     assigned = exp.assignments()
     if assigned.empty:
         raise ExperimentError(f"experiment {exp.spec.id!r} has no assigned players; run ltv experiment assign first")
+    from ltv.report.experiment import render_readout  # matplotlib: only once there is something to plot
+
     result = analyse(outcome_frame(engine, config, exp.spec, assigned), exp.spec)
     result["offers"] = exp.exposures()["arm"].value_counts().to_dict()
     html = render_readout(exp.spec, result, truth)
