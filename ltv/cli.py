@@ -787,10 +787,27 @@ def demo(lake: Annotated[Optional[Path], typer.Option("--lake", help="where to w
     out.print(f"{len(loop.of('scored'))} weekly scoring runs; {len(loop.of('validation'))} days failed validation; "
               f"{len(loop.of('error'))} errors")
     out.print(_drift_table(result.drift))
+    if result.experiment:
+        out.print(_experiment_table(result.experiment))
     if result.report:
         out.print(f"report of the champion, with the drift table: [bold]{result.report}[/bold]")
         out.print(f"every training's report: {result.lake.base / 'runs'}/*/report.html")
     out.print(f"lake: {result.lake.root}  (try: ltv registry list --game {s.game} --lake {result.lake.root})")
+
+
+def _experiment_table(e) -> Table:
+    """The demo's offer experiment: the readout (each arm − holdout, CUPED 95 % CI) beside the truth."""
+    r = e.result
+    t = Table(title=f"Offer experiment {e.spec.id} ({e.spec.horizon_days} days): revenue per player, arm − holdout; "
+                    f"sample ratio {'MISMATCH' if r['srm']['mismatch'] else 'ok'}")
+    for col in ("arm", "players", "offers", "readout (CUPED)", "95 % CI", "true uplift"):
+        t.add_column(col)
+    for arm, comp in r["comparisons"].items():
+        c = comp["revenue_per_player"]["cuped"]
+        t.add_row(arm, f"{r['arms'][arm]['players']:,}", f"{r['offers'].get(arm, 0):,}", f"{c['diff']:+.3f}",
+                  f"[{c['low']:+.3f}, {c['high']:+.3f}]", f"{e.truth[arm]['revenue_per_player']:+.3f}")
+    t.caption = f"readout: {e.page}"
+    return t
 
 
 def main() -> None:

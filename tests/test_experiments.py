@@ -379,3 +379,42 @@ def test_commands_create_assign_status_readout(tiny_game, tmp_path):
     assert len(exported) == 7 * 25 and {"reason", "p_buy", "expected_value", "segment"} <= set(exported.columns)
     stored = pd.read_parquet(targets.target_dir(lake, start, "20250101T000000.000000-aaaaaa"))
     assert len(stored) == len(exported)
+
+
+def test_the_evaluation_report_links_the_readouts(scoring_lake):
+    from ltv import datasets
+    from ltv.training import write_evaluation
+
+    config, lake, engine, registry = scoring_lake
+    readout = lake.base / "experiments" / "offers-1" / "readout" / "readout.html"
+    readout.parent.mkdir(parents=True)
+    readout.write_text("<html></html>")
+    (readout.parent.parent / "spec.json").write_text(ex.parse_spec(spec_dict(game=config.game.id)).model_dump_json())
+    target, _ = write_evaluation(config, lake, engine, registry.load(registry.champion().version), "champion",
+                                 datasets.version_specs(config)[0])
+    page = (target / "report.html").read_text()
+    link = "../../experiments/offers-1/readout/readout.html"
+    assert f"href='{link}'" in page and (target / link).resolve() == readout.resolve()
+
+
+def test_the_demos_offer_experiment_reads_out_beside_the_truth(scoring_lake):
+    """The champion's predictions at a day, the simulator's state at it: the experiment is in the
+    lake (assignments, offers) and its readout shows each arm beside its true uplift."""
+    from ltv.demo import offer_experiment
+    from ltv.scoring import score
+    from ltv.simulate import Simulator
+
+    config, lake, engine, registry = scoring_lake
+    day = dt.date(2025, 4, 28)
+    score(config, lake, engine, registry, day)
+    sim = Simulator(config)
+    while sim.world.date(sim.t) < day:
+        sim.step()
+    result = offer_experiment(config, lake, engine, sim, day)
+    exp = ex.load(lake, f"offers-{day}")
+    assert len(exp.assignments()) == sum(a["players"] for a in result.result["arms"].values())
+    assert set(exp.exposures()["arm"]) == {"model", "random-day"}
+    assert set(result.truth) == {"model", "random-day"}
+    assert result.truth["model"]["revenue_per_player"] > 0  # offers to ready players earn something
+    page = result.page.read_text()
+    assert "truth" in page and "random-day − holdout" in page

@@ -135,3 +135,47 @@ def draw(sim: Simulator, out: Outlook, buy: np.ndarray, rng: np.random.Generator
         revenue[rows] += amount
         bought[rows] = True
     return revenue, bought.astype(int)
+
+
+def sim_players(config, ids) -> np.ndarray:
+    """Simulator index of each logged player id (the inverse of `game.LogWriter.player_ids`)."""
+    import pandas as pd
+
+    ids = pd.Series(ids)
+    if config.logs.player_id_type == "string":
+        return ids.astype(str).str[1:].astype(np.int64).to_numpy()
+    return ids.astype(np.int64).to_numpy() - 100_000_000
+
+
+def simulated_experiment(spec, pred, pre_revenue: np.ndarray, sim: Simulator, out: Outlook, effect: OfferEffect,
+                         rng: np.random.Generator, day=None) -> tuple[dict, dict, dict]:
+    """One experiment run end to end on the simulator: assign `pred`'s players (simulator
+    indices in `pred["sim_player"]`) by the spec's hash, plan each arm's offers with its policy
+    (`ltv.experiments.plan_offers`), apply them, draw the outcomes and analyse them.
+
+    Returns (readout, truth per non-holdout arm {metric: true mean difference vs no offer in
+    that arm}, offers per arm)."""
+    import pandas as pd
+
+    from ltv import experiments as ex
+
+    day = day or spec.start
+    arms = ex.assign_arms(spec, pred["player_id"])
+    assigned = pd.DataFrame({"player_id": pred["player_id"], "arm": arms})
+    offers = ex.plan_offers(spec, day, pred, assigned)
+    rows = out.rows(pred["sim_player"].to_numpy())
+    if len(offers):
+        where = pd.Series(np.arange(len(pred)), index=pred["player_id"])
+        at = where.loc[offers["player_id"]].to_numpy()
+        buy = apply_many(out, rows[at], offers["day"].to_numpy(int) - 1, effect)
+    else:
+        buy = out.buy
+    uplift_revenue, uplift_conversion = true_effect(out, buy)
+    revenue, converted = draw(sim, out, buy, rng)
+    frame = pd.DataFrame({"arm": arms, "revenue": revenue[rows], "converted": converted[rows],
+                          "pre_revenue": pre_revenue})
+    truth = {a.name: {"revenue_per_player": float(uplift_revenue[rows][arms == a.name].mean()),
+                      "conversion": float(uplift_conversion[rows][arms == a.name].mean())}
+             for a in spec.arms if a.name != spec.holdout}
+    counts = offers["arm"].value_counts().to_dict() if len(offers) else {}
+    return ex.analyse(frame, spec), truth, counts
