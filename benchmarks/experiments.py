@@ -182,7 +182,8 @@ def report(game: dict[str, Any], res: dict[str, Any], srm: dict[int, tuple[float
     fp = null["cuped_positive"].mean()
     narrowing = 1 - (rev["cuped_width"] / rev["plain_width"]).mean()
     pop = res["players"]
-    fair_pop = (1 - srm_rates(game["day"], (pop,), 400)[pop][0], srm_rates(game["day"], (pop,), 400)[pop][1])
+    fair, skewed = srm_rates(game["day"], (pop,), 400)[pop]
+    fair_pop = (1 - fair, skewed)
     print(f"  n = {pop:>6,} (this game's scored players): quiet on fair {fair_pop[0]:.3f}, flags 52/48 {fair_pop[1]:.3f}")
     targets = [("CUPED 95 % CI covers the true uplift", cover, "0.93-0.97", 0.93 <= cover <= 0.97),
                ("false positives with no effect", fp, "<= 0.05", fp <= 0.05),

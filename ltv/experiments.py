@@ -34,7 +34,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +47,7 @@ from scipy import stats
 from ltv import targets
 from ltv.errors import (ExperimentError, ExperimentOverlapError, ExperimentSpecError, ExposureError,
                         ImmutableVersionError, PeekingError, ShareSumError, UnknownMetricError)
-from ltv.lake import Lake, atomic_dir, complete_partitions, scratch, storage_errors, write_with
+from ltv.lake import Lake, atomic_dir, complete_partitions, write_file_atomic, write_with
 
 METRICS = ("conversion", "revenue_per_player")
 SRM_ALPHA = 0.001  # a sample-ratio mismatch is a broken pipeline, not chance: flag it only when clear
@@ -411,16 +410,7 @@ def log_exposures(exp: Experiment, offers: pd.DataFrame) -> pd.DataFrame:
         return rows
     digest = hashlib.sha256("\n".join(rows["player_id"].astype(str) + "@" + rows["offer_date"]).encode()).hexdigest()
     rows["logged_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    path = exp.path / "exposures" / f"{digest[:20]}.parquet"
-    tmp = scratch(path.parent, "tmp", path.name)
-    with storage_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            rows.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    write_file_atomic(exp.path / "exposures" / f"{digest[:20]}.parquet", lambda tmp: rows.to_parquet(tmp, index=False))
     return rows
 
 
