@@ -180,6 +180,11 @@ def report(game: dict[str, Any], res: dict[str, Any], srm: dict[int, tuple[float
         print(f"  n = {size:>6,}: {fair:.3f} / {skew:.3f}")
     cover = eff["cuped_covers"].mean()
     fp = null["cuped_positive"].mean()
+    primary = null[null["metric"] == "revenue_per_player"]["cuped_positive"].mean()
+    print(f"\nover all {len(eff)} (experiment, arm, metric) readouts, CUPED: coverage {cover:.3f} (binomial se "
+          f"{np.sqrt(cover * (1 - cover) / len(eff)):.3f}), false positives with no effect {fp:.3f} (se "
+          f"{np.sqrt(0.05 * 0.95 / len(null)):.3f} around a nominal 0.05; the readouts of one experiment are "
+          f"correlated, so the true se is larger); primary metric (revenue per player) alone: {primary:.3f}")
     narrowing = 1 - (rev["cuped_width"] / rev["plain_width"]).mean()
     pop = res["players"]
     fair, skewed = srm_rates(game["day"], (pop,), 400)[pop]

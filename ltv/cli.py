@@ -719,11 +719,12 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, player_s
         game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Query the local lake with DuckDB (the local twin of Athena).
 
-    Views: the game's raw tables, player_day, player_summary, features, labels, predictions (every run) and
-    latest_predictions (the _LATEST run of each date).
+    Views: the game's raw tables, player_day, player_summary, features, labels, predictions (every run),
+    latest_predictions (the _LATEST run of each date) and targets (the target lists).
 
     Example: ltv sql --game galaxy-raiders "SELECT dt, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
     """
+    from ltv import targets as tg
     from ltv.scoring import add_prediction_views
 
     config, _ = load_game(game)
@@ -732,6 +733,7 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, player_s
         add_prediction_views(engine.con, lake)
     except LtvError:
         pass  # no predictions yet: the other tables still answer
+    tg.add_view(engine.con, lake)
     print(engine.query(query).to_string(index=False))
 
 
@@ -806,7 +808,9 @@ def _experiment_table(e) -> Table:
         c = comp["revenue_per_player"]["cuped"]
         t.add_row(arm, f"{r['arms'][arm]['players']:,}", f"{r['offers'].get(arm, 0):,}", f"{c['diff']:+.3f}",
                   f"[{c['low']:+.3f}, {c['high']:+.3f}]", f"{e.truth[arm]['revenue_per_player']:+.3f}")
-    t.caption = f"readout: {e.page}"
+    p = e.power
+    t.caption = (f"power before the start: {p.required:,} players needed for an MDE of {p.mde:g}, {p.available:,} "
+                 f"available (detectable: {p.detectable:.3g}); readout: {e.page}")
     return t
 
 

@@ -47,6 +47,7 @@ class OfferExperiment:
     result: dict                # the readout
     truth: dict                 # per arm, the true mean uplift (the simulator's oracle)
     page: Path
+    power: experiments.Power
 
 
 def experiment_day(config: cfg.GameConfig) -> dt.date:
@@ -77,7 +78,8 @@ def offer_experiment(config: cfg.GameConfig, lake: Lake, engine, sim: Simulator,
                  {"name": "holdout", "policy": "none", "share": 0.2}],
         "holdout": "holdout", "primary_metric": "revenue_per_player", "mde": 0.05,
         "budget_per_day": max(1, int(OFFER_BUDGET_SHARE * len(pred)))})
-    exp = experiments.create(lake, spec, experiments.power_from_lake(engine, spec, pred))
+    power = experiments.power_from_lake(engine, spec, pred)
+    exp = experiments.create(lake, spec, power)
     experiments.assign(exp, day, pred)
     pre = experiments.spend(engine, day - dt.timedelta(days=spec.pre_period_days), day)
     pred = pred.merge(pre.rename(columns={"revenue": "pre_revenue"})[["player_id", "pre_revenue"]], on="player_id",
@@ -89,7 +91,7 @@ def offer_experiment(config: cfg.GameConfig, lake: Lake, engine, sim: Simulator,
                                                         offers.OfferEffect(), rng)
     result["offers"] = counts
     page = experiments.write_readout(exp, result, render_readout(spec, result, truth))
-    return OfferExperiment(spec, result, truth, page)
+    return OfferExperiment(spec, result, truth, page, power)
 
 
 def demo_config(game: str, installs: int | None, days: int | None) -> cfg.GameConfig:

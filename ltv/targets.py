@@ -152,3 +152,14 @@ def export(targets: pd.DataFrame, path: Path) -> Path:
     else:
         raise TargetsError(f"cannot export to {path}: use a .csv or .json file name")
     return path
+
+
+def add_view(con, root: Path) -> bool:
+    """A DuckDB view `targets` over every target list under the lake's root, with its game, dt and
+    run partition values (the local twin of a partitioned table); False when there is none yet."""
+    base = Path(root) / ROOT
+    if not any(base.glob("game=*/dt=*/run=*/*.parquet")):
+        return False
+    con.execute(f"CREATE OR REPLACE VIEW targets AS SELECT * FROM read_parquet('{base}/game=*/dt=*/run=*/*.parquet', "
+                "hive_partitioning = true, hive_types = {'game': VARCHAR, 'dt': VARCHAR, 'run': VARCHAR})")
+    return True

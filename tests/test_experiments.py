@@ -379,6 +379,8 @@ def test_commands_create_assign_status_readout(tiny_game, tmp_path):
     assert len(exported) == 7 * 25 and {"reason", "p_buy", "expected_value", "segment"} <= set(exported.columns)
     stored = pd.read_parquet(targets.target_dir(lake, start, "20250101T000000.000000-aaaaaa"))
     assert len(stored) == len(exported)
+    r = invoke(["sql", *common, "SELECT dt, COUNT(*) AS n FROM targets GROUP BY dt"])
+    assert r.exit_code == 0 and r.output.split()[-2:] == [str(start), "175"], r.output
 
 
 def test_the_evaluation_report_links_the_readouts(scoring_lake):
@@ -418,3 +420,12 @@ def test_the_demos_offer_experiment_reads_out_beside_the_truth(scoring_lake):
     assert result.truth["model"]["revenue_per_player"] > 0  # offers to ready players earn something
     page = result.page.read_text()
     assert "truth" in page and "random-day − holdout" in page
+    from rich.console import Console
+
+    from ltv.cli import _experiment_table
+
+    console = Console(record=True, width=220)
+    console.print(_experiment_table(result))
+    shown = console.export_text()
+    assert "true uplift" in shown and "players needed" in shown
+    assert f"{result.truth['model']['revenue_per_player']:+.3f}" in shown
