@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,7 @@ from ltv.lake import Lake, atomic_dir, complete_partitions, write_file_atomic, w
 METRICS = ("conversion", "revenue_per_player")
 SRM_ALPHA = 0.001  # a sample-ratio mismatch is a broken pipeline, not chance: flag it only when clear
 EXPOSURE_KEY = ["player_id", "offer_date"]
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # an experiment's id names its folder
 
 
 class Arm(BaseModel):
@@ -66,7 +68,7 @@ class Spec(BaseModel):
     a share of players for `conversion`, money per player for `revenue_per_player`."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    id: str = Field(pattern=ID_PATTERN)
     game: str
     start: dt.date
     horizon_days: int = Field(ge=1, le=365)
@@ -299,7 +301,7 @@ def experiments_dir(lake: Lake) -> Path:
 
 def load(lake: Lake, experiment_id: str) -> Experiment:
     path = experiments_dir(lake) / experiment_id / "spec.json"
-    if not path.exists():
+    if not re.fullmatch(ID_PATTERN, experiment_id) or not path.exists():
         known = ", ".join(all_ids(lake)) or "none"
         raise ExperimentError(f"no experiment {experiment_id!r} in {lake.game} (known: {known}); "
                               "create it: ltv experiment create --game G SPEC.yaml")

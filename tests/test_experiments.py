@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from ltv import experiments as ex
 from ltv import runs, targets
-from ltv.errors import (ExperimentOverlapError, ExperimentSpecError, ExposureError, ImmutableVersionError,
+from ltv.errors import (ExperimentError, ExperimentOverlapError, ExperimentSpecError, ExposureError, ImmutableVersionError,
                         PeekingError, ShareSumError, UnknownMetricError)
 from ltv.lake import Lake, atomic_dir
 
@@ -125,6 +125,13 @@ def lake(tmp_path) -> Lake:
 def files(lake: Lake) -> list[str]:
     base = lake.base / "experiments"
     return sorted(str(p.relative_to(base)) for p in base.rglob("*")) if base.exists() else []
+
+
+def test_an_unknown_or_path_like_experiment_id_is_named(lake):
+    ex.create(lake, ex.parse_spec(spec_dict()))
+    for bad in ("offers-9", "../galaxy-raiders/experiments/offers-1", "offers-1/../offers-1"):
+        with pytest.raises(ExperimentError, match="no experiment"):
+            ex.load(lake, bad)
 
 
 def test_create_is_idempotent_and_immutable(lake):
