@@ -436,3 +436,35 @@ def test_the_demos_offer_experiment_reads_out_beside_the_truth(scoring_lake):
     shown = console.export_text()
     assert "true uplift" in shown and "players needed" in shown
     assert f"{result.truth['model']['revenue_per_player']:+.3f}" in shown
+
+
+def test_the_demo_runs_its_offer_experiment_on_the_state_of_the_last_scored_day(tmp_path, monkeypatch):
+    """The demo's wiring, with the loop, the drift experiment and the experiment itself stubbed:
+    the simulator state it hands over is the state at the start of the last scoring day, the
+    very state the oracle's truth of that day is computed from."""
+    from ltv import demo
+    from ltv.simulate import Simulator, oracle
+
+    calls = []
+
+    class Loop:
+        def __init__(self, config, lake, budget, say):
+            self.engine, self.budget, self.registry = None, budget, type("R", (), {"champion": lambda self: None})()
+
+        def run(self, start, end, progress=None):
+            return "summary"
+
+    monkeypatch.setattr(demo, "DailyLoop", Loop)
+    monkeypatch.setattr(demo, "drift_experiment", lambda *a, **k: None)
+    monkeypatch.setattr(demo, "offer_experiment", lambda config, lake, engine, sim, day: calls.append((config, sim, day))
+                        or "experiment")
+    result = demo.run_demo(tmp_path / "lake", installs=15, days=40)
+    assert result.experiment == "experiment" and len(calls) == 1
+    config, kept, day = calls[0]
+    assert day == demo.experiment_day(config) and day.weekday() == 0 and kept.world.date(kept.t) == day
+    fresh = Simulator(config)
+    while fresh.world.date(fresh.t) < day:
+        fresh.step()
+    h = config.horizons
+    assert oracle(kept.players, kept.t, kept.world, h.ltv_days, 16).equals(
+        oracle(fresh.players, fresh.t, fresh.world, h.ltv_days, 16))
