@@ -639,17 +639,152 @@ def _print_summary(summary) -> None:
               f"{len(summary.trainings)} trainings")
 
 
+# ----------------------------------------------------------------------------------------------
+# offers: target lists and experiments
+
+experiment_app = typer.Typer(help="A/B experiments on offer policies: create, assign, status, readout.",
+                             no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+ExperimentArg = Annotated[str, typer.Argument(help="the experiment's id (the `id` of its spec)")]
+
+
+def _latest_predictions(lake: Lake, day: dt.date):
+    """The published predictions of the latest scored date on or before `day`, or None."""
+    from ltv.scoring import read_predictions, scored_dates
+
+    dates = [d for d in scored_dates(lake) if d <= str(day)]
+    return read_predictions(lake, dates[-1]) if dates else None
+
+
+@app.command()
+def targets(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
+            budget: Annotated[int, typer.Option(help="offers per day at most")] = 1000,
+            cooldown_days: Annotated[int, typer.Option(help="days between two offers to one player")] = 7,
+            policy: Annotated[str, typer.Option(help="model | random-day | none")] = "model",
+            output: Annotated[Optional[Path], typer.Option("--output", "-o", help="also export as .csv or .json")] = None) -> None:
+    """The players to offer to on each day of the coming week, from the published predictions of D.
+
+    Writes targets/game=G/dt=D/run=R/ (R: the predictions' run), each offer with its reason.
+
+    Example: ltv targets --game galaxy-raiders --date 2025-09-01 --budget 500 -o offers.csv
+    """
+    from ltv import targets as tg
+    from ltv.scoring import read_predictions
+
+    _, game_id = load_game(game)
+    lk = Lake(lake, game_id)
+    pred = read_predictions(lk, date.date())
+    plan = tg.plan(pred, date.date(), policy=policy, budget=budget, cooldown_days=cooldown_days, salt=f"targets/{game_id}")
+    path = tg.write_targets(lk, date.date(), pred["run"].iloc[0], plan)
+    if output:
+        tg.export(plan, output)
+    for day, n in plan.groupby("offer_date").size().items():
+        out.print(f"{day}: {n:,} offers")
+    out.print(f"{len(plan):,} offers ({policy}) to {plan['player_id'].nunique():,} players: {path}"
+              + (f", exported to {output}" if output else ""))
+
+
+@experiment_app.command("create")
+def experiment_create(game: GameOpt, spec: Annotated[Path, typer.Argument(help="the experiment's YAML spec")],
+                      lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Record an experiment from its YAML spec, with its power analysis (players needed for the MDE).
+
+    Example: ltv experiment create --game galaxy-raiders offers-2025-09.yaml
+    """
+    from ltv import experiments as ex
+
+    config, game_id = load_game(game)
+    lk = Lake(lake, game_id)
+    s = ex.parse_spec(spec)
+    pred = _latest_predictions(lk, s.start)
+    power = ex.power_from_lake(_engine(config, lake), s, pred) if pred is not None else None
+    exp = ex.create(lk, s, power)
+    out.print(f"experiment {s.id}: {s.start} .. {s.end} ({s.horizon_days} days), arms "
+              + ", ".join(f"{a.name}={a.share:g} ({a.policy})" for a in s.arms) + f": {exp.path}")
+    if power is None:
+        out.print("[yellow]no predictions before the start: power not computed[/yellow]")
+    else:
+        verdict = "[green]enough[/green]" if power.enough else "[red]NOT enough[/red]"
+        out.print(f"power: {power.required:,} players needed for an MDE of {s.mde:g} on {s.primary_metric}, "
+                  f"{power.available:,} available ({verdict}; detectable with them: {power.detectable:.4g})")
+
+
+@experiment_app.command("assign")
+def experiment_assign(game: GameOpt, experiment: ExperimentArg, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
+                      exposures: Annotated[Optional[Path], typer.Option(help="a CSV of delivered offers to log "
+                                                                            "(player_id, arm, offer_date)")] = None) -> None:
+    """Assign the players scored at D (new ones only; stable hash) and log the arms' planned offers.
+
+    Example: ltv experiment assign --game galaxy-raiders offers-2025-09 --date 2025-09-01
+    """
+    from ltv import experiments as ex
+    from ltv.scoring import read_predictions
+
+    _, game_id = load_game(game)
+    lk = Lake(lake, game_id)
+    exp = ex.load(lk, experiment)
+    new, offers = ex.assign(exp, date.date(), read_predictions(lk, date.date()))
+    out.print(f"{len(new):,} players assigned ({', '.join(f'{k}={v:,}' for k, v in new['arm'].value_counts().items())}), "
+              f"{len(offers):,} offers logged")
+    if exposures:
+        import pandas as pd
+
+        logged = ex.log_exposures(exp, pd.read_csv(exposures, dtype={"player_id": str}))
+        out.print(f"{len(logged):,} delivered offers logged from {exposures}")
+
+
+@experiment_app.command("status")
+def experiment_status(game: GameOpt, experiment: ExperimentArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Phase, players and offers per arm, the sample-ratio check so far, the power analysis.
+
+    Example: ltv experiment status --game galaxy-raiders offers-2025-09
+    """
+    from ltv import experiments as ex
+
+    config, game_id = load_game(game)
+    print(json.dumps(ex.status(ex.load(Lake(lake, game_id), experiment), ex.data_end(_engine(config, lake))),
+                     indent=2, default=str))
+
+
+@experiment_app.command("readout")
+def experiment_readout(game: GameOpt, experiment: ExperimentArg, lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Per arm and against the holdout (plain and CUPED, 95 % CI), with the SRM check; fixed horizon.
+
+    Refused (PeekingError) until player_day covers the whole window. Writes readout.json and readout.html.
+
+    Example: ltv experiment readout --game galaxy-raiders offers-2025-09
+    """
+    from ltv import experiments as ex
+
+    config, game_id = load_game(game)
+    exp = ex.load(Lake(lake, game_id), experiment)
+    result, page = ex.readout(exp, _engine(config, lake), config)
+    t = Table(title=f"{experiment}: {result['primary_metric']} (each arm − holdout)")
+    for col in ("arm", "players", "difference", "95 % CI", "CUPED difference", "CUPED 95 % CI"):
+        t.add_column(col)
+    metric = result["primary_metric"]
+    for arm, comp in result["comparisons"].items():
+        p, c = comp[metric]["plain"], comp[metric]["cuped"]
+        t.add_row(arm, f"{result['arms'][arm]['players']:,}", f"{p['diff']:.4g}", f"[{p['low']:.4g}, {p['high']:.4g}]",
+                  f"{c['diff']:.4g}", f"[{c['low']:.4g}, {c['high']:.4g}]")
+    out.print(t)
+    s = result["srm"]
+    out.print(("[red]SAMPLE-RATIO MISMATCH[/red]" if s["mismatch"] else "sample ratio ok") + f" (p = {s['p_value']:.3g})")
+    out.print(f"readout: {page}")
+
+
 @app.command()
 def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, player_summary, features, labels, raw tables, "
                                                     "predictions")],
         game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Query the local lake with DuckDB (the local twin of Athena).
 
-    Views: the game's raw tables, player_day, player_summary, features, labels, predictions (every run) and
-    latest_predictions (the _LATEST run of each date).
+    Views: the game's raw tables, player_day, player_summary, features, labels, predictions (every run),
+    latest_predictions (the _LATEST run of each date) and targets (the target lists).
 
     Example: ltv sql --game galaxy-raiders "SELECT dt, AVG(ltv_expected) FROM latest_predictions GROUP BY 1"
     """
+    from ltv import targets as tg
     from ltv.scoring import add_prediction_views
 
     config, _ = load_game(game)
@@ -658,6 +793,7 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over player_day, player_s
         add_prediction_views(engine.con, lake)
     except LtvError:
         pass  # no predictions yet: the other tables still answer
+    tg.add_view(engine.con, lake)
     print(engine.query(query).to_string(index=False))
 
 
@@ -712,10 +848,29 @@ def demo(lake: Annotated[Optional[Path], typer.Option("--lake", help="where to w
     out.print(f"{len(loop.of('scored'))} weekly scoring runs; {len(loop.of('validation'))} days failed validation; "
               f"{len(loop.of('error'))} errors")
     out.print(_drift_table(result.drift))
+    if result.experiment:
+        out.print(_experiment_table(result.experiment))
     if result.report:
         out.print(f"report of the champion, with the drift table: [bold]{result.report}[/bold]")
         out.print(f"every training's report: {result.lake.base / 'runs'}/*/report.html")
     out.print(f"lake: {result.lake.root}  (try: ltv registry list --game {s.game} --lake {result.lake.root})")
+
+
+def _experiment_table(e) -> Table:
+    """The demo's offer experiment: the readout (each arm − holdout, CUPED 95 % CI) beside the truth."""
+    r = e.result
+    t = Table(title=f"Offer experiment {e.spec.id} ({e.spec.horizon_days} days): revenue per player, arm − holdout; "
+                    f"sample ratio {'MISMATCH' if r['srm']['mismatch'] else 'ok'}")
+    for col in ("arm", "players", "offers", "readout (CUPED)", "95 % CI", "true uplift"):
+        t.add_column(col)
+    for arm, comp in r["comparisons"].items():
+        c = comp["revenue_per_player"]["cuped"]
+        t.add_row(arm, f"{r['arms'][arm]['players']:,}", f"{r['offers'].get(arm, 0):,}", f"{c['diff']:+.3f}",
+                  f"[{c['low']:+.3f}, {c['high']:+.3f}]", f"{e.truth[arm]['revenue_per_player']:+.3f}")
+    p = e.power
+    t.caption = (f"power before the start: {p.required:,} players needed for an MDE of {p.mde:g}, {p.available:,} "
+                 f"available (detectable: {p.detectable:.3g}); readout: {e.page}")
+    return t
 
 
 def main() -> None:

@@ -74,3 +74,31 @@ class HorizonError(LtvError):
 class BootstrapError(LtvError):
     """The promotion's paired bootstrap was asked to run on fewer holdout rows than configured
     (`promotion.bootstrap.min_rows`): its confidence interval would not be evidence."""
+
+
+class ExperimentError(LtvError):
+    """An experiment cannot be created, assigned or read out as asked."""
+
+
+class ExperimentSpecError(ExperimentError):
+    """An experiment spec is malformed (fields, types, an arm's policy, the holdout)."""
+
+
+class ShareSumError(ExperimentSpecError):
+    """The arms' shares of an experiment spec do not sum to 1."""
+
+
+class UnknownMetricError(ExperimentSpecError):
+    """An experiment spec names a primary metric the readout does not compute."""
+
+
+class ExperimentOverlapError(ExperimentError):
+    """A new experiment would run on players of another experiment at the same time."""
+
+
+class ExposureError(ExperimentError):
+    """An exposure names a player the experiment did not assign (or assigned to another arm)."""
+
+
+class PeekingError(ExperimentError):
+    """A readout was asked before the experiment's fixed horizon ended."""

@@ -137,11 +137,16 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    write_file_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_file_atomic(path: Path, writer: Callable[[Path], Any]) -> None:
+    """Run `writer(tmp)` on a temp file in the same directory and rename it over `path`."""
     tmp = scratch(path.parent, "tmp", path.name)
     with storage_errors(path):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text)
+            writer(tmp)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

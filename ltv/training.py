@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ltv import datasets, report
+from ltv import datasets, experiments, report
 from ltv.config import GameConfig, ModelBudget
 from ltv.engine import Engine
 from ltv.errors import EmptyWindowError, MissingPartitionError
@@ -139,11 +140,14 @@ def finish_run(run_dir: Path, version: ModelVersion, config: GameConfig, dataset
 
 
 def write_report(target: Path, evaluation: Evaluation, manifest: dict[str, Any], title: str,
-                 drift: pd.DataFrame | None, metrics_name: str = "metrics.json") -> None:
+                 drift: pd.DataFrame | None, metrics_name: str = "metrics.json",
+                 readouts: list[Path] | None = None) -> None:
     """The metrics (`metrics_name`: the pipeline's condition step reads evaluation.json) and
-    report.html in `target`."""
+    report.html in `target`, linking the given experiment readouts."""
+    links = [(p.parent.parent.name, os.path.relpath(p, target)) for p in readouts or []]
     write_json_atomic(target / metrics_name, evaluation.metrics)
-    write_text_atomic(target / "report.html", report.render(evaluation, manifest, title=title, drift=drift))
+    write_text_atomic(target / "report.html", report.render(evaluation, manifest, title=title, drift=drift,
+                                                            experiments=links))
 
 
 def latest_drift(lake: Lake) -> pd.DataFrame | None:
@@ -211,5 +215,6 @@ def write_evaluation(config: GameConfig, lake: Lake, engine: Engine, model: LTVM
     explain_evaluation(model, splits, evaluation, config.explanations.report_rows)
     suffix = "-in-sample" if evaluation.metrics["in_sample"] else ""
     target = target or lake.reports / f"evaluation-{spec.name}{suffix}"
-    write_report(target, evaluation, model.manifest, f"{config.game.name}: {label} on {spec.name}", latest_drift(lake))
+    write_report(target, evaluation, model.manifest, f"{config.game.name}: {label} on {spec.name}", latest_drift(lake),
+                 readouts=experiments.readouts(lake))
     return target, evaluation

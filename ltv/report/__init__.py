@@ -382,8 +382,9 @@ def _span(ds: dict[str, Any], split: str) -> str:
     return f"{c[0]} .. {c[-1]} ({len(c)})" if c else "–"
 
 
-def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.DataFrame | None = None) -> str:
-    """The whole report as one HTML string."""
+def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.DataFrame | None = None,
+           experiments: list[tuple[str, str]] | None = None) -> str:
+    """The whole report as one HTML string; `experiments`: (name, link) of experiment readouts."""
     m = ev.metrics
     oracle_note = "" if m["oracle"] else f"<p class=muted>No oracle: {html.escape(m.get('oracle_note') or 'no ground truth')}.</p>"
     warning = ""
@@ -409,8 +410,14 @@ def render(ev: Evaluation, manifest: dict[str, Any], *, title: str, drift: pd.Da
         "Drift": _drift(drift),
         "Model card": _card(m, manifest),
     }
-    nav = "".join(f"<a href='#{s.replace(' ', '-')}'>{s}</a>" for s in SECTIONS)
-    body = "".join(f"<h2 id='{s.replace(' ', '-')}'>{s}</h2>{parts[s]}" for s in SECTIONS)
+    sections = SECTIONS
+    if experiments:
+        sections = (*SECTIONS, "Experiments")
+        parts["Experiments"] = "<p>Readouts of the game's offer experiments (arms against the holdout, " \
+                               "95 % CI, CUPED, sample-ratio check):</p><ul>" + "".join(
+            f"<li><a href='{html.escape(link)}'>{html.escape(name)}</a></li>" for name, link in experiments) + "</ul>"
+    nav = "".join(f"<a href='#{s.replace(' ', '-')}'>{s}</a>" for s in sections)
+    body = "".join(f"<h2 id='{s.replace(' ', '-')}'>{s}</h2>{parts[s]}" for s in sections)
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     title = f"{title} (IN-SAMPLE)" if m.get("in_sample") else title
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"

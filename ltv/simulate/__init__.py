@@ -66,8 +66,10 @@ def truth_table(sim: Simulator, writer: LogWriter, day: int) -> pa.Table:
 
 
 def simulate(config: GameConfig, lake: Lake, *, days: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> SimulationSummary:
-    """Simulate the game's `simulation` section (or its first `days` days) into the lake."""
+             progress: Callable[[int, int], None] | None = None,
+             on_day: Callable[[Simulator], None] | None = None) -> SimulationSummary:
+    """Simulate the game's `simulation` section (or its first `days` days) into the lake.
+    `on_day(sim)` sees the latent state at the start of each day (the oracle's state at it)."""
     if config.simulation is not None and config.simulation.profile in ("btyd", "retail"):
         from ltv.simulate.btyd import simulate_shop
 
@@ -86,6 +88,8 @@ def simulate(config: GameConfig, lake: Lake, *, days: int | None = None,
     for _ in range(n_days):
         t = sim.t
         day = sim.world.date(t)
+        if on_day:
+            on_day(sim)
         if config.cutoffs.is_cutoff(day) and t > 0:
             write_with(lake.partition("truth", "cutoff", day),
                        lambda d: _write_truth(d, truth_table(sim, writer, t), config))
