@@ -450,6 +450,7 @@ def test_the_demo_runs_its_offer_experiment_on_the_state_of_the_last_scored_day(
     class Loop:
         def __init__(self, config, lake, budget, say):
             self.engine, self.budget, self.registry = None, budget, type("R", (), {"champion": lambda self: None})()
+            self.monitor = type("M", (), {"incidents": lambda self: []})()
 
         def run(self, start, end, progress=None):
             return "summary"

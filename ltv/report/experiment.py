@@ -23,6 +23,8 @@ def _arm_plot(result: dict[str, Any]) -> str:
         err = [1.96 * (arms[n][f"{metric}_se"] or 0.0) for n in names]
         ax.bar(names, means, yerr=err, capsize=4, color="#1f77b4")
         ax.set_title(LABELS[metric], fontsize=9)
+        ax.set_xlabel("arm")
+        ax.set_ylabel(f"{LABELS[metric]} (mean, 95 % CI)")
     fig.tight_layout()
     return _svg(fig)
 
@@ -42,6 +44,8 @@ def _diff_plot(result: dict[str, Any], truth: dict[str, Any] | None) -> str:
         ax.axvline(0, color="#444", lw=0.8)
         ax.set_yticks(range(len(comps)), [f"{a} − holdout" for a in comps])
         ax.set_title(f"difference in {metric.replace('_', ' ')}, 95 % CI", fontsize=9)
+        ax.set_xlabel(f"arm − holdout, {metric.replace('_', ' ')}")
+        ax.set_ylabel("comparison")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _svg(fig)
