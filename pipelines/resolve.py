@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
-from ltv.errors import LtvError, MissingPartitionError
+from ltv.errors import MissingPartitionError
 from ltv.lake import SUCCESS, write_json_atomic
 from pipelines.container import Paths, run
 
@@ -38,7 +37,7 @@ def newest_rolling(names: list[str]) -> str | None:
 def resolve(s3: Any, curated_uri: str, version: str) -> dict[str, Any]:
     """The dataset version to train on, checked complete, with its S3 prefix."""
     bucket = curated_uri.removeprefix("s3://").strip("/")
-    complete = [name for name in _versions(s3, bucket) if _exists(s3, bucket, f"{PREFIX}{name}/{SUCCESS}")]
+    complete = _complete_versions(s3, bucket)
     name = newest_rolling(complete) if version == "rolling" else version
     if name is None or name not in complete:
         wanted = "complete rolling-YYYY-MM-DD version" if version == "rolling" else f"complete version {version!r}"
@@ -51,19 +50,13 @@ def resolve(s3: Any, curated_uri: str, version: str) -> dict[str, Any]:
             "rows": manifest.get("rows")}
 
 
-def _versions(s3: Any, bucket: str) -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX, Delimiter="/")
-    return sorted(p["Prefix"][len(PREFIX):].rstrip("/") for page in pages for p in page.get("CommonPrefixes", []))
-
-
-def _exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError as e:
-        if e.response["Error"].get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise LtvError(f"cannot read s3://{bucket}/{key}: {e}") from None
+def _complete_versions(s3: Any, bucket: str) -> list[str]:
+    """The versions whose marker exists, from one listing of the datasets prefix (the marker is a
+    key `datasets/<version>/_SUCCESS`): no request per version, and no read of a key that may be
+    missing."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX)
+    keys = (obj["Key"][len(PREFIX):] for page in pages for obj in page.get("Contents", []))
+    return sorted(key.split("/", 1)[0] for key in keys if key.count("/") == 1 and key.endswith(f"/{SUCCESS}"))
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

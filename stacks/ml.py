@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,18 @@ def _volume_grants(key_arn: str) -> iam.PolicyStatement:
     EBS volumes of the jobs it starts (only grants for AWS resources)."""
     return iam.PolicyStatement(sid="GameKeyForVolumes", actions=["kms:CreateGrant", "kms:DescribeKey"],
                                resources=[key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
+
+
+def list_prefix(sid: str, bucket_arn: str, *prefixes: str) -> iam.PolicyStatement:
+    """s3:ListBucket on a bucket, for listings under `prefixes` only, that also makes S3 answer a
+    missing key 404 (NoSuchKey) instead of 403: S3 returns 404 for a missing key only if the caller
+    may list the bucket (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html,
+    "Permissions"). That implicit check is part of the GetObject/HeadObject request, which carries
+    no `s3:prefix`, so a plain `StringLike` on s3:prefix would never grant it; `...IfExists` keeps
+    every real listing (its request has the key) to these prefixes. docs/deploy.md, "First run",
+    has the operator verify both answers."""
+    return iam.PolicyStatement(sid=sid, actions=["s3:ListBucket"], resources=[bucket_arn],
+                               conditions={"StringLikeIfExists": {"s3:prefix": list(prefixes)}})
 
 
 def champion_statements(stack: Stack, group: str) -> list[iam.PolicyStatement]:
@@ -171,13 +184,11 @@ class MlStack(Stack):
         statements = [
             iam.PolicyStatement(sid="ReadDatasets", actions=["s3:GetObject"],
                                 resources=[s.objects_arn(s.curated, DATASET_PREFIX)]),
-            iam.PolicyStatement(sid="ListDatasets", actions=["s3:ListBucket"], resources=[s.curated.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [DATASET_PREFIX, f"{DATASET_PREFIX}*"]}}),
+            list_prefix("ListDatasets", s.curated.bucket_arn, f"{DATASET_PREFIX}*"),
             iam.PolicyStatement(sid="PipelineOutputs", actions=["s3:GetObject", "s3:PutObject",
                                                                  "s3:AbortMultipartUpload"],
                                 resources=[s.objects_arn(s.artifacts, PIPELINE_PREFIX)]),
-            iam.PolicyStatement(sid="ListPipelineOutputs", actions=["s3:ListBucket"], resources=[s.artifacts.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{PIPELINE_PREFIX}*"]}}),
+            list_prefix("ListPipelineOutputs", s.artifacts.bucket_arn, f"{PIPELINE_PREFIX}*"),
             iam.PolicyStatement(sid="ReadConfig", actions=["s3:GetObject"], resources=[config_object]),
             iam.PolicyStatement(sid="ListConfig", actions=["s3:ListBucket"], resources=[self.config_asset.bucket.bucket_arn],
                                 conditions={"StringEquals": {"s3:prefix": [self.config_asset.s3_object_key]}}),
@@ -192,9 +203,11 @@ class MlStack(Stack):
 
     def _grant_pipeline(self) -> iam.Policy:
         """What SageMaker Pipelines does for this pipeline: start and watch its jobs (named
-        pipelines-*), pass them the jobs' role, register packages in the game's group, and record
-        each execution as a trial of the experiment named after the pipeline."""
-        group = group_name(self.config.game.id)
+        pipelines-*), pass them the jobs' role, read the property files its steps write under its
+        own outputs (`PropertyFile`/`JsonGet`: dataset.json, evaluation.json, decrypted with the
+        game key through S3), register packages in the game's group, and record each execution as
+        a trial of the experiment named after the pipeline."""
+        group, s = group_name(self.config.game.id), self.storage
         jobs = [self._arn("training-job", "pipelines-*"), self._arn("processing-job", "pipelines-*")]
         experiment = [self._arn("experiment", self.pipeline_name), self._arn("experiment-trial", "*"),
                       self._arn("experiment-trial-component", "*")]
@@ -205,6 +218,10 @@ class MlStack(Stack):
                 "sagemaker:AddTags"], resources=jobs),
             iam.PolicyStatement(sid="PassJobsRole", actions=["iam:PassRole"], resources=[self.jobs_role.role_arn],
                                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+            iam.PolicyStatement(sid="ReadPropertyFiles", actions=["s3:GetObject"],
+                                resources=[s.objects_arn(s.artifacts, self.models_prefix)]),
+            iam.PolicyStatement(sid="DecryptPropertyFiles", actions=["kms:Decrypt"], resources=[s.key.key_arn],
+                                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}}),
             iam.PolicyStatement(sid="RegisterModels", actions=["sagemaker:CreateModelPackage"],
                                 resources=[self._arn("model-package-group", group), self._arn("model-package", f"{group}/*")]),
             iam.PolicyStatement(sid="DescribeModels", actions=["sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
@@ -280,6 +297,9 @@ def _why_wildcard(finding: str) -> str:
         return ("Actions without resource-level permissions: ecr:GetAuthorizationToken (registry login), "
                 "sagemaker:ListModelPackages (filtered to the game's group in the call), and cloudwatch:PutMetricData "
                 "(restricted by a condition to SageMaker's training-metric namespace).")
+    if re.search(rf":s3:::[^/]+/{PIPELINE_PREFIX}[^/*]+/\*$", finding):
+        return ("The pipeline reads the property files (dataset.json, evaluation.json) its steps write under each "
+                "execution's folder of its own outputs prefix; the folders are named at run time.")
     for suffix, reason in reasons.items():
         if finding.endswith(suffix) and (suffix != "/*" or ":model-package/ltv-" in finding):
             return reason

@@ -30,7 +30,7 @@ from ltv.sagemaker_scoring import FEATURES, LATEST_TABLE, MANIFESTS, PREDICTIONS
 from stacks.alerting import AlertsStack
 from stacks.data_lake import DataLakeStack
 from stacks.lambdas import STAR, GameFunction, bundle_code
-from stacks.ml import MlStack, champion_statements, image_job_statements
+from stacks.ml import MlStack, champion_statements, image_job_statements, list_prefix
 from stacks.names import Names
 from stacks.nag import wildcard_findings
 from stacks.storage import removal_policy
@@ -130,8 +130,7 @@ class ScoringStack(Stack):
         return [
             iam.PolicyStatement(sid="ReadFeatures", actions=["s3:GetObject"],
                                 resources=[st.objects_arn(st.curated, FEATURES)]),
-            iam.PolicyStatement(sid="ListFeatures", actions=["s3:ListBucket"], resources=[st.curated.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{FEATURES}*"]}}),
+            list_prefix("ListFeatures", st.curated.bucket_arn, f"{FEATURES}*"),
             iam.PolicyStatement(sid="WriteManifests", actions=["s3:PutObject"],
                                 resources=[st.objects_arn(st.artifacts, MANIFESTS)]),
             iam.PolicyStatement(sid="ReadPackageMetrics", actions=["s3:GetObject"],
@@ -157,8 +156,7 @@ class ScoringStack(Stack):
         return [
             iam.PolicyStatement(sid="RunFiles", actions=["s3:GetObject", "s3:PutObject"],
                                 resources=[st.objects_arn(st.curated, PREDICTIONS)]),
-            iam.PolicyStatement(sid="ListRuns", actions=["s3:ListBucket"], resources=[st.curated.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{PREDICTIONS}*"]}}),
+            list_prefix("ListRuns", st.curated.bucket_arn, f"{PREDICTIONS}*"),
             self._key_through("s3", "UseGameKeyThroughS3"),
             iam.PolicyStatement(sid="RegisterRuns", actions=["glue:GetTable", "glue:GetPartition",
                                                              "glue:CreatePartition", "glue:UpdatePartition"],

@@ -40,6 +40,7 @@ from sqlglot import exp
 
 PARTITION = "aws"
 URL_SUFFIX = "amazonaws.com"
+SECRET_SUFFIX = "-AbC123"  # the random part of a secret's ARN
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,6 +122,8 @@ class Templates:
                  "AWS::Logs::LogGroup": "LogGroupName", "AWS::Athena::WorkGroup": "Name"}
         if kind == "AWS::Glue::Database":
             return self.resolve(stack, props["DatabaseInput"]["Name"])
+        if kind == "AWS::SecretsManager::Secret":  # Secrets Manager appends six random characters
+            return f"arn:{PARTITION}:secretsmanager:{self.region}:{self.account}:secret:{self.resolve(stack, props['Name'])}{SECRET_SUFFIX}"
         if kind == "AWS::SNS::Topic":
             return f"arn:{PARTITION}:sns:{self.region}:{self.account}:{self.resolve(stack, props['TopicName'])}"
         if kind in named and named[kind] in props:
@@ -414,8 +417,10 @@ class CallRecorder:
             return [Need("sns:Publish", params["TopicArn"], why=why),
                     *([Need("kms:GenerateDataKey", key, via, why), Need("kms:Decrypt", key, via, why)] if key else [])]
         if service == "secretsmanager" and op == "GetSecretValue":
-            return [Need("secretsmanager:GetSecretValue",
-                         f"arn:{PARTITION}:secretsmanager:{self.region}:{self.account}:secret:{params['SecretId']}", why=why)]
+            secret = params["SecretId"]
+            arn = secret if secret.startswith("arn:") else \
+                f"arn:{PARTITION}:secretsmanager:{self.region}:{self.account}:secret:{secret}{SECRET_SUFFIX}"
+            return [Need("secretsmanager:GetSecretValue", arn, why=why)]
         if service == "cloudwatch" and op == "PutMetricData":
             return [Need("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", params["Namespace"]),), why)]
         raise NotImplementedError(f"no IAM mapping for {service}:{op}")

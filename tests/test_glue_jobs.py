@@ -41,8 +41,8 @@ for _var, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
     os.environ[_var] = _value
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from cloud import (AthenaQueryError, CallRecorder, FakeAthena, Need, PolicyEvaluator, Templates,  # noqa: E402
-                   moto_account)
+from cloud import (AthenaQueryError, CallRecorder, FakeAthena, Need, PolicyEvaluator, Role, Templates,  # noqa: E402
+                   moto_account, role)
 from conftest import GAMES, ROOT, make_config  # noqa: E402
 
 sys.path.append(str(ROOT))  # stacks/ is not an installed package
@@ -779,11 +779,16 @@ def glue_platform_needs(cloud: Cloud, props: dict[str, Any]) -> list[Need]:
     return needs
 
 
-def job_role_policy(cloud: Cloud) -> PolicyEvaluator:
+def job_role(cloud: Cloud) -> Role:
+    """The jobs' role with exactly its template statements (the jobs' calls run as it)."""
     stack = cloud.names.stack("Etl")
-    role = next(k for k, r in cloud.tpl.resources(stack, "AWS::IAM::Role").items()
-                if r["Properties"].get("RoleName") == cloud.names.resource("etl-jobs"))
-    return PolicyEvaluator(cloud.tpl.policy_statements(stack, role))
+    logical_id = next(k for k, r in cloud.tpl.resources(stack, "AWS::IAM::Role").items()
+                      if r["Properties"].get("RoleName") == cloud.names.resource("etl-jobs"))
+    return role(cloud.tpl, stack, logical_id)
+
+
+def job_role_policy(cloud: Cloud) -> PolicyEvaluator:
+    return job_role(cloud).policy
 
 
 @pytest.mark.slow
@@ -809,7 +814,8 @@ def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud,
         extra = [x for k, v in args.items() for x in (f"--{k}", v)]
         job.main(["--game", game, "--config", str(config_file), "--engine", "duckdb", "--lake", str(local), *extra],
                  now=lambda: NOW)
-        job.main(template_argv(props[name], **args), now=lambda: NOW)
+        with cloud.recorder.acting_as(job_role(cloud)):  # each call decided against the role before it is sent
+            job.main(template_argv(props[name], **args), now=lambda: NOW)
 
     due = next(d for d in etl.day_range(dt.date(2025, 2, 20), LAST) if all(cutoffs.due_cutoffs(config, d)))
     validated, unvalidated = str(due - dt.timedelta(days=1)), str(due)
@@ -869,6 +875,7 @@ def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud,
     assert not denied, f"the jobs' policy in the template denies {len(denied)} request(s), e.g.:\n" + "\n".join(
         f"  {n.action} on {n.resource} ({n.why})" for n in denied[:15])
     assert len({n.action for n in cloud.recorder.needs}) >= 10, "the recorder saw the jobs' calls"
+    assert cloud.recorder.checked >= 20, "the jobs' own calls ran as their role"
     assert not policy.allows("s3:PutObject", f"arn:aws:s3:::{cloud.bucket('raw')}/events/x.parquet"), \
         "the policy evaluator is not vacuous: raw logs are read-only for the jobs"
 

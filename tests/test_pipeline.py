@@ -350,8 +350,9 @@ def test_ml_roles_are_least_privilege(app, games, game) -> None:
     assert jobs["ReadDatasets"]["Action"] == "s3:GetObject", "the jobs only read the curated data"
     assert jobs["TrainingMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
     pipeline = {st["Sid"]: st for st in policy_statements(tpl, "pipeline")}
-    assert not any(a.startswith("s3:") for st in pipeline.values() for a in as_list(st["Action"])), \
-        "the pipeline role touches no data"
+    assert {a for st in pipeline.values() for a in as_list(st["Action"]) if a.startswith("s3:")} == {"s3:GetObject"}, \
+        "the pipeline role only reads (its property files)"
+    assert flat(pipeline["ReadPropertyFiles"]["Resource"]).endswith(f"/pipelines/{retrain.pipeline_name(config)}/*")
     assert pipeline["PassJobsRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert "JobsRole" in flat(pipeline["PassJobsRole"]["Resource"])
     for role in resources(tpl, "AWS::IAM::Role").values():
@@ -411,3 +412,94 @@ def test_the_synthesized_pipeline_and_group_work_in_moto(app, games, monkeypatch
         described = json.loads(sm.describe_pipeline(PipelineName=props["PipelineName"])["PipelineDefinition"])
         assert [s["Name"] for s in described["Steps"]] == TOP_LEVEL
         assert SageMakerRegistry(config.game.id, region=config.aws.region).versions() == []
+
+
+# ----------------------------------------------------------------------------------------------
+# the roles at work (tests/cloud.py enforces the template's policies)
+
+
+def cloud_templates(app, config) -> Any:
+    from cloud import Templates
+
+    return Templates(Path(app.outdir), config.aws.account, config.aws.region)
+
+
+def ml_role(tpl: Any, config, name: str) -> Any:
+    from cloud import role
+
+    stack = Names.of(config).stack("Ml")
+    logical_id = next(k for k, r in tpl.resources(stack, "AWS::IAM::Role").items()
+                      if tpl.resolve(stack, r["Properties"].get("RoleName")) == Names.of(config).resource(name))
+    return role(tpl, stack, logical_id)
+
+
+def join(node: Any, values: dict[str, str]) -> str:
+    """A definition value as SageMaker evaluates it for one execution: `Std:Join` and `Get` resolved."""
+    if isinstance(node, str):
+        return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], node)
+    if "Std:Join" in node:
+        return node["Std:Join"]["On"].join(join(v, values) for v in node["Std:Join"]["Values"])
+    return values[node["Get"]]
+
+
+@pytest.mark.parametrize("game", sorted(p.stem for p in GAMES.glob("*.yaml")))
+def test_the_pipeline_role_reads_the_property_files_its_steps_write(app, games, game) -> None:
+    """SageMaker Pipelines resolves `PropertyFile`/`JsonGet` by reading each step's JSON file from S3
+    as the pipeline's role: read and (SSE-KMS) decrypt, for every property file of every execution."""
+    from cloud import CallRecorder, kms_keys
+
+    config = games[game]
+    tpl, names = cloud_templates(app, config), Names.of(config)
+    pipeline = ml_role(tpl, config, "pipeline")
+    values = {"ArtifactsBucket": names.bucket("artifacts"), "Execution.PipelineExecutionId": "a1b2c3d4e5f6"}
+    recorder = CallRecorder(config.aws.account, config.aws.region,
+                            kms_keys(tpl, names.stack("DataLake"), "AWS::S3::Bucket"))
+    files = []
+    for step in steps_of(definition_of(app, config)).values():
+        outputs = {o["OutputName"]: o for o in step["Arguments"].get("ProcessingOutputConfig", {}).get("Outputs", [])}
+        for prop in step.get("PropertyFiles", []):
+            uri = join(outputs[prop["OutputName"]]["S3Output"]["S3Uri"], values) + "/" + prop["FilePath"]
+            bucket, key = uri.removeprefix("s3://").split("/", 1)
+            files.append(key)
+            with recorder.acting_as(pipeline):
+                needs = recorder.for_call("s3", "GetObject", {"Bucket": bucket, "Key": key})
+                assert {n.action for n in needs} == {"s3:GetObject", "kms:Decrypt"}
+                recorder.enforce("s3", "GetObject", {"Bucket": bucket, "Key": key}, needs)  # raises if not allowed
+    assert sorted(f.rsplit("/", 1)[1] for f in files) == ["dataset.json", "evaluation.json"]
+    other = {"Bucket": names.bucket("curated"), "Key": "datasets/rolling-2025-03-03/part-0.parquet"}
+    with recorder.acting_as(pipeline), pytest.raises(AssertionError, match="may not s3:GetObject"):
+        recorder.enforce("s3", "GetObject", other, recorder.for_call("s3", "GetObject", other))
+
+
+def test_resolve_dataset_runs_as_the_jobs_role_with_one_listing(app, games, monkeypatch) -> None:
+    """The resolve-dataset step as its processing job runs it: the jobs role, exactly its template
+    permissions. An incomplete version (no marker yet) is skipped, a missing key reads as absent
+    (NoSuchKey, not S3's 403), and the versions come from one listing, not one request per version."""
+    import datetime as dt
+
+    import boto3
+    from cloud import moto_account
+
+    from pipelines import resolve
+
+    config = games["galaxy-raiders"]
+    tpl, names = cloud_templates(app, config), Names.of(config)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto_account(tpl, [names.stack("DataLake")], monkeypatch, dt.date(2025, 12, 31)) as account:
+        bucket, setup = names.bucket("curated"), account.session.client("s3")
+        for rows, (version, complete) in enumerate((("rolling-2025-03-03", True), ("rolling-2025-04-07", True),
+                                                    ("rolling-2025-05-05", False))):
+            files = {"manifest.json": json.dumps({"rows": 100 + rows, "cutoffs": ["2025-03-03"]}),
+                     "train/part-0.parquet": "PAR1", **({"_SUCCESS": ""} if complete else {})}
+            for name, body in files.items():
+                setup.put_object(Bucket=bucket, Key=f"datasets/{version}/{name}", Body=body.encode())
+        s3 = boto3.client("s3", region_name=config.aws.region)
+        account.recorder.needs.clear()
+        with account.recorder.acting_as(ml_role(tpl, config, "ml-jobs")):
+            found = resolve.resolve(s3, f"s3://{bucket}", "rolling")
+            with pytest.raises(s3.exceptions.NoSuchKey):
+                s3.get_object(Bucket=bucket, Key="datasets/rolling-2025-05-05/_SUCCESS")
+        assert found["version"] == "rolling-2025-04-07" and found["rows"] == 101
+        calls = [n.why for n in account.recorder.needs if n.action.startswith("s3:")]
+        assert calls == ["s3:ListObjectsV2", "s3:GetObject", "s3:GetObject"], calls

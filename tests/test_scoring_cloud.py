@@ -40,7 +40,7 @@ for _var, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
     os.environ[_var] = _value
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from cloud import Account, PolicyEvaluator, Templates, moto_account  # noqa: E402
+from cloud import Account, PolicyEvaluator, Role, Templates, moto_account, role  # noqa: E402
 from conftest import ROOT, loop_config  # noqa: E402
 
 sys.path.append(str(ROOT))  # stacks/ is not an installed package
@@ -129,6 +129,12 @@ class Game:
         role = self.tpl.templates[fn["Stack"]]["Resources"][fn["LogicalId"]]["Properties"]["Role"]["Fn::GetAtt"][0]
         return self.role_policy(fn["Stack"], role)
 
+    def function_role(self, name: str) -> Role:
+        """The role of the function `ltv-<game>-<name>`, with exactly its template statements."""
+        fn = self.function(name)
+        logical_id = self.tpl.templates[fn["Stack"]]["Resources"][fn["LogicalId"]]["Properties"]["Role"]["Fn::GetAtt"][0]
+        return role(self.tpl, fn["Stack"], logical_id)
+
     def role_named(self, stack: str, name: str) -> PolicyEvaluator:
         role = next(k for k, r in self.tpl.resources(stack, "AWS::IAM::Role").items()
                     if self.tpl.resolve(stack, r["Properties"].get("RoleName")) == name)
@@ -162,9 +168,25 @@ class Context:
         return f"arn:aws:lambda:eu-west-1:111111111111:function:{self.function_name}"
 
 
+class AsRole:
+    """A handler module whose `handler` runs with exactly its function's role: every AWS call it
+    makes is decided against the template's policies before it is sent (tests/cloud.py)."""
+
+    def __init__(self, module: Any, game: Game, function: str):
+        self.module, self.game, self.role = module, game, game.function_role(function)
+
+    def handler(self, event: dict[str, Any], context: Any) -> Any:
+        with self.game.account.recorder.acting_as(self.role):
+            return self.module.handler(event, context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+
 @pytest.fixture
 def handlers(game, monkeypatch):
-    """The handler modules with the environment their templates give them (fresh clients)."""
+    """The handler modules with the environment their templates give them (fresh clients), each
+    called as its function's role."""
     import lambdas.publish
     import lambdas.score
 
@@ -175,7 +197,7 @@ def handlers(game, monkeypatch):
         os.environ["POWERTOOLS_METRICS_NAMESPACE"] == metric_names.namespace(game.config.game.id)
     for module in (lambdas.score, lambdas.publish):
         module.scoring.cache_clear()
-    yield lambdas.score, lambdas.publish
+    yield AsRole(lambdas.score, game, "score"), AsRole(lambdas.publish, game, "scoring-publish")
     for module in (lambdas.score, lambdas.publish):
         module.scoring.cache_clear()
 
@@ -746,7 +768,9 @@ def test_the_webhook_posts_each_notification_from_the_url_in_secrets_manager(syn
         assert secret["Name"] == "ltv/dragon-merge/alerts-webhook"
         secrets = account.session.client("secretsmanager")
         secrets.create_secret(Name=secret["Name"], SecretString=secret["SecretString"])
-        fn = next(tpl.props(stack, k) for k in tpl.resources(stack, "AWS::Lambda::Function"))
+        fn_id = next(iter(tpl.resources(stack, "AWS::Lambda::Function")))
+        fn = tpl.props(stack, fn_id)
+        fn_role = tpl.templates[stack]["Resources"][fn_id]["Properties"]["Role"]["Fn::GetAtt"][0]
         assert fn["Handler"] == "lambdas.webhook.handler"
         for key, value in fn["Environment"]["Variables"].items():
             monkeypatch.setenv(key, str(value))
@@ -754,12 +778,18 @@ def test_the_webhook_posts_each_notification_from_the_url_in_secrets_manager(syn
         from aws_lambda_powertools.utilities import parameters
 
         context = Context(names.resource("alerts-webhook"))
+        webhook_role = role(tpl, stack, fn_role)
+
+        def webhook(event: dict[str, Any], ctx: Context) -> Any:
+            with account.recorder.acting_as(webhook_role):
+                return lambdas.webhook.handler(event, ctx)
+
         alert = json.dumps({"text": "[critical] dragon-merge label_decay: cohort 2025-04-14 is 12% worse", "alert": {}})
         alarm = json.dumps({"AlarmName": "ltv-dragon-merge-failed-events", "NewStateValue": "ALARM",
                             "AlarmDescription": "Events are waiting in the dead-letter queue",
                             "NewStateReason": "Threshold Crossed: 1 datapoint [2.0] >= 1.0"})
         parameters.clear_caches()
-        assert lambdas.webhook.handler(sns_event("LTV", alert), context) == {"posted": 0}
+        assert webhook(sns_event("LTV", alert), context) == {"posted": 0}
         assert "no webhook URL yet" in capsys.readouterr().out
         server = HTTPServer(("127.0.0.1", 0), Hook)
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -767,10 +797,10 @@ def test_the_webhook_posts_each_notification_from_the_url_in_secrets_manager(syn
         try:
             secrets.put_secret_value(SecretId=secret["Name"], SecretString=f"http://127.0.0.1:{server.server_port}/h")
             parameters.clear_caches()
-            assert lambdas.webhook.handler(sns_event("LTV", alert), context) == {"posted": 0}, "only https URLs"
+            assert webhook(sns_event("LTV", alert), context) == {"posted": 0}, "only https URLs"
             monkeypatch.setattr(lambdas.webhook, "SCHEMES", ("https://", "http://127.0.0.1:"))
-            assert lambdas.webhook.handler(sns_event("LTV", alert), context) == {"posted": 1}
-            assert lambdas.webhook.handler(sns_event("ALARM: ltv-dragon-merge-failed-events", alarm),
+            assert webhook(sns_event("LTV", alert), context) == {"posted": 1}
+            assert webhook(sns_event("ALARM: ltv-dragon-merge-failed-events", alarm),
                                            context) == {"posted": 1}
             assert [r["text"] for r in Hook.received] == [
                 "[critical] dragon-merge label_decay: cohort 2025-04-14 is 12% worse",
@@ -778,7 +808,7 @@ def test_the_webhook_posts_each_notification_from_the_url_in_secrets_manager(syn
                 "(Threshold Crossed: 1 datapoint [2.0] >= 1.0)"]
             Hook.status = 500
             with pytest.raises(Exception, match="posting to the webhook failed"):
-                lambdas.webhook.handler(sns_event("LTV", alert), context)
+                webhook(sns_event("LTV", alert), context)
         finally:
             Hook.status = 200
             server.shutdown()
