@@ -40,7 +40,7 @@ from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
 from stacks.etl_jobs import GLUE_JOBS_DIR, JobDef
 from stacks.failure_hook import RULE as GLUE_FAILURE_RULE
-from stacks.ml import MlStack, champion_statements
+from stacks.ml import MlStack, champion_statements, list_prefix
 from stacks.names import Names
 from stacks.scoring import ScoringStack
 
@@ -116,6 +116,7 @@ class MonitoringStack(Stack):
             *champion_statements(self, group),
             iam.PolicyStatement(sid="ReadModelArchives", actions=["s3:GetObject"],
                                 resources=[s.objects_arn(s.artifacts, ml.models_prefix)]),
+            list_prefix("ListModels", s.artifacts.bucket_arn, f"{ml.models_prefix}*"),  # a missing history log reads as absent
             iam.PolicyStatement(sid="Metrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": metric_names.namespace(
                                     self.config.game.id)}}),
