@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from ltv import explain
 from ltv.cli import app
-from ltv.models.ltv_model import model_input, with_btyd
 from ltv.scoring import explain_player, predictions, read_predictions, score
 from ltv.simulate.truth import tied_to_spend
 
