@@ -41,7 +41,6 @@ from ltv.evaluate import evaluate
 from ltv.lake import Lake
 from ltv.models import train
 from ltv.models.automl import fast_budget
-from ltv.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config" / "examples" / "shop.yaml"
@@ -59,16 +58,10 @@ def load_config(path: Path, installs: int | None, days: int | None, seed: int | 
 def cached_lake(config: cfg.GameConfig, path: Path) -> Lake:
     """The simulated lake for these settings (simulated once; keyed by the YAML, the settings and
     the simulator's source); derived tables are rebuilt when the SQL changes."""
-    s = config.simulation
-    key = hashlib.sha256((path.read_text() + s.model_dump_json() + bench.source_hash()).encode()).hexdigest()[:10]
-    root = OUT / "btyd" / f"{config.game.id}-{key}"
-    lake = Lake(root, config.game.id)
-    if not (root / "simulated").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        print(f"simulating {s.daily_installs}/day x {s.days} days ({s.profile}) into {root} ...", flush=True)
-        summary = simulate(config, lake)
-        print(f"  {summary.events:,} events of {summary.players:,} players in {summary.seconds:.0f} s", flush=True)
-        (root / "simulated").write_text(json.dumps({"events": summary.events, "players": summary.players}))
+    settings = config.simulation.model_dump(mode="json")
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    root = bench.cached_simulation(config, OUT / "btyd", f"{config.game.id}-{key}", settings, yaml=path)
+    lake = Lake(root / "lake", config.game.id)
     marker = lake.base / "etl.json"
     if marker.exists() and json.loads(marker.read_text())["sql_hash"] != sql.sql_hash(config):
         for table in ("player_day", "features", "labels", "datasets"):

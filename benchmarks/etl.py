@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import shutil
 import sys
@@ -43,7 +42,6 @@ from ltv import etl
 from ltv.config import GameConfig
 from ltv.engine import DuckDBEngine
 from ltv.lake import Lake
-from ltv.simulate import simulate
 
 TARGET_PANDAS_RATIO = 10.0
 TARGET_SCAN_RATIO = 3.0
@@ -55,28 +53,15 @@ SCRIPT = Path(__file__).resolve()
 
 
 def cached_lake(game: str, events: int, days: int | None, seed: int | None) -> Path:
-    """The directory of the simulated lake for these settings, simulating it only if not cached.
-
-    The key holds the game, the settings, a hash of the game's YAML and of the simulator's
-    source; older lakes of the same game and event count (other settings or hashes) are removed."""
+    """The directory of the simulated lake for these settings, simulating it only if not cached
+    (keyed by the settings, the game's YAML and the simulator's source; older lakes of the same
+    game and event count are removed)."""
     base = bench.derive_config(game).simulation
     days, seed = days or base.days, base.seed if seed is None else seed
-    yaml_hash = hashlib.sha256((bench.GAMES / f"{game}.yaml").read_bytes()).hexdigest()[:6]
-    prefix = f"{game}-e{events}-d{days}-s{seed}-"
-    root = OUT / "etl" / f"{prefix}{yaml_hash}-{bench.source_hash()}"
-    if (root / "settings.json").exists():
-        return root
-    for stale in (OUT / "etl").glob(f"{game}-e{events}-*"):  # 1+ GB each
-        shutil.rmtree(stale, ignore_errors=True)
     config = bench.sized_config(game, events, days, seed)
-    lake = Lake(root / "lake", config.game.id)
-    print(f"simulating {config.simulation.daily_installs} installs/day x {days} days into {root} ...", flush=True)
-    started = time.perf_counter()
-    summary = simulate(config, lake, progress=lambda d, n: print(f"  day {d}/{n}", flush=True) if d % 60 == 0 else None)
-    print(f"  {summary.events:,} events in {time.perf_counter() - started:.0f} s", flush=True)
     settings = {"game": game, "daily_installs": config.simulation.daily_installs, "days": days, "seed": seed}
-    (root / "settings.json").write_text(json.dumps(settings))
-    return root
+    return bench.cached_simulation(config, OUT / "etl", f"{game}-e{events}-d{days}-s{seed}", settings,
+                                   stale=f"{game}-e{events}-*")
 
 
 def open_lake(root: Path) -> tuple[GameConfig, Lake]:

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,28 +38,16 @@ from ltv import datasets, etl
 from ltv.config import GameConfig
 from ltv.demo import DEFAULT_INSTALLS, DEMO_GAME, demo_config
 from ltv.lake import Lake
-from ltv.simulate import simulate
 
 SCRIPT = Path(__file__).resolve()
 STAGES = ("backfill", "backfill@", "daily", "features", "dataset", "train", "score", "monitor")
 
 
 def cached_lake(scale: int) -> Path:
-    """The simulated lake of the demo game at `scale` x its installs (simulated once)."""
+    """The simulated lake of the demo game at `scale` x its installs (simulated once; a lake of
+    another scale is removed)."""
     config = demo_config(DEMO_GAME, DEFAULT_INSTALLS * scale, None)
-    yaml_hash = hashlib.sha256((bench.GAMES / f"{DEMO_GAME}.yaml").read_bytes()).hexdigest()[:6]
-    root = OUT / "load" / f"{DEMO_GAME}-x{scale}-{yaml_hash}-{bench.source_hash()}"
-    if (root / "settings.json").exists():
-        return root
-    shutil.rmtree(OUT / "load", ignore_errors=True)
-    print(f"simulating {config.simulation.daily_installs} installs/day x {config.simulation.days} days into {root} ...",
-          flush=True)
-    started = time.perf_counter()
-    summary = simulate(config, Lake(root / "lake", config.game.id))
-    print(f"  {summary.events:,} events, {summary.players:,} players in {time.perf_counter() - started:.0f} s", flush=True)
-    (root / "settings.json").write_text(json.dumps({"scale": scale, "events": summary.events,
-                                                    "players": summary.players}))
-    return root
+    return bench.cached_simulation(config, OUT / "load", f"{DEMO_GAME}-x{scale}", {"scale": scale}, stale="*")
 
 
 def open_lake(root: Path) -> tuple[GameConfig, Lake, dict[str, Any]]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import logging
 import math
@@ -58,7 +57,6 @@ from ltv.evaluate import drift_table, evaluate
 from ltv.lake import Lake
 from ltv.models import LTVModel, automl, train
 from ltv.models.ltv_model import model_features, model_input
-from ltv.simulate import simulate
 
 TARGET_GINI = 0.95          # normalized Gini, model / oracle
 TARGET_PAYER_F1 = 0.90      # payer F1, model / oracle
@@ -94,20 +92,10 @@ def game_config(game: str, installs: int, days: int, seed: int | None) -> GameCo
 def cached_lake(config: GameConfig) -> Lake:
     """The simulated lake for these settings, simulating only if it is not cached yet."""
     s = config.simulation
-    yaml_hash = hashlib.sha256((bench.GAMES / f"{config.game.id}.yaml").read_bytes()).hexdigest()[:6]
-    prefix = f"{config.game.id}-i{s.daily_installs}-d{s.days}-s{s.seed}-"
-    root = ROOT_DIR / f"{prefix}{yaml_hash}-{bench.source_hash()}"
-    lake = Lake(root / "lake", config.game.id)
-    if (root / "settings.json").exists():
-        return lake
-    for stale in ROOT_DIR.glob(f"{prefix}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    print(f"simulating {s.daily_installs} installs/day x {s.days} days into {root} ...", flush=True)
-    summary = simulate(config, lake, progress=lambda d, n: print(f"  day {d}/{n}", flush=True) if d % 60 == 0 else None)
-    print(f"  {summary.events:,} events, {summary.players:,} players in {summary.seconds:.0f} s", flush=True)
-    (root / "settings.json").write_text(json.dumps({"game": config.game.id, "daily_installs": s.daily_installs,
-                                                    "days": s.days, "seed": s.seed}))
-    return lake
+    settings = {"game": config.game.id, "daily_installs": s.daily_installs, "days": s.days, "seed": s.seed}
+    root = bench.cached_simulation(config, ROOT_DIR, f"{config.game.id}-i{s.daily_installs}-d{s.days}-s{s.seed}",
+                                   settings)
+    return Lake(root / "lake", config.game.id)
 
 
 def ensure_player_day(engine: DuckDBEngine, config: GameConfig, lake: Lake) -> None:

@@ -66,6 +66,27 @@ def source_hash() -> str:
     return h.hexdigest()[:8]
 
 
+def cached_simulation(config: cfg.GameConfig, directory: Path, name: str, settings: dict[str, Any], *,
+                      yaml: Path | None = None, stale: str | None = None) -> Path:
+    """`directory/<name>-<YAML hash>-<simulator hash>`, holding the simulated lake of `config` under
+    `lake/`, simulated only if not cached (`settings.json`, written last with `settings`, marks it
+    done). Before simulating, the folders matching `stale` (default `<name>-*`: the same settings
+    under older hashes) are removed: 1+ GB each."""
+    s = config.simulation
+    yaml_hash = hashlib.sha256((yaml or GAMES / f"{config.game.id}.yaml").read_bytes()).hexdigest()[:6]
+    root = directory / f"{name}-{yaml_hash}-{source_hash()}"
+    if (root / "settings.json").exists():
+        return root
+    for old in directory.glob(stale or f"{name}-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    print(f"simulating {s.daily_installs} installs/day x {s.days} days into {root} ...", flush=True)
+    summary = simulate(config, Lake(root / "lake", config.game.id),
+                       progress=lambda d, n: print(f"  day {d}/{n}", flush=True) if d % 60 == 0 else None)
+    print(f"  {summary.events:,} events, {summary.players:,} players in {summary.seconds:.0f} s", flush=True)
+    (root / "settings.json").write_text(json.dumps({**settings, "events": summary.events, "players": summary.players}))
+    return root
+
+
 def machine() -> dict[str, Any]:
     """Cores, RAM, CPU model, versions: printed by every benchmark."""
     import duckdb

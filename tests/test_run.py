@@ -84,8 +84,11 @@ def test_delayed_labels_catch_the_update_and_stay_quiet_without_it(updated_run, 
     # for an AVX2-only CPU (V3):
     #   this game (seed 11): updated min 0.111 (AVX-512) / 0.115 (V3); control max 0.020 /
     #     0.031 (V3) / 0.044 (an AVX2 EPYC, issue #21), so `< threshold / 2` did not hold there;
-    #   other seeds (SEEDS_NOTE): control max 0.025-0.074, updated min 0.056-0.103.
-    # The margins asserted are the policy's own: the update alerts, the control never does.
+    #   other seeds (simulation.seed 0-5 for the control, 0-3 updated; odd seeds V3): control max
+    #     -0.022-0.074 (mean 0.047), updated min 0.056-0.150 (mean 0.095): games this small do not
+    #     separate in every cohort (seeds 0 and 1 dip below 0.08 once), so this is asserted for
+    #     this game, whose margins (>= 0.031 each side) exceed its spread across CPUs (<= 0.024).
+    # The bounds asserted are the policy's own: the update alerts, the control never does.
     assert min(updated.values()) > policy.threshold, updated
     assert max(quiet.values()) < policy.threshold, quiet
     alerts = [e for e in summary.of("alert") if "label_decay" in e.text]
