@@ -99,8 +99,9 @@ def schedule(ops: list[dict[str, Any]], kills: int, seed: int) -> list[dict[str,
         first = next((i for i, op in enumerate(ops) if commits(op)), None)
         assert first is not None and first + 1 < len(ops), f"the reference run never committed {name}"
         after.add(first)
-    hit = {ops[i + 1]["phase"] for i in after}
-    chosen = {rng.choice(by_phase[p]) for p in PHASES if p not in hit} - after
+    # every phase gets a kill before one of its own operations: a kill right after a commit lands
+    # at whatever the resumed run does next, which need not be the reference run's next operation
+    chosen = {rng.choice(by_phase[p]) for p in PHASES} - after
     while len(chosen) + len(after) < kills:
         chosen.add(rng.randrange(len(ops) - 1))
         chosen -= after
