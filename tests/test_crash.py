@@ -17,7 +17,7 @@ difference in any of them fails the comparison); every artifact and partition ve
 run, nothing temporary or orphaned remains.
 
 Default (`make test`): seed 16, 20 kills: one right after each kind of commit (COMMITS), one in
-each phase those miss, then random ones up to 20. `LTV_CRASH_KILLS=N` asks for N (at least the
+each phase (before one of its own operations), then random ones up to 20. `LTV_CRASH_KILLS=N` asks for N (at least the
 commits and phases), `LTV_CRASH_SEED` another seed; docs/reliability.md has the figures.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ COMMITS = {
 
 def schedule(ops: list[dict[str, Any]], kills: int, seed: int) -> list[dict[str, Any]]:
     """Kill points, in the order the loop reaches them: right after the first commit of each kind
-    (COMMITS), one in each phase those miss, then random ones up to `kills`. Each is a hook
+    (COMMITS), one before an operation of each phase, then random ones up to `kills`. Each is a hook
     setting: "before (or right after) the k-th operation with this signature since the previous
     point". A resumed run redoes part of the interrupted step, so it may repeat an operation
     sooner: a kill then lands there, never later, always at that operation; a kill after a
@@ -99,8 +99,9 @@ def schedule(ops: list[dict[str, Any]], kills: int, seed: int) -> list[dict[str,
         first = next((i for i, op in enumerate(ops) if commits(op)), None)
         assert first is not None and first + 1 < len(ops), f"the reference run never committed {name}"
         after.add(first)
-    hit = {ops[i + 1]["phase"] for i in after}
-    chosen = {rng.choice(by_phase[p]) for p in PHASES if p not in hit} - after
+    # every phase gets a kill before one of its own operations: a kill right after a commit lands
+    # at whatever the resumed run does next, which need not be the reference run's next operation
+    chosen = {rng.choice(by_phase[p]) for p in PHASES} - after
     while len(chosen) + len(after) < kills:
         chosen.add(rng.randrange(len(ops) - 1))
         chosen -= after
