@@ -277,6 +277,25 @@ def _plan(config: cfg.GameConfig, engine, name: str | None, *, strict: bool = Tr
     return plan
 
 
+def _test_period_plan(config: cfg.GameConfig, engine, name: str):
+    """`_plan` for an evaluation, which reads only the dataset's test period: where the rule refuses
+    the dataset because the logs cannot hold its training weeks, but its test cutoffs and their
+    labels lie inside the logs, it is evaluated as configured (the rule's message is printed)."""
+    from ltv import datasets, horizon
+    from ltv.errors import HorizonError
+
+    try:
+        return _plan(config, engine, name)
+    except HorizonError as e:
+        span, spec = horizon.log_span(engine, config), datasets.find_spec(config, name)
+        if span is None or not spec.test or spec.test[0] < span[0] or \
+                spec.test[-1] + dt.timedelta(days=config.horizons.ltv_days - 1) > span[1]:
+            raise
+        console.print(f"[yellow]{escape(str(e))} The test period and its labels lie inside the logs: evaluating it as "
+                      f"configured.[/yellow]")
+        return horizon.Plan(config, [spec], "")
+
+
 @datasets_app.command("list")
 def datasets_list(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE) -> None:
     """List built dataset versions and the configured ones not built yet.
@@ -386,7 +405,7 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
 
     config, game_id = load_game(game)
     lk, engine = Lake(lake, game_id), _engine(config, lake)
-    plan = _plan(config, engine, dataset)
+    plan = _test_period_plan(config, engine, dataset)
     reg = _registry(config, lake)
     if model is None or model.isdigit():
         version = reg.get(int(model)) if model else reg.champion()

@@ -29,8 +29,8 @@ import pandas as pd
 from ltv import metrics
 from ltv.config import LOWER_IS_BETTER, Bootstrap, PromotionRule
 from ltv.errors import BootstrapError
+from ltv.registry import APPROVED, PENDING, REJECTED  # noqa: F401 - the rule's outcomes, re-exported
 
-APPROVED, PENDING, REJECTED = "Approved", "PendingManualApproval", "Rejected"
 BLOCK = 200  # resamples scored at once: bounds the memory of the (resamples x rows) weight matrix
 
 

@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ltv.errors import ArtifactError, RegistryError
 from ltv.lake import scratch, storage_errors
-from ltv.promotion import APPROVED, PENDING, REJECTED
 
 if TYPE_CHECKING:  # the models (AutoGluon) are imported only when a version is loaded or registered
     from ltv.models import LTVModel
 
+# a version's approval status, as SageMaker's ModelApprovalStatus names them; defined here, not in
+# ltv.promotion (numpy, pandas), so the Lambdas and the pipeline definition import them light
+APPROVED, PENDING, REJECTED = "Approved", "PendingManualApproval", "Rejected"
 STATUSES = (PENDING, APPROVED, REJECTED)
 # what a registered model's image serves (pipelines/serve.py reads and answers these; a registered
 # package declares them; batch transform sends and accepts Parquet)

@@ -44,9 +44,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ltv.errors import ArtifactError, RegistryError
-from ltv.promotion import APPROVED, REJECTED
-from ltv.registry import (CONTENT_TYPES, ModelVersion, check_artifact, check_status, group_name, lineage, rollback_plan,
-                          status_entry)
+from ltv.registry import (APPROVED, CONTENT_TYPES, REJECTED, ModelVersion, check_artifact, check_status, group_name,
+                          lineage, rollback_plan, status_entry)
 from ltv.runs import ABSENT, Conflict, S3Store
 
 if TYPE_CHECKING:

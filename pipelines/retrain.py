@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ltv.config import GameConfig
-from ltv.promotion import APPROVED, PENDING
+from ltv.registry import APPROVED, PENDING
 from ltv.registry import group_name
 from ltv.registry import CONTENT_TYPES
 from ltv.sagemaker_registry import METADATA

@@ -13,8 +13,9 @@ import pytest
 from conftest import loop_config
 from ltv import metric_names
 from ltv.lake import Lake
-from ltv.monitoring import (Alert, Measurement, Monitor, MonitoringReport, PolicyValue, alarm_threshold, alert_body,
-                            alert_text, judge, metric_data, missed_scoring_runs, read_alerts, relative_drop)
+from ltv.monitoring import (RESOLVED, Alert, Incidents, Measurement, Monitor, MonitoringReport, PolicyValue,
+                            alarm_threshold, alert_body, alert_text, judge, metric_data, missed_scoring_runs,
+                            read_alerts, relative_drop)
 
 DAY = dt.date(2025, 4, 14)
 POLICIES = [
@@ -102,13 +103,20 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+class NoVersions:
+    """A registry with nothing registered yet (the incidents ask it for retrain outcomes)."""
+
+    def versions(self) -> list:
+        return []
+
+
 def test_an_unreachable_webhook_does_not_stop_monitoring(tmp_path) -> None:
     """The alerts are still logged (with the failed delivery), the day's results written and
     the report returned: the webhook is a notification, not part of the run."""
     config = loop_config(monitoring={"policies": POLICIES},
                          alerts={"webhook_url": f"http://127.0.0.1:{closed_port()}/hook"})
     lake = Lake(tmp_path / "lake", config.game.id)
-    monitor = Monitor(config, lake, engine=None, registry=None)
+    monitor = Monitor(config, lake, engine=None, registry=NoVersions())
     report = monitor.run(DAY, validation_failures=["null_ids", "schema"])
     assert [a.policy for a in report.alerts] == ["validation_failure"] and report.retrain is False
     assert report.alerts[0].delivery.startswith("webhook failed: URLError")
@@ -118,8 +126,12 @@ def test_an_unreachable_webhook_does_not_stop_monitoring(tmp_path) -> None:
     day = json.loads((lake.monitoring / f"date={DAY}.json").read_text())
     assert day["values"] == [{"policy": "validation_failure", "signal": "validation_failure", "value": 2.0,
                               "threshold": 0.0, "fired": True}]
-    assert json.loads((lake.monitoring / "state.json").read_text()) == {"monitored_scores": [], "evaluated": []}
-    assert monitor.run(DAY, validation_failures=[]).alerts == [] and len(read_alerts(lake)) == 1
+    state = json.loads((lake.monitoring / "state.json").read_text())
+    assert state["monitored_scores"] == [] and state["evaluated"] == []
+    assert state["incidents"]["validation_failure"]["state"] == "open"
+    again = monitor.run(DAY, validation_failures=[])  # the checks pass again: the incident resolves, once
+    assert [(a.policy, a.state) for a in again.alerts] == [("validation_failure", RESOLVED)]
+    assert len(read_alerts(lake)) == 2 and again.alerts[0].delivery.startswith("webhook failed")
 
 
 def test_alert_messages_say_what_crossed_which_threshold(tmp_path) -> None:
@@ -127,27 +139,31 @@ def test_alert_messages_say_what_crossed_which_threshold(tmp_path) -> None:
     sent = []
     monitor = Monitor(config, Lake(tmp_path / "lake", config.game.id), None, None,
                       send=lambda alert: sent.append(alert.policy) or "sent")
-    alerts = {a.policy: a for a in monitor._alerts(DAY, judge(config.monitoring.policies, [
+    incidents = Incidents({}, config.monitoring.escalate_after_rejections)
+    alerts = {a.policy: a for a in monitor._alerts(DAY, incidents.advance(str(DAY), config.monitoring.policies, judge(
+        config.monitoring.policies, [
         Measurement("feature_drift", 0, {"psi": {"a": 0.5, "b": 0.75}}),
         Measurement("prediction_drift", 0.3, {"worst": "p_payer", "psi": {"p_payer": 0.3}}),
         Measurement("label_decay", 0.2, {"cutoff": "2025-03-01", "metric": "normalized_gini", "current": 0.64,
                                          "reference": 0.8}),
-        Measurement("missed_predictions", 0.1, {"missed": 10, "active": 100, "date": "2025-04-14"})]))}
+        Measurement("missed_predictions", 0.1, {"missed": 10, "active": 100, "date": "2025-04-14"})]), []))}
     assert sent == ["feature_drift", "prediction_drift", "label_decay", "missed_predictions"]
-    assert alerts["feature_drift"].message == "2 feature(s) with PSI > 0.25 (need 2): b 0.75, a 0.50"
+    assert alerts["feature_drift"].message == ("2 feature(s) with PSI > 0.25 (need 2): b 0.75, a 0.50 - retrain "
+                                               "requested")
     assert "psi" not in alerts["feature_drift"].details and alerts["feature_drift"].retrain
     assert alerts["prediction_drift"].message == "score distribution shifted: PSI 0.300 on p_payer (> 0.25)"
-    assert alerts["label_decay"].message == ("cohort 2025-03-01: normalized_gini 0.6400 vs 0.8000 at training, "
-                                             "20.0% worse (> 12%)")
+    assert alerts["label_decay"].message == ("cohort 2025-03-01: normalized_gini 0.6400 vs 0.8000 on the unseen test "
+                                             "split of its promotion, 20.0% worse (> 12%) - retrain requested")
     assert alerts["missed_predictions"].message == "10 of 100 active players (10.00%) have no prediction at 2025-04-14"
     assert alerts["label_decay"].severity == "critical" and alerts["label_decay"].threshold == 0.125
-    assert all(a.delivery == "sent" and a.date == str(DAY) and a.game == config.game.id for a in alerts.values())
+    assert all(a.delivery == "sent" and a.date == str(DAY) and a.game == config.game.id and a.state == "open"
+               for a in alerts.values())
 
 
 def test_an_alert_as_text_and_json() -> None:
     alert = Alert("g", "2025-04-14", "label_decay", "label_decay", "critical", 0.2, 0.1, "worse", True,
                   {"model_version": __import__("numpy").int64(3)})
-    assert alert_text(alert) == "[critical] g label_decay: worse"
+    assert alert_text(alert) == "[critical] g label_decay open: worse"
     body = json.loads(alert_body(alert))
     assert body["text"] == alert_text(alert) and body["alert"]["details"] == {"model_version": 3}
     assert body["alert"]["retrain"] is True
