@@ -264,7 +264,7 @@ def explain_evaluation(model: LTVModel, splits: dict[str, pd.DataFrame], evaluat
     if test.empty:
         evaluation.metrics["explanations"] = {"unavailable": "no test rows to explain"}
         return
-    sample = test.sample(min(rows, len(test)), random_state=0)
+    sample = in_order(test).sample(min(rows, len(test)), random_state=0)
     try:
         dec = model.explain(sample)
     except explain.Unexplainable as e:
@@ -296,11 +296,18 @@ def explain_evaluation(model: LTVModel, splits: dict[str, pd.DataFrame], evaluat
         "permutation": permutation_importance(model, splits["validation"], rows)}
 
 
+def in_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows by (cutoff, player), so a seeded sample of them does not depend on the order the engine
+    returned them in (a resumed or rebuilt dataset's files may come back in another order)."""
+    keys = [k for k in ("cutoff", "player_id") if k in rows]
+    return rows.sort_values(keys, kind="stable", ignore_index=True) if keys else rows
+
+
 def permutation_importance(model: LTVModel, rows: pd.DataFrame, count: int, seed: int = 0) -> dict[str, Any]:
     """Drop of the normalized Gini of ltv_expected when one feature's values are shuffled across a
     seeded sample of `count` rows (Breiman's permutation importance), for every feature; all
     shuffled copies are scored in one call per stage."""
-    sample = rows.sample(min(count, len(rows)), random_state=seed).reset_index(drop=True)
+    sample = in_order(rows).sample(min(count, len(rows)), random_state=seed).reset_index(drop=True)
     if sample.empty or sample["ltv"].sum() <= 0:
         return {"rows": int(len(sample)), "gini": None, "drop": {}}
     x = model.inputs(sample)

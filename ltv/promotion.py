@@ -192,7 +192,7 @@ def _finite(x: Any) -> bool:
 def _weights(players: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` resamples of the players (with replacement) as per-row counts (n x rows); float32 holds
     the counts exactly and halves the memory the metrics stream through."""
-    codes, uniques = pd.factorize(players)
+    codes, uniques = pd.factorize(players, sort=True)  # a player's resample counts do not depend on row order
     k = len(uniques)
     draws = rng.integers(0, k, size=(n, k)) + (np.arange(n) * k)[:, None]
     counts = np.bincount(draws.ravel(), minlength=n * k).reshape(n, k)

@@ -237,11 +237,24 @@ def problems(lake_root: Path, config) -> list[str]:
     return found
 
 
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    """Where two compared artefacts first differ (their path and both values), for the failure message."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}/{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return f"{path or '/'}: {str(a)[:200]} != {str(b)[:200]}"
+
+
 def assert_same(reference: dict[str, Any], resumed: dict[str, Any]) -> None:
     assert set(reference) == set(resumed) == set(COMPARED), "both end states hold every compared artefact"
     for key in COMPARED:
         if key != "predictions":
-            assert resumed[key] == reference[key], f"{key} differs after the crashes"
+            assert resumed[key] == reference[key], f"{key} differs after the crashes: {_first_difference(reference[key], resumed[key])}"
     assert list(resumed["predictions"]) == list(reference["predictions"]), "scored dates"
     for day, frame in reference["predictions"].items():
         other = resumed["predictions"][day]
