@@ -259,14 +259,15 @@ def datasets_build(game: GameOpt, lake: LakeOpt = DEFAULT_LAKE,
         out.print(f"{m['name']}: rows {m['rows']}, payers {m['payers']} -> {lk.datasets / m['name']}")
 
 
-def _plan(config: cfg.GameConfig, engine, name: str | None, *, strict: bool = True):
+def _plan(config: cfg.GameConfig, engine, name: str | None, *, strict: bool = True, test_only: bool = False):
     """ltv.horizon's one rule for the datasets `name` asks for, its note printed. With
-    strict=False a `HorizonError` is printed and None returned (for listings)."""
+    strict=False a `HorizonError` is printed and None returned (for listings); `test_only`: see
+    `horizon.plan` (an evaluation reads the test period only)."""
     from ltv import horizon
     from ltv.errors import HorizonError
 
     try:
-        plan = horizon.plan(config, horizon.log_span(engine, config), name)
+        plan = horizon.plan(config, horizon.log_span(engine, config), name, test_only=test_only)
     except HorizonError as e:
         if strict:
             raise
@@ -275,25 +276,6 @@ def _plan(config: cfg.GameConfig, engine, name: str | None, *, strict: bool = Tr
     if plan.message:
         console.print(f"[yellow]{escape(plan.message)}[/yellow]")
     return plan
-
-
-def _test_period_plan(config: cfg.GameConfig, engine, name: str):
-    """`_plan` for an evaluation, which reads only the dataset's test period: where the rule refuses
-    the dataset because the logs cannot hold its training weeks, but its test cutoffs and their
-    labels lie inside the logs, it is evaluated as configured (the rule's message is printed)."""
-    from ltv import datasets, horizon
-    from ltv.errors import HorizonError
-
-    try:
-        return _plan(config, engine, name)
-    except HorizonError as e:
-        span, spec = horizon.log_span(engine, config), datasets.find_spec(config, name)
-        if span is None or not spec.test or spec.test[0] < span[0] or \
-                spec.test[-1] + dt.timedelta(days=config.horizons.ltv_days - 1) > span[1]:
-            raise
-        console.print(f"[yellow]{escape(str(e))} The test period and its labels lie inside the logs: evaluating it as "
-                      f"configured.[/yellow]")
-        return horizon.Plan(config, [spec], "")
 
 
 @datasets_app.command("list")
@@ -405,7 +387,7 @@ def evaluate(game: GameOpt, dataset: Annotated[str, typer.Option(help="dataset v
 
     config, game_id = load_game(game)
     lk, engine = Lake(lake, game_id), _engine(config, lake)
-    plan = _test_period_plan(config, engine, dataset)
+    plan = _plan(config, engine, dataset, test_only=True)
     reg = _registry(config, lake)
     if model is None or model.isdigit():
         version = reg.get(int(model)) if model else reg.champion()

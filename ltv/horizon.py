@@ -144,10 +144,31 @@ def _select(config: GameConfig, name: str | None) -> list:
     return datasets.version_specs(config) if name is None else [datasets.find_spec(config, name)]
 
 
-def plan(config: GameConfig, span: Span | None, name: str | None = None) -> Plan:
+def plan(config: GameConfig, span: Span | None, name: str | None = None, *, test_only: bool = False) -> Plan:
     """The datasets `name` asks for (a configured version, all of them if None, `rolling` for the
     newest rolling window, or `rolling-YYYY-MM-DD`) and the config to build them with, checked
-    against the logs `span`; a `HorizonError` naming the ways out when they do not fit."""
+    against the logs `span`; a `HorizonError` naming the ways out when they do not fit.
+
+    `test_only`: the caller reads only the test period of the one dataset `name` (an evaluation).
+    Where the whole dataset does not fit but its test cutoffs and their labels lie inside the
+    logs, it is planned as configured, the rule's refusal kept as the plan's message."""
+    from ltv import datasets
+
+    try:
+        return _whole(config, span, name)
+    except HorizonError as e:
+        if not test_only or name is None or span is None or \
+                (config.datasets.first_start == "auto" and not name.startswith("rolling")):
+            raise
+        spec = datasets.find_spec(config, name)
+        if not spec.test or spec.test[0] < span[0] or labels_end(config, spec) > span[1]:
+            raise
+        return Plan(config, [spec], f"{e} The test period and its labels lie inside the logs: evaluating it as "
+                                    "configured.")
+
+
+def _whole(config: GameConfig, span: Span | None, name: str | None) -> Plan:
+    """`plan` for datasets read whole (built, trained on)."""
     from ltv import datasets
 
     rolling = name is not None and name.startswith("rolling")

@@ -95,6 +95,30 @@ def test_a_rolling_dataset_after_the_logs_says_where_they_end() -> None:
     assert horizon.labels_end(make_config(), newest.specs[0]) <= last
 
 
+def test_an_evaluation_reads_a_dataset_whose_test_period_and_labels_alone_lie_inside_the_logs() -> None:
+    """`test_only` (ltv evaluate): a rolling dataset whose training weeks the logs cannot hold is
+    refused whole, but planned as configured for its test period when that period and its labels
+    lie inside the logs; the refusal stays in the plan's message. Otherwise it is refused still."""
+    config = make_config()
+    last = FIRST + dt.timedelta(days=horizon.needed_days(config) - 30)  # a month too short
+    name = f"rolling-{last + dt.timedelta(days=1)}"
+    with pytest.raises(HorizonError, match="needs 175") as refused:
+        horizon.plan(config, (FIRST, last), name)
+    test_only = horizon.plan(config, (FIRST, last), name, test_only=True)
+    spec, = test_only.specs
+    assert spec == datasets.find_spec(config, name) and test_only.config is config
+    assert spec.train[0] < FIRST <= spec.test[0] and horizon.labels_end(config, spec) <= last
+    assert test_only.message.startswith(str(refused.value)) and "evaluating it as configured" in test_only.message
+    v1 = datasets.find_spec(config, "v1")
+    for span, dataset in (((spec.test[0] + dt.timedelta(days=1), last), name),  # logs start after its first test cutoff
+                          ((v1.train[0], horizon.labels_end(config, v1) - dt.timedelta(days=1)), "v1")):  # labels after
+        with pytest.raises(HorizonError) as whole:
+            horizon.plan(config, span, dataset)
+        with pytest.raises(HorizonError, match=f"^{re.escape(str(whole.value))}$"):
+            horizon.plan(config, span, dataset, test_only=True)
+    assert horizon.plan(config, (v1.train[0], horizon.labels_end(config, v1)), "v1", test_only=True).message == ""
+
+
 def test_a_dataset_built_at_a_shorter_horizon_trains_a_model_of_that_horizon() -> None:
     config = nine_months()
     assert horizon.as_built(config, {"name": "x"}) is config
