@@ -84,9 +84,9 @@ def list_prefix(sid: str, bucket_arn: str, *prefixes: str) -> iam.PolicyStatemen
                                conditions={"StringLikeIfExists": {"s3:prefix": list(prefixes)}})
 
 
-def champion_statements(stack: Stack, group: str) -> list[iam.PolicyStatement]:
-    """What resolving the champion (`SageMakerRegistry.champion`) needs: the game's package group
-    and its packages, and ListModelPackages (which has no resource-level permission)."""
+def package_statements(stack: Stack, group: str) -> list[iam.PolicyStatement]:
+    """The registry's side of resolving the champion (`SageMakerRegistry.champion`): the game's
+    package group and its packages, and ListModelPackages (which has no resource-level permission)."""
     arn = lambda resource, name: stack.format_arn(service="sagemaker", resource=resource, resource_name=name)  # noqa: E731
     return [
         iam.PolicyStatement(sid="FindChampion", actions=["sagemaker:DescribeModelPackageGroup"],
@@ -95,6 +95,16 @@ def champion_statements(stack: Stack, group: str) -> list[iam.PolicyStatement]:
                             resources=[arn("model-package", f"{group}/*")]),
         iam.PolicyStatement(sid="ListPackages", actions=["sagemaker:ListModelPackages"], resources=["*"]),
     ]
+
+
+def champion_statements(stack: Stack, group: str, artifacts_bucket_arn: str,
+                        models_prefix: str) -> list[iam.PolicyStatement]:
+    """What a role outside the pipeline needs to resolve the champion, besides reading (and
+    decrypting) the objects under `models_prefix`: the packages, and listing that prefix, because
+    a champion's history log may be absent (its status changed, the append did not land) and
+    absent must read as absent (404), not as a 403 that fails the resolution."""
+    return [*package_statements(stack, group),
+            list_prefix("ListModels", artifacts_bucket_arn, f"{models_prefix}*")]
 
 
 def image_job_statements(repository_arn: str, log_groups: list[str], metrics_namespace: str, *, logs_sid: str,
@@ -197,7 +207,7 @@ class MlStack(Stack):
             _volume_grants(s.key.key_arn),
             *image_job_statements(self.image.repository.repository_arn, log_groups, "/aws/sagemaker/TrainingJobs",
                                   logs_sid="JobLogs", metrics_sid="TrainingMetrics"),
-            *champion_statements(self, group),
+            *package_statements(self, group),  # ListPipelineOutputs covers the models' prefix (history logs)
         ]
         return self._policy("JobsPolicy", "ml-jobs", self.jobs_role, statements)
 

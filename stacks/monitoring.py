@@ -40,7 +40,7 @@ from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
 from stacks.etl_jobs import GLUE_JOBS_DIR, JobDef
 from stacks.failure_hook import RULE as GLUE_FAILURE_RULE
-from stacks.ml import MlStack, champion_statements, list_prefix
+from stacks.ml import MlStack, champion_statements
 from stacks.names import Names
 from stacks.scoring import ScoringStack
 
@@ -113,10 +113,9 @@ class MonitoringStack(Stack):
                                 resources=[s.objects_arn(s.curated, "labels/"), s.objects_arn(s.curated, "monitoring/")]),
             *jobs.runtime_statements(lake, [*jobs.code.values(), script],
                                      buckets=(s.curated, s.athena_results, s.artifacts)),
-            *champion_statements(self, group),
+            *champion_statements(self, group, s.artifacts.bucket_arn, ml.models_prefix),
             iam.PolicyStatement(sid="ReadModelArchives", actions=["s3:GetObject"],
                                 resources=[s.objects_arn(s.artifacts, ml.models_prefix)]),
-            list_prefix("ListModels", s.artifacts.bucket_arn, f"{ml.models_prefix}*"),  # a missing history log reads as absent
             iam.PolicyStatement(sid="Metrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": metric_names.namespace(
                                     self.config.game.id)}}),

@@ -132,11 +132,8 @@ class ScoringStack(Stack):
                                 resources=[st.objects_arn(st.artifacts, MANIFESTS)]),
             iam.PolicyStatement(sid="ReadPackageMetrics", actions=["s3:GetObject"],
                                 resources=[st.objects_arn(st.artifacts, self.models_prefix)]),
-            # the champion's history log may be absent (its status changed, the append did not land):
-            # absent must read as absent, not 403
-            list_prefix("ListModels", st.artifacts.bucket_arn, f"{self.models_prefix}*"),
             self._key_through("s3", "UseGameKeyThroughS3"),
-            *champion_statements(self, group),
+            *champion_statements(self, group, st.artifacts.bucket_arn, self.models_prefix),
             iam.PolicyStatement(sid="Models", actions=["sagemaker:CreateModel", "sagemaker:DescribeModel",
                                                        "sagemaker:AddTags"],
                                 resources=[self._arn("sagemaker", "model", f"{game}-v*")]),

@@ -54,7 +54,7 @@ from ltv.errors import RegistryError  # noqa: E402
 from ltv.lake import SUCCESS  # noqa: E402
 from ltv.monitoring import Monitor, metric_data, missed_scoring_runs  # noqa: E402
 from ltv.promotion import APPROVED, PENDING, REJECTED  # noqa: E402
-from ltv.sagemaker_registry import SageMakerRegistry  # noqa: E402
+from ltv.sagemaker_registry import CHANGES, METADATA, SageMakerRegistry  # noqa: E402
 from ltv.sagemaker_scoring import BatchScoring, Settings, job_name, marker  # noqa: E402
 from ltv.scoring import connect, score  # noqa: E402
 from stacks.game import build_app  # noqa: E402
@@ -137,9 +137,13 @@ class Game:
         return role(self.tpl, fn["Stack"], logical_id)
 
     def role_named(self, stack: str, name: str) -> PolicyEvaluator:
-        role = next(k for k, r in self.tpl.resources(stack, "AWS::IAM::Role").items()
-                    if self.tpl.resolve(stack, r["Properties"].get("RoleName")) == name)
-        return self.role_policy(stack, role)
+        return self.role_called(stack, name).policy
+
+    def role_called(self, stack: str, name: str) -> Role:
+        """The role named `name` in the stack's template, with exactly its statements."""
+        logical_id = next(k for k, r in self.tpl.resources(stack, "AWS::IAM::Role").items()
+                          if self.tpl.resolve(stack, r["Properties"].get("RoleName")) == name)
+        return role(self.tpl, stack, logical_id)
 
     def registry(self, **kwargs: Any) -> SageMakerRegistry:
         return SageMakerRegistry(self.config.game.id, sagemaker=self.sm, s3=self.s3, **kwargs)
@@ -290,12 +294,13 @@ def register_model(game: Game, model: Any, status: str = APPROVED) -> int:
                              reason="registered by the test").version
 
 
-def filler_package(game: Game, status: str) -> int:
+def filler_package(game: Game, status: str, metadata: dict[str, str] | None = None) -> int:
     """A model package made straight through the API (no archive needed to resolve the champion)."""
     spec = game.registry(image_uri=IMAGE).inference_specification(
         f"s3://{game.bucket('artifacts')}/pipelines/ltv-galaxy-raiders-retrain/models/x/model.tar.gz")
     arn = game.sm.create_model_package(ModelPackageGroupName="ltv-galaxy-raiders", ModelApprovalStatus=status,
-                                       InferenceSpecification=spec)["ModelPackageArn"]
+                                       InferenceSpecification=spec,
+                                       **({"CustomerMetadataProperties": metadata} if metadata else {}))["ModelPackageArn"]
     return int(arn.rsplit("/", 1)[1])
 
 
@@ -541,6 +546,39 @@ def test_an_api_error_resolving_the_champion_is_raised_for_a_retry_and_starts_no
     with_hooks(game, monkeypatch, score_handler)
     outcome, = score_handler.handler(event, Context("ltv-galaxy-raiders-score"))["outcomes"]
     assert outcome["status"] == "started" and len(jobs(game)) == 1
+
+
+@pytest.mark.parametrize("resolving", ["score", "monitor"])
+def test_a_champion_whose_history_log_is_missing_resolves_as_the_roles_that_resolve_it(game, resolving) -> None:
+    """The champion counts a change made through ltv (`ltv:changes`) whose history log never landed
+    (the status changed, the append failed). The scoring and monitoring roles may list the models'
+    prefix, so S3 answers the log's absence 404 and the champion resolves from SageMaker's record;
+    the same role without any listing of the bucket gets S3's 403 and cannot resolve it."""
+    import boto3
+
+    # registered Pending, approved since through ltv (one change counted), its log's append lost
+    number = filler_package(game, APPROVED, {METADATA["status"]: PENDING, CHANGES: "1"})
+    session = boto3.Session(region_name=game.tpl.region)  # made now: its calls are enforced
+    resolver = SageMakerRegistry(game.config.game.id, sagemaker=session.client("sagemaker"), s3=session.client("s3"))
+    log = f"/pipelines/ltv-galaxy-raiders-retrain/models/x/history-{number}.json"
+    acting = game.function_role("score") if resolving == "score" else \
+        game.role_called(game.stack("Monitoring"), game.names.resource("monitor"))
+    recorder = game.account.recorder
+    with recorder.acting_as(acting):
+        champion = resolver.champion()
+    assert champion is not None and champion.version == number
+    assert [h["status"] for h in champion.history] == [PENDING, APPROVED] and \
+        champion.history[-1]["by"] == "outside ltv", "the change shows as made outside ltv"
+    assert any(n.action == "s3:GetObject" and n.resource.endswith(log) for n in recorder.needs), "the log was read"
+    artifacts = f"arn:aws:s3:::{game.bucket('artifacts')}"
+    lists = lambda st: PolicyEvaluator([st]).allows("s3:ListBucket", artifacts)  # noqa: E731
+    # the champion's grants (stacks.ml.champion_statements) list the models; the monitoring job's
+    # runtime grants list its whole artifacts bucket as well
+    assert [st.get("Sid") for st in acting.policy.statements if lists(st)] == \
+        {"score": ["ListModels"], "monitor": ["ListBuckets", "ListModels"]}[resolving]
+    unlisted = Role(acting.name, acting.arn, PolicyEvaluator([st for st in acting.policy.statements if not lists(st)]))
+    with recorder.acting_as(unlisted), pytest.raises(RegistryError, match="read the version.s history: AccessDenied"):
+        resolver.champion()
 
 
 def test_a_throttled_or_racing_create_transform_job(game, handlers, scoring_lake, tiny_model, monkeypatch) -> None:
