@@ -31,7 +31,6 @@ from ltv.config import GameConfig
 from ltv.registry import group_name
 from pipelines.retrain import Locations, definition, pipeline_name
 from stacks.data_lake import DataLakeStack
-from stacks.etl_jobs import _config_file
 from stacks.nag import acknowledge_wildcards
 from stacks.names import Names
 
@@ -138,10 +137,11 @@ def sub_body(body: dict[str, Any], values: dict[str, str]) -> str:
 
 class MlStack(Stack):
     """`Ltv-<Game>-Ml`: `image`, `group` (model package group), `pipeline`, `jobs_role`,
-    `pipeline_role` and `trigger` (starts the pipeline after the dataset job)."""
+    `pipeline_role` and `trigger` (starts the pipeline after the dataset job); `config_asset` is
+    the ETL jobs' config object, which the pipeline's jobs read too."""
 
     def __init__(self, scope: Construct, id_: str, *, config: GameConfig, lake: DataLakeStack, core_wheel: Path,
-                 dataset_job: str, **kwargs: Any) -> None:
+                 config_asset: assets.Asset, dataset_job: str, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
         names, self.config = Names.of(config), config
         self.names, self.storage = names, lake.storage
@@ -150,7 +150,7 @@ class MlStack(Stack):
             self, "Image", directory=str(image_context(core_wheel, staging / "image")),
             build_args={"CORE_WHEEL": f"wheel/{core_wheel.name}"}, platform=ecr_assets.Platform.LINUX_AMD64,
             display_name=f"ltv-{config.game.id} image")
-        self.config_asset = assets.Asset(self, "Config", path=str(_config_file(config, staging)))
+        self.config_asset = config_asset  # the ETL jobs' (one asset per game; the Etl stack publishes it)
         self.group = sagemaker.CfnModelPackageGroup(
             self, "ModelGroup", model_package_group_name=group_name(config.game.id),
             model_package_group_description=f"{config.game.name}: LTV models (champion = latest Approved)")
