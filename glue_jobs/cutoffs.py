@@ -24,17 +24,19 @@ def due_cutoffs(config: GameConfig, day: dt.date) -> tuple[list[dt.date], list[d
 
 
 def run(rt: common.Runtime, args: common.Args) -> str:
+    days = etl.PlayerDays(rt.engine, rt.config)  # the steps' player_day days overlap: each is checked once
     if "cutoff" in args:
         cutoff = dt.date.fromisoformat(args["cutoff"])
-        features, labels = [cutoff], [cutoff] if etl.labels_available(rt.engine, rt.config, cutoff) else []
+        features, labels = [cutoff], [cutoff] if etl.labels_available(rt.engine, rt.config, cutoff, days=days) else []
     else:
         features, labels = due_cutoffs(rt.config, rt.run_date(args))
     done = []
     for c in features:
-        summary = etl.ensure_summary(rt.engine, rt.config, c)
+        summary = etl.ensure_summary(rt.engine, rt.config, c, days=days)
         done.append(f"summary {c}: " + (f"{summary.rows} players" if summary else "current"))
-        done.append(f"features {c}: {etl.build_features(rt.engine, rt.config, c, summary_ensured=True).rows} rows")
-    done += [f"labels {c}: {etl.build_labels(rt.engine, rt.config, c).rows} rows" for c in labels]
+        features_built = etl.build_features(rt.engine, rt.config, c, summary_ensured=True, days=days)
+        done.append(f"features {c}: {features_built.rows} rows")
+    done += [f"labels {c}: {etl.build_labels(rt.engine, rt.config, c, days=days).rows} rows" for c in labels]
     return "; ".join(done) or "no cutoff is due"
 
 

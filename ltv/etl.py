@@ -214,24 +214,51 @@ def _days(days: list[str]) -> str:
     return ", ".join(days) if len(days) <= 5 else f"{len(days)} days ({days[0]} .. {days[-1]})"
 
 
+class PlayerDays:
+    """player_day as the steps of one run see it: listed once, and each day's definition read
+    once however many steps need it (a cutoff's summary, features and labels read overlapping
+    days; on Athena each listing is an S3 LIST, each definition an S3 GET). Not to be kept across
+    a write of player_day."""
+
+    def __init__(self, engine: Engine, config: GameConfig):
+        self.engine, self.config = engine, config
+        self._listed: list[str] | None = None
+        self._current: set[str] = set()  # days already found present and current
+
+    def listed(self) -> list[str]:
+        if self._listed is None:
+            self._listed = self.engine.partitions("player_day")
+        return self._listed
+
+    def cover(self, start: dt.date, end: dt.date) -> bool:
+        """True when player_day holds every day in [start, end)."""
+        have = set(self.listed())
+        return all(str(d) in have for d in day_range(start, end))
+
+    def require(self, start: dt.date, end: dt.date, why: str) -> None:
+        """Raise unless player_day holds every day in [start, end) from the game's first day on,
+        each computed under the config's present definition."""
+        config, have = self.config, self.listed()
+        if not have:
+            raise MissingPartitionError(f"player_day is empty; build it first: ltv features daily --game {config.game.id}")
+        first, present = dt.date.fromisoformat(have[0]), set(have)
+        needed = [str(d) for d in day_range(max(start, first), end)]
+        missing = [d for d in needed if d not in present]
+        if missing:
+            raise MissingPartitionError(f"{why} needs player_day for {_days(missing)}; "
+                                        f"run: ltv features daily --game {config.game.id} --date {missing[0]} --to {missing[-1]}")
+        stale = stale_partitions(self.engine, config, "player_day", [d for d in needed if d not in self._current])
+        if stale:
+            raise StaleDefinitionError(
+                f"{why} needs player_day for {_days(stale)}, which was built under another log mapping or SQL version "
+                f"than config {config.game.id!r} now defines (or before definitions were recorded). Rebuild it: "
+                f"ltv features daily --game {config.game.id} --date {stale[0]} --to {stale[-1]}")
+        self._current.update(needed)
+
+
 def require_player_day(engine: Engine, config: GameConfig, start: dt.date, end: dt.date, why: str) -> None:
-    """Raise unless player_day holds every day in [start, end) from the game's first day on,
-    each computed under the config's present definition (log mapping and SQL)."""
-    have = engine.partitions("player_day")
-    if not have:
-        raise MissingPartitionError(f"player_day is empty; build it first: ltv features daily --game {config.game.id}")
-    first, present = dt.date.fromisoformat(have[0]), set(have)
-    needed = [str(d) for d in day_range(max(start, first), end)]
-    missing = [d for d in needed if d not in present]
-    if missing:
-        raise MissingPartitionError(f"{why} needs player_day for {_days(missing)}; "
-                                    f"run: ltv features daily --game {config.game.id} --date {missing[0]} --to {missing[-1]}")
-    stale = stale_partitions(engine, config, "player_day", needed)
-    if stale:
-        raise StaleDefinitionError(
-            f"{why} needs player_day for {_days(stale)}, which was built under another log mapping or SQL version "
-            f"than config {config.game.id!r} now defines (or before definitions were recorded). Rebuild it: "
-            f"ltv features daily --game {config.game.id} --date {stale[0]} --to {stale[-1]}")
+    """Raise unless player_day holds every day in [start, end) (see `PlayerDays.require`)."""
+    PlayerDays(engine, config).require(start, end, why)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,13 +283,15 @@ def previous_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> dt.
     return None
 
 
-def build_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
+def build_summary(engine: Engine, config: GameConfig, cutoff: dt.date, *, days: PlayerDays | None = None) -> WriteResult:
     """The running summary at `cutoff` (every player's whole-history aggregates of dt < cutoff),
-    incrementally from the newest current summary before it, else from scratch."""
+    incrementally from the newest current summary before it, else from scratch; `days`: the
+    run's view of player_day (see `PlayerDays`)."""
     previous = previous_summary(engine, config, cutoff)
     # from scratch, every day since the first must be there; incrementally, the days since the previous
     # summary (the earlier ones were checked when it was built, and rewriting one since made it stale)
-    require_player_day(engine, config, previous or dt.date.min, cutoff, f"features at {cutoff} (whole-history summary)")
+    (days or PlayerDays(engine, config)).require(previous or dt.date.min, cutoff,
+                                                 f"features at {cutoff} (whole-history summary)")
     result = engine.write_partitions("player_summary", summary_sql(config, cutoff, previous), value=str(cutoff))
     engine.put_partition_json("player_summary", str(cutoff), LINEAGE_FILE,
                               {"previous": str(previous) if previous else None,
@@ -271,11 +300,12 @@ def build_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteR
     return result
 
 
-def ensure_summary(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult | None:
+def ensure_summary(engine: Engine, config: GameConfig, cutoff: dt.date, *,
+                   days: PlayerDays | None = None) -> WriteResult | None:
     """Build the summary at `cutoff` unless it is complete and current; None when it was."""
     if is_current(engine, config, "player_summary", str(cutoff)):
         return None
-    return build_summary(engine, config, cutoff)
+    return build_summary(engine, config, cutoff, days=days)
 
 
 def _stale_summaries_after(engine: Engine, day: dt.date, why: str) -> None:
@@ -305,14 +335,16 @@ def labels_sql(config: GameConfig, cutoff: dt.date) -> str:
                       purchase_days=config.horizons.purchase_days)
 
 
-def build_features(engine: Engine, config: GameConfig, cutoff: dt.date, *, summary_ensured: bool = False) -> WriteResult:
+def build_features(engine: Engine, config: GameConfig, cutoff: dt.date, *, summary_ensured: bool = False,
+                   days: PlayerDays | None = None) -> WriteResult:
     """Features of the population at `cutoff` (reads player_day before the cutoff only): the
     whole-history summary at the cutoff first (built unless current; `summary_ensured`: the
-    caller has just run `ensure_summary`, so it is not checked again), then the features."""
-    w = Windows.of(config, cutoff)
+    caller has just run `ensure_summary`, so it is not checked again), then the features.
+    player_day's days are checked once for both (`days`: the caller's run, see `PlayerDays`)."""
+    w, days = Windows.of(config, cutoff), days or PlayerDays(engine, config)
     if not summary_ensured:
-        ensure_summary(engine, config, cutoff)
-    require_player_day(engine, config, w.recent_start, cutoff, f"features at {cutoff}")
+        ensure_summary(engine, config, cutoff, days=days)
+    days.require(w.recent_start, cutoff, f"features at {cutoff}")
     result = engine.write_partitions("features", features_sql(config, cutoff), value=str(cutoff))
     if result.rows == 0:
         raise EmptyWindowError(f"no player was active in [{w.window_start}, {cutoff}): the cutoff is before the "
@@ -323,26 +355,26 @@ def build_features(engine: Engine, config: GameConfig, cutoff: dt.date, *, summa
     return result
 
 
-def build_labels(engine: Engine, config: GameConfig, cutoff: dt.date) -> WriteResult:
+def build_labels(engine: Engine, config: GameConfig, cutoff: dt.date, *, days: PlayerDays | None = None) -> WriteResult:
     """Labels at `cutoff` (reads [cutoff, cutoff + horizon) only; needs those days complete)."""
     w = Windows.of(config, cutoff)
-    require_player_day(engine, config, cutoff, w.label_end, f"labels at {cutoff}")
+    (days or PlayerDays(engine, config)).require(cutoff, w.label_end, f"labels at {cutoff}")
     result = engine.write_partitions("labels", labels_sql(config, cutoff), value=str(cutoff))
     _record_definition(engine, config, "labels", [str(cutoff)])
     return result
 
 
-def labels_available(engine: Engine, config: GameConfig, cutoff: dt.date) -> bool:
+def labels_available(engine: Engine, config: GameConfig, cutoff: dt.date, *, days: PlayerDays | None = None) -> bool:
     """True when player_day covers the whole label window of `cutoff`."""
-    have = set(engine.partitions("player_day"))
-    return all(str(d) in have for d in day_range(cutoff, Windows.of(config, cutoff).label_end))
+    return (days or PlayerDays(engine, config)).cover(cutoff, Windows.of(config, cutoff).label_end)
 
 
 def ensure_cutoff(engine: Engine, config: GameConfig, cutoff: dt.date, *, labels: bool = True) -> None:
     """Build the features (and labels) of a cutoff unless they are complete and current: a
     partition computed under another definition (e.g. before the horizon or the history steps
     changed in the config) is rebuilt, never served as if it matched."""
+    days = PlayerDays(engine, config)
     if not is_current(engine, config, "features", str(cutoff)):
-        build_features(engine, config, cutoff)
+        build_features(engine, config, cutoff, days=days)
     if labels and not is_current(engine, config, "labels", str(cutoff)):
-        build_labels(engine, config, cutoff)
+        build_labels(engine, config, cutoff, days=days)

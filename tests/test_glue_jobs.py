@@ -830,7 +830,9 @@ def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud,
     previous = previous_cutoff(config, due)
     etl.build_summary(local_engine, config, previous)
     cloud.upload(local / game, cloud.bucket("curated"), f"player_summary/cutoff={previous}")
+    start = len(cloud.recorder.needs)
     both(cutoffs, "cutoffs", date=unvalidated)
+    job_s3 = [n for n in cloud.recorder.needs[start:] if n.why in ("s3:ListObjectsV2", "s3:GetObject")]
     both(dataset, "dataset", version="rolling", date=unvalidated)
 
     curated = cloud.bucket("curated")
@@ -867,6 +869,13 @@ def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud,
     for split in ("train", "validation", "test"):
         frames_equal(cloud.read(curated, f"{version}/split={split}/part-0.parquet"),
                      pd.read_parquet(local / game / version / f"split={split}" / "part-0.parquet"), ["player_id", "cutoff"])
+
+    # the cutoffs job on S3: player_day listed once, each day's definition read once, every day it reads checked
+    listed = [dict(n.context)["s3:prefix"] for n in job_s3 if n.why == "s3:ListObjectsV2"]
+    checked = [n.resource.split("/dt=", 1)[1].split("/")[0] for n in job_s3
+               if n.why == "s3:GetObject" and "/player_day/dt=" in n.resource and n.resource.endswith(etl.DEFINITION_FILE)]
+    assert listed.count("player_day/") == 1 and sorted(checked) == sorted(set(checked)), (listed, checked)
+    assert set(checked) == player_day_checked(config, due, previous)
 
     policy = job_role_policy(cloud)
     for need in (n for p in props.values() for n in glue_platform_needs(cloud, p)):
@@ -1139,24 +1148,38 @@ def _json_path(event: dict, path: str) -> Any:
     return value
 
 
-def test_the_cutoffs_job_checks_the_summary_once(tmp_path):
+def test_the_cutoffs_job_checks_the_summary_and_each_player_day_day_once(tmp_path):
     """One listing and one definition read of player_summary for the summary it builds (the
-    features step does not check it again): each is an S3 LIST / GET on Athena."""
+    features step does not check it again), and one listing of player_day with one definition
+    read per day, though the summary, the features and the labels read overlapping days: on
+    Athena each is an S3 LIST / GET (counted on S3 itself in the cloud-path test)."""
     config = cfg.load(GAMES / "galaxy-raiders.yaml")
     day = due_day(config)
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[str, str, str | None]] = []
 
     class Counting(RecordingEngine):
         def partitions(self, table: str) -> list[str]:
-            calls.append(("list", table))
+            calls.append(("list", table, None))
             return super().partitions(table)
 
         def get_partition_json(self, table: str, value: str, name: str):
-            calls.append(("get", table))
+            calls.append(("get", table, value))
             return super().get_partition_json(table, value, name)
 
     engine = Counting(config, etl.day_range(dt.date(2024, 1, 1), dt.date(2025, 12, 31)))
     engine.complete = [str(previous_cutoff(config, day))]
     cutoffs.run(common.Runtime(config, engine, Lake(tmp_path, config.game.id), lambda: NOW), {"date": str(day)})
+    count = lambda kind, table: sum(1 for k, t, _ in calls if (k, t) == (kind, table))  # noqa: E731
     # the check of the summary at the cutoff (not current: it is built), then the previous summary it continues
-    assert calls.count(("list", "player_summary")) == 2 and calls.count(("get", "player_summary")) == 1, calls
+    assert count("list", "player_summary") == 2 and count("get", "player_summary") == 1, calls
+    read = [v for k, t, v in calls if (k, t) == ("get", "player_day")]
+    assert count("list", "player_day") == 1 and sorted(read) == sorted(set(read)), calls
+    assert set(read) == player_day_checked(config, day, previous_cutoff(config, day)), "every day the steps read"
+
+
+def player_day_checked(config: cfg.GameConfig, day: dt.date, previous: dt.date) -> set[str]:
+    """The player_day days the cutoffs job run after `day` reads, the summary continuing from the
+    one at `previous`: the summary's [previous, cutoff), the features' recent window, the labels' window."""
+    (features_at,), (labels_at,) = cutoffs.due_cutoffs(config, day)
+    recent, label_end = etl.Windows.of(config, features_at).recent_start, etl.Windows.of(config, labels_at).label_end
+    return {str(d) for d in [*etl.day_range(min(previous, recent), features_at), *etl.day_range(labels_at, label_end)]}
