@@ -112,7 +112,7 @@ def test_every_game_config_synthesises_into_its_own_account(app, games):
             assert st.tags.tag_values()["ltv:game"] == config.game.id
     depends = {c: {d.node.id.rsplit("-", 1)[1] for d in stack(app, games["galaxy-raiders"], c).dependencies}
                for c in CONCERNS}
-    assert depends == {"DataLake": set(), "Alerts": {"DataLake"}, "Etl": {"DataLake", "Alerts"}, "Ml": {"DataLake"},
+    assert depends == {"DataLake": set(), "Alerts": {"DataLake"}, "Etl": {"DataLake", "Alerts"}, "Ml": {"DataLake", "Etl"},
                        "Scoring": {"DataLake", "Alerts", "Ml"}, "Monitoring": {"DataLake", "Alerts", "Etl", "Ml", "Scoring"}}
 
 

@@ -875,7 +875,7 @@ def test_every_job_on_the_cloud_path_writes_what_the_duckdb_source_writes(cloud,
     checked = [n.resource.split("/dt=", 1)[1].split("/")[0] for n in job_s3
                if n.why == "s3:GetObject" and "/player_day/dt=" in n.resource and n.resource.endswith(etl.DEFINITION_FILE)]
     assert listed.count("player_day/") == 1 and sorted(checked) == sorted(set(checked)), (listed, checked)
-    assert set(checked) == player_day_checked(config, due, previous)
+    assert set(checked) == player_day_checked(config, due, previous, first=START)
 
     policy = job_role_policy(cloud)
     for need in (n for p in props.values() for n in glue_platform_needs(cloud, p)):
@@ -1177,9 +1177,12 @@ def test_the_cutoffs_job_checks_the_summary_and_each_player_day_day_once(tmp_pat
     assert set(read) == player_day_checked(config, day, previous_cutoff(config, day)), "every day the steps read"
 
 
-def player_day_checked(config: cfg.GameConfig, day: dt.date, previous: dt.date) -> set[str]:
+def player_day_checked(config: cfg.GameConfig, day: dt.date, previous: dt.date,
+                       first: dt.date = dt.date.min) -> set[str]:
     """The player_day days the cutoffs job run after `day` reads, the summary continuing from the
-    one at `previous`: the summary's [previous, cutoff), the features' recent window, the labels' window."""
+    one at `previous`: the summary's [previous, cutoff), the features' recent window, the labels'
+    window; none before player_day's `first` day."""
     (features_at,), (labels_at,) = cutoffs.due_cutoffs(config, day)
     recent, label_end = etl.Windows.of(config, features_at).recent_start, etl.Windows.of(config, labels_at).label_end
-    return {str(d) for d in [*etl.day_range(min(previous, recent), features_at), *etl.day_range(labels_at, label_end)]}
+    return {str(d) for d in [*etl.day_range(min(previous, recent), features_at), *etl.day_range(labels_at, label_end)]
+            if d >= first}
