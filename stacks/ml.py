@@ -186,10 +186,10 @@ class MlStack(Stack):
             iam.PolicyStatement(sid="ReadDatasets", actions=["s3:GetObject"],
                                 resources=[s.objects_arn(s.curated, DATASET_PREFIX)]),
             list_prefix("ListDatasets", s.curated.bucket_arn, f"{DATASET_PREFIX}*"),
-            # the evaluate step: is a label-decay retrain awaited? (a state not yet published reads 404)
+            # the evaluate step: is a label-decay retrain awaited? (ListDatasets also makes a state not
+            # yet published read 404, not 403: see list_prefix)
             iam.PolicyStatement(sid="ReadMonitoringState", actions=["s3:GetObject"],
                                 resources=[s.object_arn(s.curated, MONITORING_STATE)]),
-            # MUTANT list_prefix("ListMonitoringState", s.curated.bucket_arn, MONITORING_STATE),
             iam.PolicyStatement(sid="PipelineOutputs", actions=["s3:GetObject", "s3:PutObject",
                                                                  "s3:AbortMultipartUpload"],
                                 resources=[s.objects_arn(s.artifacts, PIPELINE_PREFIX)]),
