@@ -26,11 +26,12 @@ from typing import Any
 
 from glue_jobs import _common as common  # from the core wheel on the job's Python path
 from ltv import metric_names
+from ltv.lake import MONITORING_STATE
 from ltv.monitoring import ALARM_STATE, Alert, Monitor, alert_body, alert_text, metric_data, missed_scoring_runs
 from ltv.scoring import Predictions
 
 log = logging.getLogger("ltv.glue")
-STATE = "state.json"
+STATE = MONITORING_STATE.rsplit("/", 1)[1]
 
 
 def run(rt: common.Runtime, args: common.Args, clients: dict[str, Any] | None = None) -> str:

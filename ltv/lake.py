@@ -37,6 +37,10 @@ from typing import Any
 from ltv.errors import StorageError
 
 SUCCESS = "_SUCCESS"
+MONITORING = "monitoring"
+# the monitoring state (checkpoints, incidents), relative to the game's base: the same key in the
+# curated bucket, where the monitoring job publishes it and the pipeline's evaluate step reads it
+MONITORING_STATE = f"{MONITORING}/state.json"
 SCRATCH = re.compile(r"^\.(?P<kind>tmp|old|staging|work)-(?P<name>.*)-[0-9a-f]{8}-p(?P<pid>\d+)$")
 # a write that fails with one of these is the disk's or the directory's fault, not the data's
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS}
@@ -74,7 +78,11 @@ class Lake:
 
     @property
     def monitoring(self) -> Path:
-        return self.base / "monitoring"
+        return self.base / MONITORING
+
+    @property
+    def monitoring_state(self) -> Path:
+        return self.base / MONITORING_STATE
 
     @property
     def validation_reports(self) -> Path:

@@ -186,7 +186,7 @@ class Monitor:
         self.dir = lake.monitoring
 
     def _state(self) -> dict[str, Any]:
-        path = self.dir / "state.json"
+        path = self.lake.monitoring_state
         return json.loads(path.read_text()) if path.exists() else {"monitored_scores": [], "evaluated": []}
 
     def run(self, day: dt.date, validation_failures: list[str] | None = None) -> MonitoringReport:
@@ -242,7 +242,7 @@ class Monitor:
             write_json_atomic(self.dir / f"date={day}.json", {"measurements": [asdict(m) for m in measurements],
                                                                "values": [asdict(v) for v in values],
                                                                "alerts": [asdict(a) for a in alerts]})
-        write_json_atomic(self.dir / "state.json", state)
+        write_json_atomic(self.lake.monitoring_state, state)
         return report
 
     def _alerts(self, day: dt.date, transitions: list[Transition]) -> list[Alert]:
@@ -266,12 +266,19 @@ class Monitor:
     def focus(self) -> Focus | None:
         """What a retrain asked for by a label-decay incident must fix: its metric on the cohorts that
         decayed (None when no label-decay incident awaits a retrain)."""
-        incidents = self._state().get("incidents", {})
-        for policy in self.config.monitoring.policies:
-            incident = incidents.get(policy.name)
-            if policy.signal == "label_decay" and incident and incident["state"] == RETRAIN_REQUESTED:
-                return Focus(policy.name, incident["metric"], tuple(incident["cohorts"]))
-        return None
+        return retrain_focus(self._state(), self.config.monitoring.policies)
+
+
+def retrain_focus(state: dict[str, Any], policies: list[Policy]) -> Focus | None:
+    """The focus of a monitoring state (`Monitor.focus`): the first label-decay policy whose
+    incident awaits a retrain. The SageMaker pipeline's evaluate step reads it from the state the
+    monitoring job published, so the same retrain is judged the same way locally and in AWS."""
+    incidents = state.get("incidents", {})
+    for policy in policies:
+        incident = incidents.get(policy.name)
+        if policy.signal == "label_decay" and incident and incident["state"] == RETRAIN_REQUESTED:
+            return Focus(policy.name, incident["metric"], tuple(incident["cohorts"]))
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ class DailyLoop:
                  log: Callable[[str, str], None]) -> dict[str, Any]:
         """The day's monitoring step. Monitoring keeps its own state and appends alerts, so an
         interrupted attempt is rolled back to the checkpoint recorded before it, then redone."""
-        state, alerts = self.monitor.dir / "state.json", self.monitor.dir / "alerts.jsonl"
+        state, alerts = self.monitor.lake.monitoring_state, self.monitor.dir / "alerts.jsonl"
         checkpoint = entry.get("monitor_checkpoint")
         if checkpoint is None:
             checkpoint = {"state": state.read_text() if state.exists() else None,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ltv.config import GameConfig
+from ltv.lake import MONITORING_STATE
 from ltv.registry import APPROVED, PENDING
 from ltv.registry import group_name
 from ltv.registry import CONTENT_TYPES
@@ -42,7 +43,7 @@ class Locations:
 
     image_uri: str          # the game's image in ECR
     role_arn: str           # the role the jobs run with
-    curated_bucket: str     # dataset versions under datasets/<version>/
+    curated_bucket: str     # dataset versions under datasets/<version>/, the monitoring state
     artifacts_bucket: str   # the pipeline's outputs under pipelines/<pipeline name>/
     config_uri: str         # s3:// URI of the game config the stack ships
     key_arn: str            # the game's KMS key: the jobs' volumes and outputs are encrypted with it
@@ -66,7 +67,8 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
         Train              training: the image's `train` on that S3 prefix -> model.tar.gz
         Evaluate           processing: the challenger and the champion (the latest Approved package,
                            looked up when the step runs) on the same test rows -> evaluation.json
-                           (a PropertyFile) + report.html
+                           (a PropertyFile) + report.html; a label-decay incident awaiting this
+                           retrain in the monitoring state focuses the decision on what decayed
         PromotionDecision  condition: evaluation.json's promotion.promote == 1
         Register           RegisterModel into ltv-<game>: image + archive, ModelApprovalStatus,
                            evaluation.json as model metrics, lineage as customer metadata
@@ -167,7 +169,8 @@ def get_pipeline(config: GameConfig, where: Locations, *, version: str | None = 
                                       destination=run_uri("evaluation"))],
             arguments=["--game", game, "--model", f"{PROCESSING}/model", "--dataset", f"{PROCESSING}/dataset",
                        "--config", f"{PROCESSING}/config", "--output", f"{PROCESSING}/evaluation",
-                       "--region", config.require_aws().region]))
+                       "--region", config.require_aws().region,
+                       "--monitoring-state", f"s3://{where.curated_bucket}/{MONITORING_STATE}"]))
     decision = lambda path: JsonGet(step_name=evaluate.name, property_file=evaluation_file, json_path=path)  # noqa: E731
 
     package = Model(image_uri=where.image_uri, model_data=model_data, role=where.role_arn, sagemaker_session=session)

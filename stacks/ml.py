@@ -28,6 +28,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from ltv.config import GameConfig
+from ltv.lake import MONITORING_STATE
 from ltv.registry import group_name
 from pipelines.retrain import Locations, definition, pipeline_name
 from stacks.data_lake import DataLakeStack
@@ -185,8 +186,8 @@ class MlStack(Stack):
         return self.format_arn(service="sagemaker", resource=resource, resource_name=name)
 
     def _grant_jobs(self) -> iam.Policy:
-        """What the jobs do: read the dataset versions and the config, write and read the
-        pipeline's outputs (champion archives included), pull the image, log, find the champion."""
+        """What the jobs do: read the dataset versions, the config and the monitoring state, write and
+        read the pipeline's outputs (champion archives included), pull the image, log, find the champion."""
         s, group = self.storage, group_name(self.config.game.id)
         config_object = self.config_asset.bucket.arn_for_objects(self.config_asset.s3_object_key)
         log_groups = [self.format_arn(service="logs", resource="log-group", resource_name=f"{g}:*",
@@ -195,6 +196,10 @@ class MlStack(Stack):
             iam.PolicyStatement(sid="ReadDatasets", actions=["s3:GetObject"],
                                 resources=[s.objects_arn(s.curated, DATASET_PREFIX)]),
             list_prefix("ListDatasets", s.curated.bucket_arn, f"{DATASET_PREFIX}*"),
+            # the evaluate step: is a label-decay retrain awaited? (ListDatasets also makes a state not
+            # yet published read 404, not 403: see list_prefix)
+            iam.PolicyStatement(sid="ReadMonitoringState", actions=["s3:GetObject"],
+                                resources=[s.object_arn(s.curated, MONITORING_STATE)]),
             iam.PolicyStatement(sid="PipelineOutputs", actions=["s3:GetObject", "s3:PutObject",
                                                                  "s3:AbortMultipartUpload"],
                                 resources=[s.objects_arn(s.artifacts, PIPELINE_PREFIX)]),

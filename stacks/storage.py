@@ -83,7 +83,11 @@ class LakeStorage(Construct):
         """ARN of the objects under a prefix of one of these buckets, spelled with the bucket's
         literal name: other stacks can use it in a policy without an export, and every reader of
         the policy (and cdk-nag) sees which bucket it is."""
-        return f"arn:{Stack.of(self).partition}:s3:::{self._literal_names[bucket.node.id]}/{prefix}*"
+        return self.object_arn(bucket, f"{prefix}*")
+
+    def object_arn(self, bucket: s3.IBucket, key: str) -> str:
+        """ARN of one object (or, with a trailing `*`, of a prefix's objects) of one of these buckets."""
+        return f"arn:{Stack.of(self).partition}:s3:::{self._literal_names[bucket.node.id]}/{key}"
 
     def _allow_raw_writer(self, index: int, writer: RawWriter) -> None:
         """`aws.raw_writers[index]` may put objects under its prefixes of the raw bucket (and list

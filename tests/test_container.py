@@ -150,10 +150,15 @@ def aws(monkeypatch):
         yield
 
 
+@pytest.mark.parametrize("decayed", [False, True], ids=["no-incident", "label-decay-awaits-this-retrain"])
 def test_evaluate_takes_the_local_flows_decision_with_the_champion_from_sagemaker(
-        aws, tiny_game, tiny_model, trained, tmp_path, monkeypatch) -> None:
+        aws, tiny_game, tiny_model, trained, tmp_path, monkeypatch, decayed) -> None:
+    """The pipeline's decision is `ltv train`'s, including the focus `ltv run` gives a retrain that a
+    label-decay incident asked for (read from the monitoring state the monitoring job publishes)."""
     import boto3
 
+    from ltv.monitoring import RETRAIN_REQUESTED
+    from ltv.promotion import Focus
     from ltv.sagemaker_registry import SageMakerRegistry
     from ltv.training import evaluate_against_champion
 
@@ -168,13 +173,26 @@ def test_evaluate_takes_the_local_flows_decision_with_the_champion_from_sagemake
     local = LocalRegistry(tmp_path / "registry", config.game.id)
     local.register(champion.path, metrics={}, status=APPROVED, reason="champion")
     challenger = LTVModel.load(trained[0] / "model")
-    _, expected = evaluate_against_champion(challenger, splits, config, local, lake)
+    policy = next(p for p in config.monitoring.policies if p.signal == "label_decay")
+    cohorts = sorted(splits["test"]["cutoff"].astype(str).unique())[-1:]  # the latest labelled cohort decayed
+    metric = policy.metric or config.promotion.primary_metric
+    focus = Focus(policy.name, metric, tuple(cohorts)) if decayed else None
+    _, expected = evaluate_against_champion(challenger, splits, config, local, lake, focus=focus)
 
     dirs = processing_dirs(tmp_path / "opt-ml", config, lake.datasets / manifest["name"], trained[0] / "model")
     monkeypatch.setenv("LTV_SM_ROOT", str(tmp_path / "opt-ml"))
-    assert evaluate.main(evaluate_args(config, dirs, "sagemaker")) == 0
+    state = {"incidents": {policy.name: {"state": RETRAIN_REQUESTED, "metric": metric, "cohorts": cohorts}}}
+    boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key="monitoring/state.json",
+                                                      Body=json.dumps(state).encode())
+    where = ["--monitoring-state", f"s3://{bucket}/monitoring/{'state' if decayed else 'never-published'}.json"]
+    assert evaluate.main(evaluate_args(config, dirs, "sagemaker") + where) == 0
     written = json.loads((dirs["evaluation"] / evaluate.EVALUATION).read_text())
     assert written["promotion"] == json.loads(json.dumps(expected.to_json()))
+    if decayed:
+        assert written["promotion"]["focus"]["metric"] == metric
+        assert written["promotion"]["focus"]["cutoffs"] == cohorts
+    else:
+        assert written["promotion"]["focus"] is None
     assert written["promotion"]["promote"] in (0, 1) and written["champion"]["version"] == 1
     assert (dirs["evaluation"] / "report.html").stat().st_size > 10_000
     registration = written["registration"]

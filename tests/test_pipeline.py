@@ -349,6 +349,7 @@ def test_ml_roles_are_least_privilege(app, games, game) -> None:
     account, region = config.aws.account, config.aws.region
     star_actions = {"ecr:GetAuthorizationToken", "sagemaker:ListModelPackages", "cloudwatch:PutMetricData"}
     allowed = (f"arn:<AWS::Partition>:s3:::ltv-{game}-curated-{account}/datasets/",
+               f"arn:<AWS::Partition>:s3:::ltv-{game}-curated-{account}/monitoring/state.json",  # exactly that object
                f"arn:<AWS::Partition>:s3:::ltv-{game}-artifacts-{account}/pipelines/",
                f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account}-{region}",
                f"arn:<AWS::Partition>:ecr:{region}:{account}:repository/cdk-hnb659fds-container-assets-{account}-{region}",
@@ -367,6 +368,7 @@ def test_ml_roles_are_least_privilege(app, games, game) -> None:
                 assert "Storage" in text or "JobsRole" in text, text
                 continue
             assert text.startswith(allowed), f"{st['Sid']}: {text}"
+            assert "/monitoring/" not in text or text.endswith("/monitoring/state.json"), text
             if ":sagemaker:" in text:
                 assert f"ltv-{game}" in text or text.endswith(("/pipelines-*", "experiment-trial/*",
                                                                "experiment-trial-component/*")), text
@@ -527,6 +529,40 @@ def test_resolve_dataset_runs_as_the_jobs_role_with_one_listing(app, games, monk
         assert found["version"] == "rolling-2025-04-07" and found["rows"] == 101
         calls = [n.why for n in account.recorder.needs if n.action.startswith("s3:")]
         assert calls == ["s3:ListObjectsV2", "s3:GetObject", "s3:GetObject"], calls
+
+
+def test_the_evaluate_step_reads_the_monitoring_state_as_the_jobs_role(app, games, monkeypatch) -> None:
+    """The evaluate step, as its processing job runs it (the jobs role, exactly its template
+    permissions), reads the monitoring state at the URI its definition passes: the key the
+    monitoring job publishes. Not yet published reads as "no incident" (NoSuchKey, not S3's 403);
+    a label-decay incident awaiting a retrain becomes the decision's focus."""
+    import datetime as dt
+
+    from cloud import moto_account
+
+    from ltv.lake import MONITORING_STATE
+    from ltv.monitoring import RETRAIN_REQUESTED
+    from ltv.promotion import Focus
+    from pipelines import evaluate
+
+    config = games["galaxy-raiders"]
+    tpl, names = cloud_templates(app, config), Names.of(config)
+    arguments = steps_of(definition_of(app, config))["Evaluate"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    uri = join(arguments[arguments.index("--monitoring-state") + 1], {"CuratedBucket": names.bucket("curated")})
+    assert uri == f"s3://{names.bucket('curated')}/{MONITORING_STATE}"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto_account(tpl, [names.stack("DataLake")], monkeypatch, dt.date(2025, 12, 31)) as account:
+        jobs = ml_role(tpl, config, "ml-jobs")
+        with account.recorder.acting_as(jobs):
+            assert evaluate.decay_focus(uri, config, config.aws.region) is None
+        state = {"incidents": {"label_decay": {"state": RETRAIN_REQUESTED, "metric": "payer_pr_auc",
+                                               "cohorts": ["2025-11-03", "2025-11-10"]}}}
+        account.session.client("s3").put_object(Bucket=names.bucket("curated"), Key=MONITORING_STATE,
+                                                Body=json.dumps(state).encode())
+        with account.recorder.acting_as(jobs):
+            focus = evaluate.decay_focus(uri, config, config.aws.region)
+        assert focus == Focus("label_decay", "payer_pr_auc", ("2025-11-03", "2025-11-10"))
 
 
 def test_building_the_definition_imports_no_step_module() -> None:
