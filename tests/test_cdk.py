@@ -113,7 +113,7 @@ def test_every_game_config_synthesises_into_its_own_account(app, games):
     depends = {c: {d.node.id.rsplit("-", 1)[1] for d in stack(app, games["galaxy-raiders"], c).dependencies}
                for c in CONCERNS}
     assert depends == {"DataLake": set(), "Alerts": {"DataLake"}, "Etl": {"DataLake", "Alerts"}, "Ml": {"DataLake"},
-                       "Scoring": {"DataLake", "Alerts", "Ml"}, "Monitoring": {"DataLake", "Alerts", "Etl", "Ml", "Scoring"}}
+                       "Scoring": {"DataLake", "Alerts", "Etl", "Ml"}, "Monitoring": {"DataLake", "Alerts", "Etl", "Ml", "Scoring"}}
 
 
 def test_game_context_selects_one_config_and_no_context_selects_all():

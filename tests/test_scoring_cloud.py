@@ -989,7 +989,8 @@ def _stubbed_scoring() -> tuple[Any, Any]:
     settings = Settings(game="galaxy-raiders", curated_bucket="c", artifacts_bucket="a", database="d",
                         role_arn="arn:aws:iam::111111111111:role/ltv-transform", kms_key_arn="k",
                         instance_type="ml.m5.xlarge", instance_count=1, max_payload_mb=6, invocation_timeout_s=600,
-                        cutoff_weekday="MON", cutoff_every_weeks=1, scoring_cron="cron(0 6 ? * MON *)")
+                        cutoff_weekday="MON", cutoff_every_weeks=1, scoring_cron="cron(0 6 ? * MON *)",
+                        targets_job="ltv-galaxy-raiders-targets")
     return BatchScoring(settings, sagemaker=sm, s3=sm), Stubber(sm)
 
 
