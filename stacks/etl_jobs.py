@@ -57,6 +57,7 @@ class JobDef:
     description: str
     arguments: dict[str, str] = field(default_factory=dict)
     retry: bool = True
+    max_concurrent_runs: int | None = None  # default: the config's stack.glue_max_concurrency
 
 
 JOBS = (
@@ -141,7 +142,8 @@ class EtlJobs(Construct):
             command=glue.CfnJob.JobCommandProperty(name="glueetl", python_version="3", script_location=script_url),
             default_arguments={**self.common_args, **job.arguments}, timeout=st.glue_timeout_minutes,
             max_retries=st.glue_max_retries if job.retry else 0,
-            execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=st.glue_max_concurrency),
+            execution_property=glue.CfnJob.ExecutionPropertyProperty(
+                max_concurrent_runs=job.max_concurrent_runs or st.glue_max_concurrency),
             security_configuration=self.security_configuration.ref)
 
     def _grant(self, lake: DataLakeStack, code: list[assets.Asset]) -> iam.Policy:

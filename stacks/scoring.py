@@ -47,7 +47,10 @@ from stacks.storage import key_through, removal_policy
 
 PREDICTIONS = f"{runs.ROOT}/"
 TARGETS = f"{runs.TARGETS}/"
-TARGETS_JOB = JobDef("targets", "targets.py", "Makes the target list of a published scoring run and announces it")
+# concurrent runs: dates published together and duplicate completion events each get theirs (the job
+# is idempotent); StartJobRun beyond that fails the publish function, whose retry starts it later
+TARGETS_JOB = JobDef("targets", "targets.py", "Makes the target list of a published scoring run and announces it",
+                     max_concurrent_runs=5)
 TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
 FINISHED_STATES = ("Completed", "Failed", "Stopped")
 

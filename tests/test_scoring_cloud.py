@@ -149,7 +149,7 @@ class Game:
 def game(synthesized, monkeypatch) -> Game:
     config, tpl = synthesized
     names = Names.of(config)
-    stacks = [names.stack(c) for c in ("DataLake", "Alerts", "Ml")]
+    stacks = [names.stack(c) for c in ("DataLake", "Alerts", "Ml", "Scoring")]
     with moto_account(tpl, stacks, monkeypatch, TODAY) as account:
         import botocore.handlers
 
@@ -406,7 +406,10 @@ def test_a_features_partition_is_scored_once_and_queryable_by_the_same_sql_as_lo
     assert athena.query(f"SELECT COUNT(*) AS n FROM predictions WHERE dt = '{DAY}'")["n"].iloc[0] == 0
     game.account.recorder.needs.clear()
     published = publish_handler.handler(transform_event(job, "Completed"), Context("ltv-galaxy-raiders-scoring-publish"))
+    targets_run = published.pop("targets_job_run")
     assert published == {"status": "published", "job": job["TransformJobName"], "run": run, "first": True}
+    assert game.account.session.client("glue").get_job_run(JobName="ltv-galaxy-raiders-targets", RunId=targets_run)[
+        "JobRun"]["Arguments"].items() >= {"--date": str(DAY), "--run": run}.items(), "the run's list is asked for"
     assert not denied(game, game.function_policy("scoring-publish")), denied(game, game.function_policy("scoring-publish"))
 
     # the same SQL, here and there, the same predictions
