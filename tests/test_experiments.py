@@ -326,6 +326,39 @@ def test_ci_coverage_on_a_seeded_sweep():
 # target lists
 
 
+class FixedPredictions:
+    """A date's published predictions as `ltv.scoring.Predictions` reads them (run column included)."""
+
+    def __init__(self, frame: pd.DataFrame, run: str):
+        self.frame, self.run, self.asked = frame, run, []
+
+    def read(self, day, run=None):
+        self.asked.append((day, run))
+        return self.frame.assign(dt=str(day), run=run or self.run)
+
+
+def test_a_runs_list_uses_the_games_targets_settings_unless_overridden():
+    from conftest import make_config
+
+    config = make_config("galaxy-raiders", targets={"budget": 7, "cooldown_days": 3, "policy": "random-day"})
+    source = FixedPredictions(fake_predictions(500), "r1")
+    plan, run = targets.make(config, source, START)
+    assert run == "r1" and source.asked == [(START, None)]
+    assert set(plan["policy"]) == {"random-day"} and plan.groupby("offer_date").size().max() == 7
+    assert plan.equals(targets.plan(fake_predictions(500), START, policy="random-day", budget=7, cooldown_days=3,
+                                    salt="targets/galaxy-raiders"))
+    over, _ = targets.make(config, source, START, "r0", policy="model", budget=0)
+    assert over.empty and source.asked[-1] == (START, "r0"), "budget 0 is an override, not the default"
+    # the data file has the catalog's columns and types, an empty list too
+    import io
+
+    import pyarrow.parquet as pq
+    for frame in (plan, over):
+        schema = pq.read_schema(io.BytesIO(targets.to_parquet(config, frame)))
+        assert [(f.name, str(f.type)) for f in schema] == [
+            (c, {"string": "string", "bigint": "int64", "double": "double"}[t]) for c, t in targets.columns(config)]
+
+
 def test_target_lists_respect_budget_and_cooldown_and_follow_the_model():
     pred = fake_predictions(2000)
     plan = targets.plan(pred, START, policy="model", budget=40, cooldown_days=3)
