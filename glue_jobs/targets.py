@@ -23,14 +23,13 @@ after the event and before `_NOTIFIED` announces it again on the retry: EventBri
 at-least-once anyway, so consumers key on (game, dt, run), which is the same list.
 
 With `--engine duckdb --lake DIR` the same script runs on a local lake: the list is written as
-`ltv targets` writes it, and the event is only logged.
+`ltv targets` writes it (no catalog, no event).
 """
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
-import logging
 from typing import Any
 
 import pandas as pd
@@ -42,14 +41,15 @@ from ltv.lake import SUCCESS
 from ltv.sagemaker_scoring import register_partition
 from ltv.scoring import Predictions
 
-log = logging.getLogger("ltv.glue")
-
 
 def run(rt: common.Runtime, args: common.Args, clients: dict[str, Any] | None = None) -> str:
     config, game = rt.config, rt.config.game.id
     if "date" not in args or "run" not in args:
-        raise LtvError("the targets job needs --date and --run (the published predictions run it lists offers for)")
+        raise targets.TargetsError("the targets job needs --date and --run (the published predictions run it lists "
+                                   "offers for); the publish function gives both, by hand see docs/experiments.md")
     day, run_id = dt.date.fromisoformat(args["date"]), args["run"]
+    if "/" in run_id or run_id.startswith("."):  # it names a folder: no path of its own
+        raise targets.TargetsError(f"--run {run_id!r} is not a run id (e.g. 20250414T031502.123456-v3-ab12cd)")
     aws = args.get("engine", "athena") == "athena"
     clients = clients or (_clients() if aws else {})
     bucket = args["curated_uri"].removeprefix("s3://").strip("/") if aws else None
@@ -71,10 +71,9 @@ def run(rt: common.Runtime, args: common.Args, clients: dict[str, Any] | None = 
         else:
             targets.write_targets(rt.lake, config, day, run_id, plan)
         what = "written"
-    entry = targets.ready_event(game, bucket or str(rt.lake.root), day, run_id, plan, database=args.get("database", ""))
-    if not aws:
-        log.info("local run: the event is not sent: %s", entry["Detail"])
-        return f"{len(plan)} offers in {prefix}: {what}"
+    if not aws:  # a local lake has no catalog and no bus: the list is all there is
+        return f"{len(plan)} offers in {targets.target_dir(rt.lake, day, run_id)}: {what}"
+    entry = targets.ready_event(game, bucket, day, run_id, plan, database=args["database"])
     register_partition(clients["glue"], args["database"], targets.ROOT, [game, str(day), run_id],
                        f"s3://{bucket}/{prefix}", replace=False)
     answer = clients["events"].put_events(Entries=[entry])

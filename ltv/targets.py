@@ -162,9 +162,9 @@ def make(config: GameConfig, predictions: Any, day: dt.date | str, run: str | No
     day = dt.date.fromisoformat(str(day))
     settings = config.targets
     pred = predictions.read(day, run)
-    out = plan(pred, day, policy=policy or settings.policy,
-               budget=settings.budget if budget is None else budget,
-               cooldown_days=settings.cooldown_days if cooldown_days is None else cooldown_days, salt=f"targets/{config.game.id}")
+    out = plan(pred, day, policy=policy or settings.policy, budget=settings.budget if budget is None else budget,
+               cooldown_days=settings.cooldown_days if cooldown_days is None else cooldown_days,
+               salt=f"targets/{config.game.id}")
     return out, str(pred["run"].iloc[0])
 
 
