@@ -1123,7 +1123,7 @@ def test_the_shipped_asset_publishes_a_run_with_its_own_sdk_against_an_older_run
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         monkeypatch.setenv("MOTO_ACCOUNT_ID", tpl.account)
         session = boto3.Session(region_name=tpl.region)
-        for concern in ("DataLake", "Alerts"):
+        for concern in ("DataLake", "Alerts", "Scoring"):  # Scoring: the targets job the publisher starts
             create_from_template(session, tpl, names.stack(concern))
         curated, run = names.bucket("curated"), runs.new_run_id(dt.datetime(2025, 4, 14, 3, 40, tzinfo=dt.timezone.utc), 1)
         output = f"s3://{curated}/{runs.run_prefix(config.game.id, DAY, run)}"
@@ -1150,8 +1150,11 @@ def test_the_shipped_asset_publishes_a_run_with_its_own_sdk_against_an_older_run
                                json.dumps(event)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout.strip().splitlines()[-1])
+        started = report["result"].pop("targets_job_run")
         assert report["result"] == {"status": "published", "job": event["detail"]["TransformJobName"], "run": run,
                                     "first": True}
+        assert session.client("glue").get_job_run(JobName=names.resource("targets"), RunId=started)["JobRun"][
+            "Arguments"].items() >= {"--date": str(DAY), "--run": run}.items()
         assert all(path.startswith(str(asset)) for path in report["sdk"]), report["sdk"]
         latest = session.client("s3").get_object(Bucket=curated, Key=runs.date_prefix(config.game.id, DAY) + runs.LATEST)
         assert latest["Body"].read().decode() == run
