@@ -4,8 +4,9 @@ Contract: the EventBridge event of one of the game's transform jobs (the rule ma
 prefix and the terminal states); `detail` holds the job's `TransformJobName`,
 `TransformJobStatus`, `FailureReason` and `TransformOutput.S3OutputPath`. The job goes to
 `ltv.sagemaker_scoring.BatchScoring.finish`: a completed job's run is published once (the local
-`_LATEST` rule, then the Glue catalog's partitions), a failed or stopped one is alerted on the
-game's topic once. Replays change nothing; AWS errors propagate so the platform retries.
+`_LATEST` rule, then the Glue catalog's partitions) and its target list asked of the targets Glue
+job (glue_jobs/targets.py), a failed or stopped one is alerted on the game's topic once. Replays
+change nothing; AWS errors propagate so the platform retries.
 """
 from __future__ import annotations
 
@@ -72,8 +73,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if outcome.status == "failed":
         logger.error(outcome.message, extra={"job": outcome.job, "run": outcome.run, "alerted": outcome.first})
     else:
-        logger.info(outcome.message, extra={"status": outcome.status, "job": outcome.job, "run": outcome.run})
+        logger.info(outcome.message, extra={"status": outcome.status, "job": outcome.job, "run": outcome.run,
+                                            "targets_job_run": outcome.targets})
         if outcome.status == "published":
             metrics.add_metric(name=names.RUNS_PUBLISHED if outcome.first else names.REPEATED_EVENTS,
                                unit=MetricUnit.Count, value=1)
-    return {"status": outcome.status, "job": outcome.job, "run": outcome.run, "first": outcome.first}
+    return {"status": outcome.status, "job": outcome.job, "run": outcome.run, "first": outcome.first,
+            "targets_job_run": outcome.targets}

@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from ltv import etl, scoring, sql
+from ltv import etl, scoring, sql, targets
 from ltv.config import GameConfig
 from ltv.engine import DERIVED, WriteResult, fingerprint
 from ltv.errors import ConfigError, LtvError
@@ -158,6 +158,9 @@ def _table_specs(config_json: str) -> dict[str, TableSpec]:
     specs["predictions"] = TableSpec("predictions", "curated", columns, scoring.PARTITION_KEYS, registered=True)
     specs["latest_predictions"] = TableSpec("latest_predictions", "curated", columns, scoring.PARTITION_KEYS[:2],
                                             registered=True)
+    # each run's target list, registered by the job that writes it (glue_jobs/targets.py) once complete
+    specs[targets.ROOT] = TableSpec(targets.ROOT, "curated", tuple(targets.columns(config)), scoring.PARTITION_KEYS,
+                                    registered=True)
     return specs
 
 

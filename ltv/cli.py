@@ -659,30 +659,34 @@ def _latest_predictions(lake: Lake, day: dt.date):
 
 @app.command()
 def targets(game: GameOpt, date: DateArg, lake: LakeOpt = DEFAULT_LAKE,
-            budget: Annotated[int, typer.Option(help="offers per day at most")] = 1000,
-            cooldown_days: Annotated[int, typer.Option(help="days between two offers to one player")] = 7,
-            policy: Annotated[str, typer.Option(help="model | random-day | none")] = "model",
+            budget: Annotated[Optional[int], typer.Option(help="offers per day at most (default: the game's "
+                                                               "targets.budget)")] = None,
+            cooldown_days: Annotated[Optional[int], typer.Option(help="days between two offers to one player "
+                                                                      "(default: targets.cooldown_days)")] = None,
+            policy: Annotated[Optional[str], typer.Option(help="model | random-day | none (default: "
+                                                               "targets.policy)")] = None,
             output: Annotated[Optional[Path], typer.Option("--output", "-o", help="also export as .csv or .json")] = None) -> None:
     """The players to offer to on each day of the coming week, from the published predictions of D.
 
     Writes targets/game=G/dt=D/run=R/ (R: the predictions' run), each offer with its reason.
+    Budget, cooldown and policy default to the game config's `targets:` section.
 
     Example: ltv targets --game galaxy-raiders --date 2025-09-01 --budget 500 -o offers.csv
     """
     from ltv import targets as tg
-    from ltv.scoring import read_predictions
+    from ltv.scoring import Predictions
 
-    _, game_id = load_game(game)
+    config, game_id = load_game(game)
     lk = Lake(lake, game_id)
-    pred = read_predictions(lk, date.date())
-    plan = tg.plan(pred, date.date(), policy=policy, budget=budget, cooldown_days=cooldown_days, salt=f"targets/{game_id}")
-    path = tg.write_targets(lk, date.date(), pred["run"].iloc[0], plan)
+    plan, run = tg.make(config, Predictions.of(lk), date.date(), policy=policy, budget=budget,
+                        cooldown_days=cooldown_days)
+    path = tg.write_targets(lk, config, date.date(), run, plan)
     if output:
         tg.export(plan, output)
     for day, n in plan.groupby("offer_date").size().items():
         out.print(f"{day}: {n:,} offers")
-    out.print(f"{len(plan):,} offers ({policy}) to {plan['player_id'].nunique():,} players: {path}"
-              + (f", exported to {output}" if output else ""))
+    out.print(f"{len(plan):,} offers ({policy or config.targets.policy}) to {plan['player_id'].nunique():,} players: "
+              f"{path}" + (f", exported to {output}" if output else ""))
 
 
 @experiment_app.command("create")

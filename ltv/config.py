@@ -497,6 +497,21 @@ class ScoringSettings(Strict):
         "whose Lambda concurrency quota is 10 cannot reserve any)"))
 
 
+# offers to the players the purchase-day model times (ltv/targets.py, `ltv targets`)
+TargetPolicy = Literal["model", "random-day", "none"]
+
+
+class TargetSettings(Strict):
+    """The daily target lists: `ltv targets` (its defaults) and, in AWS, the list made after each
+    published scoring run (stacks/scoring.py)."""
+
+    policy: TargetPolicy = Field("model", description=(
+        "model: the largest expected value at stake; random-day: the same budget on random days (the "
+        "comparison); none: no offers"))
+    budget: int = Field(1000, ge=0, description="offers per day at most")
+    cooldown_days: PositiveInt = Field(7, le=60, description="days between two offers to one player")
+
+
 class AlarmSettings(Strict):
     """Where alarms and alerts go besides `alerts.emails`, and how long failed events are kept."""
 
@@ -657,6 +672,7 @@ class GameConfig(Strict):
     stack: StackOptions = Field(default_factory=StackOptions)
     sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    targets: TargetSettings = Field(default_factory=TargetSettings)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     simulation: SimulationSettings | None = Field(None, description="only for simulated (demo/test) games")

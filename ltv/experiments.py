@@ -344,8 +344,12 @@ def create(lake: Lake, spec: Spec, power_result: Power | None = None) -> Experim
 
 
 def assign(exp: Experiment, day: dt.date, pred: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Assign the players of `day`'s predictions not yet assigned, and plan the arms' offers on
-    the experiment's first assignment. Rerunning a day rewrites the same rows.
+    """Assign the players of `day`'s predictions not yet assigned, and plan the arms' offers of the
+    offer window's days from `day` on for every assigned player of those predictions (the earlier
+    days' and the new ones), logging those that still fit: the first day's run logs the window's
+    plan, a later day's run adds offers where an arm's daily budget is left (new players, players
+    the earlier plans left out), never within a player's cooldown of a logged offer. Rerunning a
+    day rewrites the same assignments and logs nothing new.
 
     Returns (the new assignments, the offers logged now)."""
     spec = exp.spec
@@ -358,25 +362,52 @@ def assign(exp: Experiment, day: dt.date, pred: pd.DataFrame) -> tuple[pd.DataFr
     new = pd.DataFrame({"player_id": pred["player_id"], "arm": assign_arms(spec, pred["player_id"]),
                         "stratum": strata, "assigned_on": str(day)})
     new = new[~new["player_id"].isin(seen)].reset_index(drop=True)
-    first = not seen
-    offers = plan_offers(spec, day, pred, new) if first else pd.DataFrame()
+    everyone = pd.concat([exp.assignments(before=day)[["player_id", "arm"]], new[["player_id", "arm"]]],
+                         ignore_index=True)
+    offers = _still_open(exp, plan_offers(spec, day, pred, everyone))
     write_with(exp.path / "assignments" / f"dt={day}", lambda tmp: new.to_parquet(tmp / "part-0.parquet", index=False))
     logged = log_exposures(exp, offers) if len(offers) else offers
     return new, logged
 
 
+def arm_budget(spec: Spec, arm: Arm) -> int:
+    """An arm's offers per day: its share of the experiment's budget."""
+    return int(round(spec.budget_per_day * arm.share))
+
+
 def plan_offers(spec: Spec, day: dt.date, pred: pd.DataFrame, assigned: pd.DataFrame) -> pd.DataFrame:
-    """Each arm's target list for the offer window, its policy on its players, its share of the budget."""
-    days = min(spec.offer_days, (spec.end - day).days)
+    """Each arm's target list for the offer window's days from `day` on (the window is the first
+    `offer_days` of the experiment), its policy on its players, its share of the budget."""
+    days = min((spec.start + dt.timedelta(days=spec.offer_days) - day).days, (spec.end - day).days)
     frames = []
     for a in spec.arms:
-        if a.policy == "none":
+        if a.policy == "none" or days < 1:
             continue
         mine = pred[pred["player_id"].isin(assigned.loc[assigned["arm"] == a.name, "player_id"])]
-        plan = targets.plan(mine, day, policy=a.policy, budget=int(round(spec.budget_per_day * a.share)),
+        plan = targets.plan(mine, day, policy=a.policy, budget=arm_budget(spec, a),
                             cooldown_days=spec.cooldown_days, salt=f"{spec.salt}/{a.name}", days=days)
         frames.append(plan.assign(arm=a.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _still_open(exp: Experiment, offers: pd.DataFrame) -> pd.DataFrame:
+    """The planned offers the exposure log leaves room for: none within a player's cooldown of one
+    of their logged offers (the same date included), and per arm and date no more than the budget
+    left, taken in the plan's order (by day, then expected value)."""
+    done = exp.exposures()
+    if offers.empty or done.empty:
+        return offers
+    spec = exp.spec
+    dates = pd.to_datetime(offers["offer_date"])
+    logged = pd.DataFrame({"player_id": done["player_id"].astype(str), "logged": pd.to_datetime(done["offer_date"])})
+    pairs = pd.DataFrame({"row": np.arange(len(offers)), "player_id": offers["player_id"].astype(str).to_numpy(),
+                          "date": dates.to_numpy()}).merge(logged, on="player_id")
+    near = pairs.loc[(pairs["date"] - pairs["logged"]).abs().dt.days < spec.cooldown_days, "row"]
+    open_ = offers.drop(index=offers.index[near.unique()])
+    used = done.groupby(["arm", "offer_date"]).size()
+    rank = open_.groupby(["arm", "offer_date"]).cumcount()
+    left = [arm_budget(spec, spec.arm(a)) - int(used.get((a, d), 0)) for a, d in zip(open_["arm"], open_["offer_date"])]
+    return open_[rank.to_numpy() < np.asarray(left, dtype=int)].reset_index(drop=True)
 
 
 def log_exposures(exp: Experiment, offers: pd.DataFrame) -> pd.DataFrame:

@@ -27,6 +27,8 @@ from ltv.errors import LtvError, MissingPartitionError
 from ltv.lake import SUCCESS, write_text_atomic
 
 ROOT = "predictions"
+TARGETS = "targets"  # each run's target list (ltv.targets), partitioned like the run
+NOTIFIED = "_NOTIFIED"  # in a target list's folder: its "targets ready" event was sent
 LATEST = "_LATEST"
 DATA_MARKERS = ("_", ".")  # Hive (Athena) skips files whose name starts with these: markers, temp files
 RUN_PREFIX = re.compile(rf"^{ROOT}/game=(?P<game>[^/]+)/dt=(?P<day>\d{{4}}-\d{{2}}-\d{{2}})/run=(?P<run>[^/]+)/$")
@@ -59,6 +61,11 @@ def date_prefix(game: str, day: dt.date | str) -> str:
 
 def run_prefix(game: str, day: dt.date | str, run: str) -> str:
     return f"{date_prefix(game, day)}run={run}/"
+
+
+def targets_prefix(game: str, day: dt.date | str, run: str) -> str:
+    """The folder of the target list made from a run (the same partition values under `targets/`)."""
+    return TARGETS + run_prefix(game, day, run).removeprefix(ROOT)
 
 
 def parse_run_prefix(prefix: str) -> tuple[str, str, str]:

@@ -13,8 +13,10 @@ The AWS twin of `ltv.scoring.score`, in two halves that the Lambdas in `lambdas/
 - `BatchScoring.finish(job)`: when the job ends. Completed: the run is published by the same
   rule as locally (`ltv.runs.publish`: `_SUCCESS`, then `_LATEST` forward only) and registered
   in the Glue catalog (`predictions` gets the run's partition, `latest_predictions` points at the
-  date's latest run), so Athena readers never see half a run. Failed or stopped: a `_FAILED`
-  marker records the reason once, and the caller alerts.
+  date's latest run), so Athena readers never see half a run. Then the run's target list is
+  asked for: the Glue job `targets_job` (glue_jobs/targets.py) is started for the date's latest
+  run unless that list was already made and announced (its `_NOTIFIED` marker). Failed or
+  stopped: a `_FAILED` marker records the reason once, and the caller alerts.
 
 Each request of the transform is one part file of at most `scoring.max_payload_mb` (the ETL
 writes parts of at most half of it, see `ltv.athena.PartWriter`; a larger part is refused here
@@ -67,6 +69,7 @@ class Settings:
     cutoff_weekday: str
     cutoff_every_weeks: int
     scoring_cron: str
+    targets_job: str              # the Glue job that makes a published run's target list
 
     def environment(self) -> dict[str, str]:
         return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
@@ -141,6 +144,7 @@ class Outcome:
     model_version: int | None = None
     run: str | None = None
     first: bool = True   # finish(): the first time this outcome was recorded (alert only then)
+    targets: str | None = None  # finish(): the targets job run started for the run, if any
 
 
 class BatchScoring:
@@ -309,7 +313,9 @@ class BatchScoring:
             self._register(LATEST_TABLE, [game, day], runs.run_prefix(game, day, published.latest), replace=True)
             what = (f"published run {run} of {day}" if published.moved else
                     f"run {run} of {day} was published before; the latest run is {published.latest}")
-            return Outcome("published", f"transform job {job}: {what}", job, run=run, first=published.moved)
+            started, why = self._start_targets(day, run, published.latest)
+            return Outcome("published", f"transform job {job}: {what}; {why}", job, run=run, first=published.moved,
+                           targets=started)
         if status in ("Failed", "Stopped"):
             message = failure_message(job, status, reason, day)
             record = runs.run_prefix(game, day, run) + FAILED
@@ -322,6 +328,21 @@ class BatchScoring:
             return Outcome("failed", message, job, run=run, first=first)
         return Outcome("skipped", f"transform job {job} is {status}: nothing to do until it ends", job, run=run)
 
+    def _start_targets(self, day: str, run: str, latest: str) -> tuple[str | None, str]:
+        """Start the targets job for a published run (its job run id, or None) and say why.
+
+        Started again on a replayed completion unless the list is announced (`_NOTIFIED`): a replay
+        after a crash between publishing and starting must still make the list, and the job itself
+        writes nothing twice. An older run published late gets no list: the date's latest has one."""
+        st = self.settings
+        if run != latest:
+            return None, f"no target list for it (the date's latest run {latest} has its own)"
+        prefix = runs.targets_prefix(st.game, day, run)
+        if self.store.get(prefix + runs.NOTIFIED) is not None:
+            return None, f"its target list s3://{st.curated_bucket}/{prefix} was made and announced before"
+        started = self.glue.start_job_run(JobName=st.targets_job, Arguments={"--date": day, "--run": run})["JobRunId"]
+        return started, f"targets job {st.targets_job} run {started} makes its target list"
+
     def locate(self, output_path: str) -> tuple[str, str, str]:
         """(game, day, run) of a job's output path, which must be a run of this game's predictions."""
         bucket, _, prefix = output_path.removeprefix("s3://").partition("/")
@@ -333,16 +354,25 @@ class BatchScoring:
         return game, day, run
 
     def _register(self, table: str, values: list[str], prefix: str, *, replace: bool) -> None:
-        """Register a partition of a catalog table at `prefix` (create, or move it when `replace`)."""
-        location = f"s3://{self.settings.curated_bucket}/{prefix}"
-        found = self.glue.get_table(DatabaseName=self.settings.database, Name=table)["Table"]["StorageDescriptor"]
-        partition = {"Values": values, "StorageDescriptor": {**found, "Location": location}}
-        try:
-            self.glue.create_partition(DatabaseName=self.settings.database, TableName=table, PartitionInput=partition)
-        except self.glue.exceptions.AlreadyExistsException:
-            if replace:
-                self.glue.update_partition(DatabaseName=self.settings.database, TableName=table,
-                                           PartitionValueList=values, PartitionInput=partition)
+        register_partition(self.glue, self.settings.database, table, values,
+                           f"s3://{self.settings.curated_bucket}/{prefix}", replace=replace)
+
+
+def register_partition(glue: Any, database: str, table: str, values: list[str], location: str, *,
+                       replace: bool) -> bool:
+    """Register a partition of a catalog table at `location` (create, or move it when `replace`), with
+    the table's storage descriptor; whether it was new. The tables whose writers register their
+    partitions (`TableSpec.registered`) all go through here."""
+    found = glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
+    partition = {"Values": values, "StorageDescriptor": {**found, "Location": location}}
+    try:
+        glue.create_partition(DatabaseName=database, TableName=table, PartitionInput=partition)
+        return True
+    except glue.exceptions.AlreadyExistsException:
+        if replace:
+            glue.update_partition(DatabaseName=database, TableName=table, PartitionValueList=values,
+                                  PartitionInput=partition)
+        return False
 
 
 def failure_message(job: str, status: str, reason: str | None, day: str) -> str:
@@ -357,4 +387,5 @@ def _code(error: Exception) -> str | None:
     return getattr(error, "response", {}).get("Error", {}).get("Code")
 
 
-__all__ = ["BatchScoring", "Marker", "Outcome", "Settings", "failure_message", "job_name", "marker", "model_name"]
+__all__ = ["BatchScoring", "Marker", "Outcome", "Settings", "failure_message", "job_name", "marker", "model_name",
+           "register_partition"]

@@ -14,25 +14,40 @@ Output layout, partitioned like the predictions it derives from (`ltv.runs`):
 
     <lake>/targets/game=<game>/dt=YYYY-MM-DD/run=<predictions run>/part-0.parquet + _SUCCESS
 
-Written atomically; the run is the predictions' run, so a rerun writes the same list.
+(the same keys under the curated bucket in AWS, the catalog table `targets`, whose columns are
+`columns(config)`). Written atomically; the run is the predictions' run, so a rerun writes the
+same list. `make` is the one way a list is made from a run, with the game's `targets:` settings
+unless overridden: `ltv targets` and the AWS job (glue_jobs/targets.py) both call it; in AWS the
+job then announces the list with `ready_event` ("LTV Targets Ready" on the default event bus).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
+import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 
+from ltv import runs
+from ltv.config import GameConfig, TargetPolicy
 from ltv.errors import LtvError
 from ltv.lake import Lake, atomic_dir
 
-POLICIES = ("model", "random-day", "none")
+POLICIES = get_args(TargetPolicy)
 WEEK = 7
-ROOT = "targets"
-COLUMNS = ["player_id", "offer_date", "day", "policy", "p_buy", "expected_value", "segment", "reason"]
+ROOT = runs.TARGETS
+PART = "part-0.parquet"
+# the catalog types of the columns after player_id (whose type is the predictions', see `columns`)
+_TYPES = {"offer_date": "string", "day": "bigint", "policy": "string", "p_buy": "double", "expected_value": "double",
+          "segment": "bigint", "reason": "string"}
+COLUMNS = ["player_id", *_TYPES]
+EVENT_SOURCE = "ltv"                      # the "targets ready" event (`ready_event`)
+EVENT_DETAIL_TYPE = "LTV Targets Ready"
 
 
 class TargetsError(LtvError):
@@ -59,6 +74,13 @@ def segments(pred: pd.DataFrame) -> np.ndarray:
     """Predicted-value decile (1 = lowest .. 10 = highest `ltv_expected`) of each player in `pred`."""
     rank = pred["ltv_expected"].rank(method="first").to_numpy()
     return (1 + np.floor(10 * (rank - 1) / max(len(pred), 1))).astype(int)
+
+
+def columns(config: GameConfig) -> list[tuple[str, str]]:
+    """The target list's columns with their (Hive/Athena) types: the catalog table's and the files'."""
+    from ltv.scoring import prediction_columns
+
+    return [("player_id", dict(prediction_columns(config))["player_id"]), *_TYPES.items()]
 
 
 def plan(pred: pd.DataFrame, day: dt.date, *, policy: str, budget: int, cooldown_days: int = WEEK,
@@ -128,17 +150,69 @@ def _allocate(score: np.ndarray, budget: int, cooldown: int) -> tuple[np.ndarray
     return np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)
 
 
+def make(config: GameConfig, predictions: Any, day: dt.date | str, run: str | None = None, *,
+         policy: str | None = None, budget: int | None = None, cooldown_days: int | None = None) -> tuple[pd.DataFrame, str]:
+    """The target list of a date from its published predictions, and the run it derives from.
+
+    Args:
+        predictions: an `ltv.scoring.Predictions` (the local lake's, or the curated bucket's).
+        run: the predictions run (default: the date's latest published run).
+        policy, budget, cooldown_days: override the game's `targets:` settings.
+    """
+    day = dt.date.fromisoformat(str(day))
+    settings = config.targets
+    pred = predictions.read(day, run)
+    out = plan(pred, day, policy=policy or settings.policy, budget=settings.budget if budget is None else budget,
+               cooldown_days=settings.cooldown_days if cooldown_days is None else cooldown_days,
+               salt=f"targets/{config.game.id}")
+    return out, str(pred["run"].iloc[0])
+
+
+def target_prefix(game: str, day: dt.date | str, run: str) -> str:
+    """The key of a list's folder, relative to the lake's root or the curated bucket."""
+    return runs.targets_prefix(game, day, run)
+
+
 def target_dir(lake: Lake, day: dt.date | str, run: str) -> Path:
-    return Path(lake.root) / ROOT / f"game={lake.game}" / f"dt={day}" / f"run={run}"
+    return Path(lake.root) / target_prefix(lake.game, day, run)
 
 
-def write_targets(lake: Lake, day: dt.date | str, run: str, targets: pd.DataFrame) -> Path:
+def to_parquet(config: GameConfig, targets: pd.DataFrame) -> bytes:
+    """The list as the table's data file: its catalog columns, in order, with their types (an empty
+    list too, so Athena reads every partition alike)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ltv.athena import TableSpec, arrow_schema
+
+    schema = arrow_schema(TableSpec(ROOT, "curated", tuple(columns(config)), ()))
+    table = pa.Table.from_pandas(targets[COLUMNS], schema=schema, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_targets(lake: Lake, config: GameConfig, day: dt.date | str, run: str, targets: pd.DataFrame) -> Path:
     """Write the target list of `day` derived from predictions run `run` (replacing an earlier
     write of the same list atomically)."""
     target = target_dir(lake, day, run)
     with atomic_dir(target) as tmp:
-        targets.to_parquet(tmp / "part-0.parquet", index=False)
+        (tmp / PART).write_bytes(to_parquet(config, targets))
     return target
+
+
+def ready_event(game: str, bucket: str, day: dt.date | str, run: str, targets: pd.DataFrame, *,
+                database: str) -> dict[str, Any]:
+    """The EventBridge entry (PutEvents) that announces a complete list: where it is in S3 and in
+    the catalog, and what it holds. (game, dt, run) identify it: a consumer that sees the same
+    triple twice (EventBridge delivers at least once) has the same list."""
+    location = f"s3://{bucket}/{target_prefix(game, day, run)}"
+    detail = {"game": game, "dt": str(day), "run": run, "location": location, "files": [location + PART],
+              "table": f"{database}.{ROOT}", "offers": int(len(targets)),
+              "players": int(targets["player_id"].nunique()) if len(targets) else 0,
+              "policies": sorted(map(str, targets["policy"].unique())) if len(targets) else [],
+              "offer_dates": sorted(map(str, targets["offer_date"].unique())) if len(targets) else []}
+    return {"Source": EVENT_SOURCE, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(detail)}
 
 
 def export(targets: pd.DataFrame, path: Path) -> Path:

@@ -19,7 +19,7 @@ PARQUET = {
 # construct ids by role, so logical ids are the same for every game whatever its raw table names
 _IDS = {"player_day": "PlayerDayTable", "player_summary": "PlayerSummaryTable", "features": "FeaturesTable",
         "labels": "LabelsTable", "datasets": "DatasetsTable", "predictions": "PredictionsTable",
-        "latest_predictions": "LatestPredictionsTable"}
+        "latest_predictions": "LatestPredictionsTable", "targets": "TargetsTable"}
 
 
 def projection(spec: TableSpec, location: str, start: str) -> dict[str, str]:

@@ -17,8 +17,8 @@ from stacks.names import Names
 from stacks.packaging import Wheelhouse
 
 
-# Glue jobs of other stacks whose failures the hook reports too (stacks/monitoring.py)
-OTHER_JOBS = ("monitor",)
+# Glue jobs of other stacks whose failures the hook reports too (stacks/monitoring.py, stacks/scoring.py)
+OTHER_JOBS = ("monitor", "targets")
 
 
 class EtlStack(Stack):

@@ -57,17 +57,18 @@ def add_game(app: App, config: GameConfig, *, core_wheel: Path, wheelhouse: Whee
     ml = MlStack(app, names.stack("Ml"), config=config, lake=lake, core_wheel=core_wheel,
                  config_asset=etl.jobs.code["config"], dataset_job=names.resource("dataset"), stack_name=names.stack("Ml"), **common,
                  description=f"Player LTV ML of {config.game.name}: image, model registry group, retraining pipeline")
-    scoring = ScoringStack(app, names.stack("Scoring"), config=config, lake=lake, ml=ml, alerts=alerts,
+    scoring = ScoringStack(app, names.stack("Scoring"), config=config, lake=lake, ml=ml, etl=etl, alerts=alerts,
                            stack_name=names.stack("Scoring"), **common,
                            description=f"Player LTV scoring of {config.game.name}: S3 event -> Lambda -> batch transform")
     monitoring = MonitoringStack(app, names.stack("Monitoring"), config=config, lake=lake, etl=etl, ml=ml,
                                  scoring=scoring, alerts=alerts, stack_name=names.stack("Monitoring"), **common,
                                  description=f"Player LTV monitoring of {config.game.name}: job, alarms, retraining")
     # deploy in this order: the topic's policy names the rules of the other stacks, the Etl stack
-    # publishes the config asset the pipeline reads, scoring serves what the ML stack registers,
-    # and monitoring watches everything
-    for stack, before in ((etl, alerts), (ml, etl), (scoring, alerts), (scoring, ml), (monitoring, alerts), (monitoring, ml),
-                          (monitoring, scoring)):
+    # publishes the config asset the pipeline reads, scoring serves what the ML stack registers
+    # (and its targets job runs on the ETL jobs' code and security configuration), and monitoring
+    # watches everything
+    for stack, before in ((etl, alerts), (ml, etl), (scoring, alerts), (scoring, ml), (scoring, etl),
+                          (monitoring, alerts), (monitoring, ml), (monitoring, scoring)):
         stack.add_stack_dependency(before)
     return GameStacks(lake, alerts, etl, ml, scoring, monitoring)
 

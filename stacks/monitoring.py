@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_events as events
@@ -38,7 +38,7 @@ from ltv.registry import group_name
 from stacks.alerting import FAILED_EVENTS, AlertsStack
 from stacks.data_lake import DataLakeStack
 from stacks.etl import EtlStack
-from stacks.etl_jobs import GLUE_JOBS_DIR, JobDef
+from stacks.etl_jobs import GLUE_JOBS_DIR, JobDef, acknowledge_shared_security
 from stacks.failure_hook import RULE as GLUE_FAILURE_RULE
 from stacks.ml import MlStack, champion_statements
 from stacks.names import Names
@@ -134,10 +134,7 @@ class MonitoringStack(Stack):
                          {"--topic_arn": self.alerts.topic.topic_arn}, MONITOR_JOB.retry)
         job = jobs.job(self, job_def, names, role.role_arn, script.s3_object_url, self.config.stack)
         job.node.add_dependency(policy)
-        for rule, what in (("AwsSolutions-GL1", "CloudWatch Logs"), ("AwsSolutions-GL3", "job bookmark")):
-            Validations.of(job).acknowledge(Acknowledgment(id=rule, reason=(
-                f"The job uses the ETL jobs' security configuration (ltv-<game>-etl-<hash>, {what} encryption with "
-                "the game's key), a reference to the ETL stack that cdk-nag does not follow.")))
+        acknowledge_shared_security(job)
         glue.CfnTrigger(self, "MonitorStart", name=names.resource("monitor-start"), type="SCHEDULED",
                         schedule=self.config.schedules.monitoring, start_on_creation=True,
                         actions=[glue.CfnTrigger.ActionProperty(job_name=job.ref)])

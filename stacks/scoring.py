@@ -6,8 +6,13 @@
 - `ltv-<game>-transform` (role): what the transform jobs (and their model) read and write: the
   features, the manifests, the champion's archive, the image; the predictions prefix, encrypted.
 - `ltv-<game>-scoring-publish` (lambdas/publish.py): the rule `ltv-<game>-scoring-finished` on
-  "SageMaker Transform Job State Change" of the game's jobs; it publishes completed runs and
-  alerts on failed ones.
+  "SageMaker Transform Job State Change" of the game's jobs; it publishes completed runs, starts
+  their target lists, and alerts on failed ones.
+- `ltv-<game>-targets` (Glue job, glue_jobs/targets.py, and its role): the target list of a
+  published run, registered in the catalog's `targets` table, announced by the event
+  "LTV Targets Ready" on the default bus. A Glue job like the ETL's (their code, wheels, security
+  configuration, logs; its failures reach the topic through the ETL stack's failure hook), not a
+  Lambda: planning needs pandas and pyarrow, which the Lambda bundle does not ship.
 Both functions: reserved concurrency (`scoring.reserved_concurrency`; the publisher one at a
 time), failures to the game's dead-letter queue, Powertools logs, metrics and traces.
 """
@@ -18,17 +23,22 @@ from typing import Any
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as assets
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
 from ltv import runs
+from ltv import targets as target_lists
 from ltv.config import GameConfig
 from ltv.registry import group_name
 from ltv.sagemaker_scoring import FEATURES, LATEST_TABLE, MANIFESTS, PREDICTIONS_TABLE, Settings
 from stacks.alerting import AlertsStack
 from stacks.data_lake import DataLakeStack
+from stacks.etl import EtlStack
+from stacks.etl_jobs import GLUE_JOBS_DIR, JobDef, acknowledge_shared_security
 from stacks.lambdas import STAR, GameFunction, bundle_code
 from stacks.ml import MlStack, champion_statements, image_job_statements, list_prefix
 from stacks.names import Names
@@ -36,16 +46,22 @@ from stacks.nag import acknowledge_wildcards, by_suffix
 from stacks.storage import key_through, removal_policy
 
 PREDICTIONS = f"{runs.ROOT}/"
+TARGETS = f"{runs.TARGETS}/"
+# concurrent runs: dates published together and duplicate completion events each get theirs (the job
+# is idempotent); StartJobRun beyond that fails the publish function, whose retry starts it later
+TARGETS_JOB = JobDef("targets", "targets.py", "Makes the target list of a published scoring run and announces it",
+                     max_concurrent_runs=5)
 TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
 FINISHED_STATES = ("Completed", "Failed", "Stopped")
 
 
 class ScoringStack(Stack):
     """`Ltv-<Game>-Scoring`: `score` and `publish` (GameFunction), `transform_role`, `settings`
-    (what the functions are told), `finished` (the completion rule)."""
+    (what the functions are told), `finished` (the completion rule), `targets_job` and
+    `targets_role` (the target lists)."""
 
     def __init__(self, scope: Construct, id_: str, *, config: GameConfig, lake: DataLakeStack, ml: MlStack,
-                 alerts: AlertsStack, **kwargs: Any) -> None:
+                 etl: EtlStack, alerts: AlertsStack, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
         names, key, st = Names.of(config), lake.storage.key, lake.storage
         self.names, self.config, self.storage = names, config, st
@@ -57,7 +73,8 @@ class ScoringStack(Stack):
             instance_type=config.sagemaker.transform_instance_types[0], instance_count=config.scoring.instance_count,
             max_payload_mb=config.scoring.max_payload_mb, invocation_timeout_s=config.scoring.invocation_timeout_s,
             cutoff_weekday=config.cutoffs.weekday, cutoff_every_weeks=config.cutoffs.every_weeks,
-            scoring_cron=config.schedules.scoring)
+            scoring_cron=config.schedules.scoring, targets_job=names.resource(TARGETS_JOB.name))
+        self.targets_job, self.targets_role = self._targets_job(lake, etl)
         common = {"code": bundle_code(alerts.lambda_bundle), "game": config.game.id, "key": key, "dead_letters": alerts.dead_letters,
                   "log_retention_days": config.stack.log_retention_days, "removal_policy": removal_policy(config)}
         self.score = GameFunction(
@@ -153,7 +170,12 @@ class ScoringStack(Stack):
         return [
             iam.PolicyStatement(sid="RunFiles", actions=["s3:GetObject", "s3:PutObject"],
                                 resources=[st.objects_arn(st.curated, PREDICTIONS)]),
-            list_prefix("ListRuns", st.curated.bucket_arn, f"{PREDICTIONS}*"),
+            # whether a run's target list was announced already (its `_NOTIFIED` marker)
+            iam.PolicyStatement(sid="TargetMarkers", actions=["s3:GetObject"],
+                                resources=[st.objects_arn(st.curated, TARGETS)]),
+            list_prefix("ListRuns", st.curated.bucket_arn, f"{PREDICTIONS}*", f"{TARGETS}*"),
+            iam.PolicyStatement(sid="StartTargets", actions=["glue:StartJobRun"],
+                                resources=[self._arn("glue", "job", self.settings.targets_job)]),
             self._key_through("s3", "UseGameKeyThroughS3"),
             iam.PolicyStatement(sid="RegisterRuns", actions=["glue:GetTable", "glue:GetPartition",
                                                              "glue:CreatePartition", "glue:UpdatePartition"],
@@ -161,6 +183,39 @@ class ScoringStack(Stack):
             iam.PolicyStatement(sid="Alert", actions=["sns:Publish"], resources=[alerts.topic.topic_arn]),
             self._key_through("sns", "UseGameKeyThroughSns"),
         ]
+
+    def _targets_job(self, lake: DataLakeStack, etl: EtlStack) -> tuple[glue.CfnJob, iam.Role]:
+        """The targets job and its role: read the published runs, write the target lists (objects
+        under targets/, no delete), register their partitions, put the one event, with the Glue
+        jobs' runtime (code, wheels, key, logs)."""
+        st, cat, jobs = self.storage, lake.catalog, etl.jobs
+        role = iam.Role(self, "TargetsRole", role_name=self.names.resource(TARGETS_JOB.name),
+                        assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+                        description=f"Runs the targets job of {self.config.game.name}")
+        script = assets.Asset(self, "Script-targets", path=str(GLUE_JOBS_DIR / TARGETS_JOB.script))
+        default_bus = self._arn("events", "event-bus", "default")
+        policy = iam.Policy(self, "TargetsPolicy", policy_name=TARGETS_JOB.name, roles=[role], statements=[
+            iam.PolicyStatement(sid="ReadRuns", actions=["s3:GetObject"],
+                                resources=[st.objects_arn(st.curated, PREDICTIONS)]),
+            iam.PolicyStatement(sid="WriteTargets", actions=["s3:GetObject", "s3:PutObject",
+                                                             "s3:AbortMultipartUpload"],
+                                resources=[st.objects_arn(st.curated, TARGETS)]),
+            *jobs.runtime_statements(lake, [*jobs.code.values(), script], buckets=(st.curated, st.artifacts)),
+            iam.PolicyStatement(sid="RegisterTargets", actions=["glue:GetTable", "glue:CreatePartition"],
+                                resources=[cat.catalog_arn, cat.database_arn,
+                                           self._arn("glue", "table", f"{cat.database_name}/{target_lists.ROOT}")]),
+            iam.PolicyStatement(sid="TargetsReady", actions=["events:PutEvents"], resources=[default_bus],
+                                conditions={"StringEquals": {"events:source": target_lists.EVENT_SOURCE,
+                                                             "events:detail-type": target_lists.EVENT_DETAIL_TYPE}}),
+        ])
+        jobs.acknowledge(policy, extra={f"/{PREDICTIONS}*": self._reasons()[f"/{PREDICTIONS}*"],
+                                        f"/{TARGETS}*": "Target lists are folders named at run time (game, date, "
+                                                        "predictions run) under the targets/ prefix of the game's "
+                                                        "curated bucket."})
+        job = jobs.job(self, TARGETS_JOB, self.names, role.role_arn, script.s3_object_url, self.config.stack)
+        job.node.add_dependency(policy)
+        acknowledge_shared_security(job)
+        return job, role
 
     def _transform_role(self, ml: MlStack) -> iam.Role:
         """The transform jobs' (and models') role: read the partition's parts through the manifest
@@ -201,6 +256,8 @@ class ScoringStack(Stack):
                                        "execution's folder of this prefix; the champion's is known at run time.",
             f"/{PREDICTIONS}*": "Prediction runs are folders named at run time (game, date, run id) under the "
                                 "predictions/ prefix of the game's curated bucket.",
+            f"/{TARGETS}*": "Target lists are folders named at run time (game, date, predictions run) under the "
+                            "targets/ prefix of the game's curated bucket; the function reads their markers.",
             f":model-package/{group_name(self.config.game.id)}/*": "Model packages are versions of the game's own "
                                                                    "group, numbered by SageMaker as they are registered.",
             f":model/{self.names.prefix}-v*": "One SageMaker model per version of the game's model package group, "

@@ -407,6 +407,8 @@ class CallRecorder:
                 db, table = params["DatabaseName"], params.get("TableName") or params["Name"]
                 return [Need(f"glue:{op}", r, why=why) for r in
                         (f"{base}:catalog", f"{base}:database/{db}", f"{base}:table/{db}/{table}")]
+            if op == "StartJobRun":
+                return [Need("glue:StartJobRun", f"{base}:job/{params['JobName']}", why=why)]
             if op == "GetDatabase":
                 return [Need("glue:GetDatabase", r, why=why) for r in (f"{base}:catalog", f"{base}:database/{params['Name']}")]
         if service == "sagemaker":
@@ -421,6 +423,12 @@ class CallRecorder:
             arn = secret if secret.startswith("arn:") else \
                 f"arn:{PARTITION}:secretsmanager:{self.region}:{self.account}:secret:{secret}{SECRET_SUFFIX}"
             return [Need("secretsmanager:GetSecretValue", arn, why=why)]
+        if service == "events" and op == "PutEvents":  # each entry, on its bus, with its source and detail type
+            buses = [e.get("EventBusName") or "default" for e in params["Entries"]]
+            arns = [b if b.startswith("arn:") else f"arn:{PARTITION}:events:{self.region}:{self.account}:event-bus/{b}"
+                    for b in buses]
+            return [Need("events:PutEvents", arn, (("events:source", e["Source"]), ("events:detail-type", e["DetailType"])),
+                         why) for arn, e in zip(arns, params["Entries"])]
         if service == "cloudwatch" and op == "PutMetricData":
             return [Need("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", params["Namespace"]),), why)]
         raise NotImplementedError(f"no IAM mapping for {service}:{op}")
@@ -504,7 +512,7 @@ class CallRecorder:
 
 
 def create_from_template(session: Any, tpl: Templates, stack: str) -> None:
-    """The stack's buckets (versioned as the template says), Glue database and tables, Athena
+    """The stack's buckets (versioned as the template says), Glue database, tables and jobs, Athena
     workgroup, SNS topics, SQS queues and SageMaker model package groups, created in moto from the
     synthesized template (plus the CDK bootstrap bucket its assets live in)."""
     s3 = session.client("s3")
@@ -533,6 +541,11 @@ def create_from_template(session: Any, tpl: Templates, stack: str) -> None:
     for logical_id in tpl.resources(stack, "AWS::Glue::Table"):
         props = tpl.props(stack, logical_id)
         glue.create_table(DatabaseName=props["DatabaseName"], TableInput=props["TableInput"])
+    for logical_id in tpl.resources(stack, "AWS::Glue::Job"):  # what StartJobRun needs: the job by its name
+        props = tpl.props(stack, logical_id)
+        glue.create_job(Name=props["Name"], Role=props["Role"], Command=props["Command"],
+                        DefaultArguments=props.get("DefaultArguments", {}), GlueVersion=props["GlueVersion"],
+                        MaxRetries=props.get("MaxRetries", 0), ExecutionProperty=props.get("ExecutionProperty", {}))
     athena = session.client("athena")
     for logical_id in tpl.resources(stack, "AWS::Athena::WorkGroup"):
         props = tpl.props(stack, logical_id)

@@ -33,6 +33,7 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from cloud import PolicyEvaluator, Templates  # noqa: E402
 from ltv import config as cfg  # noqa: E402
+from ltv import targets  # noqa: E402
 from ltv.athena import projection_start, table_specs  # noqa: E402
 from ltv.errors import ConfigError  # noqa: E402
 from stacks.game import PROJECT, build_app, select_configs  # noqa: E402
@@ -113,7 +114,8 @@ def test_every_game_config_synthesises_into_its_own_account(app, games):
     depends = {c: {d.node.id.rsplit("-", 1)[1] for d in stack(app, games["galaxy-raiders"], c).dependencies}
                for c in CONCERNS}
     assert depends == {"DataLake": set(), "Alerts": {"DataLake"}, "Etl": {"DataLake", "Alerts"}, "Ml": {"DataLake", "Etl"},
-                       "Scoring": {"DataLake", "Alerts", "Ml"}, "Monitoring": {"DataLake", "Alerts", "Etl", "Ml", "Scoring"}}
+                       "Scoring": {"DataLake", "Alerts", "Etl", "Ml"},
+                       "Monitoring": {"DataLake", "Alerts", "Etl", "Ml", "Scoring"}}
 
 
 def test_game_context_selects_one_config_and_no_context_selects_all():
@@ -303,7 +305,7 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
     tables = {r["Properties"]["TableInput"]["Name"]: r["Properties"] for r in resources(tpl, "AWS::Glue::Table").values()}
     ev, pl = config.logs.events, config.logs.players
     assert set(tables) == {ev.table, pl.table, "player_day", "player_summary", "features", "labels", "datasets",
-                           "predictions", "latest_predictions"}
+                           "predictions", "latest_predictions", "targets"}
     ident = "string" if config.logs.player_id_type == "string" else "bigint"
     raw_columns = {c["Name"]: c["Type"] for c in tables[ev.table]["TableInput"]["StorageDescriptor"]["Columns"]}
     assert raw_columns[ev.columns.player_id.lower()] == ident
@@ -334,6 +336,15 @@ def test_glue_catalog_has_every_table_with_config_columns_and_projection(app, ga
     for table in (predictions, latest):  # the publisher registers complete runs: no projection of half-written ones
         assert not any(k.startswith("projection.") for k in table["Parameters"]), table["Parameters"]
         assert table["StorageDescriptor"]["Columns"] == predictions["StorageDescriptor"]["Columns"]
+    # the target lists: partitioned like the runs they come from, registered by their writer, the
+    # columns of the files it writes (player_id typed as the predictions')
+    listed = tables["targets"]["TableInput"]
+    assert listed["PartitionKeys"] == predictions["PartitionKeys"]
+    assert not any(k.startswith("projection.") for k in listed["Parameters"]), listed["Parameters"]
+    assert [(c["Name"], c["Type"]) for c in listed["StorageDescriptor"]["Columns"]] == targets.columns(config)
+    assert [c["Name"] for c in listed["StorageDescriptor"]["Columns"]] == targets.COLUMNS
+    assert listed["StorageDescriptor"]["Columns"][0] == predictions["StorageDescriptor"]["Columns"][0]
+    assert listed["StorageDescriptor"]["Location"]["Fn::Join"][1][-1] == "/targets/"
     for table in tables.values():  # a reserved word in Athena's (Hive) DDL needs quoting in every query
         assert not {k["Name"] for k in table["TableInput"]["PartitionKeys"]} & HIVE_RESERVED
     summary = {c["Name"]: c["Type"] for c in tables["player_summary"]["TableInput"]["StorageDescriptor"]["Columns"]}
@@ -529,7 +540,8 @@ def test_failed_jobs_publish_to_the_games_encrypted_alert_topic(app, games):
     assert not resources(tpl, "AWS::SNS::Topic"), "one topic per game, in the alerts stack"
     rule = props_named(tpl, "AWS::Events::Rule", "Name", "ltv-galaxy-raiders-etl-job-failed")
     assert rule["EventPattern"] == {"source": ["aws.glue"], "detail-type": ["Glue Job State Change"], "detail": {
-        "jobName": [f"ltv-galaxy-raiders-{j}" for j in ("validate", "player-day", "cutoffs", "dataset", "monitor")],
+        "jobName": [f"ltv-galaxy-raiders-{j}" for j in ("validate", "player-day", "cutoffs", "dataset", "monitor",
+                                                                        "targets")],
         "state": ["FAILED", "TIMEOUT", "ERROR", "STOPPED"]}}
     target, = rule["Targets"]
     assert target["Id"] == "EtlFailureTopic" and target["Arn"]["Fn::GetStackOutput"]["StackName"] == \
@@ -801,7 +813,16 @@ def test_scoring_permissions_are_the_games_own_prefixes_group_and_jobs(app, game
     score = resolved_evaluator(app, config, "Scoring", next(k for d, k in roles.items() if d.startswith("Starts")))
     publish = resolved_evaluator(app, config, "Scoring", next(k for d, k in roles.items() if d.startswith("Publishes")))
     transform = resolved_evaluator(app, config, "Scoring", next(k for d, k in roles.items() if "transform jobs" in d))
-    allowed = [(score, "s3:GetObject", f"{curated}/features/cutoff=2025-04-14/part-0.parquet"),
+    lists = resolved_evaluator(app, config, "Scoring", next(k for d, k in roles.items() if "targets job" in d))
+    listed, database = f"{curated}/targets/game={game}/dt=2025-04-14/run=r", f"ltv_{game.replace('-', '_')}"
+    glue_arn, bus = f"arn:aws:glue:{region}:{account}", f"arn:aws:events:{region}:{account}:event-bus/default"
+    ready = {"events:source": targets.EVENT_SOURCE, "events:detail-type": targets.EVENT_DETAIL_TYPE}
+    allowed = [
+               (publish, "glue:StartJobRun", f"{glue_arn}:job/ltv-{game}-targets"),
+               (publish, "s3:GetObject", f"{listed}/_NOTIFIED"),
+               (lists, "s3:GetObject", f"{curated}/predictions/game={game}/dt=2025-04-14/run=r/part-0.parquet.out"),
+               (lists, "s3:PutObject", f"{listed}/part-0.parquet"),
+               (lists, "glue:CreatePartition", f"{glue_arn}:table/{database}/targets"),(score, "s3:GetObject", f"{curated}/features/cutoff=2025-04-14/part-0.parquet"),
                (score, "s3:PutObject", f"{artifacts}/scoring/manifests/ltv-{game}-20250414-0123456789.manifest"),
                (score, "sagemaker:DescribeModelPackage", f"{sm}:model-package/ltv-{game}/7"),
                (score, "sagemaker:CreateModel", f"{sm}:model/ltv-{game}-v7"),
@@ -824,9 +845,25 @@ def test_scoring_permissions_are_the_games_own_prefixes_group_and_jobs(app, game
               (publish, "glue:DeleteTable", f"arn:aws:glue:{region}:{account}:table/ltv_{game.replace('-', '_')}/predictions"),
               (publish, "glue:CreatePartition", f"arn:aws:glue:{region}:{account}:table/ltv_{game.replace('-', '_')}/features"),
               (transform, "s3:PutObject", f"{curated}/features/cutoff=2025-04-14/part-0.parquet"),
-              (transform, "s3:GetObject", f"{curated}/player_day/dt=2025-04-14/part-0.parquet")]
+              (transform, "s3:GetObject", f"{curated}/player_day/dt=2025-04-14/part-0.parquet"),
+              (publish, "glue:StartJobRun", f"{glue_arn}:job/ltv-{game}-cutoffs"),
+              (publish, "s3:PutObject", f"{listed}/_NOTIFIED"),
+              (lists, "s3:PutObject", f"{curated}/predictions/game={game}/dt=2025-04-14/_LATEST"),
+              (lists, "s3:PutObject", f"{curated}/features/cutoff=2025-04-14/_SUCCESS"),
+              (lists, "s3:DeleteObject", f"{listed}/part-0.parquet"),
+              (lists, "glue:CreatePartition", f"{glue_arn}:table/{database}/predictions"),
+              (lists, "glue:UpdatePartition", f"{glue_arn}:table/{database}/targets"),
+              (lists, "glue:DeleteTable", f"{glue_arn}:table/{database}/targets"),
+              (lists, "events:PutEvents", f"arn:aws:events:{region}:{account}:event-bus/another-bus")]
     for evaluator, action, resource in denied:
         assert not evaluator.allows(action, resource), (action, resource)
+    # the one event, on the default bus, and nothing else in its name
+    assert lists.allows("events:PutEvents", bus, context=ready)
+    assert not lists.allows("events:PutEvents", bus, context={**ready, "events:detail-type": "Anything Else"})
+    assert not lists.allows("events:PutEvents", bus, context={**ready, "events:source": "aws.glue"})
+    job = props_named(tpl, "AWS::Glue::Job", "Name", f"ltv-{game}-targets")
+    assert job["Command"]["ScriptLocation"].endswith(".py") and job["GlueVersion"] == "5.0"
+    assert job["MaxRetries"] == config.stack.glue_max_retries, "idempotent: a failed run is retried"
     assert score.allows("iam:PassRole", f"arn:aws:iam::{account}:role/ltv-{game}-transform",
                         context={"iam:PassedToService": "sagemaker.amazonaws.com"})
     assert not score.allows("iam:PassRole", f"arn:aws:iam::{account}:role/ltv-{game}-transform",

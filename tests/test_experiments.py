@@ -201,6 +201,35 @@ def test_the_exposure_log_is_append_only_and_idempotent_on_replays(lake):
     assert exp.assignments()["player_id"].is_unique
 
 
+def test_later_days_plan_offers_for_every_assigned_player_within_budget_and_cooldown(lake):
+    """Each day's assignment run plans the rest of the offer window for every assigned player of its
+    predictions (new ones and earlier ones), logs what still fits the arms' daily budgets and the
+    players' cooldowns, and a rerun logs nothing new (before, a later day logged no offer at all)."""
+    spec = ex.parse_spec(spec_dict(budget_per_day=1000, cooldown_days=3, offer_days=7))
+    exp = ex.create(lake, spec)
+    first = fake_predictions(100)
+    ex.assign(exp, START, first)
+    later = fake_predictions(150, seed=2)  # the same 100 players (new predictions) and 50 new ones
+    day2 = START + dt.timedelta(days=1)
+    added, offers = ex.assign(exp, day2, later)
+    assert len(added) == 50
+    newcomers = set(added.loc[added["arm"] != "holdout", "player_id"])
+    assert newcomers and newcomers <= set(offers["player_id"]), "new players get their offers"
+    assert set(offers["offer_date"]) <= {str(day2 + dt.timedelta(days=k)) for k in range(6)}, "the window's rest"
+    logged = exp.exposures()
+    budgets = {a.name: ex.arm_budget(spec, a) for a in spec.arms}
+    per_day = logged.groupby(["arm", "offer_date"]).size()
+    assert all(n <= budgets[arm] for (arm, _), n in per_day.items())
+    for _, dates in logged.groupby("player_id")["offer_date"]:
+        days = sorted(pd.to_datetime(dates))
+        assert all((b - a).days >= spec.cooldown_days for a, b in zip(days, days[1:])), days
+    assert "holdout" not in set(logged["arm"])
+    before = files(lake)
+    assert len(ex.assign(exp, day2, later)[1]) == 0 and files(lake) == before, "a rerun logs nothing new"
+    # a day after the offer window plans nothing
+    assert len(ex.assign(exp, START + dt.timedelta(days=7), later)[1]) == 0
+
+
 def test_a_readout_before_the_horizon_is_refused_and_nothing_is_written(lake):
     exp = ex.create(lake, ex.parse_spec(spec_dict()))
     ex.assign(exp, START, fake_predictions(300))
@@ -295,6 +324,39 @@ def test_ci_coverage_on_a_seeded_sweep():
 
 # ----------------------------------------------------------------------------------------------
 # target lists
+
+
+class FixedPredictions:
+    """A date's published predictions as `ltv.scoring.Predictions` reads them (run column included)."""
+
+    def __init__(self, frame: pd.DataFrame, run: str):
+        self.frame, self.run, self.asked = frame, run, []
+
+    def read(self, day, run=None):
+        self.asked.append((day, run))
+        return self.frame.assign(dt=str(day), run=run or self.run)
+
+
+def test_a_runs_list_uses_the_games_targets_settings_unless_overridden():
+    from conftest import make_config
+
+    config = make_config("galaxy-raiders", targets={"budget": 7, "cooldown_days": 3, "policy": "random-day"})
+    source = FixedPredictions(fake_predictions(500), "r1")
+    plan, run = targets.make(config, source, START)
+    assert run == "r1" and source.asked == [(START, None)]
+    assert set(plan["policy"]) == {"random-day"} and plan.groupby("offer_date").size().max() == 7
+    assert plan.equals(targets.plan(fake_predictions(500), START, policy="random-day", budget=7, cooldown_days=3,
+                                    salt="targets/galaxy-raiders"))
+    over, _ = targets.make(config, source, START, "r0", policy="model", budget=0)
+    assert over.empty and source.asked[-1] == (START, "r0"), "budget 0 is an override, not the default"
+    # the data file has the catalog's columns and types, an empty list too
+    import io
+
+    import pyarrow.parquet as pq
+    for frame in (plan, over):
+        schema = pq.read_schema(io.BytesIO(targets.to_parquet(config, frame)))
+        assert [(f.name, str(f.type)) for f in schema] == [
+            (c, {"string": "string", "bigint": "int64", "double": "double"}[t]) for c, t in targets.columns(config)]
 
 
 def test_target_lists_respect_budget_and_cooldown_and_follow_the_model():

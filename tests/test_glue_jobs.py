@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import io
 import json
 import logging
 import os
@@ -990,13 +991,32 @@ def test_the_jobs_do_not_import_the_training_stack():
     assert not set(done.stdout.split()) & {"autogluon", "typer", "matplotlib", "scipy", "sklearn", "sagemaker"}
 
 
-def monitoring_job(tpl: Templates, config: cfg.GameConfig) -> dict[str, Any]:
-    stack = Names.of(config).stack("Monitoring")
+def stack_job(tpl: Templates, config: cfg.GameConfig, concern: str, job: str) -> dict[str, Any]:
+    """The properties of the Glue job `ltv-<game>-<job>` of another stack than the ETL's."""
+    stack = Names.of(config).stack(concern)
     for logical_id in tpl.resources(stack, "AWS::Glue::Job"):
         props = tpl.props(stack, logical_id)
-        if props["Name"] == Names.of(config).resource("monitor"):
+        if props["Name"] == Names.of(config).resource(job):
             return props
-    raise KeyError("monitor")
+    raise KeyError(job)
+
+
+def run_shipped(glue_python: dict[str, Any], concern: str, props: dict[str, Any], tmp_path: Path,
+                **args: str) -> subprocess.CompletedProcess:
+    """A job of `concern`'s stack run as Glue runs it: its script from its asset, the ETL's core and
+    wheels (what its arguments name, as for the ETL jobs), the given arguments on the template's."""
+    tpl, config = glue_python["tpl"], glue_python["config"]
+    assert props["DefaultArguments"]["--additional-python-modules"] == \
+        etl_job(tpl, config, "cutoffs")["DefaultArguments"]["--additional-python-modules"]
+    script_uri = props["Command"]["ScriptLocation"]
+    script = tmp_path / script_uri.rsplit("/", 1)[1]
+    shutil.copyfile(tpl.asset_file(Names.of(config).stack(concern), script_uri), script)
+    staged = stage_extra_py_files(glue_python, etl_job(tpl, config, "cutoffs"), tmp_path / "extra")
+    argv = template_argv(props, engine="duckdb", **args)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LTV_THREADS": "1", "PYTHONNOUSERSITE": "1",
+           "PYTHONPATH": os.pathsep.join(str(p) for p in staged)}
+    return subprocess.run([str(glue_python["python"]), str(script), *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=600)
 
 
 @pytest.mark.slow
@@ -1009,24 +1029,34 @@ def test_the_monitoring_job_runs_as_glue_runs_it_from_cdk_out(glue_python, scori
     config, lake, engine, registry = scoring_lake
     day = dt.date(2025, 4, 14)
     score(config, lake, engine, registry, day)
-    tpl = glue_python["tpl"]
-    props = monitoring_job(tpl, glue_python["config"])
-    assert props["DefaultArguments"]["--additional-python-modules"] == \
-        etl_job(tpl, glue_python["config"], "cutoffs")["DefaultArguments"]["--additional-python-modules"]
-    script_uri = props["Command"]["ScriptLocation"]
-    script = tmp_path / script_uri.rsplit("/", 1)[1]
-    shutil.copyfile(tpl.asset_file(Names.of(glue_python["config"]).stack("Monitoring"), script_uri), script)
-    staged = stage_extra_py_files(glue_python, etl_job(tpl, glue_python["config"], "cutoffs"), tmp_path / "extra")
+    props = stack_job(glue_python["tpl"], glue_python["config"], "Monitoring", "monitor")
     config_file = write_config(config, tmp_path / "config")
     later = str(day + dt.timedelta(days=etl.label_horizon(config)))
-    argv = template_argv(props, config=str(config_file), engine="duckdb", lake=str(lake.root), date=later)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LTV_THREADS": "1", "PYTHONNOUSERSITE": "1",
-           "PYTHONPATH": os.pathsep.join(str(p) for p in staged)}
-    done = subprocess.run([str(glue_python["python"]), str(script), *argv], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=600)
+    done = run_shipped(glue_python, "Monitoring", props, tmp_path, config=str(config_file), lake=str(lake.root),
+                       date=later)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 measurement(s)" in done.stderr and "metric PolicyValue Signal=label_decay" in done.stderr
     assert (lake.monitoring / f"date={later}.json").exists()
+
+
+@pytest.mark.slow
+def test_the_targets_job_runs_as_glue_runs_it_from_cdk_out(glue_python, scoring_lake, tmp_path):
+    """The targets job (stacks/scoring.py) on the ETL's runtime, on a local lake with a published run:
+    it writes the list `ltv targets` writes (the AWS path, events and catalog: tests/test_scoring_cloud.py)."""
+    from ltv import targets
+    from ltv.scoring import Predictions, score
+
+    config, lake, engine, registry = scoring_lake
+    day = dt.date(2025, 4, 14)
+    run = score(config, lake, engine, registry, day).run_id
+    props = stack_job(glue_python["tpl"], glue_python["config"], "Scoring", "targets")
+    done = run_shipped(glue_python, "Scoring", props, tmp_path, config=str(write_config(config, tmp_path / "config")),
+                       lake=str(lake.root), date=str(day), run=run)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected, _ = targets.make(config, Predictions.of(lake), day, run)
+    stored = pd.read_parquet(targets.target_dir(lake, day, run) / targets.PART)
+    assert len(stored) == len(expected) > 0 and f"{len(expected)} offers" in done.stderr
+    pd.testing.assert_frame_equal(stored, pd.read_parquet(io.BytesIO(targets.to_parquet(config, expected))))
 
 
 # ----------------------------------------------------------------------------------------------

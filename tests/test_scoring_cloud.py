@@ -48,7 +48,7 @@ sys.path.append(str(ROOT))  # stacks/ is not an installed package
 
 from botocore.exceptions import ClientError  # noqa: E402
 
-from ltv import etl, metric_names, runs  # noqa: E402
+from ltv import etl, metric_names, runs, targets  # noqa: E402
 from ltv.athena import AthenaEngine  # noqa: E402
 from ltv.errors import RegistryError  # noqa: E402
 from ltv.lake import SUCCESS  # noqa: E402
@@ -56,7 +56,7 @@ from ltv.monitoring import Monitor, metric_data, missed_scoring_runs  # noqa: E4
 from ltv.promotion import APPROVED, PENDING, REJECTED  # noqa: E402
 from ltv.sagemaker_registry import CHANGES, METADATA, SageMakerRegistry  # noqa: E402
 from ltv.sagemaker_scoring import BatchScoring, Settings, job_name, marker  # noqa: E402
-from ltv.scoring import connect, score  # noqa: E402
+from ltv.scoring import Predictions, connect, score  # noqa: E402
 from stacks.game import build_app  # noqa: E402
 from stacks.names import Names  # noqa: E402
 from stacks.packaging import build_core_wheel  # noqa: E402
@@ -153,7 +153,7 @@ class Game:
 def game(synthesized, monkeypatch) -> Game:
     config, tpl = synthesized
     names = Names.of(config)
-    stacks = [names.stack(c) for c in ("DataLake", "Alerts", "Ml")]
+    stacks = [names.stack(c) for c in ("DataLake", "Alerts", "Ml", "Scoring")]
     with moto_account(tpl, stacks, monkeypatch, TODAY) as account:
         import botocore.handlers
 
@@ -411,7 +411,10 @@ def test_a_features_partition_is_scored_once_and_queryable_by_the_same_sql_as_lo
     assert athena.query(f"SELECT COUNT(*) AS n FROM predictions WHERE dt = '{DAY}'")["n"].iloc[0] == 0
     game.account.recorder.needs.clear()
     published = publish_handler.handler(transform_event(job, "Completed"), Context("ltv-galaxy-raiders-scoring-publish"))
+    targets_run = published.pop("targets_job_run")
     assert published == {"status": "published", "job": job["TransformJobName"], "run": run, "first": True}
+    assert game.account.session.client("glue").get_job_run(JobName="ltv-galaxy-raiders-targets", RunId=targets_run)[
+        "JobRun"]["Arguments"].items() >= {"--date": str(DAY), "--run": run}.items(), "the run's list is asked for"
     assert not denied(game, game.function_policy("scoring-publish")), denied(game, game.function_policy("scoring-publish"))
 
     # the same SQL, here and there, the same predictions
@@ -754,6 +757,185 @@ def test_the_aws_monitoring_job_publishes_the_metrics_of_ltv_monitor(game, scori
     assert not policy.allows("s3:PutObject", f"arn:aws:s3:::{curated}/features/cutoff={DAY}/part-0.parquet")
 
 
+# ----------------------------------------------------------------------------------------------
+# target lists: the targets Glue job after each published run (glue_jobs/targets.py)
+
+
+def published_run(game: Game, scoring_lake: Any) -> str:
+    """A run of DAY as the transform writes it (the local run's part, as `<part>.out`): its id."""
+    config, lake, engine, registry = scoring_lake
+    local = score(config, lake, engine, registry, DAY)
+    run = runs.new_run_id(dt.datetime(2025, 4, 14, 3, 0, tzinfo=dt.timezone.utc), 1)
+    source = Path(lake.root) / runs.run_prefix(config.game.id, DAY, local.run_id) / "part-0.parquet"
+    game.s3.upload_file(str(source), game.bucket("curated"), runs.run_prefix(config.game.id, DAY, run) + "part-0.parquet.out")
+    return run
+
+
+def completed(game: Game, run: str) -> dict[str, Any]:
+    """EventBridge's completion event of the transform job that wrote `run`."""
+    name = f"ltv-galaxy-raiders-{DAY:%Y%m%d}-0123456789"
+    job = {"TransformJobName": name, "TransformJobArn": f"arn:aws:sagemaker:eu-west-1:111111111111:transform-job/{name}",
+           "ModelName": "ltv-galaxy-raiders-v1", "MaxPayloadInMB": 50, "BatchStrategy": "SingleRecord",
+           "TransformInput": {}, "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
+           "TransformOutput": {"S3OutputPath": f"s3://{game.bucket('curated')}/{runs.run_prefix('galaxy-raiders', DAY, run)}"}}
+    return transform_event(job, "Completed")
+
+
+class EventLog:
+    """The events EventBridge accepted (an EventId, no ErrorCode) from the code's PutEvents calls, as
+    a rule on the bus would hand them to a consumer (moto delivers to targets only with jsonpath_ng,
+    which the locked test environment does not have)."""
+
+    def __init__(self) -> None:
+        self.accepted: list[dict[str, Any]] = []
+        self.hooks = [("before-parameter-build.events.PutEvents", self._stash), ("after-call.events.PutEvents", self._keep)]
+
+    @staticmethod
+    def _stash(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["ltv_entries"] = list(params["Entries"])
+
+    def _keep(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        for entry, result in zip(context.get("ltv_entries", []), parsed.get("Entries", [])):
+            if result.get("EventId") and not result.get("ErrorCode"):
+                self.accepted.append({"id": result["EventId"], "source": entry["Source"],
+                                      "detail-type": entry["DetailType"], "bus": entry.get("EventBusName", "default"),
+                                      "detail": json.loads(entry["Detail"])})
+
+    def take(self) -> list[dict[str, Any]]:
+        out, self.accepted = self.accepted, []
+        return out
+
+
+def hooked(game: Game, monkeypatch, *hooks: tuple[str, Any]) -> None:
+    """`hooks` (and the account's) on every client made from now on (the job makes its own)."""
+    import boto3
+    import botocore.handlers
+
+    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*game.hooks, *hooks])
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+def run_targets_job(game: Game, job_run: str) -> str:
+    """The job run as Glue runs it: the script with the run's arguments (the job's defaults and the
+    publish function's), acting as the job's role (every call decided against its policy)."""
+    from glue_jobs import targets as targets_script
+
+    glue = game.account.session.client("glue")
+    args = glue.get_job_run(JobName="ltv-galaxy-raiders-targets", RunId=job_run)["JobRun"]["Arguments"]
+    bucket, key = args["--config"][5:].split("/", 1)
+    game.s3.upload_file(str(game.tpl.asset_file(game.stack("Etl"), args["--config"])), bucket, key)
+    argv = ["--JOB_NAME", "ltv-galaxy-raiders-targets", "--JOB_RUN_ID", job_run, *[x for kv in args.items() for x in kv]]
+    stack = game.stack("Scoring")
+    logical_id = next(k for k, r in game.tpl.resources(stack, "AWS::IAM::Role").items()
+                      if game.tpl.resolve(stack, r["Properties"].get("RoleName")) == "ltv-galaxy-raiders-targets")
+    with game.account.recorder.acting_as(role(game.tpl, stack, logical_id)):
+        return targets_script.main(argv)
+
+
+def objects(game: Game, prefix: str) -> dict[str, str]:
+    listing = game.s3.list_objects_v2(Bucket=game.bucket("curated"), Prefix=prefix).get("Contents", [])
+    return {o["Key"][len(prefix):]: o["ETag"] for o in listing}
+
+
+def test_a_published_run_gets_its_target_list_registered_and_announced_once(game, handlers, scoring_lake,
+                                                                           monkeypatch) -> None:
+    _, publish_handler = handlers
+    config, lake = scoring_lake[0], scoring_lake[1]
+    run = published_run(game, scoring_lake)
+    log = EventLog()
+    hooked(game, monkeypatch, *log.hooks)
+    published = publish_handler.handler(completed(game, run), Context("ltv-galaxy-raiders-scoring-publish"))
+    assert published["status"] == "published" and published["targets_job_run"], published
+    summary = run_targets_job(game, published["targets_job_run"])
+
+    # the list, as `ltv targets` makes it from the same predictions with the game's settings
+    prefix = targets.target_prefix(config.game.id, DAY, run)
+    assert sorted(objects(game, prefix)) == [runs.NOTIFIED, SUCCESS, targets.PART], summary
+    body = game.s3.get_object(Bucket=game.bucket("curated"), Key=prefix + targets.PART)["Body"].read()
+    stored = pd.read_parquet(io.BytesIO(body))
+    local, local_run = targets.make(config, Predictions.of(lake), DAY)
+    assert local_run != run and len(stored) == len(local) > 0
+    pd.testing.assert_frame_equal(stored, pd.read_parquet(io.BytesIO(targets.to_parquet(config, local))))
+    assert stored.groupby("offer_date").size().max() <= config.targets.budget
+    assert set(stored["policy"]) == {config.targets.policy}
+    # Athena reads it through the registered partition
+    athena = athena_engine(game)
+    count = athena.query(f"SELECT COUNT(*) AS n, MIN(reason) AS why FROM targets WHERE dt = '{DAY}' AND run = '{run}'")
+    assert count["n"].iloc[0] == len(stored) and "P(buy that day)" in count["why"].iloc[0]
+    # announced once, with the S3 location of the complete list
+    (event,) = log.take()
+    assert (event["source"], event["detail-type"], event["bus"]) == ("ltv", "LTV Targets Ready", "default")
+    location = f"s3://{game.bucket('curated')}/targets/game=galaxy-raiders/dt={DAY}/run={run}/"
+    assert event["detail"]["location"] == location and event["detail"]["files"] == [location + "part-0.parquet"]
+    assert (event["detail"]["dt"], event["detail"]["run"], event["detail"]["offers"]) == (str(DAY), run, len(stored))
+    assert event["detail"]["table"] == f"{game.names.database}.targets"
+
+    # replays: the completion event again starts nothing; the job again (a retry, a manual rerun)
+    # writes nothing and sends nothing
+    before = objects(game, "targets/")
+    again = publish_handler.handler(completed(game, run), Context("ltv-galaxy-raiders-scoring-publish"))
+    assert again["targets_job_run"] is None and again["first"] is False
+    assert "nothing written, nothing sent" in run_targets_job(game, published["targets_job_run"])
+    assert objects(game, "targets/") == before and log.take() == []
+    assert game.account.recorder.checked > 0, "the function and the job acted as their roles (each call decided)"
+
+
+def test_an_older_run_published_late_gets_no_list(game, handlers, scoring_lake) -> None:
+    _, publish_handler = handlers
+    older = published_run(game, scoring_lake)
+    newer = runs.new_run_id(dt.datetime(2025, 4, 14, 5, 0, tzinfo=dt.timezone.utc), 1)
+    curated = game.bucket("curated")
+    game.s3.copy_object(Bucket=curated, Key=runs.run_prefix("galaxy-raiders", DAY, newer) + "part-0.parquet.out",
+                        CopySource={"Bucket": curated, "Key": runs.run_prefix("galaxy-raiders", DAY, older) + "part-0.parquet.out"})
+    runs.publish(runs.S3Store(game.s3, curated), "galaxy-raiders", DAY, newer)  # a later run is the date's latest
+    late = publish_handler.handler(completed(game, older), Context("ltv-galaxy-raiders-scoring-publish"))
+    assert late["status"] == "published" and late["targets_job_run"] is None
+    assert game.account.session.client("glue").get_job_runs(JobName="ltv-galaxy-raiders-targets")["JobRuns"] == []
+
+
+def fail_on(service: str, op: str, when: Any = lambda params: True) -> tuple[str, Any]:
+    """A hook that fails `service:op` requests whose parameters satisfy `when` (as a throttled call)."""
+    def raise_error(params: dict[str, Any], **_: Any) -> None:
+        if when(params):
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, op)
+    return (f"provide-client-params.{service}.{op}", raise_error)
+
+
+def test_a_failed_targets_job_leaves_nothing_half_done_and_its_retry_finishes(game, handlers, scoring_lake,
+                                                                              monkeypatch) -> None:
+    _, publish_handler = handlers
+    run = published_run(game, scoring_lake)
+    log = EventLog()
+    job_run = publish_handler.handler(completed(game, run), Context("ltv-galaxy-raiders-scoring-publish"))["targets_job_run"]
+    prefix = targets.target_prefix("galaxy-raiders", DAY, run)
+    glue = game.account.session.client("glue")
+
+    def partitions() -> list[list[str]]:
+        return [p["Values"] for p in glue.get_partitions(DatabaseName=game.names.database,
+                                                         TableName="targets")["Partitions"]]
+
+    def failing(*hooks: tuple[str, Any]) -> None:
+        hooked(game, monkeypatch, *log.hooks, *hooks)
+
+    # killed between the data file and its marker: incomplete, registered nowhere, announced to no one
+    failing(fail_on("s3", "PutObject", lambda p: p["Key"] == prefix + SUCCESS))
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        run_targets_job(game, job_run)
+    assert SUCCESS not in objects(game, prefix) and partitions() == [] and log.take() == []
+    assert athena_engine(game).query(f"SELECT COUNT(*) AS n FROM targets WHERE dt = '{DAY}'")["n"].iloc[0] == 0
+    # EventBridge refusing: the list is complete and registered, not marked announced
+    failing(fail_on("events", "PutEvents"))
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        run_targets_job(game, job_run)
+    assert sorted(objects(game, prefix)) == [SUCCESS, targets.PART] and partitions() == [["galaxy-raiders", str(DAY), run]]
+    assert log.take() == []
+    # Glue's retry: the event, once, and the marker
+    failing()
+    assert "was complete already, registered, announced" in run_targets_job(game, job_run)
+    assert [e["detail"]["run"] for e in log.take()] == [run]
+    assert sorted(objects(game, prefix)) == [runs.NOTIFIED, SUCCESS, targets.PART]
+
+
 def test_missed_scoring_runs_count_only_due_days_after_the_first_run() -> None:
     config = loop_config(scoring={"deadline_hours": 12})
     monday = dt.datetime(2025, 4, 14)
@@ -979,7 +1161,7 @@ def test_the_shipped_asset_publishes_a_run_with_its_own_sdk_against_an_older_run
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         monkeypatch.setenv("MOTO_ACCOUNT_ID", tpl.account)
         session = boto3.Session(region_name=tpl.region)
-        for concern in ("DataLake", "Alerts"):
+        for concern in ("DataLake", "Alerts", "Scoring"):  # Scoring: the targets job the publisher starts
             create_from_template(session, tpl, names.stack(concern))
         curated, run = names.bucket("curated"), runs.new_run_id(dt.datetime(2025, 4, 14, 3, 40, tzinfo=dt.timezone.utc), 1)
         output = f"s3://{curated}/{runs.run_prefix(config.game.id, DAY, run)}"
@@ -1006,8 +1188,11 @@ def test_the_shipped_asset_publishes_a_run_with_its_own_sdk_against_an_older_run
                                json.dumps(event)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout.strip().splitlines()[-1])
+        started = report["result"].pop("targets_job_run")
         assert report["result"] == {"status": "published", "job": event["detail"]["TransformJobName"], "run": run,
                                     "first": True}
+        assert session.client("glue").get_job_run(JobName=names.resource("targets"), RunId=started)["JobRun"][
+            "Arguments"].items() >= {"--date": str(DAY), "--run": run}.items()
         assert all(path.startswith(str(asset)) for path in report["sdk"]), report["sdk"]
         latest = session.client("s3").get_object(Bucket=curated, Key=runs.date_prefix(config.game.id, DAY) + runs.LATEST)
         assert latest["Body"].read().decode() == run
@@ -1027,7 +1212,8 @@ def _stubbed_scoring() -> tuple[Any, Any]:
     settings = Settings(game="galaxy-raiders", curated_bucket="c", artifacts_bucket="a", database="d",
                         role_arn="arn:aws:iam::111111111111:role/ltv-transform", kms_key_arn="k",
                         instance_type="ml.m5.xlarge", instance_count=1, max_payload_mb=6, invocation_timeout_s=600,
-                        cutoff_weekday="MON", cutoff_every_weeks=1, scoring_cron="cron(0 6 ? * MON *)")
+                        cutoff_weekday="MON", cutoff_every_weeks=1, scoring_cron="cron(0 6 ? * MON *)",
+                        targets_job="ltv-galaxy-raiders-targets")
     return BatchScoring(settings, sagemaker=sm, s3=sm), Stubber(sm)
 
 

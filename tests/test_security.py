@@ -156,7 +156,11 @@ def test_every_role_is_scoped_to_its_games_resources_and_assumed_by_aws_services
                             or "cdk-hnb659fds-" in arn and config.aws.account in arn
                             or f":log-group:/aws/lambda/{names.stack('')}" in arn  # CDK's own helper functions
                             or re.search(r":log-group:/aws/sagemaker/|:(training|processing)-job/pipelines-|"
-                                         r":experiment-trial", arn)), f"{stack}: {st.get('Sid')}: {arn}"
+                                         r":experiment-trial", arn)
+                            # the account's default bus, for the game's own events only (their source)
+                            or arn.endswith(f":{config.aws.account}:event-bus/default")
+                            and "events:source" in st.get("Condition", {}).get("StringEquals", {})), \
+                        f"{stack}: {st.get('Sid')}: {arn}"
         for role_id, role in resources(template, "AWS::IAM::Role").items():
             assert "ManagedPolicyArns" not in role, f"{stack}: {role_id} uses an AWS managed policy"
             for st in role["AssumeRolePolicyDocument"]["Statement"]:
