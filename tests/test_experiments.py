@@ -247,8 +247,40 @@ def test_srm_flags_a_52_48_split_and_not_a_fair_one():
     flagged = ex.srm({"a": int(0.52 * n), "b": int(0.48 * n)}, shares)
     # by hand: sum (o - e)^2 / e
     assert flagged["chi2"] == pytest.approx(2 * (0.02 * n) ** 2 / (n / 2))
-    assert flagged["mismatch"]
+    assert flagged["mismatch"] and flagged["alpha"] == ex.SRM_ALPHA
     assert not ex.srm({"a": 10_050, "b": 9_950}, shares)["mismatch"]
+    # the threshold is the spec's: p ~ 0.003 is a mismatch at the default 0.01, not at 0.001
+    assert ex.srm({"a": 10_210, "b": 9_790}, shares)["mismatch"]
+    assert not ex.srm({"a": 10_210, "b": 9_790}, shares, alpha=0.001)["mismatch"]
+    assert ex.parse_spec(spec_dict()).srm_alpha == ex.SRM_ALPHA
+    assert ex.parse_spec(spec_dict(srm_alpha=0.001)).srm_alpha == 0.001
+
+
+def test_srm_power_matches_seeded_splits_and_the_default_sees_a_52_48_split_at_a_games_size():
+    """The stated power (noncentral chi-square) agrees with 2,000 seeded 52/48-thinned splits of
+    a game's 12,381 players, and at the default threshold it is >= 95 % with <= 1.5 % false
+    alarms on fair splits; the old p < 0.001 saw only ~85 % (the miss of issue 25)."""
+    rng = np.random.default_rng(5)
+    n, reps, shares = 12_381, 2000, {"a": 0.5, "b": 0.5}
+    a = rng.binomial(n, 0.5, reps)
+    kept_b = rng.binomial(n - a, 1 - ex.SRM_LOSS)  # logging loses ~7.7 % of arm b: 52/48
+    p_fair = np.array([ex.srm({"a": x, "b": n - x}, shares)["p_value"] for x in a])
+    p_skew = np.array([ex.srm({"a": x, "b": y}, shares)["p_value"] for x, y in zip(a, kept_b)])
+    for alpha in (0.001, 0.01):
+        stated = ex.srm_power(shares, int(n * (1 - ex.SRM_LOSS / 2)), alpha)
+        # binomial se of 2,000 draws <= 0.008; 3 se
+        assert np.mean(p_skew < alpha) == pytest.approx(stated, abs=0.025)
+    assert ex.srm_power(shares, n, 0.001) < 0.9 < 0.95 <= ex.srm_power(shares, n)
+    assert np.mean(p_skew < ex.SRM_ALPHA) >= 0.95 and np.mean(p_fair < ex.SRM_ALPHA) <= 0.015
+    # the readout states it; several arms: the loss in the arm where it shows least (the holdout here)
+    out = ex.srm({"m": 4952, "r": 4952, "h": 2477}, {"m": 0.4, "r": 0.4, "h": 0.2})
+    assert out["power_52_48"] == pytest.approx(ex.srm_power({"m": 0.4, "r": 0.4, "h": 0.2}, 12_381), rel=1e-9)
+    from scipy import stats
+    p = np.array([0.4, 0.4, 0.2])
+    q = p * [1, 1, 1 - ex.SRM_LOSS]
+    q /= q.sum()
+    by_hand = stats.ncx2.sf(stats.chi2.isf(ex.SRM_ALPHA, 2), 2, 12_381 * np.sum((q - p) ** 2 / p))
+    assert out["power_52_48"] == pytest.approx(by_hand, rel=1e-9) and out["power_52_48"] < 0.8
 
 
 def test_power_matches_the_textbook_formula_and_holds_empirically():
