@@ -15,14 +15,15 @@ by an offer policy of `ltv.targets` (`model`, `random-day`, `none`), one of them
 - **Power** before the start: the population size needed to detect `mde` on the primary metric
   (two-sided test at `alpha`, `power`), from the metric's variance in the window before start.
 - **Readout** (fixed horizon: a readout before the horizon is `PeekingError`): per arm the
-  conversion and revenue per player; per comparison the difference with a 95 % CI, plain and
+  conversion and revenue per player; per comparison the difference with a 95 % CI (Welch
+  standard error, corrected for the skew of spend: `diff_interval`), plain and
   CUPED-adjusted on pre-period spend (Deng et al., 2013, "Improving the sensitivity of online
   controlled experiments by utilizing pre-experiment data"); a sample-ratio-mismatch
-  chi-square test of the arm counts against the shares.
+  chi-square test of the arm counts against the shares, with its power at the experiment's n.
 
 Why a fixed horizon and not an always-valid (sequential) method: the decision is taken once,
 at a horizon set by the purchase cycle (offers pull purchases forward, so an early look
-overstates them); a fixed-horizon z-interval is the narrowest valid one at that horizon, and
+overstates them); a fixed-horizon interval is the narrowest valid one at that horizon, and
 CUPED applies to it directly. An always-valid interval (mSPRT) pays for looking at any time
 with a wider interval at the horizon. Peeking is prevented, not corrected.
 
@@ -208,13 +209,39 @@ class Interval:
         return not self.low <= 0 <= self.high
 
 
+def _hall(t: float, a: float) -> float:
+    """Hall's (1992) transform of a studentized statistic t whose estimator has skewness a:
+    t + a t^2 / 3 + a^2 t^3 / 27 + a / 6 — monotone, and normal without the first-order skew."""
+    return t if abs(a) < 1e-12 else ((1 + a * t / 3) ** 3 - 1) / a + a / 6
+
+
+def _hall_inverse(u: float, a: float) -> float:
+    return float(u) if abs(a) < 1e-12 else float(3 / a * (np.cbrt(1 + a * (u - a / 6)) - 1))
+
+
 def diff_interval(y_t: np.ndarray, y_c: np.ndarray, level: float = 0.95) -> Interval:
-    """Difference of means with the unpooled (Welch) standard error and a normal interval."""
+    """Difference of means with the unpooled (Welch) standard error and an interval corrected for
+    the difference's skewness (Hall, 1992).
+
+    Why: spend is skewed, and the few big spenders a small holdout happens to get move its mean
+    and its variance together, so the normal interval is lopsided — on the default game it lay
+    above a zero effect in 3.2 % of no-effect CUPED revenue readouts, below it in 1.9 %
+    (6,000 seeds, docs/experiments.md). The
+    skewness of the difference is m3 (1/n_t^2 - 1/n_c^2) / sd^3 with the third moment m3 and sd of
+    both arms pooled: per-arm moments move with the same big spenders and over-correct (measured),
+    pooled ones do not. Equal arms cancel the skew (no correction); cost O(n)."""
+    n_t, n_c = len(y_t), len(y_c)
     diff = float(np.mean(y_t) - np.mean(y_c))
-    se = float(np.sqrt(np.var(y_t, ddof=1) / len(y_t) + np.var(y_c, ddof=1) / len(y_c)))
+    se = float(np.sqrt(np.var(y_t, ddof=1) / n_t + np.var(y_c, ddof=1) / n_c))
     z = stats.norm.ppf(0.5 + level / 2)
-    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else float(diff == 0) or 0.0
-    return Interval(diff, se, diff - z * se, diff + z * se, p)
+    if not se > 0:
+        return Interval(diff, se, diff, diff, float(diff == 0) or 0.0)
+    both = np.concatenate([y_t, y_c])
+    d = both - both.mean()
+    var = np.mean(d ** 2)
+    a = float(np.mean(d ** 3) * (1 / n_t ** 2 - 1 / n_c ** 2) / (var * (1 / n_t + 1 / n_c)) ** 1.5) if var > 0 else 0.0
+    p = float(2 * stats.norm.sf(abs(_hall(diff / se, a))))
+    return Interval(diff, se, float(diff - se * _hall_inverse(z, a)), float(diff - se * _hall_inverse(-z, a)), p)
 
 
 def cuped(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, float]:
