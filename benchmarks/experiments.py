@@ -1,6 +1,6 @@
 """Experiments benchmark: is the readout honest, and does the model's timing earn more?
 
-    .venv/bin/python benchmarks/experiments.py [--experiments 250] [--installs 200] [--days 203]
+    .venv/bin/python benchmarks/experiments.py [--experiments 250] [--null-experiments 2000] [--installs 200] [--days 203]
 
 One scored game, reused by every experiment (no retraining per experiment): galaxy-raiders
 (no content update) is simulated, a model is trained once (fast budget) on the rolling dataset
@@ -9,8 +9,8 @@ gives each player's outlook (`ltv.simulate.offers`), so every experiment knows i
 seeded experiment assigns the scored players by its own salt to model-timed (40 %), random-day
 (40 %) and no offer (20 %, the holdout), plans each arm's offers for the first week under the
 same daily budget per player, applies them with the default `OfferEffect`, draws 14 days of
-outcomes and reads them out (`ltv.experiments.analyse`). The same experiments are repeated
-with no true effect (lift 0).
+outcomes and reads them out (`ltv.experiments.analyse`). The same experiments, and more (the
+false-positive rate needs thousands to tell 5 % from 6 %), are run with no true effect (lift 0).
 
 Targets (issue 25; benchmarks/README.md):
 - the 95 % CI covers the true uplift in 93-97 % of >= 200 experiments;
@@ -50,6 +50,7 @@ GAME = "galaxy-raiders"
 HORIZON = 14
 BUDGET_SHARE = 0.02       # offers per day, as a share of the scored players (split by arm share)
 SRM_SIZES = (5_000, 10_000, 20_000, 40_000)
+SRM_REPS_GAME = 2000  # at the game's own size: binomial se ~0.005 around 0.95
 
 
 def spec_of(day: dt.date, seed: int, budget: int) -> experiments.Spec:
@@ -104,14 +105,14 @@ def scored_game(installs: int, days: int) -> dict[str, Any]:
     return {"config": config, "day": day, "pred": pred, "sim": sim, "out": of.outlook(sim, HORIZON)}
 
 
-def run(game: dict[str, Any], n: int) -> dict[str, Any]:
+def run(game: dict[str, Any], n: int, n_null: int) -> dict[str, Any]:
     pred, sim, out, day = game["pred"], game["sim"], game["out"], game["day"]
     budget = max(1, int(BUDGET_SHARE * len(pred)))
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for k in range(n):
+    for k in range(max(n, n_null)):
         spec = spec_of(day, k, budget)
-        for lift in (of.OfferEffect().lift, 0.0):
+        for lift in [of.OfferEffect().lift] * (k < n) + [0.0] * (k < n_null):
             rng = np.random.default_rng([k, int(lift * 100)])
             result, truth, offers = of.simulated_experiment(spec, pred, pred["pre_revenue"].to_numpy(float), sim, out,
                                                             of.OfferEffect(lift=lift), rng)
@@ -132,10 +133,12 @@ def run(game: dict[str, Any], n: int) -> dict[str, Any]:
     return {"frame": frame, "budget": budget, "seconds": time.perf_counter() - started, "players": len(pred)}
 
 
-def srm_rates(day: dt.date, sizes: tuple[int, ...], reps: int) -> dict[int, tuple[float, float]]:
-    """(fair flagged, 52/48 flagged) rates of the SRM check over `reps` seeded two-arm splits of
-    n synthetic players: the real hash, then arm b thinned to 48 % for the injected mismatch."""
-    out = {}
+def srm_rates(day: dt.date, sizes: tuple[int, ...], reps: int,
+              alphas: tuple[float, ...]) -> dict[float, dict[int, tuple[float, float]]]:
+    """Per threshold, (fair flagged, 52/48 flagged) rates of the SRM check over `reps` seeded
+    two-arm splits of n synthetic players: the real hash, then arm b thinned to 48 % for the
+    injected mismatch."""
+    out: dict[float, dict[int, tuple[float, float]]] = {a: {} for a in alphas}
     for n in sizes:
         ids = pd.Series([f"p{i:08d}" for i in range(n)])
         fair, skewed = [], []
@@ -147,14 +150,16 @@ def srm_rates(day: dt.date, sizes: tuple[int, ...], reps: int) -> dict[int, tupl
             arms = experiments.assign_arms(spec, ids)
             a, b = int((arms == "a").sum()), int((arms == "b").sum())
             shares = {"a": 0.5, "b": 0.5}
-            fair.append(experiments.srm({"a": a, "b": b}, shares)["mismatch"])
-            kept_b = np.random.default_rng(k).binomial(b, 0.48 / 0.52)  # logging loses ~8 % of arm b
-            skewed.append(experiments.srm({"a": a, "b": int(kept_b)}, shares)["mismatch"])
-        out[n] = (float(np.mean(fair)), float(np.mean(skewed)))
+            fair.append(experiments.srm({"a": a, "b": b}, shares)["p_value"])
+            kept_b = np.random.default_rng(k).binomial(b, 1 - experiments.SRM_LOSS)  # logging loses ~8 % of arm b
+            skewed.append(experiments.srm({"a": a, "b": int(kept_b)}, shares)["p_value"])
+        for alpha in alphas:
+            out[alpha][n] = (float(np.mean(np.array(fair) < alpha)), float(np.mean(np.array(skewed) < alpha)))
     return out
 
 
-def report(game: dict[str, Any], res: dict[str, Any], srm: dict[int, tuple[float, float]], n: int) -> list[tuple]:
+def report(game: dict[str, Any], res: dict[str, Any], srm: dict[float, dict[int, tuple[float, float]]],
+           n: int) -> list[tuple]:
     f = res["frame"]
     eff = f[f["lift"] > 0]
     null = f[f["lift"] == 0]
@@ -175,21 +180,31 @@ def report(game: dict[str, Any], res: dict[str, Any], srm: dict[int, tuple[float
     offers = rev.groupby("arm")["offers"].mean()
     print(f"\ntrue revenue uplift per player: model-timed {model_up:.4f}, random-day {random_up:.4f} "
           f"(offers per experiment: model {offers['model']:.0f}, random {offers['random']:.0f})")
-    print("\nSRM check (p < 0.001) over 400 seeded splits of n players: fair flagged / 52-48 flagged")
-    for size, (fair, skew) in srm.items():
-        print(f"  n = {size:>6,}: {fair:.3f} / {skew:.3f}")
+    print("\nSRM check over 400 seeded splits of n players: fair flagged / 52-48 flagged (stated power)")
+    for alpha, rates in srm.items():
+        for size, (fair, skew) in rates.items():
+            stated = experiments.srm_power({"a": 0.5, "b": 0.5}, int(size * (1 - experiments.SRM_LOSS / 2)), alpha)
+            print(f"  p < {alpha:<6g} n = {size:>6,}: {fair:.3f} / {skew:.3f} ({stated:.3f})")
     cover = eff["cuped_covers"].mean()
     fp = null["cuped_positive"].mean()
+    per_experiment = null.groupby("k")["cuped_positive"].mean()
+    fp_se = per_experiment.std() / np.sqrt(len(per_experiment))  # readouts of one experiment are correlated
+    blocks = null.groupby(null["k"] // 500)["cuped_positive"].mean()
     primary = null[null["metric"] == "revenue_per_player"]["cuped_positive"].mean()
     print(f"\nover all {len(eff)} (experiment, arm, metric) readouts, CUPED: coverage {cover:.3f} (binomial se "
-          f"{np.sqrt(cover * (1 - cover) / len(eff)):.3f}), false positives with no effect {fp:.3f} (se "
-          f"{np.sqrt(0.05 * 0.95 / len(null)):.3f} around a nominal 0.05; the readouts of one experiment are "
-          f"correlated, so the true se is larger); primary metric (revenue per player) alone: {primary:.3f}")
+          f"{np.sqrt(cover * (1 - cover) / len(eff)):.3f}), false positives with no effect over {len(null)} readouts "
+          f"{fp:.4f} (se {fp_se:.4f}, by experiment; blocks of 500 experiments {blocks.min():.3f}..{blocks.max():.3f}); "
+          f"primary metric (revenue per player) alone: {primary:.4f}")
+    for e in ("plain", "cuped"):
+        z = null[f"{e}_diff"] / ((null[f"{e}_high"] - null[f"{e}_low"]) / (2 * 1.959964))
+        print(f"  {e}: below the CI {(z > 1.959964).mean():.4f} / above it {(z < -1.959964).mean():.4f} "
+              "(the truth, 0, outside the interval on each side)")
     narrowing = 1 - (rev["cuped_width"] / rev["plain_width"]).mean()
     pop = res["players"]
-    fair, skewed = srm_rates(game["day"], (pop,), 400)[pop]
+    fair, skewed = srm_rates(game["day"], (pop,), SRM_REPS_GAME, (experiments.SRM_ALPHA,))[experiments.SRM_ALPHA][pop]
     fair_pop = (1 - fair, skewed)
-    print(f"  n = {pop:>6,} (this game's scored players): quiet on fair {fair_pop[0]:.3f}, flags 52/48 {fair_pop[1]:.3f}")
+    print(f"  n = {pop:>6,} (this game's scored players, {SRM_REPS_GAME} splits), p < {experiments.SRM_ALPHA:g}: quiet on fair {fair_pop[0]:.3f}, "
+          f"flags 52/48 {fair_pop[1]:.3f}")
     targets = [("CUPED 95 % CI covers the true uplift", cover, "0.93-0.97", 0.93 <= cover <= 0.97),
                ("false positives with no effect", fp, "<= 0.05", fp <= 0.05),
                ("CUPED CI narrowing (revenue)", narrowing, ">= 0.20", narrowing >= 0.20),
@@ -205,6 +220,7 @@ def report(game: dict[str, Any], res: dict[str, Any], srm: dict[int, tuple[float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--experiments", type=int, default=250)
+    parser.add_argument("--null-experiments", type=int, default=2000, help="seeds run with no true effect")
     parser.add_argument("--installs", type=int, default=200, help="simulated daily installs (the demo's)")
     parser.add_argument("--days", type=int, default=203, help="simulated days (the end, D, is a Monday)")
     args = parser.parse_args(argv)
@@ -212,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     print_machine(bench.machine())
     started = time.perf_counter()
     game = scored_game(args.installs, args.days)
-    res = run(game, args.experiments)
-    srm = srm_rates(game["day"], SRM_SIZES, 400)
+    res = run(game, args.experiments, args.null_experiments)
+    srm = srm_rates(game["day"], SRM_SIZES, 400, tuple(sorted({0.001, experiments.SRM_ALPHA})))
     report(game, res, srm, args.experiments)
     print(f"\nwall {time.perf_counter() - started:.0f} s")
     return 0

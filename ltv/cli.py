@@ -774,7 +774,9 @@ def experiment_readout(game: GameOpt, experiment: ExperimentArg, lake: LakeOpt =
                   f"{c['diff']:.4g}", f"[{c['low']:.4g}, {c['high']:.4g}]")
     out.print(t)
     s = result["srm"]
-    out.print(("[red]SAMPLE-RATIO MISMATCH[/red]" if s["mismatch"] else "sample ratio ok") + f" (p = {s['p_value']:.3g})")
+    out.print(("[red]SAMPLE-RATIO MISMATCH[/red]" if s["mismatch"] else "sample ratio ok")
+              + f" (p = {s['p_value']:.3g}, flagged below {s['alpha']:g}; power against a 52/48-sized loss "
+              f"at this n: {s['power_52_48']:.0%})")
     out.print(f"readout: {page}")
 
 

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ltv.experiments import SRM_LOSS
 from ltv.report import CSS, _fmt, _svg, _table
 
 LABELS = {"conversion": "conversion (share of players who bought)", "revenue_per_player": "revenue per player"}
@@ -70,7 +71,9 @@ def render_readout(spec: Any, result: dict[str, Any], truth: dict[str, Any] | No
     s = result["srm"]
     srm_text = (f"<p class={'bad' if s['mismatch'] else 'good'}>Sample-ratio check: chi² = {s['chi2']:.2f}, "
                 f"p = {s['p_value']:.4g} — {'MISMATCH: the split is not the spec’s; do not trust the differences' if s['mismatch'] else 'no mismatch'} "
-                f"(flagged below p = {s['alpha']}).</p>")
+                f"(flagged below p = {s['alpha']}). At these {sum(s['observed'].values()):,} players the check flags the loss of "
+                f"{SRM_LOSS:.1%} of one arm's players (a 50/50 split become 52/48) with probability "
+                f"{s['power_52_48']:.0%}{'' if s['power_52_48'] >= 0.8 else ': a loss that size could go unseen'}.</p>")
     arms = pd.DataFrame([{"arm": n, **{k: _fmt(v, 4) if isinstance(v, float) else v for k, v in a.items()
                                        if not k.endswith("_se")}} for n, a in result["arms"].items()])
     strata = pd.DataFrame(result.get("strata", {})).T.rename_axis("stratum").reset_index() if result.get("strata") else None
