@@ -76,6 +76,9 @@ def test_bgnbd_recovers_the_parameters_it_was_drawn_from() -> None:
     truth = btyd.BetaGeo(r=0.8, alpha=40.0, a=0.9, b=4.0)
     x, t_x, *_ = simulate_bgnbd(truth, 20_000, 365.0, np.random.default_rng(1))
     fit = btyd.fit_bgnbd(x, t_x, np.full(len(x), 365.0))
+    # the margins against the spread of the fit over simulation seeds 0-11 (2026-12-07, the same
+    # on any CPU: tests below), max |fit / truth - 1|: r 0.024, alpha 0.042, a 0.157, b 0.217
+    # (seed 4; seed 1, this one: 0.015, 0.019, 0.051, 0.065); a and b are the least identified
     assert fit.r == pytest.approx(truth.r, rel=0.1) and fit.alpha == pytest.approx(truth.alpha, rel=0.15)
     assert fit.a == pytest.approx(truth.a, rel=0.25) and fit.b == pytest.approx(truth.b, rel=0.3)
 
