@@ -4,9 +4,9 @@
   the Pareto/NBD Model", Marketing Science 24(2)): while alive, a customer buys at Poisson rate
   λ ~ Gamma(r, α); after each purchase they drop out with probability p ~ Beta(a, b). Fitted by
   maximum likelihood (with a weak prior on a + b, `CONCENTRATION_PRIOR_MEAN`) on each customer's
-  (x, t_x, T): repeat purchases, time of the last one and age, all from the first purchase. Gives E[purchases in the next t | x, t_x, T] (eq. 10 of the
-  paper, with the hypergeometric term Euler-transformed so it stays finite for heavy buyers)
-  and P(alive | x, t_x, T).
+  (x, t_x, T): repeat purchases, time of the last one and age, all from the first purchase.
+  Gives E[purchases in the next t | x, t_x, T] (eq. 10 of the paper, with the hypergeometric
+  term Euler-transformed so it stays finite for heavy buyers) and P(alive | x, t_x, T).
 - Gamma-Gamma (Fader & Hardie 2013, "The Gamma-Gamma Model of Monetary Value"): the spends of
   a customer are Gamma(p, ν) with ν ~ Gamma(q, γ); E[spend | x purchases averaging m] is the
   posterior mean (γ + m x) p / (p x + q - 1).
@@ -130,11 +130,13 @@ def _bgnbd(params: BetaGeo, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
     a likelihood this flat are rounding noise. B(a, b+x) / B(a, b) replaces the four log-gammas
     of the paper's A2: equal, and without their cancellation when a and b are in the thousands."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    a12 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + special.betaln(a, b + x) - special.betaln(a, b)
+    a12 = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+           + special.betaln(a, b + x) - special.betaln(a, b))
     a3 = -(r + x) * np.log(alpha + T)
     bought = x > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(bought, np.log(a) - np.log(np.where(bought, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x), -np.inf)
+        a4 = np.where(bought, np.log(a) - np.log(np.where(bought, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x),
+                      -np.inf)
     tail = np.logaddexp(a3, a4)
     if not gradient:
         return a12 + tail, None
