@@ -205,20 +205,27 @@ def _maximise(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], start
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(start)
     theta = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds,
                               options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10}).x
-    for _ in range(_NEWTON_STEPS):
-        grad = loss(theta)[1]
-        hess = np.array([(loss(theta + _H * e)[1] - loss(theta - _H * e)[1]) / (2 * _H) for e in np.eye(len(theta))])
+    free = np.abs(theta) < _LOG_BOUND - 1e-6  # Newton moves only what L-BFGS-B left off its bounds
+    grad = loss(theta)[1][free]
+    for _ in range(_NEWTON_STEPS if free.any() else 0):
+        unit = np.eye(len(theta))[free]
+        hess = np.array([(loss(theta + _H * e)[1] - loss(theta - _H * e)[1])[free] / (2 * _H) for e in unit])
         hess = (hess + hess.T) / 2
         try:
             np.linalg.cholesky(hess)  # positive definite: near a minimum of the loss
         except np.linalg.LinAlgError:
             break
         step = np.linalg.solve(hess, grad)
-        if not np.all(np.isfinite(step)) or np.max(np.abs(step)) > 1:  # not near it: keep L-BFGS-B's point
-            break
-        theta = np.clip(theta - step, -_LOG_BOUND, _LOG_BOUND)
+        moved = theta.copy()
+        moved[free] -= step
+        if not np.all(np.isfinite(moved)) or np.max(np.abs(step)) > 1 or np.max(np.abs(moved)) >= _LOG_BOUND:
+            break  # not near an inner maximum: keep the point reached
         if np.max(np.abs(step)) < _STEP_TOL:
-            break
+            return moved
+        moved_grad = loss(moved)[1][free]
+        if np.max(np.abs(moved_grad)) >= np.max(np.abs(grad)):
+            break  # no progress: rounding noise, or not the quadratic basin
+        theta, grad = moved, moved_grad
     return theta
 
 
