@@ -3,7 +3,7 @@
 - BG/NBD (Fader, Hardie & Lee 2005, "Counting Your Customers the Easy Way: An Alternative to
   the Pareto/NBD Model", Marketing Science 24(2)): while alive, a customer buys at Poisson rate
   λ ~ Gamma(r, α); after each purchase they drop out with probability p ~ Beta(a, b). Fitted by
-  maximum likelihood (with a weak prior on a + b, `CONCENTRATION_PRIOR_MEAN`) on each customer's
+  maximum likelihood (with a weak prior on r, a + b: `CONCENTRATION_PRIOR_MEAN`) on each customer's
   (x, t_x, T): repeat purchases, time of the last one and age, all from the first purchase.
   Gives E[purchases in the next t | x, t_x, T] (eq. 10 of the paper, with the hypergeometric
   term Euler-transformed so it stays finite for heavy buyers) and P(alive | x, t_x, T).
@@ -39,14 +39,15 @@ COLUMNS = ("btyd_expected_purchases", "btyd_p_alive", "btyd_expected_spend", "bt
 MIN_CUSTOMERS = 20  # below this a fit is not attempted (the columns stay empty)
 _FITS: dict[str, Btyd] = {}  # fits by the content of the rows they were fitted on (see `fit`)
 _FITS_KEPT = 256
-# Both fits maximise the likelihood times an exponential prior, of this mean, on a concentration:
-# BG/NBD's a + b (of the dropout's Beta) and Gamma-Gamma's q (of the spend rate's Gamma). On
-# game data everyone's dropout (or spend rate) is nearly the same, and the likelihood keeps
-# rising, ever flatter, as the concentration grows with the mean fixed: without the prior the
+# Both fits maximise the likelihood times independent exponential priors, of this mean, on the
+# shapes that the data can drive to infinity: BG/NBD's r (purchase rates' Gamma) and a + b
+# (dropout's Beta), Gamma-Gamma's p (spends' Gamma) and q (spend rates' Gamma). On game data
+# everyone's dropout (or spend rate) is nearly the same, or a player's purchases all cost the
+# same, and the likelihood keeps rising, ever flatter, as a shape grows: without the prior the
 # fit ended wherever rounding stopped it (b = 2054 on one CPU, 296 on another; issue 21). With
-# it the maximum is unique and finite; it moves CDNOW's fit (a + b = 3.2, q = 3.7) by < 1e-4
-# (tests/test_btyd.py), and on simulated game-like data (a + b = 4,485 drawn) it put a + b at
-# 1,400 with E[purchases in 28 days] 0.04 % above the limit a + b -> infinity (0.1 % at 1e3).
+# it the maximum is unique and finite; it moves CDNOW's fit (r = 0.24, a + b = 3.2, p = 6.3,
+# q = 3.7) by < 1e-4 (tests/test_btyd.py), and on simulated game-like data (a + b = 4,485 drawn)
+# it put a + b at 1,400 with E[purchases in 28 days] 0.04 % above the limit a + b -> infinity.
 CONCENTRATION_PRIOR_MEAN = 1e4
 _LOG_BOUND = 15.0  # log-parameters stay within exp(±15)
 _NEWTON_STEPS = 20
@@ -231,7 +232,7 @@ def _maximise(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], start
 
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BetaGeo:
     """BG/NBD on customers' (repeat purchases, time of last, age): the maximum of the
-    likelihood times the weak prior on a + b (`CONCENTRATION_PRIOR_MEAN`), over log-parameters."""
+    likelihood times the weak prior on r and a + b (`CONCENTRATION_PRIOR_MEAN`), over log-parameters."""
     (ux, ut, uT), w = _grouped(np.asarray(x, float), np.asarray(t_x, float), np.asarray(T, float))
     total = w.sum()
 
@@ -239,8 +240,10 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BetaGeo:
         params = BetaGeo(*np.exp(theta))
         ll, grad = _bgnbd(params, ux, ut, uT, gradient=True)
         d_theta = (grad @ w) * np.exp(theta)  # d / d log-parameter
-        d_theta[2:] -= np.array([params.a, params.b]) / CONCENTRATION_PRIOR_MEAN
-        return (float(w @ ll) - (params.a + params.b) / CONCENTRATION_PRIOR_MEAN) / total, d_theta / total
+        # the prior on r and a + b; d(a + b) / d log a = a
+        d_theta -= np.array([params.r, 0.0, params.a, params.b]) / CONCENTRATION_PRIOR_MEAN
+        log_prior = -(params.r + params.a + params.b) / CONCENTRATION_PRIOR_MEAN
+        return (float(w @ ll) + log_prior) / total, d_theta / total
 
     mean_T = max(float(np.average(uT, weights=w)), 1.0)
     return BetaGeo(*map(float, np.exp(_maximise(objective, np.log([0.5, mean_T / 4, 1.0, 2.0])))))
@@ -248,7 +251,7 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BetaGeo:
 
 def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
     """Gamma-Gamma on customers with x >= 1 purchases of mean spend m > 0: the maximum of the
-    likelihood times the weak prior on q (`CONCENTRATION_PRIOR_MEAN`), over (log p, log(q - 1),
+    likelihood times the weak prior on p and q (`CONCENTRATION_PRIOR_MEAN`), over (log p, log(q - 1),
     log gamma): E[spend] needs q > 1."""
     x, m = np.asarray(x, float), np.asarray(m, float)
     keep = (x >= 1) & (m > 0) & np.isfinite(m)
@@ -262,8 +265,8 @@ def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
         fitted = params(theta)
         ll, grad = _gamma_gamma(fitted, ux, um, gradient=True)
         d_theta = (grad @ w) * np.array([fitted.p, fitted.q - 1, fitted.gamma])
-        d_theta[1] -= (fitted.q - 1) / CONCENTRATION_PRIOR_MEAN
-        return (float(w @ ll) - fitted.q / CONCENTRATION_PRIOR_MEAN) / total, d_theta / total
+        d_theta -= np.array([fitted.p, fitted.q - 1, 0.0]) / CONCENTRATION_PRIOR_MEAN  # the prior on p and q
+        return (float(w @ ll) - (fitted.p + fitted.q) / CONCENTRATION_PRIOR_MEAN) / total, d_theta / total
 
     mean = float(np.average(um, weights=w))
     return params(_maximise(objective, np.log([2.0, 2.0, 2.0 * mean])))
