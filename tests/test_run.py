@@ -76,18 +76,21 @@ def test_delayed_labels_catch_the_update_and_stay_quiet_without_it(updated_run, 
     updated, quiet = decay_values(lake), decay_values(control_lake)
     record_property("label_decay", {"updated": updated, "control": quiet})  # --junitxml: compare runs
     assert len(updated) >= 3 and len(quiet) >= 2, "cohorts are evaluated once their horizon has passed"
-    # Not bit-identical across machines: the BTYD fit (ltv.models.btyd, L-BFGS-B with numerical
-    # gradients on a likelihood flat in (a, b)) amplifies the last-bit differences of numpy's
-    # CPU-dispatched exp/log kernels (AVX-512 vs AVX2) into other BTYD features, so other trees;
-    # without BTYD features the fits are identical. Measured label_decay (payer_pr_auc drop,
-    # threshold 0.08), 2026-12-07, `NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL"` standing in
-    # for an AVX2-only CPU (V3):
+    # Across CPUs: until issue 21's fix the BTYD fit (ltv.models.btyd: L-BFGS-B with numerical
+    # gradients on a likelihood flat in (a, b)) turned the last-bit differences of numpy's
+    # CPU-dispatched exp/log kernels (AVX-512 vs AVX2) into other BTYD features, so other trees.
+    # Measured then (label_decay = payer_pr_auc drop, threshold 0.08; 2026-12-07; V3 =
+    # `NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL"` standing in for an AVX2-only CPU):
     #   this game (seed 11): updated min 0.111 (AVX-512) / 0.115 (V3); control max 0.020 /
     #     0.031 (V3) / 0.044 (an AVX2 EPYC, issue #21), so `< threshold / 2` did not hold there;
     #   other seeds (simulation.seed 0-5 for the control, 0-3 updated; odd seeds V3): control max
     #     -0.022-0.074 (mean 0.047), updated min 0.056-0.150 (mean 0.095): games this small do not
-    #     separate in every cohort (seeds 0 and 1 dip below 0.08 once), so this is asserted for
-    #     this game, whose margins (>= 0.031 each side) exceed its spread across CPUs (<= 0.024).
+    #     separate in every cohort (seeds 0 and 1 dip below 0.08 once).
+    # With exact gradients, the prior and the Newton polish (tests/test_btyd.py) every value is
+    # identical under AVX-512 and V3 (+ OPENBLAS_CORETYPE=Haswell), 2026-12-07: updated 0.1436,
+    # 0.1179, 0.0804; control 0.0277, -0.0198. The updated run's last cohort now clears the
+    # threshold by 0.0004 only (the fitted BTYD features moved): a thin margin on this seed,
+    # not a machine-dependent one; the other seeds' spread above still applies.
     # The bounds asserted are the policy's own: the update alerts, the control never does.
     assert min(updated.values()) > policy.threshold, updated
     assert max(quiet.values()) < policy.threshold, quiet

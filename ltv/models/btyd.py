@@ -3,10 +3,10 @@
 - BG/NBD (Fader, Hardie & Lee 2005, "Counting Your Customers the Easy Way: An Alternative to
   the Pareto/NBD Model", Marketing Science 24(2)): while alive, a customer buys at Poisson rate
   λ ~ Gamma(r, α); after each purchase they drop out with probability p ~ Beta(a, b). Fitted by
-  maximum likelihood on each customer's (x, t_x, T): repeat purchases, time of the last one and
-  age, all from the first purchase. Gives E[purchases in the next t | x, t_x, T] (eq. 10 of the
-  paper, with the hypergeometric term Euler-transformed so it stays finite for heavy buyers)
-  and P(alive | x, t_x, T).
+  maximum likelihood (with a weak prior on r, a + b: `CONCENTRATION_PRIOR_MEAN`) on each customer's
+  (x, t_x, T): repeat purchases, time of the last one and age, all from the first purchase.
+  Gives E[purchases in the next t | x, t_x, T] (eq. 10 of the paper, with the hypergeometric
+  term Euler-transformed so it stays finite for heavy buyers) and P(alive | x, t_x, T).
 - Gamma-Gamma (Fader & Hardie 2013, "The Gamma-Gamma Model of Monetary Value"): the spends of
   a customer are Gamma(p, ν) with ν ~ Gamma(q, γ); E[spend | x purchases averaging m] is the
   posterior mean (γ + m x) p / (p x + q - 1).
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,22 @@ COLUMNS = ("btyd_expected_purchases", "btyd_p_alive", "btyd_expected_spend", "bt
 MIN_CUSTOMERS = 20  # below this a fit is not attempted (the columns stay empty)
 _FITS: dict[str, Btyd] = {}  # fits by the content of the rows they were fitted on (see `fit`)
 _FITS_KEPT = 256
+# Both fits maximise the likelihood times independent exponential priors, of this mean, on the
+# shapes that the data can drive to infinity: BG/NBD's r (purchase rates' Gamma) and a + b
+# (dropout's Beta), Gamma-Gamma's p (spends' Gamma) and q (spend rates' Gamma). On game data
+# everyone's dropout (or spend rate) is nearly the same, or a player's purchases all cost the
+# same, and the likelihood keeps rising, ever flatter, as a shape grows: without the prior the
+# fit ended wherever rounding stopped it (b = 2054 on one CPU, 296 on another; issue 21). With
+# it the maximum is unique and finite; it moves CDNOW's fit (r = 0.24, a + b = 3.2, p = 6.3,
+# q = 3.7) by < 1e-4 (tests/test_btyd.py), and on simulated game-like data (a + b = 4,485 drawn)
+# it put a + b at 1,400 with E[purchases in 28 days] 0.04 % above the limit a + b -> infinity.
+CONCENTRATION_PRIOR_MEAN = 1e4
+_LOG_BOUND = 15.0  # log-parameters stay within exp(±15)
+_NEWTON_STEPS = 20
+_H = 1e-4  # the central differences' step in log-parameters (the Hessian)
+# Newton stops once a step moves no log-parameter by more than this: the noise floor of the
+# flattest direction (a + b, or q, large) is ~3e-8 (rounding in the sums of ~1e4 customers)
+_STEP_TOL = 1e-7
 
 
 @dataclass(frozen=True)
@@ -108,74 +124,152 @@ class GammaGamma:
         return asdict(self)
 
 
+def _bgnbd(params: BetaGeo, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+           gradient: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each customer's BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6) and, if asked,
+    its derivatives in (r, alpha, a, b), rows in that order: exact, where finite differences of
+    a likelihood this flat are rounding noise. B(a, b+x) / B(a, b) replaces the four log-gammas
+    of the paper's A2: equal, and without their cancellation when a and b are in the thousands."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    a12 = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+           + special.betaln(a, b + x) - special.betaln(a, b))
+    a3 = -(r + x) * np.log(alpha + T)
+    bought = x > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a4 = np.where(bought, np.log(a) - np.log(np.where(bought, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x),
+                      -np.inf)
+    tail = np.logaddexp(a3, a4)
+    if not gradient:
+        return a12 + tail, None
+    w3, w4 = np.exp(a3 - tail), np.exp(a4 - tail)  # the two terms' shares of their sum
+    common = special.digamma(a + b) - special.digamma(a + b + x)
+    grad = np.stack([
+        special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x),
+        r / alpha - (r + x) * (w3 / (alpha + T) + w4 / (alpha + t_x)),
+        common + w4 / a,
+        common + special.digamma(b + x) - special.digamma(b) - w4 / np.where(bought, b + x - 1, 1.0),
+    ])
+    return a12 + tail, grad
+
+
 def bgnbd_log_likelihood(params: BetaGeo, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """Each customer's BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6)."""
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x)
-    a3 = -(r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return a1 + a2 + np.logaddexp(a3, a4)
+    return _bgnbd(params, *(np.asarray(v, float) for v in (x, t_x, T)))[0]
+
+
+def _gamma_gamma(params: GammaGamma, x: np.ndarray, m: np.ndarray,
+                 gradient: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each customer's Gamma-Gamma log-likelihood of their mean spend m over x purchases
+    (Fader & Hardie 2013, eq. 3, up to a constant that does not depend on the parameters) and,
+    if asked, its derivatives in (p, q, gamma)."""
+    p, q, g = params.p, params.q, params.gamma
+    px = p * x
+    ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(g)
+          + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(g + m * x))
+    if not gradient:
+        return ll, None
+    shared = special.digamma(px + q) - np.log(g + m * x)
+    grad = np.stack([x * (shared - special.digamma(px) + np.log(m) + np.log(x)),
+                     shared - special.digamma(q) + np.log(g),
+                     q / g - (px + q) / (g + m * x)])
+    return ll, grad
 
 
 def gamma_gamma_log_likelihood(params: GammaGamma, x: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Each customer's Gamma-Gamma log-likelihood of their mean spend m over x purchases
     (Fader & Hardie 2013, eq. 3, up to a constant that does not depend on the parameters)."""
-    p, q, g = params.p, params.q, params.gamma
-    px = p * x
-    return (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(g)
-            + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(g + m * x))
+    return _gamma_gamma(params, np.asarray(x, float), np.asarray(m, float))[0]
 
 
 def _grouped(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Unique rows of the columns and their counts: daily summaries repeat a lot, and the
-    likelihood of n identical customers is n times one."""
+    """Unique rows of the columns (sorted, so the order of the input rows does not matter) and
+    their counts: daily summaries repeat a lot, and the likelihood of n identical customers is n
+    times one."""
     stacked = np.column_stack(columns)
     unique, counts = np.unique(stacked, axis=0, return_counts=True)
     return [unique[:, i] for i in range(unique.shape[1])], counts.astype(float)
 
 
-def _fit(nll: Any, start: np.ndarray) -> np.ndarray:
-    """Minimise a negative log-likelihood over log-parameters (L-BFGS-B; Nelder-Mead from its
-    end point only when it did not converge)."""
-    res = optimize.minimize(nll, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * len(start),
-                            options={"maxiter": 500, "ftol": 1e-10, "gtol": 1e-6})
-    if not res.success:
-        retry = optimize.minimize(nll, res.x, method="Nelder-Mead", options={"maxiter": 4000})
-        res = retry if retry.fun < res.fun else res
-    return np.exp(res.x)
+def _maximise(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray) -> np.ndarray:
+    """The maximiser of a log-posterior per customer, `objective(θ) -> (value, gradient)`,
+    over log-parameters θ within ±`_LOG_BOUND`.
+
+    L-BFGS-B with the exact gradient gets near it; Newton steps (Hessian by central differences
+    of the exact gradient) then converge to the maximiser itself, so the result does not depend
+    on where L-BFGS-B happened to stop, which is what last-bit differences between machines'
+    numeric kernels (or summation orders) change. The objective must be strictly concave near
+    its maximum: `CONCENTRATION_PRIOR_MEAN` makes it so where the likelihood alone is not."""
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = objective(theta)
+        return (-value, -grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else (1e12, np.zeros_like(theta))
+
+    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(start)
+    theta = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                              options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10}).x
+    free = np.abs(theta) < _LOG_BOUND - 1e-6  # Newton moves only what L-BFGS-B left off its bounds
+    grad = loss(theta)[1][free]
+    for _ in range(_NEWTON_STEPS if free.any() else 0):
+        unit = np.eye(len(theta))[free]
+        hess = np.array([(loss(theta + _H * e)[1] - loss(theta - _H * e)[1])[free] / (2 * _H) for e in unit])
+        hess = (hess + hess.T) / 2
+        try:
+            np.linalg.cholesky(hess)  # positive definite: near a minimum of the loss
+        except np.linalg.LinAlgError:
+            break
+        step = np.linalg.solve(hess, grad)
+        moved = theta.copy()
+        moved[free] -= step
+        if not np.all(np.isfinite(moved)) or np.max(np.abs(step)) > 1 or np.max(np.abs(moved)) >= _LOG_BOUND:
+            break  # not near an inner maximum: keep the point reached
+        if np.max(np.abs(step)) < _STEP_TOL:
+            return moved
+        moved_grad = loss(moved)[1][free]
+        if np.max(np.abs(moved_grad)) >= np.max(np.abs(grad)):
+            break  # no progress: rounding noise, or not the quadratic basin
+        theta, grad = moved, moved_grad
+    return theta
 
 
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BetaGeo:
-    """Maximum-likelihood BG/NBD on customers' (repeat purchases, time of last, age)."""
+    """BG/NBD on customers' (repeat purchases, time of last, age): the maximum of the
+    likelihood times the weak prior on r and a + b (`CONCENTRATION_PRIOR_MEAN`), over log-parameters."""
     (ux, ut, uT), w = _grouped(np.asarray(x, float), np.asarray(t_x, float), np.asarray(T, float))
     total = w.sum()
 
-    def nll(log_params: np.ndarray) -> float:
-        ll = bgnbd_log_likelihood(BetaGeo(*np.exp(log_params)), ux, ut, uT)
-        return float(-(w * ll).sum() / total) if np.all(np.isfinite(ll)) else 1e12
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        params = BetaGeo(*np.exp(theta))
+        ll, grad = _bgnbd(params, ux, ut, uT, gradient=True)
+        d_theta = (grad @ w) * np.exp(theta)  # d / d log-parameter
+        # the prior on r and a + b; d(a + b) / d log a = a
+        d_theta -= np.array([params.r, 0.0, params.a, params.b]) / CONCENTRATION_PRIOR_MEAN
+        log_prior = -(params.r + params.a + params.b) / CONCENTRATION_PRIOR_MEAN
+        return (float(w @ ll) + log_prior) / total, d_theta / total
 
     mean_T = max(float(np.average(uT, weights=w)), 1.0)
-    return BetaGeo(*map(float, _fit(nll, np.log([0.5, mean_T / 4, 1.0, 2.0]))))
+    return BetaGeo(*map(float, np.exp(_maximise(objective, np.log([0.5, mean_T / 4, 1.0, 2.0])))))
 
 
 def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
-    """Maximum-likelihood Gamma-Gamma on customers with x >= 1 purchases of mean spend m > 0."""
+    """Gamma-Gamma on customers with x >= 1 purchases of mean spend m > 0: the maximum of the
+    likelihood times the weak prior on p and q (`CONCENTRATION_PRIOR_MEAN`), over (log p, log(q - 1),
+    log gamma): E[spend] needs q > 1."""
     x, m = np.asarray(x, float), np.asarray(m, float)
     keep = (x >= 1) & (m > 0) & np.isfinite(m)
     (ux, um), w = _grouped(x[keep], m[keep])
     total = w.sum()
 
-    def nll(log_params: np.ndarray) -> float:
-        p, q, g = np.exp(log_params)
-        if q <= 1:  # E[spend] needs q > 1
-            return 1e12
-        ll = gamma_gamma_log_likelihood(GammaGamma(p, q, g), ux, um)
-        return float(-(w * ll).sum() / total) if np.all(np.isfinite(ll)) else 1e12
+    def params(theta: np.ndarray) -> GammaGamma:
+        return GammaGamma(float(np.exp(theta[0])), float(1 + np.exp(theta[1])), float(np.exp(theta[2])))
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        fitted = params(theta)
+        ll, grad = _gamma_gamma(fitted, ux, um, gradient=True)
+        d_theta = (grad @ w) * np.array([fitted.p, fitted.q - 1, fitted.gamma])
+        d_theta -= np.array([fitted.p, fitted.q - 1, 0.0]) / CONCENTRATION_PRIOR_MEAN  # the prior on p and q
+        return (float(w @ ll) - (fitted.p + fitted.q) / CONCENTRATION_PRIOR_MEAN) / total, d_theta / total
 
     mean = float(np.average(um, weights=w))
-    return GammaGamma(*map(float, _fit(nll, np.log([2.0, 3.0, 2.0 * mean]))))
+    return params(_maximise(objective, np.log([2.0, 2.0, 2.0 * mean])))
 
 
 # ----------------------------------------------------------------------------------------------
