@@ -228,3 +228,19 @@ def test_drift_experiment_uses_the_complete_versions_and_every_later_report_show
     page = (target / "report.html").read_text()
     assert "No drift table yet" not in page and complete[-1] in page
     assert json.loads((target / "metrics.json").read_text())["model"]["players"] > 0
+
+
+def test_autogluons_environment_metadata_is_computed_once_and_saved_unchanged() -> None:
+    """ltv.models.automl caches what TabularPredictor records of the environment at each save and
+    load (the installed packages): the same record as AutoGluon's own, and no caller's change to
+    its copy reaches another's."""
+    from autogluon.common.utils.utils import get_autogluon_metadata
+    from autogluon.tabular.predictor import predictor as module
+
+    from ltv.models import automl
+
+    automl._tabular_predictor()
+    first = module.get_autogluon_metadata()
+    assert first == get_autogluon_metadata() and first["packages"]
+    first["packages"].clear()
+    assert module.get_autogluon_metadata() == get_autogluon_metadata()
