@@ -311,7 +311,7 @@ class ExplanationSettings(Strict):
 
     players: Literal["all", "subset"] = Field("subset", description=(
         "all: every scored player; subset: the top_share by predicted value plus a sample_share of the rest"))
-    top_share: float = Field(0.05, gt=0, le=1, description=(
+    top_share: float = Field(0.03, gt=0, le=1, description=(
         "subset: players whose ltv_expected is at or above this top share of the validation period's predictions"))
     sample_share: float = Field(0.01, ge=0, le=1, description=(
         "subset: plus this share of the other players, picked by a hash of the player id (stable across runs)"))
