@@ -54,7 +54,7 @@ def run(rt: common.Runtime, args: common.Args, clients: dict[str, Any] | None = 
     clients = clients or (_clients() if aws else {})
     bucket = args["curated_uri"].removeprefix("s3://").strip("/") if aws else None
     store: runs.Store = runs.S3Store(clients["s3"], bucket) if aws else runs.DirStore(rt.lake.root)
-    prefix = targets.target_prefix(game, day, run_id)
+    prefix = runs.targets_prefix(game, day, run_id)
     if store.get(prefix + runs.NOTIFIED) is not None:
         return f"the target list {prefix} was made and announced before: nothing written, nothing sent"
     existing = store.get(prefix + SUCCESS) is not None and store.get(prefix + targets.PART)

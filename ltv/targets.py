@@ -168,13 +168,8 @@ def make(config: GameConfig, predictions: Any, day: dt.date | str, run: str | No
     return out, str(pred["run"].iloc[0])
 
 
-def target_prefix(game: str, day: dt.date | str, run: str) -> str:
-    """The key of a list's folder, relative to the lake's root or the curated bucket."""
-    return runs.targets_prefix(game, day, run)
-
-
 def target_dir(lake: Lake, day: dt.date | str, run: str) -> Path:
-    return Path(lake.root) / target_prefix(lake.game, day, run)
+    return Path(lake.root) / runs.targets_prefix(lake.game, day, run)
 
 
 def to_parquet(config: GameConfig, targets: pd.DataFrame) -> bytes:
@@ -206,7 +201,7 @@ def ready_event(game: str, bucket: str, day: dt.date | str, run: str, targets: p
     """The EventBridge entry (PutEvents) that announces a complete list: where it is in S3 and in
     the catalog, and what it holds. (game, dt, run) identify it: a consumer that sees the same
     triple twice (EventBridge delivers at least once) has the same list."""
-    location = f"s3://{bucket}/{target_prefix(game, day, run)}"
+    location = f"s3://{bucket}/{runs.targets_prefix(game, day, run)}"
     detail = {"game": game, "dt": str(day), "run": run, "location": location, "files": [location + PART],
               "table": f"{database}.{ROOT}", "offers": int(len(targets)),
               "players": int(targets["player_id"].nunique()) if len(targets) else 0,

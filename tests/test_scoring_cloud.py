@@ -849,7 +849,7 @@ def test_a_published_run_gets_its_target_list_registered_and_announced_once(game
     summary = run_targets_job(game, published["targets_job_run"])
 
     # the list, as `ltv targets` makes it from the same predictions with the game's settings
-    prefix = targets.target_prefix(config.game.id, DAY, run)
+    prefix = runs.targets_prefix(config.game.id, DAY, run)
     assert sorted(objects(game, prefix)) == [runs.NOTIFIED, SUCCESS, targets.PART], summary
     body = game.s3.get_object(Bucket=game.bucket("curated"), Key=prefix + targets.PART)["Body"].read()
     stored = pd.read_parquet(io.BytesIO(body))
@@ -907,7 +907,7 @@ def test_a_failed_targets_job_leaves_nothing_half_done_and_its_retry_finishes(ga
     run = published_run(game, scoring_lake)
     log = EventLog()
     job_run = publish_handler.handler(completed(game, run), Context("ltv-galaxy-raiders-scoring-publish"))["targets_job_run"]
-    prefix = targets.target_prefix("galaxy-raiders", DAY, run)
+    prefix = runs.targets_prefix("galaxy-raiders", DAY, run)
     glue = game.account.session.client("glue")
 
     def partitions() -> list[list[str]]:
