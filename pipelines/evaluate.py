@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ltv import runs
 from ltv.config import GameConfig
 from ltv.errors import ArtifactError
 from ltv.models import LTVModel
@@ -76,17 +77,11 @@ def decay_focus(uri: str | None, config: GameConfig, region: str | None = None) 
         import boto3
 
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        s3 = boto3.client("s3", region_name=region)
-        try:
-            state = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            return None
+        store: runs.Store = runs.S3Store(boto3.client("s3", region_name=region), bucket)
     else:
-        path = Path(uri)
-        if not path.exists():
-            return None
-        state = json.loads(path.read_text())
-    return retrain_focus(state, config.monitoring.policies)
+        store, key = runs.DirStore(Path(uri).parent), Path(uri).name
+    stored = store.get(key)  # None only when absent (S3's NoSuchKey); other errors propagate
+    return None if stored is None else retrain_focus(json.loads(stored.body), config.monitoring.policies)
 
 
 def _registry(args: argparse.Namespace, game: str):
