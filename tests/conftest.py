@@ -39,6 +39,36 @@ def _aws_constraints_hold():
         pytest.fail("\n".join(broken), pytrace=False)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _prediction_digests():
+    """With LTV_PREDICTION_DIGESTS=file, every `LTVModel.predict` of the session appends the test
+    that made it and a digest of its output: benchmarks/determinism.py compares an idle run with
+    one on saturated cores, prediction by prediction (a fit bounded by time would differ)."""
+    target = os.environ.get("LTV_PREDICTION_DIGESTS")
+    if not target:
+        yield
+        return
+    import hashlib
+
+    import pandas as pd
+
+    from ltv.models.ltv_model import LTVModel
+
+    predict = LTVModel.predict
+
+    def digested(self, features):
+        out = predict(self, features)
+        digest = hashlib.sha256(pd.util.hash_pandas_object(out, index=True).to_numpy().tobytes()).hexdigest()[:16]
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]
+        with open(target, "a") as f:
+            f.write(json.dumps({"test": test, "rows": len(out), "digest": digest}) + "\n")
+        return out
+
+    LTVModel.predict = digested
+    yield
+    LTVModel.predict = predict
+
+
 def pytest_sessionfinish(session):
     """An xdist worker hands its checked operations to the controller (see pytest_testnodedown)."""
     if hasattr(session.config, "workeroutput"):
