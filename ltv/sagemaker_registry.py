@@ -28,6 +28,7 @@ Lambda resolves the champion with it. `load` and `register` import the models wh
 """
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
 import re
@@ -159,9 +160,11 @@ class SageMakerRegistry:
     @property
     def cache(self) -> Path:
         """Where loaded archives are unpacked: `cache_dir`, else a temporary directory made on the
-        first load (listing, approving or resolving the champion leaves nothing on disk)."""
+        first load (listing, approving or resolving the champion leaves nothing on disk) and
+        removed when the process exits (a loaded model reads its files until then)."""
         if self._cache is None:
             self._cache = Path(tempfile.mkdtemp(prefix=f"ltv-{self.game}-models-"))
+            atexit.register(shutil.rmtree, self._cache, ignore_errors=True)
         return self._cache
 
     # -- reading

@@ -247,6 +247,21 @@ def test_sagemaker_registry_leaves_no_directory_behind_unless_it_loads_a_model(a
     assert registry.cache.parent == tmp_path and registry.cache.name.startswith(f"ltv-{GAME}-models-")
 
 
+def test_the_sagemaker_registrys_own_cache_is_removed_when_the_process_exits(tmp_path) -> None:
+    """A CLI call that loads a model unpacks it in a temporary directory: gone after the call
+    (every `ltv ... --registry sagemaker` used to leave one in /tmp)."""
+    code = ("import tempfile, sys; tempfile.tempdir = sys.argv[1]\n"
+            "from ltv.sagemaker_registry import SageMakerRegistry\n"
+            "registry = SageMakerRegistry('g', sagemaker=object(), s3=object())\n"
+            "(registry.cache / '1').mkdir(); (registry.cache / '1' / 'manifest.json').write_text('{}')\n"
+            "print(registry.cache)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    made = Path(done.stdout.strip())
+    assert made.parent == tmp_path and made.name.startswith("ltv-g-models-")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sagemaker_status_reason_lineage_and_history_live_on_the_package(aws, tmp_path, tiny_model) -> None:
     registry = sagemaker_registry(tmp_path)
     version = registry.register(tiny_model[0].path, metrics={"minmax": 0.7}, status=PENDING,
