@@ -5,10 +5,11 @@
 
 A dataset at 273 days cannot be tested inside 273 days of logs, so `ltv.horizon.plan` applies
 `datasets.when_history_short: train_shorter`: the model trains at the longest horizon that fits,
-and `ltv_expected_asked` extends each player's prediction to 273 days by BG/NBD's conditional
-growth (`ltv.models.btyd.growth`). On the rolling dataset's test rows, every ranking is scored
-against the simulator's true expected spend over the asked 273 days (the oracle's value, from
-the generating process; the logs hold no realised 273-day labels):
+and `ltv_expected_asked` extends each player's prediction to 273 days: plus BG/NBD + Gamma-Gamma's
+conditional expected value after the trained horizon (`ltv.models.btyd.extend`). On the rolling
+dataset's test rows, every ranking is scored against the simulator's true expected spend over the
+asked 273 days (the oracle's value, from the generating process; the logs hold no realised
+273-day labels):
 
 - extended: the model's prediction extended per player (ltv_expected_asked);
 - ratio: the alternative extension, the prediction times BG/NBD's per-player growth ratio (btyd.growth);
