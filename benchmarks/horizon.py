@@ -119,7 +119,8 @@ def tail_model(model, splits: dict[str, pd.DataFrame], test: pd.DataFrame, short
     asked = (btyd.predict(fitted, test, ASKED) - btyd.predict(fitted, test, h))["btyd_expected_value"].to_numpy()
     factor = _lgbm()
     factor.fit(learn[columns].astype(float), learn["realised"], init_score=np.log(learn["tail"]))
-    return short + np.exp(factor.predict(test[columns].astype(float), raw_score=True)) * np.nan_to_num(np.maximum(asked, 0))
+    learned = np.exp(factor.predict(test[columns].astype(float), raw_score=True))
+    return short + learned * np.nan_to_num(np.maximum(asked, 0))
 
 
 def oracle_fit(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
@@ -134,7 +135,8 @@ def oracle_fit(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def scores(model, splits: dict[str, pd.DataFrame], test: pd.DataFrame, truth: pd.DataFrame) -> dict[str, dict[str, float]]:
+def scores(model, splits: dict[str, pd.DataFrame], test: pd.DataFrame,
+           truth: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Each ranking's metrics against the true expected spend over the asked horizon."""
     pred = model.predict(test)
     refit = btyd.with_features(test[[c for c in test if not c.startswith("btyd_expected") and c != "btyd_p_alive"]],
