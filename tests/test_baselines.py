@@ -153,6 +153,9 @@ def test_the_offer_day_is_learned_from_those_who_bought_in_the_horizon() -> None
     assert params["popularity"]["medians"]["0"] == 51 and params["popularity"]["modes"]["0"] == 1
     assert params["payer_mean"] == {"payer": 0.0, "nonpayer": 1.0}, "no payer: their mean is 0, not NaN"
     assert baselines.fit(payers([(1, 10)] * 3), loop_config())["payer_mean"] == {"payer": 1.0, "nonpayer": 0.0}
+    unknown = payers([(1, 10)] * 3 + [(np.nan, 10)]).assign(ltv=[1.0, 1.0, 1.0, 5.0])
+    assert baselines.fit(unknown, loop_config())["payer_mean"] == {"payer": 1.0, "nonpayer": 5.0}, \
+        "unknown purchases: never paid"
 
 
 def test_past_spend_treats_unknown_revenue_as_none_and_scales_small_totals_exactly() -> None:
