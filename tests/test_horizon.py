@@ -250,6 +250,28 @@ def test_configured_versions_at_a_fixed_start_are_checked_against_the_logs() -> 
     assert horizon.labels_end(shorter.config, shorter.specs[0]) <= span[1]
 
 
+def test_fixed_start_boundaries_logs_ending_on_the_first_cutoff_or_the_last_label_day() -> None:
+    """Logs ending on a version's first cutoff: it does not start after them (the horizon is what
+    does not fit). train_shorter's labels ending on the last logged day: inside the logs."""
+    config = make_config()
+    v1 = datasets.find_spec(config, "v1")
+    with pytest.raises(HorizonError, match=r"^the logs hold 62 days \(2025-01-01 .. 2025-03-03\); a dataset at "
+                                           r"ltv_days=28 needs 203: 12 training"):
+        horizon.plan(config, (dt.date(2025, 1, 1), v1.train[0]), "v1")
+    shorter = make_config(datasets={"when_history_short": "train_shorter", "training_ltv_days": 19})
+    span = (dt.date(2025, 1, 12), dt.date(2025, 8, 1))
+    planned = horizon.plan(shorter, span, "v1")
+    assert planned.config.horizons.ltv_days == 19 and horizon.labels_end(planned.config, planned.specs[0]) == span[1]
+
+
+def test_configured_versions_at_an_auto_start_need_the_logs_of_their_whole_span() -> None:
+    """`auto` checks the horizon over the versions' span of training weeks (36 here: the last
+    version starts 16 weeks after the first and trains 20), not a rolling dataset's 8."""
+    config = auto(make_config())
+    with pytest.raises(HorizonError, match=r"the logs hold 200 days .* needs 371: 36 training \+ 2 validation"):
+        horizon.plan(config, (FIRST, FIRST + dt.timedelta(days=199)))
+
+
 def test_the_newest_rolling_dataset_reads_the_logs_up_to_their_last_day() -> None:
     config = make_config()
     last = FIRST + dt.timedelta(days=299)
