@@ -67,6 +67,12 @@ def test_the_btyd_baseline_predicts_over_the_ltv_horizon_not_the_purchase_day_on
     # what a mutant predicting over purchase_days (ratio 1) cannot reach
     assert got["ltv_pred"].sum() > 2 * over(7)["btyd_expected_value"].sum(), "four times the horizon, more value"
     assert ((got["p_payer"] >= 0.5) == (got["payer_pred"] == 1)).all()
+    # players who never bought (no BTYD history) get nothing, on their own rows
+    never = frame.head(3).assign(btyd_frequency=np.nan).set_axis([10_001, 10_002, 10_003])
+    both = baselines.predict(params, pd.concat([frame, never]))["btyd"]
+    assert both.index.equals(pd.concat([frame, never]).index)
+    assert both.loc[never.index, ["ltv_pred", "p_payer", "payer_pred"]].to_numpy().tolist() == [[0.0, 0.0, 0]] * 3
+    np.testing.assert_allclose(both.loc[frame.index, "ltv_pred"], got["ltv_pred"])
 
 
 def test_past_spend_and_payer_mean_baselines() -> None:
@@ -110,3 +116,86 @@ def test_the_reports_metric_table_carries_the_notes_on_what_a_baseline_is_good_a
     assert notes == [__import__("html").escape(NOTES[k]) for k in ("spearman", "spearman_payers", "payer_f1",
                                                                    "purchase_day_mae")]
     assert re.search(r"<td>Spearman <sup>1</sup></td>", page) and "Spearman among payers <sup>2</sup>" in page
+
+
+def payers(freqs: list[tuple[int, int]], **extra) -> pd.DataFrame:
+    """Rows of (purchase days, days since install), nothing else bought in the horizon."""
+    rows = [{"purchase_days_total": n, "days_since_install": d, "next_purchase_day": 0, "ltv": 1.0} for n, d in freqs]
+    return pd.DataFrame(rows).assign(**{f"revenue_w{i}": 0.0 for i in range(1, 5)}, **extra)
+
+
+def test_purchase_frequency_counts_the_install_day_as_a_day_and_no_purchases_as_none() -> None:
+    frame = pd.DataFrame({"purchase_days_total": [1, 1, 2, np.nan], "days_since_install": [0, 1, 4, 9]})
+    np.testing.assert_allclose(baselines.purchase_frequency(frame), [1.0, 1.0, 0.5, 0.0])
+
+
+def test_segments_are_the_payers_terciles_with_three_payers_or_more() -> None:
+    config = loop_config()
+    four = payers([(1, 10), (2, 10), (3, 10), (4, 10)])
+    params = baselines.fit(four, config)
+    assert params["popularity"]["cuts"] == pytest.approx([0.2, 0.3]), "the 1/3 and 2/3 quantiles of 0.1 .. 0.4"
+    three = payers([(1, 10), (2, 10), (3, 10), (0, 10)])
+    cuts = baselines.fit(three, config)["popularity"]["cuts"]
+    assert baselines.segments(three, cuts).tolist() == [0, 1, 2, 0], "three payers are enough for terciles"
+    two = payers([(1, 10), (3, 10), (0, 10)])
+    params = baselines.fit(two, config)
+    assert params["popularity"]["cuts"] == [np.inf, np.inf] and baselines.segments(two, [np.inf] * 2).tolist() == [0] * 3
+    assert params["popularity"]["modes"] == params["popularity"]["medians"] == {"0": 1, "1": 1, "2": 1}, \
+        "no buyer in the horizon: day 1"
+
+
+def test_the_offer_day_is_learned_from_those_who_bought_in_the_horizon() -> None:
+    """Day 0 means no purchase in the horizon: it is never an offer day, however common. And the
+    median is the lower middle one (of 101 days 1..101: 51)."""
+    frame = payers([(0, 10)] * 101).assign(next_purchase_day=range(1, 102))
+    zeros = payers([(0, 10)] * 5)
+    params = baselines.fit(pd.concat([frame, zeros], ignore_index=True), loop_config())
+    assert params["popularity"]["medians"]["0"] == 51 and params["popularity"]["modes"]["0"] == 1
+    assert params["payer_mean"] == {"payer": 0.0, "nonpayer": 1.0}, "no payer: their mean is 0, not NaN"
+    assert baselines.fit(payers([(1, 10)] * 3), loop_config())["payer_mean"] == {"payer": 1.0, "nonpayer": 0.0}
+    unknown = payers([(1, 10)] * 3 + [(np.nan, 10)]).assign(ltv=[1.0, 1.0, 1.0, 5.0])
+    assert baselines.fit(unknown, loop_config())["payer_mean"] == {"payer": 1.0, "nonpayer": 5.0}, \
+        "unknown purchases: never paid"
+
+
+def test_past_spend_treats_unknown_revenue_as_none_and_scales_small_totals_exactly() -> None:
+    frame = payers([(1, 10), (1, 10), (0, 10)], revenue_total=[0.25, 0.25, np.nan]).assign(ltv=[1.0, 1.0, 0.0])
+    params = baselines.fit(frame, loop_config())
+    assert params["past_spend"]["scale"] == pytest.approx(2.0 / 0.5)
+    assert baselines.predict(params, frame)["past_spend"]["ltv_pred"].tolist() == pytest.approx([1.0, 1.0, 0.0])
+
+
+def test_every_baseline_answers_in_the_models_vocabulary_row_for_row() -> None:
+    """Each baseline gives the model's prediction columns, on the rows it was given (their index),
+    payer_pred a 0/1 label of p_payer; unknown counts and revenue are none; a baseline needing a
+    column it was not fitted with is left out; recent revenue reads only the recent weeks."""
+    config = loop_config()  # 4 steps of 7 days, 14-day horizon: scale 0.5
+    train = payers([(1, 10), (2, 10), (3, 10), (0, 10)], revenue_total=1.0, next_purchase_day=[3, 5, 7, 2])
+    params = baselines.fit(train, config)
+    assert params["popularity"]["modes"] == {"0": 2, "1": 5, "2": 7}
+    rows = pd.DataFrame({"purchase_days_total": [np.nan, 0, 3, 1], "days_since_install": [5, 5, 10, 10],
+                         "revenue_w1": [0.0, 0.1, 10.0, np.nan], "revenue_w2": [0.0, 0.0, np.nan, 4.0],
+                         "revenue_w3": [0.0] * 4, "revenue_w4": [0.0] * 4, "revenue_w5": [100.0] * 4,
+                         "revenue_total": [np.nan, 0.0, 8.0, 2.0]}, index=[17, 3, 99, 42])
+    pred = baselines.predict(params, rows)
+    assert set(pred) == {"popularity", "segment_median", "recent_revenue", "payer_mean", "past_spend"}
+    for name, out in pred.items():
+        assert out.index.equals(rows.index), name
+        if name in ("popularity", "segment_median"):
+            assert list(out.columns) == ["offer_day"] and out["offer_day"].dtype.kind == "i", name
+            continue
+        assert list(out.columns) == ["ltv_pred", "ltv_expected", "payer_pred", "p_payer"], name
+        assert out["ltv_expected"].equals(out["ltv_pred"]) and out["payer_pred"].dtype.kind == "i", name
+        assert out["p_payer"].dtype.kind == "f" and ((out["p_payer"] >= 0.5) == (out["payer_pred"] == 1)).all(), name
+    assert pred["popularity"]["offer_day"].tolist() == [2, 2, 7, 2], "unknown purchases: never paid"
+    recent = pred["recent_revenue"]
+    assert recent["ltv_pred"].tolist() == pytest.approx([0.0, 0.05, 5.0, 2.0]), "weeks 1-4 only, unknown = 0"
+    assert recent["payer_pred"].tolist() == [0, 1, 1, 1] and recent["p_payer"].tolist() == [0.0, 1.0, 1.0, 1.0]
+    mean = pred["payer_mean"]
+    assert mean["payer_pred"].tolist() == [0, 0, 1, 1] and mean["p_payer"].tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert mean["ltv_pred"].tolist() == [params["payer_mean"][k] for k in ("nonpayer", "nonpayer", "payer", "payer")]
+    spend = pred["past_spend"]
+    assert spend["ltv_pred"].tolist() == pytest.approx(np.array([0.0, 0.0, 8.0, 2.0]) * params["past_spend"]["scale"])
+    assert spend["payer_pred"].tolist() == [0, 0, 1, 1]
+    without = {k: v for k, v in params.items() if k != "past_spend"}  # fitted on rows without revenue_total
+    assert "past_spend" not in baselines.predict(without, rows)

@@ -126,6 +126,164 @@ def test_a_dataset_built_at_a_shorter_horizon_trains_a_model_of_that_horizon() -
     assert built.horizons.ltv_days == 60 and config.horizons.ltv_days == 270
 
 
+def test_the_longest_fitting_horizon_is_never_shorter_than_the_purchase_day_one() -> None:
+    config = make_config()  # 8 + 2 + 2 weeks, purchase_days 16
+    just = horizon.MIN_HISTORY_DAYS + 7 * 12 + 3 * 16
+    assert horizon.longest_fitting(config, just) == 16 and horizon.longest_fitting(config, just + 3) == 17
+    assert horizon.longest_fitting(config, just - 1) == 0, "shorter than the purchase-day horizon: none fits"
+    with pytest.raises(HorizonError, match=r"Choose one: \(1\) no horizon fits: shorten the training weeks"):
+        horizon.fit(config, FIRST, FIRST + dt.timedelta(days=just - 2))
+
+
+class Partitions:
+    """An engine that knows the logged days of a table (sorted, as engines list them)."""
+
+    def __init__(self, days: list[str]):
+        self.days, self.asked = days, []
+
+    def partitions(self, table: str) -> list[str]:
+        self.asked.append(table)
+        return self.days
+
+
+def test_the_log_span_is_the_first_and_last_logged_day_before_a_replayed_one() -> None:
+    config = make_config()
+    engine = Partitions(["2025-01-06", "2025-01-07", "2025-01-09"])
+    assert horizon.log_span(engine, config) == (dt.date(2025, 1, 6), dt.date(2025, 1, 9))
+    assert engine.asked == [config.logs.events.table]
+    assert horizon.log_span(engine, config, before=dt.date(2025, 1, 9)) == (dt.date(2025, 1, 6), dt.date(2025, 1, 7))
+    assert horizon.log_span(engine, config, before=dt.date(2025, 1, 6)) is None
+    assert horizon.log_span(Partitions([]), config) is None
+
+
+def test_a_datasets_labels_end_on_the_last_day_its_last_test_cutoffs_labels_read() -> None:
+    """labels.sql reads [cutoff, cutoff + label horizon): the last day is the horizon's day minus one."""
+    for config in (make_config(), nine_months()):
+        spec = datasets.find_spec(config, "v1")
+        days = max(config.horizons.ltv_days, config.horizons.purchase_days)
+        assert horizon.labels_end(config, spec) == spec.test[-1] + dt.timedelta(days=days - 1)
+
+
+def test_first_start_auto_is_the_latest_start_for_every_last_day_of_a_fortnight() -> None:
+    """Whatever the weekday of the last logged day: the configured versions' labels end by it, and
+    one day later would not."""
+    config = auto(make_config())
+
+    def labels_end(start: dt.date) -> dt.date:
+        return max(horizon.labels_end(config, s) for s in datasets.version_specs(horizon._with_start(config, start)))
+
+    for days in range(440, 454):
+        last = FIRST + dt.timedelta(days=days)
+        start = horizon.latest_start(config, last)
+        assert labels_end(start) <= last < labels_end(start + dt.timedelta(days=1)), last
+
+
+def test_an_evaluation_of_a_test_period_lying_exactly_inside_the_logs_is_planned() -> None:
+    """`test_only` boundaries: logs starting on the first test cutoff and ending on the last label
+    day are enough; the exception is for a dataset named by its dates (a rolling one, or a
+    configured version at a fixed start), never the configured versions at an `auto` start."""
+    config = make_config()
+    last = FIRST + dt.timedelta(days=horizon.needed_days(config) - 30)
+    name = f"rolling-{last + dt.timedelta(days=1)}"
+    spec = datasets.find_spec(config, name)
+    exact = (spec.test[0], horizon.labels_end(config, spec))
+    assert horizon.plan(config, exact, name, test_only=True).specs == [spec]
+    with pytest.raises(HorizonError):
+        horizon.plan(config, (exact[0], exact[1] - dt.timedelta(days=1)), name, test_only=True)
+    # a configured version at its fixed start: its test period only
+    v1 = datasets.find_spec(config, "v1")
+    assert horizon.plan(config, (v1.test[0], horizon.labels_end(config, v1)), "v1", test_only=True).specs == [v1]
+    # a rolling dataset of a config whose versions start `auto`: its dates are its own
+    assert horizon.plan(auto(config), exact, name, test_only=True).specs == [spec]
+    for args in ((auto(config), exact, "v1"), (config, exact, None), (config, None, "rolling")):
+        with pytest.raises(HorizonError) as whole:
+            horizon.plan(*args)
+        with pytest.raises(HorizonError, match=f"^{re.escape(str(whole.value))}$"):
+            horizon.plan(*args, test_only=True)
+
+
+def test_without_logs_only_what_is_placed_against_them_is_refused() -> None:
+    config = make_config()
+    as_configured = horizon.plan(config, None)
+    assert as_configured.config is config and as_configured.message == ""
+    assert as_configured.specs == datasets.version_specs(config)
+    assert horizon.plan(config, None, "v2").specs == [datasets.find_spec(config, "v2")]
+    with pytest.raises(HorizonError, match=r"logs hold no day yet: rolling is placed against their last day "
+                                           r"\(datasets.first_start: auto, or rolling\)"):
+        horizon.plan(config, None, "rolling")
+    with pytest.raises(HorizonError, match="logs hold no day yet: the configured versions is placed against"):
+        horizon.plan(auto(config), None)
+    dated = f"rolling-{FIRST}"
+    assert horizon.plan(auto(config), None, dated).specs == [datasets.find_spec(config, dated)]
+
+
+def test_configured_versions_at_a_fixed_start_are_checked_against_the_logs() -> None:
+    config = make_config()  # first_start 2025-03-03, five versions; v5's labels end on 2026-02-08
+    first = dt.date(2025, 1, 1)
+    specs = datasets.version_specs(config)
+    last = max(horizon.labels_end(config, s) for s in specs)
+    fits = horizon.plan(config, (first, last))
+    assert fits.config is config and fits.specs == specs and fits.message == ""
+    with pytest.raises(HorizonError, match=re.escape(
+            f"dataset {specs[-1].name}: its test labels end on {last}, after the logs' last day "
+            f"{last - dt.timedelta(days=1)}: with datasets.first_start 2025-03-03 it does not fit. Set "
+            "datasets.first_start: auto (the latest start that fits, 2025-02-24) or an earlier date")):
+        horizon.plan(config, (first, last - dt.timedelta(days=1)))
+    # v3 is the first to start after the logs; the horizon does not fit either, and it says so too
+    with pytest.raises(HorizonError, match=re.escape(
+            f"dataset {specs[2].name} starts on 2025-03-03 (datasets.first_start), after the logs end ({first} .. "
+            "2025-04-27). Set datasets.first_start: auto (the latest start that fits) or a date inside the logs. "
+            "Then: the logs hold 117 days (2025-01-01 .. 2025-04-27); a dataset at ltv_days=28 needs 371: 36 "
+            "training")):
+        horizon.plan(config, (first, specs[2].train[0] - dt.timedelta(days=1)))
+    with pytest.raises(HorizonError, match=r"a date inside the logs\.$"):  # the horizon fits: nothing more to say
+        horizon.plan(config, (first - dt.timedelta(days=400), specs[2].train[0] - dt.timedelta(days=1)))
+    # one version, logs too short for it at 28 days: its own weeks count, and train_shorter applies
+    span = (dt.date(2025, 2, 24), dt.date(2025, 8, 20))
+    with pytest.raises(HorizonError, match="the logs hold 178 days .*needs 203: 12 training"):
+        horizon.plan(config, span, "v1")
+    shorter = horizon.plan(nine_months(when_history_short="train_shorter").model_copy(
+        update={"horizons": config.horizons}), span, "v1")
+    assert shorter.config.horizons.ltv_days == 19 and shorter.config.horizons.asked_ltv_days == 28
+    assert "training and evaluating at ltv_days=19" in shorter.message
+    assert shorter.specs == [datasets.find_spec(shorter.config, "v1")]
+    assert horizon.labels_end(shorter.config, shorter.specs[0]) <= span[1]
+
+
+def test_fixed_start_boundaries_logs_ending_on_the_first_cutoff_or_the_last_label_day() -> None:
+    """Logs ending on a version's first cutoff: it does not start after them (the horizon is what
+    does not fit). train_shorter's labels ending on the last logged day: inside the logs."""
+    config = make_config()
+    v1 = datasets.find_spec(config, "v1")
+    with pytest.raises(HorizonError, match=r"^the logs hold 62 days \(2025-01-01 .. 2025-03-03\); a dataset at "
+                                           r"ltv_days=28 needs 203: 12 training"):
+        horizon.plan(config, (dt.date(2025, 1, 1), v1.train[0]), "v1")
+    shorter = make_config(datasets={"when_history_short": "train_shorter", "training_ltv_days": 19})
+    span = (dt.date(2025, 1, 12), dt.date(2025, 8, 1))
+    planned = horizon.plan(shorter, span, "v1")
+    assert planned.config.horizons.ltv_days == 19 and horizon.labels_end(planned.config, planned.specs[0]) == span[1]
+
+
+def test_configured_versions_at_an_auto_start_need_the_logs_of_their_whole_span() -> None:
+    """`auto` checks the horizon over the versions' span of training weeks (36 here: the last
+    version starts 16 weeks after the first and trains 20), not a rolling dataset's 8."""
+    config = auto(make_config())
+    with pytest.raises(HorizonError, match=r"the logs hold 200 days .* needs 371: 36 training \+ 2 validation"):
+        horizon.plan(config, (FIRST, FIRST + dt.timedelta(days=199)))
+
+
+def test_the_newest_rolling_dataset_reads_the_logs_up_to_their_last_day() -> None:
+    config = make_config()
+    last = FIRST + dt.timedelta(days=299)
+    newest = f"rolling-{last + dt.timedelta(days=1)}"
+    assert horizon.plan(config, (FIRST, last), newest).specs == horizon.plan(config, (FIRST, last), "rolling").specs
+    with pytest.raises(HorizonError, match=f"reads the logs up to {last + dt.timedelta(days=1)}, but they end on {last}"):
+        horizon.plan(config, (FIRST, last), f"rolling-{last + dt.timedelta(days=2)}")
+    shorter = horizon.plan(nine_months(when_history_short="train_shorter"), (FIRST, last), "rolling")
+    assert shorter.config.horizons.ltv_days < 270 and "train_shorter" in shorter.message
+    assert shorter.specs == [datasets.rolling_spec(shorter.config, last + dt.timedelta(days=1))]
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> tuple[Path, Path, dt.date]:
     """The issue's case: the shop example (config/examples/shop.yaml, the BTYD profile) with 273

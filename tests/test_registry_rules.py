@@ -1,15 +1,22 @@
 """The registry's rules on their own (fast: no model is trained, no AWS is mocked): which version a
 rollback rejects and which it re-approves, the champion, statuses and their history, lineage.
-The local registry's bookkeeping runs on a stand-in artifact (its verification is tested with
-real models in tests/test_registry.py). This is the file `make mutation` runs against ltv/registry.py."""
+The local registry runs on genuine artifacts that need no training: a sealed folder (manifest
+and checksums, as `train` writes them, so `verify` is the real one) whose stage folders a stand-in
+for AutoGluon's loader reads (real models: tests/test_registry.py). This is the file `make
+mutation` runs against ltv/registry.py."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ltv import registry as reg
-from ltv.errors import RegistryError
+from ltv.errors import ArtifactError, RegistryError, StorageError
 from ltv.promotion import APPROVED, PENDING, REJECTED
 
 GAME = "galaxy-raiders"
@@ -63,21 +70,30 @@ def test_statuses_lineage_and_history_lines(monkeypatch) -> None:
     assert version(1, PENDING, APPROVED, REJECTED).ever_approved and not version(1, PENDING, REJECTED).ever_approved
 
 
+def sealed(folder: Path, game: str = GAME) -> Path:
+    """A genuine artifact without training: one stand-in predictor per stage and a manifest that
+    lists every file's checksum (the model code's own sealing)."""
+    from ltv.models import ltv_model
+
+    for stage in ltv_model.STAGES:
+        (folder / stage).mkdir(parents=True)
+        (folder / stage / "predictor.txt").write_text(f"{stage} of {game}")
+    ltv_model._seal(folder, {"format": ltv_model.FORMAT, **MANIFEST, "game": game})
+    return folder
+
+
 @pytest.fixture
 def local(tmp_path, monkeypatch):
-    """A local registry whose artifact checks accept a stand-in folder."""
-    import ltv.models
+    """A local registry of GAME and a genuine artifact of it. AutoGluon's loader is replaced by one
+    that reads the stand-in predictors (and fails, as it does, on a folder without one)."""
+    from ltv.models import automl
 
-    def check(artifact, game, status):
-        reg.check_status(status)
-        return MANIFEST
+    monkeypatch.setattr(automl, "load", lambda path: (Path(path) / "predictor.txt").read_text())
+    return reg.LocalRegistry(tmp_path / "registry", GAME), sealed(tmp_path / "artifact")
 
-    monkeypatch.setattr(reg, "check_artifact", check)
-    monkeypatch.setattr(ltv.models, "verify", lambda path: MANIFEST)
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
-    (artifact / "manifest.json").write_text(json.dumps(MANIFEST))
-    return reg.LocalRegistry(tmp_path / "registry", GAME), artifact
+
+def corrupt(path: Path) -> None:
+    (Path(path) / "payer" / "predictor.txt").write_text("changed")
 
 
 def test_local_registry_numbers_versions_and_rolls_back_to_the_previous_champion(local) -> None:
@@ -88,8 +104,9 @@ def test_local_registry_numbers_versions_and_rolls_back_to_the_previous_champion
     assert [v.version for v in registry.versions()] == [1, 2, 3, 4]
     assert registry.champion().version == 2
     assert registry.approve(4, "looked").status == APPROVED and registry.champion().version == 4
-    assert registry.get(1).lineage == reg.lineage(MANIFEST) and registry.get(1).metrics == {"normalized_gini": 0.5}
-    assert registry.artifact_json(1, "manifest.json") == MANIFEST
+    assert registry.get(1).lineage == reg.lineage(json.loads((artifact / "manifest.json").read_text()))
+    assert registry.get(1).metrics == {"normalized_gini": 0.5}
+    assert registry.artifact_json(1, "manifest.json") == json.loads((artifact / "manifest.json").read_text())
     old, new = registry.rollback("bad scores")
     assert (old.version, old.status, new.version, new.status) == (4, REJECTED, 2, APPROVED)
     assert registry.champion().version == 2
@@ -132,3 +149,178 @@ def test_an_unreadable_version_record_names_the_file_and_what_to_do(local) -> No
     (registry.dir / "2" / "version.json").write_text("{not json")
     with pytest.raises(RegistryError, match=r"2/version.json is unreadable \(JSONDecodeError: "):
         registry.get(2)
+
+
+def test_versions_are_laid_out_as_documented_and_name_their_group(local) -> None:
+    """`<root>/ltv-<game>/versions/<n>/`: the artifact's copy (still verifiable: relocatable), the
+    record of its group, creation, metrics and lineage, and one status line per change."""
+    from ltv.models import verify
+
+    registry, artifact = local
+    v = registry.register(artifact, metrics={"normalized_gini": 0.5}, status=PENDING, reason="first")
+    folder = registry.root.parent / "ltv-galaxy-raiders" / "versions" / "1"
+    assert Path(v.path) == folder / "model" and verify(folder / "model") == verify(artifact)
+    record = json.loads((folder / "version.json").read_text())
+    assert record["group"] == "ltv-galaxy-raiders" and record["metrics"] == {"normalized_gini": 0.5}
+    assert record["lineage"] == reg.lineage(verify(artifact)) and record["created"] == v.created
+    assert v.created.endswith("+00:00") and "T" in v.created, "created: a UTC time"
+    registry.set_status(1, APPROVED, "second")
+    lines = (folder / "status.jsonl").read_text().splitlines()
+    assert [json.loads(line)["reason"] for line in lines] == ["first", "second"]
+    assert registry.load(1).manifest["game"] == GAME
+
+
+def test_metrics_that_json_cannot_hold_as_they_are_are_registered_as_text(local) -> None:
+    """Evaluation metrics may be numpy scalars or dates: registering them does not fail."""
+    registry, artifact = local
+    v = registry.register(artifact, metrics={"rows": np.int64(3), "cutoff": np.datetime64("2025-03-03")},
+                          status=PENDING, reason="x")
+    assert v.metrics == {"rows": "3", "cutoff": "2025-03-03"}
+
+
+def test_an_artifact_that_is_corrupt_unloadable_foreign_or_of_an_unknown_status_writes_nothing(local,
+                                                                                               tmp_path) -> None:
+    registry, artifact = local
+    broken = tmp_path / "broken"
+    shutil.copytree(artifact, broken)
+    corrupt(broken)
+    with pytest.raises(ArtifactError, match=r"is corrupt: missing \[\], changed \['payer/predictor.txt'\]"):
+        registry.register(broken, metrics={}, status=APPROVED, reason="x")
+    unloadable = sealed(tmp_path / "unloadable")
+    (unloadable / "churn" / "predictor.txt").rename(unloadable / "churn" / "other.txt")
+    from ltv.models import ltv_model
+
+    manifest = json.loads((unloadable / "manifest.json").read_text())
+    ltv_model._seal(unloadable, manifest)  # intact, but the loader finds no predictor
+    with pytest.raises(ArtifactError, match="cannot be loaded: FileNotFoundError"):
+        registry.register(unloadable, metrics={}, status=APPROVED, reason="x")
+    with pytest.raises(ArtifactError, match=r"is a model of game 'dragon-merge', not 'galaxy-raiders'"):
+        registry.register(sealed(tmp_path / "foreign", "dragon-merge"), metrics={}, status=APPROVED, reason="x")
+    with pytest.raises(RegistryError, match="unknown status 'approved'"):
+        registry.register(artifact, metrics={}, status="approved", reason="x")
+    assert not registry.root.exists() and registry.versions() == []
+
+
+def test_approval_and_rollback_verify_the_artifact_they_make_champion(local) -> None:
+    """A registered copy that changed since is never made champion, by hand or by a rollback."""
+    registry, artifact = local
+    for status in (APPROVED, APPROVED, PENDING):
+        registry.register(artifact, metrics={}, status=status, reason="trained")
+    corrupt(registry.get(3).path)
+    with pytest.raises(ArtifactError, match="corrupt"):
+        registry.approve(3)
+    corrupt(registry.get(1).path)
+    with pytest.raises(ArtifactError, match="corrupt"):
+        registry.rollback()
+    assert [v.status for v in registry.versions()] == [APPROVED, APPROVED, PENDING], "nothing changed"
+    assert registry.champion().version == 2
+
+
+def test_default_reasons_and_a_reapproval_are_recorded_in_the_history(local) -> None:
+    registry, artifact = local
+    for _ in range(3):
+        registry.register(artifact, metrics={}, status=PENDING, reason="trained")
+    assert registry.approve(1).history[-1]["reason"] == "approved by hand"
+    assert registry.reject(3).history[-1]["reason"] == "rejected by hand"
+    registry.approve(2, "better")
+    registry.rollback("bad scores")   # 2 -> 1: version 1 is still Approved
+    registry.approve(2, "fixed")      # 2 is champion again, 1 is still Approved
+    registry.reject(1, "retired")
+    old, new = registry.rollback("worse")  # re-approves 1, which was Rejected: a new history line
+    assert (old.version, new.version) == (2, 1)
+    assert new.history[-1] | {"at": None, "by": None} == {"status": APPROVED, "at": None, "by": None,
+                                                           "reason": "worse: re-approved to replace version 2"}
+
+
+def test_errors_name_the_model_group_and_what_is_wrong(local) -> None:
+    registry, artifact = local
+    with pytest.raises(RegistryError, match="^'ltv-galaxy-raiders' has no champion to roll back$"):
+        registry.rollback()
+    with pytest.raises(RegistryError, match=r"^model group 'ltv-galaxy-raiders' has no version 1; versions: none$"):
+        registry.get(1)
+    registry.register(artifact, metrics={}, status=APPROVED, reason="x")
+    with pytest.raises(RegistryError, match="^version 1 is the first approved version; there is no earlier champion "
+                                            "to roll back to$"):
+        registry.rollback()
+    with pytest.raises(ArtifactError, match=r"^version 1 of 'ltv-galaxy-raiders' has no feature_stats.json in "):
+        registry.artifact_json(1, "feature_stats.json")
+
+
+# ----------------------------------------------------------------------------------------------
+# a registration that fails part-way: nothing visible, nothing left
+
+
+def leftovers(registry) -> list[str]:
+    return sorted(p.name for p in registry.root.iterdir() if p.name != "versions")
+
+
+def test_a_full_disk_while_copying_is_a_storage_error_that_leaves_nothing(local, monkeypatch) -> None:
+    registry, artifact = local
+    real = shutil.copytree
+
+    def full_before_anything(src, dst, *args, **kwargs):  # the staging folder is never created
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_half_way(src, dst, *args, **kwargs):  # the artifact copied, then the disk is full
+        monkeypatch.setattr(shutil, "copytree", real)
+        real(src, dst, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for fault in (full_before_anything, full_half_way):
+        monkeypatch.setattr(shutil, "copytree", fault)
+        with pytest.raises(StorageError, match=f"^cannot write {registry.root}: No space left on device. Nothing was "
+                                               "published"):
+            registry.register(artifact, metrics={}, status=APPROVED, reason="x")
+        assert registry.versions() == [] and leftovers(registry) == [], fault.__name__
+
+
+def test_a_number_another_writer_claimed_first_is_skipped_and_a_failed_claim_leaves_nothing(local,
+                                                                                            monkeypatch) -> None:
+    """`register` claims the next number by renaming its staging folder onto it: if another writer
+    took it in between, it claims the next one; if the rename fails otherwise, it raises and
+    removes its staging folder. A leftover numbered folder (incomplete) is skipped, not reused."""
+    registry, artifact = local
+    real = os.rename
+
+    def another_writer_first(src, dst):
+        monkeypatch.setattr(os, "rename", real)
+        Path(dst).mkdir()
+        (Path(dst) / "version.json").write_text("{}")  # being written by the other writer
+        raise OSError(errno.ENOTEMPTY, "Directory not empty")
+
+    monkeypatch.setattr(os, "rename", another_writer_first)
+    assert registry.register(artifact, metrics={}, status=APPROVED, reason="x").version == 2
+    assert leftovers(registry) == []
+
+    def denied(src, dst):
+        monkeypatch.setattr(os, "rename", real)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "rename", denied)
+    with pytest.raises(PermissionError):
+        registry.register(artifact, metrics={}, status=APPROVED, reason="x")
+    assert leftovers(registry) == [] and sorted(p.name for p in registry.dir.iterdir()) == ["1", "2"]
+    (registry.dir / "1" / "version.json").unlink()  # an incomplete version
+    assert [v.version for v in registry.versions()] == [2]
+    assert registry.register(artifact, metrics={}, status=APPROVED, reason="x").version == 3
+
+
+def test_a_registration_killed_before_it_claims_a_number_leaves_only_what_sweep_clears(local) -> None:
+    """Killed between writing its staging folder and claiming a number (a forked writer that
+    dies there): no version appears, and `ltv.lake.sweep` (run at `ltv run`'s start) clears it."""
+    from ltv.lake import sweep
+
+    registry, artifact = local
+    registry.register(artifact, metrics={}, status=APPROVED, reason="before")
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child dies inside register
+        os.rename = lambda src, dst: os._exit(0)
+        try:
+            registry.register(artifact, metrics={}, status=APPROVED, reason="x")
+        finally:
+            os._exit(1)
+    _, code = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(code) == 0, "the writer died at its claim"
+    left = leftovers(registry)
+    assert [v.version for v in registry.versions()] == [1] and len(left) == 1
+    assert [p.name for p in sweep(registry.root.parent)] == left and leftovers(registry) == []
