@@ -187,8 +187,10 @@ class SageMakerRegistry:
             bucket, key = _split_s3(str(self.get(version).path))
             archive = self.cache / f".{version}-{uuid.uuid4().hex[:6]}.tar.gz"
             self._call("download the model archive", self.s3.download_file, bucket, key, str(archive))
-            staged = unpack(archive, self.cache / f".{version}-{uuid.uuid4().hex[:6]}")
-            archive.unlink()
+            try:
+                staged = unpack(archive, self.cache / f".{version}-{uuid.uuid4().hex[:6]}")
+            finally:  # an unreadable archive is not left in the cache either
+                archive.unlink()
             try:
                 staged.rename(target)
             except OSError:  # another load of the same version won the race: use its copy
