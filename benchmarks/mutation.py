@@ -73,6 +73,23 @@ SQL_MUTANTS: list[tuple[str, str, str]] = [
      "{% endif %}dt <= {{ cutoff | lit }}"),                                        # the summary sees the cutoff day
     ("ltv/sql/features.sql", "i.install_time < TIMESTAMP {{ cutoff_ts | lit }}",
      "i.install_time <= TIMESTAMP {{ cutoff_ts | lit }}"),                           # installs at the cutoff instant
+    # beyond the cutoff boundaries: the other windows and the purchase filters
+    ("ltv/sql/features.sql", "        WHERE dt >= {{ recent_start | lit }}",
+     "        WHERE dt >= {{ window_start | lit }}"),                                   # steps start at the population window
+    ("ltv/sql/features.sql", "CASE WHEN dt >= {{ window_start | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_window",
+     "CASE WHEN dt > {{ window_start | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_window"),  # window a day short
+    ("ltv/sql/player_summary.sql", "SUM(CASE WHEN purchases > 0 THEN 1 ELSE 0 END) AS purchase_days",
+     "SUM(CASE WHEN purchases >= 0 THEN 1 ELSE 0 END) AS purchase_days"),            # every day a purchase day
+    ("ltv/sql/player_summary.sql", "dt >= {{ previous | lit }} AND {% endif %}dt < {{ cutoff | lit }}",
+     "dt > {{ previous | lit }} AND {% endif %}dt < {{ cutoff | lit }}"),            # incremental summary skips a day
+    ("ltv/sql/labels.sql", "COALESCE(SUM(CASE WHEN f.dt < {{ ltv_end | lit }} THEN f.revenue END), 0.0) AS ltv,",
+     "COALESCE(SUM(CASE WHEN f.dt < {{ purchase_end | lit }} THEN f.revenue END), 0.0) AS ltv,"),  # ltv over the day horizon
+    ("ltv/sql/labels.sql", "COALESCE(MIN(CASE WHEN f.purchases > 0 AND f.dt < {{ purchase_end | lit }}",
+     "COALESCE(MIN(CASE WHEN f.dt < {{ purchase_end | lit }}"),                      # next purchase day: any active day
+    ("ltv/sql/labels.sql", "CAST(f.dt AS DATE)) + 1 END), 0) AS next_purchase_day,",
+     "CAST(f.dt AS DATE)) END), 0) AS next_purchase_day,"),                          # day 0 = the cutoff day
+    ("ltv/sql/labels.sql", "CASE WHEN COUNT(CASE WHEN f.dt < {{ ltv_end | lit }} THEN 1 END) = 0 THEN 1 ELSE 0 END AS churned",
+     "CASE WHEN COUNT(CASE WHEN f.dt < {{ purchase_end | lit }} THEN 1 END) = 0 THEN 1 ELSE 0 END AS churned"),  # churn window
 ]
 
 
