@@ -10,6 +10,7 @@ stdout and benchmarks/out/mutation/summary.json with every surviving mutant's di
     .venv/bin/python benchmarks/mutation.py                    # every module in MODULES
     .venv/bin/python benchmarks/mutation.py promotion runs     # some of them
     .venv/bin/python benchmarks/mutation.py sql                # the SQL mutants only
+    .venv/bin/python benchmarks/mutation.py btyd --mutants 'ltv.models.btyd.x_fit__mutmut_*'   # some mutants
 """
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PATH": f"{BIN}:{os.environ['PATH']}"}
 
 
-def run_module(name: str, children: int) -> dict:
+def run_module(name: str, children: int, only: list[str] | None = None) -> dict:
     source, tests = MODULES[name]
     where = scratch(name)
     package = source.split("/")[0]
@@ -128,11 +129,12 @@ def run_module(name: str, children: int) -> dict:
     started = time.monotonic()
     log = where / "mutmut.log"
     with open(log, "w") as f:
-        subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=where, env=env(), stdout=f,
+        subprocess.run(["mutmut", "run", "--max-children", str(children), *(only or [])], cwd=where, env=env(), stdout=f,
                        stderr=subprocess.STDOUT, check=False)
     listing = subprocess.run(["mutmut", "results", "--all", "true"], cwd=where, env=env(), capture_output=True,
                              text=True).stdout
-    status = dict(line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line)
+    status = {mutant: state for mutant, state in (line.strip().rsplit(": ", 1) for line in listing.splitlines()
+                                                  if ": " in line) if state != "not checked" or not only}
     survived = [mutant for mutant, state in status.items() if state == "survived"]
     show = ("import json, sys\nfrom mutmut.__main__ import find_mutant, get_diff_for_mutant\n"
             "print(json.dumps({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in json.load(sys.stdin)}))")
@@ -143,7 +145,7 @@ def run_module(name: str, children: int) -> dict:
     counts: dict[str, int] = {}
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
-    return {"module": source, "tests": tests, "counts": counts, "survivors": survivors,
+    return {"module": source, "tests": tests, "only": only, "counts": counts, "survivors": survivors,
             "wall_s": round(time.monotonic() - started, 1)}
 
 
@@ -177,6 +179,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join([*MODULES, 'sql'])} (default: all)")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    parser.add_argument("--mutants", nargs="+", metavar="NAME", help="only these mutants (mutmut names, * globs), e.g. "
+                        "a previous run's survivors: the counts are then of these alone")
     args = parser.parse_args()
     names = args.modules or [*MODULES, "sql"]
     unknown = set(names) - {*MODULES, "sql"}
@@ -185,10 +189,10 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     summary_path = OUT / "summary.json"
     for name in names:
-        result = run_sql() if name == "sql" else run_module(name, args.children)
+        result = run_sql() if name == "sql" else run_module(name, args.children, args.mutants)
         # read just before writing: runs of other modules (in other processes) keep their entries
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        summary[name] = result
+        summary[name + (" (--mutants)" if args.mutants else "")] = result  # a partial rerun keeps the full run's entry
         summary_path.write_text(json.dumps(summary, indent=2))
         c = result["counts"]
         tested = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)
