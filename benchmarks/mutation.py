@@ -54,6 +54,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                          "tests/test_monitoring.py::test_webhook_receives_the_alert_and_failures_do_not_raise",
                                          "tests/test_monitoring.py::test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift"]),
     "btyd": ("ltv/models/btyd.py", ["tests/test_btyd.py"]),
+    "etl": ("ltv/etl.py", ["tests/test_etl_rules.py", "tests/test_sql.py",  # the windows, requirements and builds
+                           "tests/test_etl.py::test_a_partitions_definition_covers_the_python_that_shapes_it"]),
     "evaluate": ("ltv/evaluate.py", ["tests/test_evaluate.py", "tests/test_baselines.py", "tests/test_evaluation_honesty.py::"
                                      "test_the_in_sample_boundary_is_the_day_after_the_last_label_any_training_row_read"]),
     "crashkit": ("tests/crashkit.py", ["tests/test_crashkit.py"]),
