@@ -222,7 +222,8 @@ def test_features_and_labels_build_what_is_not_current_and_read_only_their_days(
         etl.build_features(short, cfg, CUTOFF, summary_ensured=True)
     short.current("player_day", ["2025-02-10"])
     short.rows = 0
-    with pytest.raises(EmptyWindowError, match=r"no player was active in \[2025-02-24, 2025-03-10\)"):
+    with pytest.raises(EmptyWindowError, match=r"^no player was active in \[2025-02-24, 2025-03-10\): the cutoff is "
+                                               "before the game's first players or player_day is missing those days$"):
         etl.build_features(short, cfg, CUTOFF)
 
 
@@ -243,8 +244,10 @@ def test_ensure_cutoff_rebuilds_only_what_is_not_current() -> None:
     engine.json[("player_summary", str(CUTOFF), etl.DEFINITION_FILE)] = {"hash": None}
     engine.json[("labels", str(CUTOFF), etl.DEFINITION_FILE)] = {"hash": None}
     engine.json[("features", str(CUTOFF), etl.DEFINITION_FILE)] = {"hash": None}
+    engine.calls.clear()
     etl.ensure_cutoff(engine, cfg, CUTOFF)
     assert [w[0] for w in engine.writes][3:] == ["player_summary", "features", "labels"]
+    assert engine.calls["partitions", "player_day"] == 1, "summary, features and labels share one listing"
     assert etl.is_current(engine, cfg, "labels", str(CUTOFF)) and not etl.is_current(engine, cfg, "labels", "2025-03-17")
 
 
