@@ -338,7 +338,7 @@ def feature_rows(n: int, seed: int, buyers_who_returned: int | None = None) -> p
     rng = np.random.default_rng(seed)
     x, t_x, *_ = simulate_bgnbd(btyd.BetaGeo(r=0.8, alpha=40.0, a=0.9, b=4.0), n, 200.0, rng)
     if buyers_who_returned is not None:
-        x = np.where(np.arange(n) < buyers_who_returned, np.maximum(x, 1), 0)
+        x = np.where(np.arange(n) < buyers_who_returned, 1, 0)  # one repeat purchase each
         t_x = np.where(x > 0, np.maximum(t_x, 1), 0)
     return pd.DataFrame({"cutoff": "2025-01-06", btyd.FREQUENCY: x, btyd.RECENCY: np.round(t_x),
                          btyd.AGE: 200.0, btyd.SPEND: rng.gamma(3, 10, n)})
@@ -358,10 +358,13 @@ def test_a_fit_is_both_models_on_the_buyers_and_is_remembered_by_its_rows(monkey
     rows.loc[0, [btyd.FREQUENCY, btyd.RECENCY, btyd.AGE]] = np.nan
     rows.loc[1, btyd.RECENCY] = np.nan  # a partial history: not a buyer either
     rows.loc[2, btyd.FREQUENCY] = "n/a"  # unreadable: not a buyer (read as missing, no error)
+    rows.loc[3, btyd.RECENCY] = "n/a"
+    rows.loc[4, btyd.AGE] = "n/a"
     model = btyd.fit(rows)
-    buyers = rows.iloc[3:].astype({btyd.FREQUENCY: float})
+    assert btyd.predict(model, rows.assign(**{btyd.SPEND: "n/a"}), 30)["btyd_expected_spend"].iloc[5:].notna().all()
+    buyers = rows.iloc[5:].astype({btyd.FREQUENCY: float, btyd.RECENCY: float, btyd.AGE: float})
     x, t_x, T, m = (buyers[c].to_numpy(float) for c in (btyd.FREQUENCY, btyd.RECENCY, btyd.AGE, btyd.SPEND))
-    assert model == btyd.Btyd(btyd.fit_bgnbd(x, t_x, T), btyd.fit_gamma_gamma(x + 1, m), 297)
+    assert model == btyd.Btyd(btyd.fit_bgnbd(x, t_x, T), btyd.fit_gamma_gamma(x + 1, m), 295)
     assert btyd.Btyd.from_json(json_roundtrip(model.to_json())) == model
     monkeypatch.setattr(btyd, "fit_bgnbd", lambda *a: pytest.fail("refitted rows it has seen"))
     assert btyd.fit(rows.copy()) is model

@@ -163,6 +163,16 @@ def test_the_day_error_per_segment_counts_only_the_buyers_of_each_segment() -> N
     assert len(expected) == 3, "every segment has buyers here"
     assert evaluation.metrics["purchase_day_by_segment"] == [pytest.approx(row) for row in expected]
     assert list(evaluation.baselines) == list(predicted)
+    no_high_buyers = test.assign(next_purchase_day=np.where(seg == 2, 0, test["next_purchase_day"]))
+    rows_left = ev._day_mae_by_segment(no_high_buyers, frame.assign(next_purchase_day=no_high_buyers["next_purchase_day"]),
+                                       evaluation.baselines, model)
+    assert [r["segment"] for r in rows_left] == ["low / none", "medium"], "a segment without buyers has no row"
+    medium_buyers = (seg == 1) & (test["next_purchase_day"].to_numpy() > 0)
+    one = test.assign(next_purchase_day=np.where(medium_buyers & (np.cumsum(medium_buyers) > 1), 0,
+                                                 test["next_purchase_day"]))
+    rows_one = ev._day_mae_by_segment(one, frame.assign(next_purchase_day=one["next_purchase_day"]), evaluation.baselines,
+                                      model)
+    assert [r["players"] for r in rows_one if r["segment"] == "medium"] == [1]
     assert evaluation.frame["ltv_expected"].tolist() == pytest.approx(frame["ltv_expected"].tolist())
 
 
@@ -217,7 +227,7 @@ def truth_of(rows_: pd.DataFrame, seed: int) -> pd.DataFrame:
     p[:3] = 0.0
     p_days = rng.dirichlet(np.ones(DAYS), n) * 0.8
     return pd.DataFrame({"player_id": rows_["player_id"], "cutoff": rows_["cutoff"], "p_payer": p,
-                         "expected_ltv": p * (rows_["ltv"] + 5), "p_active": rng.random(n),
+                         "expected_ltv": p * (rows_["ltv"] + 5), "p_active": rng.integers(0, 16, n) / 16,  # ties
                          **{f"p_day_{d}": p_days[:, d - 1] for d in range(1, DAYS + 1)}})
 
 
@@ -243,6 +253,7 @@ def test_the_oracle_scores_the_same_rows_with_thresholds_chosen_on_validation(tm
     assert oracle["ltv_expected"].tolist() == pytest.approx(truth["expected_ltv"].tolist())
     assert oracle["p_churn"].tolist() == pytest.approx((1 - truth["p_active"]).tolist())
     assert (oracle["churn_pred"] == (1 - truth["p_active"] >= churn_t)).all()
+    assert (1 - truth["p_active"] == churn_t).any(), "a player exactly at the threshold is predicted to churn"
     p_days = truth[[f"p_day_{d}" for d in range(1, DAYS + 1)]].to_numpy()
     assert (oracle["offer_day"] == metrics.offer_day(p_days)).all()
     assert (oracle["likely_day"] == metrics.likely_day(p_days)).all()
@@ -309,6 +320,7 @@ def test_drift_cells_read_stale_to_retrained_with_the_oracle_in_brackets() -> No
         {"version": "v2 (stale model in-sample)", "test cutoffs": "c..d", "minmax": "0.512 → 0.600 (0.950)",
          "payer F1": "0.250 → 0.300"}]
     assert ev.drift_cells(drift, ("minmax",), oracle=False)["minmax"].tolist() == ["0.500", "0.512 → 0.600"]
+    assert ev.drift_cells(drift.drop(columns=["test_cutoffs"]), ("minmax",))["test cutoffs"].tolist() == ["", ""]
     assert list(ev.drift_cells(drift.assign(stale_normalized_gini=0.1, stale_purchase_day_mae=1.0))) == [
         "version", "test cutoffs", "Gini", "minmax", "payer F1", "day MAE"]
 
@@ -380,4 +392,5 @@ def test_a_seeded_sample_does_not_depend_on_the_order_rows_came_in() -> None:
     assert ordered[["cutoff", "player_id"]].values.tolist() == sorted(validation[["cutoff", "player_id"]].values.tolist())
     assert ev.permutation_importance(StandIn(), shuffled, 30) == ev.permutation_importance(StandIn(), validation, 30)
     assert ev.in_order(pd.DataFrame({"x": [3, 1]}))["x"].tolist() == [3, 1], "nothing to order by: as given"
+    assert ev.in_order(pd.DataFrame({"cutoff": ["b", "a", "a"], "x": [1, 2, 3]}))["x"].tolist() == [2, 3, 1]
     assert dt.date.fromisoformat(ordered["cutoff"].iloc[0]) == dt.date(2025, 3, 3)

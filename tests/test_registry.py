@@ -351,7 +351,7 @@ def test_sagemaker_registry_needs_the_group_and_says_how_to_get_it(aws, tmp_path
 
     with pytest.raises(RegistryError, match="deploy the game's ML stack"):
         SageMakerRegistry("space-golf", region=REGION).versions()
-    with pytest.raises(RegistryError, match="artifact_uri"):
+    with pytest.raises(RegistryError, match="^registering into SageMaker outside the pipeline needs artifact_uri "):
         SageMakerRegistry(GAME, region=REGION).register(Path("x"), metrics={}, status=APPROVED, reason="x")
 
 
@@ -492,6 +492,8 @@ def test_sagemaker_approve_needs_the_archive_and_rollback_says_why_on_both_versi
     from ltv.errors import ArtifactError
 
     registry = sagemaker_registry(tmp_path)
+    with pytest.raises(RegistryError, match=f"^'{group_name(GAME)}' has no champion to roll back$"):
+        registry.rollback()
     first, second = package(registry, APPROVED), package(registry, APPROVED)
     registry.reject(first, "superseded")
     old, new = registry.rollback("drift")
