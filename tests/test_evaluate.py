@@ -201,6 +201,12 @@ def test_every_test_row_needs_its_prediction_and_duplicates_count_once() -> None
         ev._join(test, predictions.iloc[2:])
 
 
+def test_a_tie_with_the_strongest_baseline_is_not_a_win() -> None:
+    baseline = {"b": {"normalized_gini": 0.5, "purchase_day_mae": 2.0}}
+    tie = ev.strongest_baselines({"normalized_gini": 0.5, "purchase_day_mae": 2.0}, baseline)
+    assert tie["normalized_gini"]["model_wins"] is False and tie["purchase_day_mae"]["model_wins"] is False
+
+
 def test_ratios_and_clean_values_are_none_where_a_number_would_mislead() -> None:
     assert ev._ratio(1.0, 4.0) == 0.25
     for a, b in ((None, 1.0), (1.0, None), (1.0, 0), (np.nan, 1.0), (1.0, np.inf), (np.inf, 2.0)):
@@ -354,6 +360,12 @@ def test_explanations_summarise_the_models_contributions_per_segment_and_permuta
     assert by_segment[("player age", "veteran")]["mean_ltv_expected"] == pytest.approx(value[~new].mean())
     assert block["permutation"] == ev.permutation_importance(model, data["validation"], 40)
     assert block["permutation"]["rows"] == 30, "all the validation rows there are"
+    again = {}
+    for seed in (1, 2):  # seeded by itself: the process's global random state does not change the sample
+        np.random.seed(seed)
+        ev.explain_evaluation(model, data, evaluation, rows=40)
+        again[seed] = evaluation.metrics["explanations"]
+    assert again[1] == again[2] == block
 
     ev.explain_evaluation(StandIn(explainable=False), data, evaluation, rows=40)
     assert evaluation.metrics["explanations"] == {"unavailable": "the value stage has no exact contributions"}
