@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ltv.errors import ArtifactError, RegistryError
@@ -325,6 +326,8 @@ class SageMakerRegistry:
             if missing and code in ("ValidationException", "ResourceNotFound"):
                 raise RegistryError(missing()) from None
             raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {code}: {message}") from None
+        except S3UploadFailedError as e:  # upload_file wraps the service's error in its own
+            raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {e}") from None
         except BotoCoreError as e:  # no credentials, no endpoint, ...
             raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {e} (credentials of the "
                                 f"game's account, e.g. AWS_PROFILE, and its region are needed)") from None

@@ -326,6 +326,7 @@ def test_sagemaker_concurrent_changes_keep_each_others_history(aws, tmp_path, mo
     registry.set_status(number, APPROVED, "approved")
     log = json.loads(registry.s3.get_object(Bucket=BUCKET, Key=f"pipelines/x/history-{number}.json")["Body"].read())
     assert raced and [e["reason"] for e in log["entries"]] == ["rejected by a colleague meanwhile", "approved"]
+    assert log["package"] == registry._package_arn(number)
     assert {"approved", "rejected by a colleague meanwhile"} <= {h["reason"] for h in other.get(number).history}
 
 
@@ -349,8 +350,12 @@ def test_metadata_values_and_descriptions_are_what_sagemaker_accepts(text) -> No
 def test_sagemaker_registry_needs_the_group_and_says_how_to_get_it(aws, tmp_path) -> None:
     from ltv.sagemaker_registry import SageMakerRegistry
 
-    with pytest.raises(RegistryError, match="deploy the game's ML stack"):
+    with pytest.raises(RegistryError, match="^model package group 'ltv-space-golf' not found in eu-west-1: deploy the game's "
+                                            r"ML stack \(make deploy GAME=space-golf\) or check the credentials' account "
+                                            "and region$"):
         SageMakerRegistry("space-golf", region=REGION).versions()
+    elsewhere = SageMakerRegistry(GAME, region="us-east-2")
+    assert elsewhere.sm.meta.region_name == elsewhere.s3.meta.region_name == "us-east-2"
     with pytest.raises(RegistryError, match="^registering into SageMaker outside the pipeline needs artifact_uri "):
         SageMakerRegistry(GAME, region=REGION).register(Path("x"), metrics={}, status=APPROVED, reason="x")
 
@@ -548,13 +553,27 @@ def test_sagemaker_history_gives_up_after_its_attempts_and_failures_name_the_cal
     assert history[-1]["reason"] == "approved"
     monkeypatch.undo()
 
-    def refused(**_):
+    def refused(*_, **__):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "ListModelPackages")
 
     monkeypatch.setattr(registry.sm, "get_paginator", lambda name: SimpleNamespaceWith(paginate=refused))
     with pytest.raises(RegistryError, match=f"^SageMaker registry '{group_name(GAME)}': could not list the model "
                                             "packages: AccessDenied: not allowed$"):
         registry.versions()
+    monkeypatch.undo()
+    # each failing call says what could not be done
+    artifact = stub_artifact(tmp_path, monkeypatch)
+    for client, method, what in ((registry.s3, "upload_file", "upload the model archive"),
+                                 (registry.sm, "create_model_package", "create the model package"),
+                                 (registry.sm, "update_model_package", "update the model package"),
+                                 (registry.s3, "get_object", "read the version's history")):
+        with monkeypatch.context() as patch:
+            patch.setattr(client, method, refused)
+            with pytest.raises(RegistryError, match=f": could not {what}: .*AccessDenied"):
+                if method in ("update_model_package", "get_object"):
+                    registry.set_status(number, REJECTED, "no")
+                else:
+                    registry.register(artifact, metrics={}, status=PENDING, reason="r")
 
 
 class SimpleNamespaceWith:
