@@ -113,6 +113,8 @@ def test_the_sql_is_rendered_with_the_cutoffs_windows() -> None:
         etl.summary_sql(cfg, CUTOFF, CUTOFF)
     day_sql = etl.player_day_sql(cfg, day("2025-03-01"), day("2025-03-03"), frozenset({"2025-03-02", "2025-04-01"}))
     assert "'2025-03-02'" in day_sql and "'2025-03-03'" in day_sql and "'2025-04-01'" not in day_sql
+    plain, dedup = day_sql.index("dt IN ('2025-03-02')"), day_sql.index("dt IN ('2025-03-01', '2025-03-03')")
+    assert plain < dedup, "the validated day read as is, the others deduplicated"
     assert day_sql != etl.player_day_sql(cfg, day("2025-03-01"), day("2025-03-03"))
 
 
