@@ -62,7 +62,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 }
 
 # ltv/sql/*: (file, the exact text of one line's change, its replacement), run against SQL_TESTS
-SQL_TESTS = ["tests/test_sql.py", "tests/test_etl.py", "tests/test_etl_reference.py"]
+SQL_TESTS = ["tests/test_sql.py", "tests/test_etl.py", "tests/test_etl_reference.py", "tests/test_summary.py"]
 SQL_MUTANTS: list[tuple[str, str, str]] = [
     ("ltv/sql/labels.sql", "WHERE dt >= {{ cutoff | lit }} AND dt < {{ label_end | lit }}",
      "WHERE dt >= {{ cutoff | lit }} AND dt <= {{ label_end | lit }}"),            # labels read one day too many
