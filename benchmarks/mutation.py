@@ -10,6 +10,7 @@ stdout and benchmarks/out/mutation/summary.json with every surviving mutant's di
     .venv/bin/python benchmarks/mutation.py                    # every module in MODULES
     .venv/bin/python benchmarks/mutation.py promotion runs     # some of them
     .venv/bin/python benchmarks/mutation.py sql                # the SQL mutants only
+    .venv/bin/python benchmarks/mutation.py btyd --mutants 'ltv.models.btyd.x_fit__mutmut_*'   # some mutants
 """
 from __future__ import annotations
 
@@ -35,8 +36,16 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         f"tests/test_registry.py::test_sagemaker_{name}" for name in (
             "champion_is_the_latest_approved_across_pages", "registry_leaves_no_directory_behind_unless_it_loads_a_model",
             "changes_made_in_studio_show_in_the_history_and_count_for_rollback",
-            "history_keeps_within_the_metadata_limit", "registry_needs_the_group_and_says_how_to_get_it",
-            "without_credentials_is_a_registry_error_not_a_traceback")]),
+            "concurrent_changes_keep_each_others_history", "registry_needs_the_group_and_says_how_to_get_it",
+            "without_credentials_is_a_registry_error_not_a_traceback",
+            "register_stores_the_archive_metrics_lineage_and_serving_spec",  # check_artifact stubbed
+            "load_unpacks_once_and_artifact_json_streams_one_document",
+            "approve_needs_the_archive_and_rollback_says_why_on_both_versions",
+            "history_gives_up_after_its_attempts_and_failures_name_the_call",
+            "history_of_a_package_marks_changes_made_outside_ltv",
+            "metrics_are_empty_when_the_statistics_are_missing_or_unreadable")]
+        + [f"tests/test_registry.py::test_metadata_values_and_descriptions_{name}" for name in (
+            "are_what_sagemaker_accepts", "keep_what_they_can_and_cut_where_aws_counts")]),
     "horizon": ("ltv/horizon.py", ["tests/test_horizon.py"]),
     "baselines": ("ltv/models/baselines.py", ["tests/test_baselines.py",
                                               "tests/test_models.py::test_popularity_baseline_segments_and_modes",
@@ -45,13 +54,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                          "tests/test_monitoring.py::test_webhook_receives_the_alert_and_failures_do_not_raise",
                                          "tests/test_monitoring.py::test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift"]),
     "btyd": ("ltv/models/btyd.py", ["tests/test_btyd.py"]),
-    "evaluate": ("ltv/evaluate.py", ["tests/test_baselines.py", "tests/test_evaluation_honesty.py::"
+    "etl": ("ltv/etl.py", ["tests/test_etl_rules.py", "tests/test_sql.py",  # the windows, requirements and builds
+                           "tests/test_etl.py::test_a_partitions_definition_covers_the_python_that_shapes_it"]),
+    "evaluate": ("ltv/evaluate.py", ["tests/test_evaluate.py", "tests/test_baselines.py", "tests/test_evaluation_honesty.py::"
                                      "test_the_in_sample_boundary_is_the_day_after_the_last_label_any_training_row_read"]),
     "crashkit": ("tests/crashkit.py", ["tests/test_crashkit.py"]),
 }
 
 # ltv/sql/*: (file, the exact text of one line's change, its replacement), run against SQL_TESTS
-SQL_TESTS = ["tests/test_sql.py", "tests/test_etl.py", "tests/test_etl_reference.py"]
+SQL_TESTS = ["tests/test_sql.py", "tests/test_etl.py", "tests/test_etl_reference.py", "tests/test_summary.py"]
 SQL_MUTANTS: list[tuple[str, str, str]] = [
     ("ltv/sql/labels.sql", "WHERE dt >= {{ cutoff | lit }} AND dt < {{ label_end | lit }}",
      "WHERE dt >= {{ cutoff | lit }} AND dt <= {{ label_end | lit }}"),            # labels read one day too many
@@ -65,6 +76,23 @@ SQL_MUTANTS: list[tuple[str, str, str]] = [
      "{% endif %}dt <= {{ cutoff | lit }}"),                                        # the summary sees the cutoff day
     ("ltv/sql/features.sql", "i.install_time < TIMESTAMP {{ cutoff_ts | lit }}",
      "i.install_time <= TIMESTAMP {{ cutoff_ts | lit }}"),                           # installs at the cutoff instant
+    # beyond the cutoff boundaries: the other windows and the purchase filters
+    ("ltv/sql/features.sql", "        WHERE dt >= {{ recent_start | lit }}",
+     "        WHERE dt >= {{ window_start | lit }}"),                                   # steps start at the population window
+    ("ltv/sql/features.sql", "CASE WHEN dt >= {{ window_start | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_window",
+     "CASE WHEN dt > {{ window_start | lit }} THEN 1 ELSE 0 END) AS BIGINT) AS active_days_window"),  # window a day short
+    ("ltv/sql/player_summary.sql", "SUM(CASE WHEN purchases > 0 THEN 1 ELSE 0 END) AS purchase_days",
+     "SUM(CASE WHEN purchases >= 0 THEN 1 ELSE 0 END) AS purchase_days"),            # every day a purchase day
+    ("ltv/sql/player_summary.sql", "dt >= {{ previous | lit }} AND {% endif %}dt < {{ cutoff | lit }}",
+     "dt > {{ previous | lit }} AND {% endif %}dt < {{ cutoff | lit }}"),            # incremental summary skips a day
+    ("ltv/sql/labels.sql", "COALESCE(SUM(CASE WHEN f.dt < {{ ltv_end | lit }} THEN f.revenue END), 0.0) AS ltv,",
+     "COALESCE(SUM(CASE WHEN f.dt < {{ purchase_end | lit }} THEN f.revenue END), 0.0) AS ltv,"),  # ltv over the day horizon
+    ("ltv/sql/labels.sql", "COALESCE(MIN(CASE WHEN f.purchases > 0 AND f.dt < {{ purchase_end | lit }}",
+     "COALESCE(MIN(CASE WHEN f.dt < {{ purchase_end | lit }}"),                      # next purchase day: any active day
+    ("ltv/sql/labels.sql", "CAST(f.dt AS DATE)) + 1 END), 0) AS next_purchase_day,",
+     "CAST(f.dt AS DATE)) END), 0) AS next_purchase_day,"),                          # day 0 = the cutoff day
+    ("ltv/sql/labels.sql", "CASE WHEN COUNT(CASE WHEN f.dt < {{ ltv_end | lit }} THEN 1 END) = 0 THEN 1 ELSE 0 END AS churned",
+     "CASE WHEN COUNT(CASE WHEN f.dt < {{ purchase_end | lit }} THEN 1 END) = 0 THEN 1 ELSE 0 END AS churned"),  # churn window
 ]
 
 
@@ -88,7 +116,7 @@ def env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PATH": f"{BIN}:{os.environ['PATH']}"}
 
 
-def run_module(name: str, children: int) -> dict:
+def run_module(name: str, children: int, only: list[str] | None = None) -> dict:
     source, tests = MODULES[name]
     where = scratch(name)
     package = source.split("/")[0]
@@ -103,11 +131,12 @@ def run_module(name: str, children: int) -> dict:
     started = time.monotonic()
     log = where / "mutmut.log"
     with open(log, "w") as f:
-        subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=where, env=env(), stdout=f,
+        subprocess.run(["mutmut", "run", "--max-children", str(children), *(only or [])], cwd=where, env=env(), stdout=f,
                        stderr=subprocess.STDOUT, check=False)
     listing = subprocess.run(["mutmut", "results", "--all", "true"], cwd=where, env=env(), capture_output=True,
                              text=True).stdout
-    status = dict(line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line)
+    status = {mutant: state for mutant, state in (line.strip().rsplit(": ", 1) for line in listing.splitlines()
+                                                  if ": " in line) if state != "not checked" or not only}
     survived = [mutant for mutant, state in status.items() if state == "survived"]
     show = ("import json, sys\nfrom mutmut.__main__ import find_mutant, get_diff_for_mutant\n"
             "print(json.dumps({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in json.load(sys.stdin)}))")
@@ -118,7 +147,7 @@ def run_module(name: str, children: int) -> dict:
     counts: dict[str, int] = {}
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
-    return {"module": source, "tests": tests, "counts": counts, "survivors": survivors,
+    return {"module": source, "tests": tests, "only": only, "counts": counts, "survivors": survivors,
             "wall_s": round(time.monotonic() - started, 1)}
 
 
@@ -152,6 +181,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join([*MODULES, 'sql'])} (default: all)")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    parser.add_argument("--mutants", nargs="+", metavar="NAME", help="only these mutants (mutmut names, * globs), e.g. "
+                        "a previous run's survivors: the counts are then of these alone")
     args = parser.parse_args()
     names = args.modules or [*MODULES, "sql"]
     unknown = set(names) - {*MODULES, "sql"}
@@ -159,10 +190,11 @@ def main() -> None:
         parser.error(f"unknown module(s) {sorted(unknown)}; known: {', '.join([*MODULES, 'sql'])}")
     OUT.mkdir(parents=True, exist_ok=True)
     summary_path = OUT / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in names:
-        result = run_sql() if name == "sql" else run_module(name, args.children)
-        summary[name] = result
+        result = run_sql() if name == "sql" else run_module(name, args.children, args.mutants)
+        # read just before writing: runs of other modules (in other processes) keep their entries
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        summary[name + (" (--mutants)" if args.mutants else "")] = result  # a partial rerun keeps the full run's entry
         summary_path.write_text(json.dumps(summary, indent=2))
         c = result["counts"]
         tested = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ltv.errors import ArtifactError, RegistryError
@@ -190,8 +191,10 @@ class SageMakerRegistry:
             bucket, key = _split_s3(str(self.get(version).path))
             archive = self.cache / f".{version}-{uuid.uuid4().hex[:6]}.tar.gz"
             self._call("download the model archive", self.s3.download_file, bucket, key, str(archive))
-            staged = unpack(archive, self.cache / f".{version}-{uuid.uuid4().hex[:6]}")
-            archive.unlink()
+            try:
+                staged = unpack(archive, self.cache / f".{version}-{uuid.uuid4().hex[:6]}")
+            finally:  # an unreadable archive is not left in the cache either
+                archive.unlink()
             try:
                 staged.rename(target)
             except OSError:  # another load of the same version won the race: use its copy
@@ -326,6 +329,8 @@ class SageMakerRegistry:
             if missing and code in ("ValidationException", "ResourceNotFound"):
                 raise RegistryError(missing()) from None
             raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {code}: {message}") from None
+        except S3UploadFailedError as e:  # upload_file wraps the service's error in its own
+            raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {e}") from None
         except BotoCoreError as e:  # no credentials, no endpoint, ...
             raise RegistryError(f"SageMaker registry {self.group!r}: could not {what}: {e} (credentials of the "
                                 f"game's account, e.g. AWS_PROFILE, and its region are needed)") from None

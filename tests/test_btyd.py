@@ -321,3 +321,139 @@ def test_the_fit_does_not_depend_on_the_order_of_rows_or_of_sums(monkeypatch: py
                      (fitted[0].p_alive(x, t_x, T), other[0].p_alive(x, t_x, T)),
                      (fitted[1].expected_spend(x + 1, spend), other[1].expected_spend(x + 1, spend))):
         np.testing.assert_allclose(two, one, rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# fits on feature rows: who is fitted, what is predicted, what is remembered
+
+
+@pytest.fixture(autouse=True)
+def fresh_fits() -> None:
+    """Each test fits afresh: `btyd.fit` remembers fits by their rows, and a fit remembered from
+    an earlier test (or process) would hide what this one checks."""
+    btyd._FITS.clear()
+
+
+def feature_rows(n: int, seed: int, buyers_who_returned: int | None = None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x, t_x, *_ = simulate_bgnbd(btyd.BetaGeo(r=0.8, alpha=40.0, a=0.9, b=4.0), n, 200.0, rng)
+    if buyers_who_returned is not None:
+        x = np.where(np.arange(n) < buyers_who_returned, 1, 0)  # one repeat purchase each
+        t_x = np.where(x > 0, np.maximum(t_x, 1), 0)
+    return pd.DataFrame({"cutoff": "2025-01-06", btyd.FREQUENCY: x, btyd.RECENCY: np.round(t_x),
+                         btyd.AGE: 200.0, btyd.SPEND: rng.gamma(3, 10, n)})
+
+
+def test_a_fit_needs_twenty_customers_and_two_who_came_back() -> None:
+    assert btyd.fit(feature_rows(20, 0, buyers_who_returned=2)) is not None
+    assert btyd.fit(feature_rows(19, 0, buyers_who_returned=2)) is None
+    assert btyd.fit(feature_rows(20, 0, buyers_who_returned=1)) is None
+    rows = feature_rows(25, 0, buyers_who_returned=2)
+    rows.loc[:5, btyd.AGE] = np.nan  # 6 rows without a history: not customers
+    assert btyd.fit(rows) is None and btyd.fit(rows.iloc[5:]) is None and btyd.fit(rows.fillna(200.0)).customers == 25
+
+
+def test_a_fit_is_both_models_on_the_buyers_and_is_remembered_by_its_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = feature_rows(300, 1)
+    rows.loc[0, [btyd.FREQUENCY, btyd.RECENCY, btyd.AGE]] = np.nan
+    rows.loc[1, btyd.RECENCY] = np.nan  # a partial history: not a buyer either
+    rows.loc[2, btyd.FREQUENCY] = "n/a"  # unreadable: not a buyer (read as missing, no error)
+    rows.loc[3, btyd.RECENCY] = "n/a"
+    rows.loc[4, btyd.AGE] = "n/a"
+    model = btyd.fit(rows)
+    assert btyd.predict(model, rows.assign(**{btyd.SPEND: "n/a"}), 30)["btyd_expected_spend"].iloc[5:].notna().all()
+    buyers = rows.iloc[5:].astype({btyd.FREQUENCY: float, btyd.RECENCY: float, btyd.AGE: float})
+    x, t_x, T, m = (buyers[c].to_numpy(float) for c in (btyd.FREQUENCY, btyd.RECENCY, btyd.AGE, btyd.SPEND))
+    assert model == btyd.Btyd(btyd.fit_bgnbd(x, t_x, T), btyd.fit_gamma_gamma(x + 1, m), 295)
+    assert btyd.Btyd.from_json(json_roundtrip(model.to_json())) == model
+    monkeypatch.setattr(btyd, "fit_bgnbd", lambda *a: pytest.fail("refitted rows it has seen"))
+    assert btyd.fit(rows.copy()) is model
+    monkeypatch.undo()
+    monkeypatch.setattr(btyd, "_FITS_KEPT", 2)
+    btyd._FITS.clear()
+    fits = [btyd.fit(feature_rows(30, seed)) for seed in (2, 3, 4)]
+    assert len(btyd._FITS) == 2 and list(btyd._FITS.values()) == fits[1:], "the oldest fit is forgotten first"
+
+
+def json_roundtrip(payload: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(payload))
+
+
+def test_predictions_are_the_fitted_expectations_per_buyer_and_empty_for_others() -> None:
+    rows = feature_rows(200, 5)
+    rows.loc[0, [btyd.FREQUENCY, btyd.RECENCY, btyd.AGE]] = np.nan
+    rows.loc[1, btyd.AGE] = np.nan
+    rows.loc[2, btyd.SPEND] = np.nan  # a buyer whose mean spend is unknown: the population's
+    model = btyd.fit(rows)
+    out = btyd.predict(model, rows, 30)
+    assert out.iloc[:2].isna().all().all()
+    b = rows.iloc[2:]
+    x, t_x, T, m = (b[c].to_numpy(float) for c in (btyd.FREQUENCY, btyd.RECENCY, btyd.AGE, btyd.SPEND))
+    purchases = model.counts.expected_purchases(30, x, t_x, T)
+    spend = model.spend.expected_spend(x + 1, m)
+    np.testing.assert_allclose(out["btyd_expected_purchases"].iloc[2:], purchases, rtol=1e-12)
+    np.testing.assert_allclose(out["btyd_p_alive"].iloc[2:], model.counts.p_alive(x, t_x, T), rtol=1e-12)
+    np.testing.assert_allclose(out["btyd_expected_spend"].iloc[2:], spend, rtol=1e-12)
+    np.testing.assert_allclose(out["btyd_expected_value"].iloc[2:], purchases * spend, rtol=1e-12)
+    assert np.isfinite(spend[0]) and spend[0] != spend[1]
+    given = btyd.with_features(rows, 30, model)
+    pd.testing.assert_frame_equal(given, pd.concat([rows, out], axis=1))
+    pd.testing.assert_frame_equal(btyd.with_features(rows, 30), given)
+    assert btyd.predict(None, rows, 30).isna().all().all()
+    assert btyd.predict(model, rows.iloc[:2], 30).isna().all().all()
+
+
+def test_the_objectives_are_the_log_posteriors_per_customer_and_their_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `_maximise` climbs: the mean log-likelihood plus the prior's log-density, with its
+    exact gradient in log-parameters (checked against central differences)."""
+    seen = {}
+    monkeypatch.setattr(btyd, "_maximise", lambda objective, start: seen.setdefault("f", objective) and start)
+    x, t_x, T, spend = game_like_history(1)
+    btyd.fit_bgnbd(x, t_x, T)
+    theta = np.log([1.5, 20.0, 30.0, 900.0])
+    value, grad = seen.pop("f")(theta)
+    params = btyd.BetaGeo(*np.exp(theta))
+    prior = -(params.r + params.a + params.b) / btyd.CONCENTRATION_PRIOR_MEAN
+    assert value == pytest.approx((btyd.bgnbd_log_likelihood(params, x, t_x, T).sum() + prior) / len(x), rel=1e-12)
+    btyd.fit_gamma_gamma(np.r_[x + 1, 0, 2, 2, 2], np.r_[spend, 5.0, 0.0, -1.0, np.nan])  # four rows not fitted
+    theta_gg = np.log([3.0, 500.0 - 1, 2000.0])
+    value_gg, grad_gg = seen.pop("f")(theta_gg)
+    gg = btyd.GammaGamma(3.0, 500.0, 2000.0)
+    expected = (btyd.gamma_gamma_log_likelihood(gg, x + 1, spend).sum() - (gg.p + gg.q) / btyd.CONCENTRATION_PRIOR_MEAN)
+    assert value_gg == pytest.approx(expected / len(x), rel=1e-12)
+    monkeypatch.undo()
+    for fit, args, at, exact in ((btyd.fit_bgnbd, (x, t_x, T), theta, grad),
+                                 (btyd.fit_gamma_gamma, (x + 1, spend), theta_gg, grad_gg)):
+        monkeypatch.setattr(btyd, "_maximise", lambda objective, start: seen.setdefault("f", objective) and start)
+        fit(*args)
+        objective = seen.pop("f")
+        h = 1e-5
+        numeric = [(objective(at + h * e)[0] - objective(at - h * e)[0]) / (2 * h) for e in np.eye(len(at))]
+        np.testing.assert_allclose(exact, numeric, rtol=1e-4, atol=1e-9)
+        monkeypatch.undo()
+
+
+def test_the_fit_of_spend_reads_only_customers_with_purchases_of_a_known_positive_mean() -> None:
+    x, _, _, spend = game_like_history(2)
+    clean = btyd.fit_gamma_gamma(x + 1, spend)
+    noisy = btyd.fit_gamma_gamma(np.r_[x + 1, 0, 3, 3, 3], np.r_[spend, 4.0, 0.0, -2.0, np.nan])
+    assert noisy == clean
+    small = np.r_[spend, 0.5]  # a mean below 1 is a spend like any other
+    assert btyd.fit_gamma_gamma(np.r_[x + 1, 2], small) != clean
+
+
+def test_growth_and_extension_use_each_buyers_own_expectations() -> None:
+    model = btyd.Btyd(btyd.BetaGeo(0.243, 4.414 * 7, 0.793, 2.426), btyd.GammaGamma(6.25, 3.74, 15.44), 100)
+    players = pd.DataFrame({btyd.FREQUENCY: [3, 20, 2], btyd.RECENCY: [150, 195, 10], btyd.AGE: [200, 200, 400],
+                            btyd.SPEND: [10.0, 10.0, 2.0]})
+    x, t_x, T = (players[c].to_numpy(float) for c in (btyd.FREQUENCY, btyd.RECENCY, btyd.AGE))
+    g = btyd.growth(model, players, 32, 273)
+    np.testing.assert_allclose(g, model.counts.expected_purchases(273, x, t_x, T)
+                               / model.counts.expected_purchases(32, x, t_x, T), rtol=1e-12)
+    value = lambda t: btyd.predict(model, players, t)["btyd_expected_value"].to_numpy()  # noqa: E731
+    tail = value(273) - value(32)
+    assert 0 < tail[2] < 1, "a long-lapsed buyer: little value left after the trained horizon"
+    np.testing.assert_allclose(btyd.extend(model, players, np.ones(3), 32, 273), 1 + tail, rtol=1e-12)
+    assert (btyd.extend(None, players, np.ones(3), 32, 273) == 273 / 32).all()

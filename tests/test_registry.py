@@ -341,6 +341,7 @@ def test_sagemaker_concurrent_changes_keep_each_others_history(aws, tmp_path, mo
     registry.set_status(number, APPROVED, "approved")
     log = json.loads(registry.s3.get_object(Bucket=BUCKET, Key=f"pipelines/x/history-{number}.json")["Body"].read())
     assert raced and [e["reason"] for e in log["entries"]] == ["rejected by a colleague meanwhile", "approved"]
+    assert log["package"] == registry._package_arn(number)
     assert {"approved", "rejected by a colleague meanwhile"} <= {h["reason"] for h in other.get(number).history}
 
 
@@ -364,9 +365,13 @@ def test_metadata_values_and_descriptions_are_what_sagemaker_accepts(text) -> No
 def test_sagemaker_registry_needs_the_group_and_says_how_to_get_it(aws, tmp_path) -> None:
     from ltv.sagemaker_registry import SageMakerRegistry
 
-    with pytest.raises(RegistryError, match="deploy the game's ML stack"):
+    with pytest.raises(RegistryError, match="^model package group 'ltv-space-golf' not found in eu-west-1: deploy the game's "
+                                            r"ML stack \(make deploy GAME=space-golf\) or check the credentials' account "
+                                            "and region$"):
         SageMakerRegistry("space-golf", region=REGION).versions()
-    with pytest.raises(RegistryError, match="artifact_uri"):
+    elsewhere = SageMakerRegistry(GAME, region="us-east-2")
+    assert elsewhere.sm.meta.region_name == elsewhere.s3.meta.region_name == "us-east-2"
+    with pytest.raises(RegistryError, match="^registering into SageMaker outside the pipeline needs artifact_uri "):
         SageMakerRegistry(GAME, region=REGION).register(Path("x"), metrics={}, status=APPROVED, reason="x")
 
 
@@ -393,3 +398,260 @@ def test_sagemaker_without_credentials_is_a_registry_error_not_a_traceback(tmp_p
     registry = SageMakerRegistry(GAME, region=REGION, sagemaker=NoCredentials(), s3=object())
     with pytest.raises(RegistryError, match="Unable to locate credentials.*AWS_PROFILE"):
         registry.champion()
+
+
+# ----------------------------------------------------------------------------------------------
+# SageMaker, fast (no trained model: the artifact's check is stubbed, the archive is a folder of files)
+
+
+def stub_artifact(tmp_path: Path, monkeypatch, game: str = GAME) -> Path:
+    """An artifact folder (a manifest and a nested file) that `check_artifact` accepts as is."""
+    import ltv.sagemaker_registry as smr
+
+    artifact = tmp_path / "artifact"
+    (artifact / "payer").mkdir(parents=True)
+    manifest = {"game": game, "dataset": {"name": "v1-2025-03-03-12w", "fingerprint": "f1"}, "config_hash": "c0ffee",
+                "code_version": "1.2.3", "created": "2025-06-01T10:00:00+00:00",
+                "trained_on": {"seen_until": "2025-05-26"}}
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    (artifact / "payer" / "model.bin").write_bytes(b"\x00weights")
+    checked = []
+    monkeypatch.setattr(smr, "check_artifact", lambda path, g, status: checked.append((path, g, status)) or manifest)
+    return artifact
+
+
+def test_sagemaker_register_stores_the_archive_metrics_lineage_and_serving_spec(aws, tmp_path, monkeypatch) -> None:
+    import tarfile
+
+    from ltv.registry import CONTENT_TYPES
+    from ltv.sagemaker_registry import METADATA, SageMakerRegistry, description, registration
+
+    artifact = stub_artifact(tmp_path, monkeypatch)
+    registry = SageMakerRegistry(GAME, region=REGION, artifact_uri=f"s3://{BUCKET}/pipelines/imported/", image_uri=IMAGE,
+                                 transform_instance_types=("ml.c5.xlarge", "ml.m5.xlarge"), cache_dir=tmp_path / "c")
+    version = registry.register(artifact, metrics={"minmax": 0.7, "at": dt_value()}, status=PENDING, reason=REASON)
+    assert version.version == 1 and version.status == PENDING and registry.versions() == [version]
+    prefix = version.path.removeprefix(f"s3://{BUCKET}/")
+    assert prefix.startswith("pipelines/imported/") and prefix.endswith("/model.tar.gz") and "//" not in prefix
+    folder = prefix.rsplit("/", 1)[0]
+    archive = tmp_path / "got.tar.gz"
+    registry.s3.download_file(BUCKET, prefix, str(archive))
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == ["manifest.json", "payer", "payer/model.bin"]
+        assert tar.extractfile("payer/model.bin").read() == b"\x00weights"
+    stats = registry.s3.get_object(Bucket=BUCKET, Key=f"{folder}/evaluation.json")
+    assert stats["ContentType"] == "application/json"
+    assert json.loads(stats["Body"].read()) == {"model": {"minmax": 0.7, "at": "2025-06-01"}}
+    assert version.metrics == {"minmax": 0.7, "at": "2025-06-01"}
+    described = registry.sm.describe_model_package(ModelPackageName=version.lineage["package"])
+    assert described["ModelPackageDescription"] == description(REASON)
+    assert described["ModelMetrics"]["ModelQuality"]["Statistics"] == {
+        "ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{folder}/evaluation.json"}
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert described["CustomerMetadataProperties"] == {
+        METADATA[k]: v for k, v in (registration(manifest, REASON) | {"status": PENDING}).items()}
+    assert described["CustomerMetadataProperties"]["ltv:seen-until"] == "2025-05-26"
+    assert described["CustomerMetadataProperties"]["ltv:dataset-fingerprint"] == "f1"
+    assert described["CustomerMetadataProperties"]["ltv:trained"] == "2025-06-01T10:00:00+00:00"
+    assert registry.inference_specification("s3://b/k") == {
+        "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/k"}], "SupportedContentTypes": list(CONTENT_TYPES),
+        "SupportedResponseMIMETypes": list(CONTENT_TYPES), "SupportedTransformInstanceTypes": ["ml.c5.xlarge", "ml.m5.xlarge"]}
+    assert version.lineage | {"package": None} == {
+        "dataset": {"name": "v1-2025-03-03-12w", "fingerprint": "f1"}, "config_hash": "c0ffee", "code_version": "1.2.3",
+        "trained": "2025-06-01T10:00:00+00:00", "seen_until": "2025-05-26", "image": IMAGE, "image_digest": None,
+        "package": None}
+    assert version.lineage["package"].endswith(f":model-package/{group_name(GAME)}/1")
+    assert version.history == ({"status": PENDING, "at": version.created, "by": described["CreatedBy"]["UserProfileName"],
+                                "reason": described["CustomerMetadataProperties"]["ltv:reason"]},)
+    assert version.created == described["CreationTime"].isoformat(timespec="seconds")
+    assert registration({"config_hash": "c", "code_version": "v", "created": "t"}, "r") == {
+        "dataset": "-", "dataset_fingerprint": "-", "config_hash": "c", "code_version": "v", "trained": "t",
+        "seen_until": "-", "reason": "r"}
+
+
+def dt_value():
+    import datetime as dt
+
+    return dt.date(2025, 6, 1)  # not JSON: stored by its text
+
+
+def test_sagemaker_load_unpacks_once_and_artifact_json_streams_one_document(aws, tmp_path, monkeypatch) -> None:
+    from ltv.errors import ArtifactError
+    from ltv.models import LTVModel
+
+    artifact = stub_artifact(tmp_path, monkeypatch)
+    registry = sagemaker_registry(tmp_path)
+    number = registry.register(artifact, metrics={}, status=APPROVED, reason="first").version
+    monkeypatch.setattr(LTVModel, "load", classmethod(lambda cls, path: ("loaded", path)))
+    counted = Counter()
+    registry.s3.meta.events.register("before-call.s3.*", lambda model, **_: counted.update([model.name]))
+    loaded = registry.load(number)
+    counted.clear()
+    assert loaded == ("loaded", tmp_path / f"cache-{GAME}" / str(number))
+    assert (loaded[1] / "payer" / "model.bin").read_bytes() == b"\x00weights"
+    assert sorted(p.name for p in (tmp_path / f"cache-{GAME}").iterdir()) == [str(number)], "no archive or staging left"
+    assert registry.load(number) == loaded and not counted, "the second load reads the unpacked copy"
+    assert registry.artifact_json(number, "manifest.json")["config_hash"] == "c0ffee"
+    counted.clear()
+    assert registry.artifact_json(number, "manifest.json")["game"] == GAME and not counted, "read once"
+    with pytest.raises(ArtifactError, match=f"version {number}'s archive s3://{BUCKET}/.*model.tar.gz has no stats.json"):
+        registry.artifact_json(number, "stats.json")
+    with pytest.raises(ArtifactError, match="has no payer$"):
+        registry.artifact_json(number, "payer")  # a folder, not a document
+    key = registry.get(number).path.removeprefix(f"s3://{BUCKET}/")
+    registry.s3.put_object(Bucket=BUCKET, Key=key, Body=b"not a tar archive")
+    with pytest.raises(ArtifactError, match=f"version {number}'s archive .* is not readable"):
+        registry.artifact_json(number, "feature_stats.json")
+    fresh = sagemaker_registry(tmp_path / "fresh")
+    with pytest.raises(ArtifactError, match="is not a readable model archive"):
+        fresh.load(number)
+    assert not any((tmp_path / "fresh" / f"cache-{GAME}").iterdir()), "a failed unpack leaves nothing behind"
+
+
+def test_sagemaker_approve_needs_the_archive_and_rollback_says_why_on_both_versions(aws, tmp_path) -> None:
+    from ltv.errors import ArtifactError
+
+    registry = sagemaker_registry(tmp_path)
+    with pytest.raises(RegistryError, match=f"^'{group_name(GAME)}' has no champion to roll back$"):
+        registry.rollback()
+    first, second = package(registry, APPROVED), package(registry, APPROVED)
+    registry.reject(first, "superseded")
+    old, new = registry.rollback("drift")
+    assert (old.version, old.status, new.version, new.status) == (second, REJECTED, first, APPROVED)
+    assert old.history[-1]["reason"] == f"drift: rolled back to version {first}"
+    assert old.history[-1]["status"] == REJECTED
+    assert registry.get(first).history[-1]["reason"] == f"drift: re-approved to replace version {second}"
+    assert registry.reject(first).history[-1]["reason"] == "rejected by hand"
+    assert registry.approve(first).history[-1]["reason"] == "approved by hand"
+    described = registry.sm.describe_model_package(ModelPackageName=registry._package_arn(first))
+    assert described["CustomerMetadataProperties"]["ltv:changes"] == "4"
+    unchanged = registry.set_status(first, APPROVED, "again")
+    assert unchanged.history == registry.get(first).history and unchanged.history[-1]["reason"] == "approved by hand"
+    assert registry.sm.describe_model_package(ModelPackageName=registry._package_arn(first))[
+        "CustomerMetadataProperties"]["ltv:changes"] == "4", "no change, no entry"
+    with pytest.raises(RegistryError, match="unknown status 'Live'"):
+        registry.set_status(first, "Live", "x")
+    registry.s3.delete_object(Bucket=BUCKET, Key="pipelines/x/model.tar.gz")
+    with pytest.raises(ArtifactError, match=rf"version {second}'s model archive s3://{BUCKET}/pipelines/x/model.tar.gz "
+                                            r"is not readable \(404\); it cannot become champion"):
+        registry.approve(second, "try")
+    assert registry.get(second).status == REJECTED
+    with pytest.raises(RegistryError, match=f"model group '{group_name(GAME)}' has no version 9; versions: \\[1, 2\\]"):
+        registry.get(9)
+    with pytest.raises(RegistryError, match="expected an s3:// URI, got 'https://x/y'"):
+        from ltv.sagemaker_registry import _split_s3
+        _split_s3("https://x/y")
+
+
+def test_sagemaker_history_gives_up_after_its_attempts_and_failures_name_the_call(aws, tmp_path, monkeypatch) -> None:
+    from botocore.exceptions import ClientError
+
+    from ltv import runs
+    from ltv.sagemaker_registry import HISTORY_ATTEMPTS
+
+    registry = sagemaker_registry(tmp_path)
+    number = package(registry, PENDING)
+    attempts = []
+
+    def always_conflict(self, key, body, *, expect=None):
+        attempts.append(key)
+        raise runs.Conflict("changed meanwhile")
+
+    monkeypatch.setattr(runs.S3Store, "put", always_conflict)
+    with pytest.raises(RegistryError, match=rf"version {number}'s status changed, but its history "
+                                            rf"s3://{BUCKET}/pipelines/x/history-{number}.json kept changing under "
+                                            rf"{HISTORY_ATTEMPTS} attempts"):
+        registry.set_status(number, APPROVED, "approved")
+    assert len(attempts) == HISTORY_ATTEMPTS == 8
+    history = registry.get(number).history
+    assert [h["status"] for h in history] == [PENDING, APPROVED], "the change shows, as one made outside ltv"
+    assert history[-1]["reason"] == "approved"
+    monkeypatch.undo()
+
+    def refused(*_, **__):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "ListModelPackages")
+
+    monkeypatch.setattr(registry.sm, "get_paginator", lambda name: SimpleNamespaceWith(paginate=refused))
+    with pytest.raises(RegistryError, match=f"^SageMaker registry '{group_name(GAME)}': could not list the model "
+                                            "packages: AccessDenied: not allowed$"):
+        registry.versions()
+    monkeypatch.undo()
+    # each failing call says what could not be done
+    artifact = stub_artifact(tmp_path, monkeypatch)
+    for client, method, what in ((registry.s3, "upload_file", "upload the model archive"),
+                                 (registry.sm, "create_model_package", "create the model package"),
+                                 (registry.sm, "update_model_package", "update the model package"),
+                                 (registry.s3, "get_object", "read the version's history")):
+        with monkeypatch.context() as patch:
+            patch.setattr(client, method, refused)
+            with pytest.raises(RegistryError, match=f": could not {what}: .*AccessDenied"):
+                if method in ("update_model_package", "get_object"):
+                    registry.set_status(number, REJECTED, "no")
+                else:
+                    registry.register(artifact, metrics={}, status=PENDING, reason="r")
+
+
+class SimpleNamespaceWith:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def test_sagemaker_history_of_a_package_marks_changes_made_outside_ltv() -> None:
+    import datetime as dt
+
+    from ltv.sagemaker_registry import _history, _iso, _who
+
+    created = dt.datetime(2025, 6, 1, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
+    desc = {"ModelApprovalStatus": REJECTED, "CreationTime": created, "ModelPackageDescription": "by the pipeline",
+            "CreatedBy": {"UserProfileName": "ana"}, "LastModifiedTime": "2025-06-03", "ApprovalDescription": "bad",
+            "LastModifiedBy": {"UserProfileArn": "arn:aws:sagemaker:x:user-profile/d/bo"},
+            "CustomerMetadataProperties": {}}
+    changes = [{"status": APPROVED, "from": PENDING, "at": "t1", "by": "ci", "reason": "good"},
+               {"status": PENDING, "from": REJECTED, "at": "t2", "by": "ci", "reason": "review again"}]
+    assert list(_history(desc, changes)) == [
+        {"status": PENDING, "at": "2025-06-01T10:00:00+00:00", "by": "ana", "reason": "by the pipeline"},
+        {"status": APPROVED, "at": "t1", "by": "ci", "reason": "good"},
+        {"status": REJECTED, "at": None, "by": "outside ltv", "reason": "changed outside ltv (SageMaker Studio or the API)"},
+        {"status": PENDING, "at": "t2", "by": "ci", "reason": "review again"},
+        {"status": REJECTED, "at": "2025-06-03", "by": "arn:aws:sagemaker:x:user-profile/d/bo", "reason": "bad"}]
+    registered = {**desc, "ModelApprovalStatus": APPROVED,
+                  "CustomerMetadataProperties": {"ltv:registered-status": APPROVED, "ltv:reason": "promoted"}}
+    assert _history(registered, []) == ({"status": APPROVED, "at": "2025-06-01T10:00:00+00:00", "by": "ana",
+                                         "reason": "promoted"},)
+    no_metadata = {k: v for k, v in desc.items() if k not in ("CreatedBy", "ModelPackageDescription")}
+    assert _history(no_metadata, [])[0] == {"status": REJECTED, "at": "2025-06-01T10:00:00+00:00", "by": "SageMaker",
+                                            "reason": ""}
+    assert _history(no_metadata, changes[:1])[0]["status"] == PENDING, "registered as the first change's 'from'"
+    assert _who({}) == "SageMaker (pipeline or API)" and _who(None) == "SageMaker" and _who("x") == "x"
+    assert _who({"UserProfileName": "ana", "UserProfileArn": "arn"}) == "ana"
+    assert _iso("2025-06-01") == "2025-06-01"
+
+
+def test_sagemaker_metrics_are_empty_when_the_statistics_are_missing_or_unreadable(aws, tmp_path) -> None:
+    registry = sagemaker_registry(tmp_path)
+    number = package(registry, PENDING)
+    desc = registry._describe(number)
+    assert registry._metrics(desc) == {}
+    quality = lambda uri: {**desc, "ModelMetrics": {"ModelQuality": {"Statistics": {"S3Uri": uri}}}}  # noqa: E731
+    assert registry._metrics(quality(f"s3://{BUCKET}/absent.json")) == {}
+    for body, expected in ((b"{not json", {}), (b'{"other": 1}', {}), (b'{"model": {"gini": 0.5}}', {"gini": 0.5})):
+        registry.s3.put_object(Bucket=BUCKET, Key="m.json", Body=body)
+        assert registry._metrics(quality(f"s3://{BUCKET}/m.json")) == expected, body
+
+
+def test_metadata_values_and_descriptions_keep_what_they_can_and_cut_where_aws_counts() -> None:
+    from ltv.sagemaker_registry import _fit, _units, description, metadata_value
+
+    assert metadata_value("a_b.c:d/e=f+g-h@i 9") == "a_b.c:d/e=f+g-h@i 9"
+    assert metadata_value("ok\n\t(x);  y,z") == "ok x y z"
+    assert metadata_value("") == metadata_value(" ;; ") == "-"
+    assert metadata_value("é" * 300) == "é" * 253 + "..."
+    assert metadata_value("😀 ok") == "ok", "a symbol is not a letter"
+    assert metadata_value("𝐀" * 200) == "𝐀" * 126 + "..." and _units("𝐀") == 2  # a letter of two UTF-16 units
+    assert metadata_value("x" * 256) == "x" * 256
+    assert description("line one\r\nline two\u2028three\x85four") == "line one line two three four"
+    assert description("a\x00b\tc") == "a b c"
+    assert description("Zoë 😀 {x}; (y)") == "Zoë 😀 {x}; (y)"
+    assert description("x" * 1100) == "x" * 1021 + "..."
+    assert description("x" * 1024) == "x" * 1024
+    assert _fit("abcdef", 5) == "ab..." and _fit("abcde", 5) == "abcde" and _fit("ab😀cd", 5) == "ab..."
