@@ -92,6 +92,14 @@ def run_module(name: str, children: int) -> dict:
     source, tests = MODULES[name]
     where = scratch(name)
     package = source.split("/")[0]
+    if package == "tests":
+        # a test helper (tests/crashkit.py) is imported as a top-level module (`import crashkit`: pytest puts
+        # tests/ on sys.path), but mutmut names a mutant by its path (`tests.crashkit.x_...`) and a module
+        # imported under another name never switches to its mutants. Move it to the root of the copy: mutmut
+        # then names it `crashkit`, and the tests' `import crashkit`, no longer finding it in tests/, loads
+        # the mutated copy from mutmut's root on sys.path: the same code under the same name.
+        source = package = Path(source).name
+        (where / "tests" / source).rename(where / source)
     # mutmut reads [tool.mutmut] from pyproject.toml first: keep it out of the copy, configure in setup.cfg
     (where / "setup.cfg").write_text("[mutmut]\n" + "\n".join([
         f"source_paths={package}", f"only_mutate={source}",
@@ -118,7 +126,7 @@ def run_module(name: str, children: int) -> dict:
     counts: dict[str, int] = {}
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
-    return {"module": source, "tests": tests, "counts": counts, "survivors": survivors,
+    return {"module": MODULES[name][0], "tests": tests, "counts": counts, "survivors": survivors,
             "wall_s": round(time.monotonic() - started, 1)}
 
 
