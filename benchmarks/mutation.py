@@ -41,9 +41,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "baselines": ("ltv/models/baselines.py", ["tests/test_baselines.py",
                                               "tests/test_models.py::test_popularity_baseline_segments_and_modes",
                                               "tests/test_models.py::test_recent_revenue_baseline_scales_to_the_horizon"]),
-    "monitoring": ("ltv/monitoring.py", ["tests/test_monitoring_rules.py",
-                                         "tests/test_monitoring.py::test_webhook_receives_the_alert_and_failures_do_not_raise",
-                                         "tests/test_monitoring.py::test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift"]),
+    "monitoring": ("ltv/monitoring.py", ["tests/test_monitoring_rules.py", "tests/test_monitor_run.py", *(
+        f"tests/test_monitoring.py::test_{name}" for name in (  # the model-free ones of the slow file
+            "webhook_receives_the_alert_and_failures_do_not_raise", "psi_is_zero_for_the_same_distribution_and_large_for_a_shift",
+            "an_incident_opens_once_learns_its_retrain_and_resolves_when_the_fix_recovers",
+            "a_promoted_retrain_that_does_not_recover_escalates_once",
+            "rejected_retrains_ask_again_then_escalate_with_the_reason", "the_alert_text_names_the_incident_state"))]),
     "btyd": ("ltv/models/btyd.py", ["tests/test_btyd.py"]),
     "evaluate": ("ltv/evaluate.py", ["tests/test_baselines.py", "tests/test_evaluation_honesty.py::"
                                      "test_the_in_sample_boundary_is_the_day_after_the_last_label_any_training_row_read"]),
