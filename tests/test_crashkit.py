@@ -1,16 +1,21 @@
-"""The crash kit's own checks (fast, no loop is run): which phase a path belongs to, and that the
-end-state comparison of tests/test_crash.py fails when any compared artefact differs between two
-lakes, while time stamps and run ids alone do not make them differ."""
+"""The crash kit's own checks (fast, no loop is run): which phase a path belongs to, which
+filesystem operations the hook sees and where it kills, and that the end-state comparison of
+tests/test_crash.py fails when any compared artefact differs between two lakes, while time stamps
+and run ids alone do not make them differ."""
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from conftest import loop_config
-from crashkit import phase_of, signature
+from crashkit import Hook, phase_of, signature
 from test_crash import COMPARED, assert_same, end_state
 
 
@@ -26,8 +31,138 @@ def test_every_phase_of_the_loop_is_told_apart() -> None:
     for path, phase in cases.items():
         assert phase_of(f"{game}/{path}") == phase, path
     assert phase_of("predictions/game=g/dt=2025-04-07/run=r/part-0.parquet") == phase_of("predictions") == "scoring"
+    assert phase_of(game) == phase_of(f"{game}/") == phase_of(f"{game}/features") == "other", \
+        "the game's folder itself, a table's folder (not its partitions)"
     assert signature("rename", "g/runs/20250414T031502.123456-v3-ab12cd/x-0123abcd-p42") == \
         "rename g/runs/<time>-v3-<random>/x-<scratch>"
+
+
+# ----------------------------------------------------------------------------------------------
+# the hook, installed in this process (its patches undone after each test)
+
+
+class Killed(Exception):
+    """Raised instead of the SIGKILL, so a test sees where the hook would kill."""
+
+
+@pytest.fixture
+def hooked(tmp_path, monkeypatch):
+    """A lake root with a game folder, and a function installing a `Hook` on it in this process;
+    every function it patches is restored afterwards, and its SIGKILL raises `Killed` instead."""
+    for module, name in [(builtins, "open"), (io, "open"), (shutil, "rmtree"), *(
+            (os, n) for n in ("rename", "replace", "unlink", "remove", "rmdir", "mkdir", "truncate"))]:
+        monkeypatch.setattr(module, name, getattr(module, name))
+
+    def kill(pid, sig):
+        assert (pid, sig) == (os.getpid(), signal.SIGKILL)
+        raise Killed
+
+    monkeypatch.setattr(os, "kill", kill)
+    (tmp_path / "lake" / "g" / "features").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "lake")  # the hook resolves its root
+
+    def install(**settings) -> Hook:
+        hook = Hook(tmp_path / "link", record=tmp_path / "ops.jsonl", **settings)
+        hook.install()
+        return hook
+    return tmp_path, install
+
+
+def recorded(tmp_path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "ops.jsonl").read_text().splitlines()]
+
+
+def test_the_hook_records_every_change_under_the_lake_and_nothing_else(hooked) -> None:
+    tmp_path, install = hooked
+    lake = tmp_path / "lake" / "g"
+    (tmp_path / "outside").mkdir()
+    install()
+    with open(lake / "features" / "a.tmp-0123abcd-p42", "w") as f:
+        f.write("x")
+    (lake / "features" / "b").write_text("y")           # pathlib opens through io.open
+    for mode in ("r", "rb"):
+        open(lake / "features" / "b", mode).close()      # reading changes nothing
+    open(lake / "features" / "b", "a").close()
+    open(lake / "features" / "b", "r+").close()
+    os.rename(lake / "features" / "a.tmp-0123abcd-p42", lake / "features" / "a")  # the target is published
+    os.replace(lake / "features" / "a", lake / "features" / "c")
+    os.mkdir(lake / "labels")
+    with pytest.raises(FileExistsError):
+        os.mkdir(lake / "labels")                        # an existing folder changes nothing
+    os.truncate(lake / "features" / "b", 0)
+    os.unlink(lake / "features" / "b")
+    os.remove(lake / "features" / "c")
+    os.rmdir(lake / "labels")
+    (lake / "reports").mkdir()
+    shutil.rmtree(lake / "reports")
+    fd = os.open(lake / "features", os.O_RDONLY)
+    try:
+        open(lake / "features" / "d", "w").close()
+        os.unlink("d", dir_fd=fd)                        # relative to an open folder: not seen
+    finally:
+        os.close(fd)
+    open(tmp_path / "outside" / "x", "w").close()        # outside the lake
+    os.mkdir(tmp_path / "outside" / "y")
+    ops = [(op["seq"], op["kind"], op["path"], op["phase"]) for op in recorded(tmp_path)]
+    assert ops == [(1, "open", "g/features/a.tmp-0123abcd-p42", "features"), (2, "open", "g/features/b", "features"),
+                   (3, "open", "g/features/b", "features"), (4, "open", "g/features/b", "features"),
+                   (5, "rename", "g/features/a", "features"), (6, "replace", "g/features/c", "features"),
+                   (7, "mkdir", "g/labels", "other"), (8, "truncate", "g/features/b", "features"),
+                   (9, "unlink", "g/features/b", "features"), (10, "remove", "g/features/c", "features"),
+                   (11, "rmdir", "g/labels", "other"), (12, "mkdir", "g/reports", "other"),
+                   (13, "rmtree", "g/reports", "other"), (14, "open", "g/features/d", "features")]
+    assert recorded(tmp_path)[0]["signature"] == "open g/features/a.tmp-<scratch>"
+    assert not (lake / "reports").exists() and (tmp_path / "outside" / "x").exists(), "each operation still happens"
+
+
+@pytest.mark.parametrize("settings,at", [
+    ({"kill_phase": "features", "kill_at": 2}, ("open", "g/features/2", 3)),   # the 2nd operation of the phase
+    ({"kill_phase": "features", "kill_kind": "rename", "kill_at": 1}, ("rename", "g/features/3", 5)),
+    ({"kill_signature": "open g/features/3", "kill_at": 1}, ("open", "g/features/3", 4)),
+    ({"kill_signature": "open g/features/<time>-<random>", "kill_at": 2}, ("open", "g/features/20250414T031502-bbbbbb", 7)),
+    ({"kill_phase": "features", "kill_at": 2, "kill_after": True}, ("open", "g/features/3", 4)),  # after it: before the next
+])
+def test_the_hook_kills_right_before_or_after_the_chosen_operation(hooked, settings, at) -> None:
+    tmp_path, install = hooked
+    lake = tmp_path / "lake" / "g"
+    install(killed=tmp_path / "killed.json", **settings)
+    steps = [lambda: (lake / "labels").mkdir(), *(lambda i=i: (lake / "features" / str(i)).write_text("x") for i in (1, 2, 3)),
+             lambda: os.rename(lake / "features" / "1", lake / "features" / "3"),
+             *(lambda r=r: (lake / "features" / f"20250414T031502-{r}").write_text("x") for r in ("aaaaaa", "bbbbbb"))]
+    with pytest.raises(Killed):
+        for step in steps:
+            step()
+    kind, path, op = at
+    assert json.loads((tmp_path / "killed.json").read_text()) == {"kind": kind, "path": path, "phase": "features",
+                                                                "op_in_process": op}
+    assert not (tmp_path / "lake" / path).exists() or kind == "rename", "killed before the operation"
+    assert len(recorded(tmp_path)) == op - 1, "every operation before the kill is recorded"
+
+
+def test_without_a_kill_setting_the_hook_only_counts(hooked) -> None:
+    tmp_path, install = hooked
+    hook = install()
+    for i in range(3):
+        (tmp_path / "lake" / "g" / "features" / str(i)).write_text("x")
+    assert (hook.seq, hook.hits) == (3, 0) and not hook.armed
+
+
+def test_the_hook_kills_its_process_for_real(tmp_path) -> None:
+    """The same hook in a forked child: SIGKILL ends it right before the chosen operation."""
+    lake = tmp_path / "lake" / "g" / "features"
+    lake.mkdir(parents=True)
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of pytest's may run here
+        try:
+            Hook(tmp_path / "lake", kill_phase="features", kill_at=2, killed=tmp_path / "killed.json").install()
+            for i in range(3):
+                (lake / str(i)).write_text("x")
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert sorted(p.name for p in lake.iterdir()) == ["0"]
+    assert json.loads((tmp_path / "killed.json").read_text())["path"] == "g/features/1"
 
 
 def lake(root: Path, run_id: str, stamp: str) -> Path:
