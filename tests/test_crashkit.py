@@ -10,12 +10,14 @@ import json
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import loop_config
-from crashkit import Hook, phase_of, signature
+import crashkit
+from conftest import ROOT, loop_config
+from crashkit import ForkServer, Hook, phase_of, signature
 from test_crash import COMPARED, assert_same, end_state
 
 
@@ -163,6 +165,62 @@ def test_the_hook_kills_its_process_for_real(tmp_path) -> None:
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert sorted(p.name for p in lake.iterdir()) == ["0"]
     assert json.loads((tmp_path / "killed.json").read_text())["path"] == "g/features/1"
+
+
+# ----------------------------------------------------------------------------------------------
+# the fork server: one command per job, with or without a hook, and how each ended
+
+
+def jobs(tmp_path) -> dict[str, dict]:
+    """A command that writes a file under the lake (`ltv config schema -o`), with and without a
+    hook killing it there; an unknown command (usage error: exit 2); a log it cannot open (exit 1)."""
+    out = tmp_path / "lake" / "g" / "reports" / "schema.json"
+    out.parent.mkdir(parents=True)
+    write = ["config", "schema", "-o", str(out)]
+    return {"writes": {"argv": write, "log": str(tmp_path / "writes.log"),
+                       "hook": {"root": str(tmp_path / "lake"), "record": str(tmp_path / "ops.jsonl")}},
+            "killed": {"argv": write, "log": str(tmp_path / "killed.log"),
+                       "hook": {"root": str(tmp_path / "lake"), "kill_phase": "reports", "kill_at": 1,
+                                "killed": str(tmp_path / "killed.json")}},
+            "usage": {"argv": ["no-such-command"], "log": str(tmp_path / "usage.log")},
+            "no_log": {"argv": write, "log": str(tmp_path / "missing" / "x.log")}}
+
+
+def test_the_fork_server_runs_each_job_in_its_own_process_and_says_how_it_ended(tmp_path, monkeypatch, capsys) -> None:
+    """`_serve` in this process (its command processes fork from it): one reply line per job."""
+    todo = jobs(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(j) + "\n" for j in [
+        todo["killed"], todo["usage"], todo["no_log"], todo["writes"]])))
+    crashkit._serve()
+    replies = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in replies] == [
+        {"signal": signal.SIGKILL}, {"code": 2}, {"code": 1}, {"code": 0}]
+    assert all(r["seconds"] > 0 for r in replies)
+    assert json.loads((tmp_path / "killed.json").read_text())["path"] == "g/reports/schema.json"
+    assert json.loads((tmp_path / "lake" / "g" / "reports" / "schema.json").read_text())["title"], "written by the last"
+    assert [(op["kind"], op["path"]) for op in recorded(tmp_path)] == [("open", "g/reports/schema.json")]
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_fork_server_process_serves_jobs_until_closed(tmp_path) -> None:
+    todo = jobs(tmp_path)
+    server = ForkServer({**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])})
+    try:
+        killed = server.run(todo["killed"]["argv"], tmp_path / "killed.log", hook={
+            k: Path(v) if k in ("root", "killed") else v for k, v in todo["killed"]["hook"].items()})
+        assert killed["signal"] == signal.SIGKILL and killed["seconds"] > 0
+        usage = server.run(todo["usage"]["argv"], tmp_path / "usage.log")
+        assert set(usage) == {"code", "seconds"} and usage["code"] == 2
+        assert "No such command" in (tmp_path / "usage.log").read_text(), "the command's output goes to its log"
+        wrote = server.run(todo["writes"]["argv"], tmp_path / "writes.log")
+        assert wrote["code"] == 0 and "wrote" in (tmp_path / "writes.log").read_text()
+        assert not (tmp_path / "ops.jsonl").exists(), "no hook asked for, none installed"
+    finally:
+        server.close()
+    assert server.proc.returncode == 0, "closing its input ends the server"
+    server.proc.stdin, server.proc.stdout = io.StringIO(), io.StringIO()  # a server that died: no reply
+    with pytest.raises(RuntimeError, match=r"the fork server died \(exit 0\)"):
+        server.run(["--help"], tmp_path / "help.log")
 
 
 def lake(root: Path, run_id: str, stamp: str) -> Path:
