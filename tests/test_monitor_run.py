@@ -17,7 +17,7 @@ from conftest import loop_config
 from handmade import day, event, write_lake
 from ltv import etl, metrics
 from ltv.evaluate import clean
-from ltv.lake import write_with
+from ltv.lake import SUCCESS, write_with
 from ltv.monitoring import PREDICTION_DRIFT_COLUMNS, Measurement, Monitor, PolicyValue, prediction_drift, read_alerts
 from ltv.promotion import Focus
 from ltv.stats import feature_stats, psi
@@ -51,9 +51,9 @@ def events(until: str) -> list[dict]:
     return [e for e in out if str(e["event_ts"].date()) <= until]
 
 
-def lake_until(tmp_path, until: str, policies=POLICIES):
+def lake_until(tmp_path, until: str, policies=POLICIES, **monitoring):
     """The game's raw logs and player_day from 2025-03-30 to `until`: (config, engine)."""
-    config = loop_config(monitoring={"policies": policies})
+    config = loop_config(monitoring={"policies": policies, **monitoring})
     installs = {p: "2025-03-01 00:00" for p in [*LABELS, *MISSED, "old", "late"]}
     engine = write_lake(tmp_path / "lake", config, events(until), installs, days=("2025-03-30", until))
     etl.build_player_day(engine, config, day("2025-03-30"), day(until))
@@ -94,17 +94,17 @@ class Registry:
         self.artifacts = {"feature_stats.json": feature_stats(REFERENCE),
                           "manifest.json": {"prediction_stats": feature_stats(prediction_reference[list(
                               PREDICTION_DRIFT_COLUMNS)])}}
-        self._versions = [Version(VERSION, metrics)]
+        self.registered = [Version(VERSION, metrics)]
 
     def artifact_json(self, version: int, name: str) -> dict:
         assert version == VERSION, f"the run's model is version {VERSION}, not {version}"
         return self.artifacts[name]
 
     def get(self, version: int) -> Version:
-        return next(v for v in self._versions if v.version == version)
+        return next(v for v in self.registered if v.version == version)
 
     def versions(self) -> list[Version]:
-        return self._versions
+        return self.registered
 
 
 def scored(engine, cutoff: dt.date = D, *, ranked: bool = True, features: pd.DataFrame = FEATURES) -> None:
@@ -214,7 +214,9 @@ def test_only_the_latest_new_run_up_to_the_day_is_measured_and_every_earlier_one
 
 def test_nothing_measured_writes_no_day_file_but_the_state(tmp_path) -> None:
     config, engine = lake_until(tmp_path, str(D))
-    report = monitor(config, engine).run(D)
+    mon = monitor(config, engine)
+    assert (mon.incidents(), mon.focus(), read_alerts(engine.lake)) == ([], None, []), "before any run"
+    report = mon.run(D)
     assert (report.measurements, report.alerts, report.values, report.retrain) == ([], [], [], False)
     assert not (engine.lake.monitoring / f"date={D}.json").exists()
     assert json.loads(engine.lake.monitoring_state.read_text()) == {"monitored_scores": [], "evaluated": [],
@@ -274,7 +276,11 @@ def test_a_cohort_whose_labels_are_incomplete_waits_for_them(tmp_path) -> None:
     # the last day arrives: the cohort is evaluated at the next run
     config, engine = lake_until(tmp_path / "complete", str(DUE - dt.timedelta(days=1)))
     scored(engine)
+    etl.build_labels(engine, config, D)
+    built = (engine.partition_dir("labels", str(D)) / SUCCESS).read_text()
     decay = by_signal(monitor(config, engine, prediction_reference=predictions(True)).run(DUE))["label_decay"]
+    assert (engine.partition_dir("labels", str(D)) / SUCCESS).read_text() == built, \
+        "labels built under the present definition are read, not rebuilt"
     assert decay.details["current"] == pytest.approx(1.0) and decay.value == pytest.approx((0.8 - 1.0) / 0.8), \
         "ranked by the true value: better than the reference, a negative drop"
     assert not [a for a in monitor(config, engine).run(DUE).alerts if a.policy == "label_decay"]
@@ -296,6 +302,41 @@ def test_label_decay_watches_its_policys_metric_else_the_promotions_primary(tmp_
     assert (decay.details["metric"], decay.details["reference"]) == (watched, reference)
     assert decay.details["current"] == pytest.approx(current) and decay.value == pytest.approx((reference - current) / reference)
     assert [v.policy for v in report.values if v.signal == "label_decay"] == ([] if decay_metric == "absent" else ["label_decay"])
+
+
+DECAY_ONLY = [p for p in POLICIES if p["signal"] == "label_decay"]
+
+
+@pytest.mark.parametrize("escalate_after,fix,expected", [
+    (2, Version(4, {}, "Rejected", [{"status": "Rejected", "reason": "gain too small"}]),
+     [("retrain_rejected", "info", "retrain rejected: version 4 - gain too small")]),
+    (1, Version(4, {}, "Rejected", [{"status": "Rejected"}]),
+     [("retrain_rejected", "info", "retrain rejected: version 4 - "),
+      ("escalated", "critical", "1 retrains rejected: retraining did not recover normalized_gini - the change may "
+                                "need new features")]),
+    (2, Version(4, {}, "Approved"), [("retrain_promoted", "info", "retrain promoted: version 4 Approved - ")]),
+])
+def test_a_requested_retrain_is_learnt_from_the_first_version_registered_after_it(tmp_path, escalate_after, fix,
+                                                                                  expected) -> None:
+    config, engine = lake_until(tmp_path, str(DUE - dt.timedelta(days=1)), DECAY_ONLY,
+                                escalate_after_rejections=escalate_after)
+    scored(engine, ranked=False)
+    mon = monitor(config, engine)
+    assert [(a.policy, a.state) for a in mon.run(DUE).alerts] == [("label_decay", "open")]
+    later = "Approved" if fix.status == "Rejected" else "Rejected"
+    mon.registry.registered += [Version(5, {}, later, [{"status": later, "reason": "later"}]), fix]  # in any order
+    next_day = DUE + dt.timedelta(days=1)
+    report = mon.run(next_day)
+    assert [(a.state, a.severity, a.message) for a in report.alerts] == expected
+    assert all((a.policy, a.value, a.retrain, a.details, a.date) == ("label_decay", None, False, {}, str(next_day))
+               for a in report.alerts)
+    incident = mon.incidents()[-1]
+    assert [h for h in incident["history"] if h["date"] == str(next_day)] == [
+        {"date": str(next_day), "state": state, "note": note} for state, _, note in expected]
+    assert (incident["state"], incident["rejections"], incident["fix_version"]) == (
+        expected[-1][0], int(fix.status == "Rejected"), None if fix.status == "Rejected" else 4)
+    assert incident["after_version"] == (4 if fix.status == "Rejected" else VERSION), "a retrain counts after it"
+    assert mon.run(next_day + dt.timedelta(days=1)).alerts == [], "an outcome is learnt once"
 
 
 # ----------------------------------------------------------------------------------------------

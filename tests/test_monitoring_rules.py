@@ -14,8 +14,8 @@ from conftest import loop_config
 from ltv import metric_names
 from ltv.lake import Lake
 from ltv.monitoring import (RESOLVED, Alert, Incidents, Measurement, Monitor, MonitoringReport, PolicyValue,
-                            alarm_threshold, alert_body, alert_text, judge, metric_data, missed_scoring_runs,
-                            read_alerts, relative_drop)
+                            alarm_threshold, alert_body, alert_text, judge, metric_data, metric_dimensions,
+                            missed_scoring_runs, read_alerts, relative_drop, scoring_days)
 
 DAY = dt.date(2025, 4, 14)
 POLICIES = [
@@ -70,6 +70,7 @@ def test_alarms_compare_what_the_policies_compare() -> None:
                                         "Timestamp": at, "Dimensions": [{"Name": "Signal", "Value": "label_decay"},
                                                                         {"Name": "Policy", "Value": "label_decay"}]}]
     assert "Timestamp" not in metric_data(report)[0]
+    assert metric_dimensions(by_name["label_decay"]) == metric_dimensions(report.values[0]), "the alarm's own metric"
 
 
 def test_relative_drop_in_each_metrics_direction() -> None:
@@ -95,6 +96,9 @@ def test_missed_scoring_runs_are_due_days_without_a_run_after_the_first_one() ->
     weeks_later = at_deadline + dt.timedelta(days=28)
     assert missed_scoring_runs(config, ["2025-03-03"], weeks_later) == ["2025-04-28", "2025-05-05", "2025-05-12"], \
         "only the last 14 days are looked at"
+    sunday = monday - dt.timedelta(days=1)
+    assert scoring_days(config, sunday, sunday) == [] and scoring_days(config, sunday, monday) == [monday], \
+        "both ends included, nothing after"
 
 
 def closed_port() -> int:
@@ -162,8 +166,17 @@ def test_alert_messages_say_what_crossed_which_threshold(tmp_path) -> None:
 
 def test_an_alert_as_text_and_json() -> None:
     alert = Alert("g", "2025-04-14", "label_decay", "label_decay", "critical", 0.2, 0.1, "worse", True,
-                  {"model_version": __import__("numpy").int64(3)})
+                  {"model_version": __import__("numpy").int64(3), "cutoff": dt.date(2025, 3, 3)})
     assert alert_text(alert) == "[critical] g label_decay open: worse"
     body = json.loads(alert_body(alert))
-    assert body["text"] == alert_text(alert) and body["alert"]["details"] == {"model_version": 3}
+    assert body["text"] == alert_text(alert) and body["alert"]["details"] == {"model_version": 3, "cutoff": "2025-03-03"}
     assert body["alert"]["retrain"] is True
+
+
+def test_a_resolved_incident_stays_in_the_history_when_a_new_one_opens() -> None:
+    policy = policies()[-1]  # validation_failure: no retrain
+    incidents = Incidents({}, 2)
+    for day, failed in (("2025-04-14", 1.0), ("2025-04-15", 0.0), ("2025-04-16", 2.0)):
+        incidents.advance(day, [policy], judge([policy], [Measurement("validation_failure", failed, {"checks": []})]), [])
+    assert [(i["policy"], i["opened"], i["state"]) for i in incidents.history()] == [
+        ("validation_failure", "2025-04-14", RESOLVED), ("validation_failure", "2025-04-16", "open")]
