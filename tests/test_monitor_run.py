@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,7 +19,8 @@ from handmade import day, event, write_lake
 from ltv import etl, metrics
 from ltv.evaluate import clean
 from ltv.lake import SUCCESS, write_with
-from ltv.monitoring import PREDICTION_DRIFT_COLUMNS, Measurement, Monitor, PolicyValue, prediction_drift, read_alerts
+from ltv.monitoring import (PREDICTION_DRIFT_COLUMNS, Measurement, Monitor, PolicyValue, missed_predictions,
+                            prediction_drift, read_alerts)
 from ltv.promotion import Focus
 from ltv.stats import feature_stats, psi
 from test_experiments import publish_predictions
@@ -76,7 +78,8 @@ def predictions(ranked: bool) -> pd.DataFrame:
     ltv = [LABELS[p][0] for p in LABELS] + [1.0]
     return pd.DataFrame({"player_id": [*LABELS, "old"], "model_version": VERSION,
                          "ltv_expected": ltv if ranked else [-x for x in ltv],
-                         "p_payer": [0.9, 0.8, 0.2, 0.1, 0.7, 0.5], "p_churn": [0.1, 0.2, 0.3, 0.9, 0.2, 0.5]})
+                         "p_payer": [0.9, 0.8, 0.2, 0.1, 0.7, 0.5], "p_churn": [0.1, 0.2, 0.3, 0.9, 0.2, 0.5],
+                         "offer_day": [2, 5, 3, 1, 12, 1]})
 
 
 @dataclass
@@ -138,6 +141,7 @@ def test_a_scored_run_is_measured_for_drift_and_missed_players_and_the_firing_po
     report = monitor(config, engine).run(D)
     m = by_signal(report)
     assert [x.signal for x in report.measurements] == ["feature_drift", "prediction_drift", "missed_predictions"]
+    assert (report.game, report.date) == (config.game.id, str(D))
 
     # feature drift: every feature's PSI against the champion's training statistics, largest first
     drift = m["feature_drift"]
@@ -172,7 +176,8 @@ def test_a_scored_run_is_measured_for_drift_and_missed_players_and_the_firing_po
         "f00", "f01", "f02"]
     assert alerts["feature_drift"].message.startswith("3 feature(s) with PSI > 0.25 (need 2): f00 ")
     assert not alerts["missed_predictions"].retrain and alerts["missed_predictions"].severity == "critical"
-    assert all(a.delivery == "log" and a.date == str(D) for a in report.alerts), "no webhook configured"
+    assert all(a.delivery == "log" and a.date == str(D) and a.signal == a.policy for a in report.alerts), \
+        "no webhook configured"
     assert report.retrain_for == ["feature_drift"] and report.retrain
 
     # what is written: the day's measurements, values and alerts; the alert log; the state
@@ -249,6 +254,8 @@ def test_a_cohort_is_evaluated_once_its_horizon_has_passed_against_its_versions_
     assert written == pytest.approx(expected | {"cutoff": str(D), "model_version": VERSION, "scored_players": 6,
                                                 "labelled_players": 11})
     assert expected["players"] == 5 and expected["normalized_gini"] < 0, "the upside-down ranking"
+    assert expected["purchase_day_n"] == 3 and expected["purchase_day_mae"] == pytest.approx(4 / 3), \
+        "a, b, e bought within the 14 days: offer days 2, 5, 12 for 2, 7, 14"
     current = expected["normalized_gini"]
     assert decay.value == pytest.approx((0.8 - current) / 0.8)
     assert decay.details == {"cutoff": str(D), "metric": "normalized_gini", "current": pytest.approx(current),
@@ -284,6 +291,17 @@ def test_a_cohort_whose_labels_are_incomplete_waits_for_them(tmp_path) -> None:
     assert decay.details["current"] == pytest.approx(1.0) and decay.value == pytest.approx((0.8 - 1.0) / 0.8), \
         "ranked by the true value: better than the reference, a negative drop"
     assert not [a for a in monitor(config, engine).run(DUE).alerts if a.policy == "label_decay"]
+
+
+def test_a_cohort_without_its_labels_does_not_hold_back_a_later_one(tmp_path) -> None:
+    config, engine = lake_until(tmp_path, str(DUE - dt.timedelta(days=1)))
+    week = dt.timedelta(days=7)
+    scored(engine, D - week)
+    scored(engine, D)
+    shutil.rmtree(engine.partition_dir("player_day", str(D - dt.timedelta(days=3))))  # in D - 7's label window only
+    report = monitor(config, engine).run(DUE)
+    assert [m.details["cutoff"] for m in report.measurements if m.signal == "label_decay"] == [str(D)]
+    assert json.loads(engine.lake.monitoring_state.read_text())["evaluated"] == [str(D)]
 
 
 @pytest.mark.parametrize("decay_metric,watched", [("payer_pr_auc", "payer_pr_auc"), (None, "normalized_gini"),
@@ -336,11 +354,20 @@ def test_a_requested_retrain_is_learnt_from_the_first_version_registered_after_i
     assert (incident["state"], incident["rejections"], incident["fix_version"]) == (
         expected[-1][0], int(fix.status == "Rejected"), None if fix.status == "Rejected" else 4)
     assert incident["after_version"] == (4 if fix.status == "Rejected" else VERSION), "a retrain counts after it"
+    day_file = json.loads((engine.lake.monitoring / f"date={next_day}.json").read_text())
+    assert day_file["measurements"] == [] and len(day_file["alerts"]) == len(expected), "a day of alerts only"
     assert mon.run(next_day + dt.timedelta(days=1)).alerts == [], "an outcome is learnt once"
 
 
 # ----------------------------------------------------------------------------------------------
 # the signals on their own
+
+
+def test_no_active_player_means_none_missed(tmp_path) -> None:
+    config, engine = lake_until(tmp_path, str(D))
+    m = missed_predictions(engine, config, "2025-03-30", predictions(True))  # player_day starts that day
+    assert (m.signal, m.value, m.details) == ("missed_predictions", 0.0, {"active": 0, "missed": 0, "sample": [],
+                                                                          "date": "2025-03-30"})
 
 
 def test_prediction_drift_compares_the_scores_both_sides_have() -> None:
