@@ -64,7 +64,7 @@ def hooked(tmp_path, monkeypatch):
     (tmp_path / "link").symlink_to(tmp_path / "lake")  # the hook resolves its root
 
     def install(**settings) -> Hook:
-        hook = Hook(tmp_path / "link", record=tmp_path / "ops.jsonl", **settings)
+        hook = Hook(tmp_path / "link", **({"record": tmp_path / "ops.jsonl"} | settings))
         hook.install()
         return hook
     return tmp_path, install
@@ -84,6 +84,7 @@ def test_the_hook_records_every_change_under_the_lake_and_nothing_else(hooked) -
     (lake / "features" / "b").write_text("y")           # pathlib opens through io.open
     for mode in ("r", "rb"):
         open(lake / "features" / "b", mode).close()      # reading changes nothing
+    open(lake / "features" / "b").close()
     open(lake / "features" / "b", "a").close()
     open(lake / "features" / "b", "r+").close()
     os.rename(lake / "features" / "a.tmp-0123abcd-p42", lake / "features" / "a")  # the target is published
@@ -105,6 +106,11 @@ def test_the_hook_records_every_change_under_the_lake_and_nothing_else(hooked) -
         os.close(fd)
     open(tmp_path / "outside" / "x", "w").close()        # outside the lake
     os.mkdir(tmp_path / "outside" / "y")
+    with open(lake / "u16", "w", -1, "utf-16") as f:   # the arguments reach the real open
+        f.write("é")
+    with open(lake / "u16", "a", encoding="utf-16") as f:
+        f.write("è")
+    assert (lake / "u16").read_bytes() == "é".encode("utf-16") + "è".encode("utf-16")[2:]
     ops = [(op["seq"], op["kind"], op["path"], op["phase"]) for op in recorded(tmp_path)]
     assert ops == [(1, "open", "g/features/a.tmp-0123abcd-p42", "features"), (2, "open", "g/features/b", "features"),
                    (3, "open", "g/features/b", "features"), (4, "open", "g/features/b", "features"),
@@ -112,7 +118,8 @@ def test_the_hook_records_every_change_under_the_lake_and_nothing_else(hooked) -
                    (7, "mkdir", "g/labels", "other"), (8, "truncate", "g/features/b", "features"),
                    (9, "unlink", "g/features/b", "features"), (10, "remove", "g/features/c", "features"),
                    (11, "rmdir", "g/labels", "other"), (12, "mkdir", "g/reports", "other"),
-                   (13, "rmtree", "g/reports", "other"), (14, "open", "g/features/d", "features")]
+                   (13, "rmtree", "g/reports", "other"), (14, "open", "g/features/d", "features"),
+                   (15, "open", "g/u16", "other"), (16, "open", "g/u16", "other")]
     assert recorded(tmp_path)[0]["signature"] == "open g/features/a.tmp-<scratch>"
     assert not (lake / "reports").exists() and (tmp_path / "outside" / "x").exists(), "each operation still happens"
 
@@ -143,10 +150,10 @@ def test_the_hook_kills_right_before_or_after_the_chosen_operation(hooked, setti
 
 def test_without_a_kill_setting_the_hook_only_counts(hooked) -> None:
     tmp_path, install = hooked
-    hook = install()
+    hook = install(record=None)
     for i in range(3):
         (tmp_path / "lake" / "g" / "features" / str(i)).write_text("x")
-    assert (hook.seq, hook.hits) == (3, 0) and not hook.armed
+    assert (hook.seq, hook.hits) == (3, 0) and not hook.armed and not (tmp_path / "ops.jsonl").exists()
 
 
 def test_the_hook_kills_its_process_for_real(tmp_path) -> None:
