@@ -193,13 +193,18 @@ def jobs(tmp_path) -> dict[str, dict]:
             "no_log": {"argv": write, "log": str(tmp_path / "missing" / "x.log")}}
 
 
-def test_the_fork_server_runs_each_job_in_its_own_process_and_says_how_it_ended(tmp_path, monkeypatch, capsys) -> None:
-    """`_serve` in this process (its command processes fork from it): one reply line per job."""
+def test_the_fork_server_runs_each_job_in_its_own_process_and_says_how_it_ended(tmp_path, monkeypatch, capfd) -> None:
+    """`_serve` in this process (its command processes fork from it): one reply line per job, and
+    each command's output in its log (stdout and stderr write to the file descriptors it redirects)."""
     todo = jobs(tmp_path)
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(j) + "\n" for j in [
         todo["killed"], todo["usage"], todo["no_log"], todo["writes"]])))
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        monkeypatch.setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - pytest's capture wraps no fd
     crashkit._serve()
-    replies = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    sys.stdout.flush()
+    replies = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert "No such command" in (tmp_path / "usage.log").read_text() and "wrote" in (tmp_path / "writes.log").read_text()
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in replies] == [
         {"signal": signal.SIGKILL}, {"code": 2}, {"code": 1}, {"code": 0}]
     assert all(r["seconds"] > 0 for r in replies)
