@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,13 +202,17 @@ def test_the_fork_server_runs_each_job_in_its_own_process_and_says_how_it_ended(
         todo["killed"], todo["usage"], todo["no_log"], todo["writes"]])))
     for name, fd in (("stdout", 1), ("stderr", 2)):
         monkeypatch.setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - pytest's capture wraps no fd
+    started = time.monotonic()
     crashkit._serve()
+    took = time.monotonic() - started
     sys.stdout.flush()
     replies = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
-    assert "No such command" in (tmp_path / "usage.log").read_text() and "wrote" in (tmp_path / "writes.log").read_text()
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("usage", "writes")}
+    assert "No such command" in logs["usage"] and "wrote" in logs["writes"]
+    assert not any('"seconds"' in text for text in logs.values()), "each reply is flushed before the next fork"
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in replies] == [
         {"signal": signal.SIGKILL}, {"code": 2}, {"code": 1}, {"code": 0}]
-    assert all(r["seconds"] > 0 for r in replies)
+    assert all(0 < r["seconds"] < took for r in replies)
     assert json.loads((tmp_path / "killed.json").read_text())["path"] == "g/reports/schema.json"
     assert json.loads((tmp_path / "lake" / "g" / "reports" / "schema.json").read_text())["title"], "written by the last"
     assert [(op["kind"], op["path"]) for op in recorded(tmp_path)] == [("open", "g/reports/schema.json")]
