@@ -13,7 +13,8 @@ import pytest
 from conftest import loop_config
 from ltv import metric_names
 from ltv.lake import Lake
-from ltv.monitoring import (RESOLVED, Alert, Incidents, Measurement, Monitor, MonitoringReport, PolicyValue,
+from ltv.monitoring import (ESCALATED, OPEN, RESOLVED, RETRAIN_PROMOTED, RETRAIN_REJECTED, RETRAIN_REQUESTED, Alert,
+                            Incidents, Transition, Measurement, Monitor, MonitoringReport, PolicyValue,
                             alarm_threshold, alert_body, alert_text, judge, metric_data, metric_dimensions,
                             missed_scoring_runs, read_alerts, relative_drop, scoring_days)
 
@@ -180,3 +181,15 @@ def test_a_resolved_incident_stays_in_the_history_when_a_new_one_opens() -> None
         incidents.advance(day, [policy], judge([policy], [Measurement("validation_failure", failed, {"checks": []})]), [])
     assert [(i["policy"], i["opened"], i["state"]) for i in incidents.history()] == [
         ("validation_failure", "2025-04-14", RESOLVED), ("validation_failure", "2025-04-16", "open")]
+
+
+def test_an_alert_asks_for_a_retrain_only_when_its_incident_does(tmp_path) -> None:
+    """A retraining policy's alert says `retrain` when its incident opens or asks again, never on
+    the retrain's outcome, an escalation or the resolution."""
+    config = loop_config(monitoring={"policies": POLICIES})
+    decay = next(p for p in config.monitoring.policies if p.signal == "label_decay")
+    monitor = Monitor(config, Lake(tmp_path / "lake", config.game.id), None, None, send=lambda alert: "sent")
+    states = [OPEN, RETRAIN_REQUESTED, RETRAIN_PROMOTED, RETRAIN_REJECTED, ESCALATED, RESOLVED]
+    alerts = monitor._alerts(DAY, [Transition(decay, state, "info", state) for state in states])
+    assert [(a.state, a.retrain, a.value, a.details) for a in alerts] == [
+        (OPEN, True, None, {}), (RETRAIN_REQUESTED, True, None, {}), *((s, False, None, {}) for s in states[2:])]
