@@ -49,13 +49,14 @@ def events(until: str) -> list[dict]:
     out += [event("old", "2025-03-30 10:00", "login"), event("late", "2025-04-14 10:00", "login"),
             event("a", "2025-04-15 10:00", "purchase", revenue=10.0), event("b", "2025-04-20 10:00", "purchase", revenue=50.0),
             event("c", "2025-04-16 10:00", "login"), event("e", "2025-04-27 10:00", "purchase", revenue=5.0),
-            event("d", "2025-04-28 10:00", "purchase", revenue=99.0)]  # after the horizon: not in d's labels
+            event("d", "2025-04-28 10:00", "purchase", revenue=99.0),  # after the horizon: not in d's labels
+            event("c", "2025-05-01 10:00", "purchase", revenue=1.0)]   # day 18: only a longer purchase horizon sees it
     return [e for e in out if str(e["event_ts"].date()) <= until]
 
 
-def lake_until(tmp_path, until: str, policies=POLICIES, **monitoring):
+def lake_until(tmp_path, until: str, policies=POLICIES, horizons: dict | None = None, **monitoring):
     """The game's raw logs and player_day from 2025-03-30 to `until`: (config, engine)."""
-    config = loop_config(monitoring={"policies": policies, **monitoring})
+    config = loop_config(monitoring={"policies": policies, **monitoring}, **({"horizons": horizons} if horizons else {}))
     installs = {p: "2025-03-01 00:00" for p in [*LABELS, *MISSED, "old", "late"]}
     engine = write_lake(tmp_path / "lake", config, events(until), installs, days=("2025-03-30", until))
     etl.build_player_day(engine, config, day("2025-03-30"), day(until))
@@ -302,6 +303,17 @@ def test_a_cohort_without_its_labels_does_not_hold_back_a_later_one(tmp_path) ->
     report = monitor(config, engine).run(DUE)
     assert [m.details["cutoff"] for m in report.measurements if m.signal == "label_decay"] == [str(D)]
     assert json.loads(engine.lake.monitoring_state.read_text())["evaluated"] == [str(D)]
+
+
+def test_a_cohorts_purchase_days_are_read_over_the_games_purchase_horizon(tmp_path) -> None:
+    """With 21 purchase days, d's purchase on day 15 and c's on day 18 count as next purchase days
+    (not as value: ltv stays 14 days)."""
+    due = D + dt.timedelta(days=21)
+    config, engine = lake_until(tmp_path, str(due - dt.timedelta(days=1)), horizons={"ltv_days": 14, "purchase_days": 21})
+    scored(engine)
+    monitor(config, engine).run(due)
+    written = json.loads((engine.lake.monitoring / "delayed" / f"cutoff={D}.json").read_text())
+    assert written["purchase_day_n"] == 5 and written["actual_total"] == 65.0
 
 
 @pytest.mark.parametrize("decay_metric,watched", [("payer_pr_auc", "payer_pr_auc"), (None, "normalized_gini"),
