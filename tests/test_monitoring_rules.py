@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import time
 
 import pytest
 
@@ -15,7 +16,7 @@ from ltv import metric_names
 from ltv.lake import Lake
 from ltv.monitoring import (ESCALATED, OPEN, RESOLVED, RETRAIN_PROMOTED, RETRAIN_REJECTED, RETRAIN_REQUESTED, Alert,
                             Incidents, Transition, Measurement, Monitor, MonitoringReport, PolicyValue,
-                            alarm_threshold, alert_body, alert_text, judge, metric_data, metric_dimensions,
+                            alarm_threshold, alert_body, alert_text, deliver, judge, metric_data, metric_dimensions,
                             missed_scoring_runs, read_alerts, relative_drop, scoring_days)
 
 DAY = dt.date(2025, 4, 14)
@@ -193,3 +194,15 @@ def test_an_alert_asks_for_a_retrain_only_when_its_incident_does(tmp_path) -> No
     alerts = monitor._alerts(DAY, [Transition(decay, state, "info", state) for state in states])
     assert [(a.state, a.retrain, a.value, a.details) for a in alerts] == [
         (OPEN, True, None, {}), (RETRAIN_REQUESTED, True, None, {}), *((s, False, None, {}) for s in states[2:])]
+
+
+def test_a_webhook_that_never_answers_costs_the_timeout_given() -> None:
+    alert = Alert("g", "2025-04-14", "label_decay", "label_decay", "critical", 0.2, 0.1, "worse", True)
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        started = time.monotonic()
+        outcome = deliver(alert, f"http://127.0.0.1:{silent.getsockname()[1]}/hook", timeout=0.25)
+        took = time.monotonic() - started
+    assert outcome.startswith("webhook failed") and "timed out" in outcome
+    assert took < 2.5, f"{took:.1f} s: the default 5 s, not the 0.25 s given"
