@@ -206,3 +206,13 @@ def test_a_webhook_that_never_answers_costs_the_timeout_given() -> None:
         took = time.monotonic() - started
     assert outcome.startswith("webhook failed") and "timed out" in outcome
     assert took < 2.5, f"{took:.1f} s: the default 5 s, not the 0.25 s given"
+
+
+def test_a_feature_drift_alert_names_the_five_largest_drifts(tmp_path) -> None:
+    config = loop_config(monitoring={"policies": POLICIES})
+    drift = [p for p in config.monitoring.policies if p.signal == "feature_drift"]
+    monitor = Monitor(config, Lake(tmp_path / "lake", config.game.id), None, None, send=lambda alert: "sent")
+    seven = Measurement("feature_drift", 0, {"psi": {f"f{i}": 0.3 + i / 10 for i in range(7)}})
+    [alert] = monitor._alerts(DAY, Incidents({}, 2).advance(str(DAY), drift, judge(drift, [seven]), []))
+    assert alert.message == ("7 feature(s) with PSI > 0.25 (need 2): f6 0.90, f5 0.80, f4 0.70, f3 0.60, f2 0.50 - "
+                             "retrain requested")
