@@ -177,6 +177,7 @@ def test_a_scored_run_is_measured_for_drift_and_missed_players_and_the_firing_po
         "f00", "f01", "f02"]
     assert alerts["feature_drift"].message.startswith("3 feature(s) with PSI > 0.25 (need 2): f00 ")
     assert not alerts["missed_predictions"].retrain and alerts["missed_predictions"].severity == "critical"
+    assert alerts["missed_predictions"].value == 6 / 11 and alerts["missed_predictions"].details["missed"] == 6
     assert all(a.delivery == "log" and a.date == str(D) and a.signal == a.policy for a in report.alerts), \
         "no webhook configured"
     assert report.retrain_for == ["feature_drift"] and report.retrain
@@ -352,7 +353,14 @@ def test_a_requested_retrain_is_learnt_from_the_first_version_registered_after_i
                                 escalate_after_rejections=escalate_after)
     scored(engine, ranked=False)
     mon = monitor(config, engine)
-    assert [(a.policy, a.state) for a in mon.run(DUE).alerts] == [("label_decay", "open")]
+    [opened] = mon.run(DUE).alerts
+    assert (opened.policy, opened.state, opened.retrain) == ("label_decay", "open", True)
+    [incident] = mon.incidents()
+    assert set(incident) == {"policy", "state", "opened", "after_version", "fix_version", "rejections", "metric",
+                             "cohorts", "history"}
+    assert incident["history"] == [
+        {"date": str(DUE), "state": "open", "note": opened.message.removesuffix(" - retrain requested")},
+        {"date": str(DUE), "state": "retrain_requested", "note": "retrain requested"}]
     later = "Approved" if fix.status == "Rejected" else "Rejected"
     mon.registry.registered += [Version(5, {}, later, [{"status": later, "reason": "later"}]), fix]  # in any order
     next_day = DUE + dt.timedelta(days=1)
