@@ -317,21 +317,25 @@ def test_a_cohorts_purchase_days_are_read_over_the_games_purchase_horizon(tmp_pa
     assert written["purchase_day_n"] == 5 and written["actual_total"] == 65.0
 
 
-@pytest.mark.parametrize("decay_metric,watched", [("payer_pr_auc", "payer_pr_auc"), (None, "normalized_gini"),
-                                                  ("absent", "normalized_gini")])
-def test_label_decay_watches_its_policys_metric_else_the_promotions_primary(tmp_path, decay_metric, watched) -> None:
+REFERENCE_METRICS = {"normalized_gini": 0.8, "payer_pr_auc": 0.5, "purchase_day_mae": 1.0}
+
+
+@pytest.mark.parametrize("decay_metric,watched,sign", [
+    ("payer_pr_auc", "payer_pr_auc", 1), (None, "normalized_gini", 1), ("absent", "normalized_gini", 1),
+    ("purchase_day_mae", "purchase_day_mae", -1)])  # lower is better: a larger error is the drop
+def test_label_decay_watches_its_policys_metric_else_the_promotions_primary(tmp_path, decay_metric, watched, sign) -> None:
     policies = [p for p in POLICIES if p["signal"] != "label_decay" or decay_metric != "absent"]
     if decay_metric not in (None, "absent"):
         policies = [p | {"metric": decay_metric} if p["signal"] == "label_decay" else p for p in policies]
     config, engine = lake_until(tmp_path, str(DUE - dt.timedelta(days=1)), policies)
     assert config.promotion.primary_metric == "normalized_gini"
     scored(engine)
-    report = monitor(config, engine, {"normalized_gini": 0.8, "payer_pr_auc": 0.5}).run(DUE)
+    report = monitor(config, engine, REFERENCE_METRICS).run(DUE)
     decay = by_signal(report)["label_decay"]
-    current = expected_metrics(ranked=True)[watched]
-    reference = {"normalized_gini": 0.8, "payer_pr_auc": 0.5}[watched]
+    current, reference = expected_metrics(ranked=True)[watched], REFERENCE_METRICS[watched]
     assert (decay.details["metric"], decay.details["reference"]) == (watched, reference)
-    assert decay.details["current"] == pytest.approx(current) and decay.value == pytest.approx((reference - current) / reference)
+    assert decay.details["current"] == pytest.approx(current)
+    assert decay.value == pytest.approx(sign * (reference - current) / reference)
     assert [v.policy for v in report.values if v.signal == "label_decay"] == ([] if decay_metric == "absent" else ["label_decay"])
 
 
