@@ -106,21 +106,20 @@ class Hook:
         phase, sig = phase_of(relative), signature(kind, relative)
         if self.armed:
             self._kill(kind, relative, phase)
-        self.seq += 1
-        if self._log:
-            self._log.write(json.dumps({"seq": self.seq, "kind": kind, "path": relative, "phase": phase,
-                                        "signature": sig}) + "\n")
-            self._log.flush()
         if self.kill_signature is not None:
             targeted = sig == self.kill_signature
         else:
             targeted = phase == self.kill_phase and self.kill_kind in (None, kind)
         self.hits += targeted
         if targeted and self.hits == self.kill_at:
-            if self.kill_after:
-                self.armed = True
-            else:
+            if not self.kill_after:  # before this operation is counted or recorded: it never happens
                 self._kill(kind, relative, phase)
+            self.armed = True
+        self.seq += 1
+        if self._log:
+            self._log.write(json.dumps({"seq": self.seq, "kind": kind, "path": relative, "phase": phase,
+                                        "signature": sig}) + "\n")
+            self._log.flush()
 
     def _kill(self, kind: str, relative: str, phase: str) -> None:
         if self.killed:

@@ -1,16 +1,24 @@
-"""The crash kit's own checks (fast, no loop is run): which phase a path belongs to, and that the
-end-state comparison of tests/test_crash.py fails when any compared artefact differs between two
-lakes, while time stamps and run ids alone do not make them differ."""
+"""The crash kit's own checks (fast, no loop is run): which phase a path belongs to, which
+filesystem operations the hook sees and where it kills, and that the end-state comparison of
+tests/test_crash.py fails when any compared artefact differs between two lakes, while time stamps
+and run ids alone do not make them differ."""
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
 import shutil
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import loop_config
-from crashkit import phase_of, signature
+import crashkit
+from conftest import ROOT, loop_config
+from crashkit import ForkServer, Hook, phase_of, signature
 from test_crash import COMPARED, assert_same, end_state
 
 
@@ -26,8 +34,210 @@ def test_every_phase_of_the_loop_is_told_apart() -> None:
     for path, phase in cases.items():
         assert phase_of(f"{game}/{path}") == phase, path
     assert phase_of("predictions/game=g/dt=2025-04-07/run=r/part-0.parquet") == phase_of("predictions") == "scoring"
+    assert phase_of(game) == phase_of(f"{game}/") == phase_of(f"{game}/features") == "other", \
+        "the game's folder itself, a table's folder (not its partitions)"
     assert signature("rename", "g/runs/20250414T031502.123456-v3-ab12cd/x-0123abcd-p42") == \
         "rename g/runs/<time>-v3-<random>/x-<scratch>"
+
+
+# ----------------------------------------------------------------------------------------------
+# the hook, installed in this process (its patches undone after each test)
+
+
+class Killed(Exception):
+    """Raised instead of the SIGKILL, so a test sees where the hook would kill."""
+
+
+@pytest.fixture
+def hooked(tmp_path, monkeypatch):
+    """A lake root with a game folder, and a function installing a `Hook` on it in this process;
+    every function it patches is restored afterwards, and its SIGKILL raises `Killed` instead."""
+    for module, name in [(builtins, "open"), (io, "open"), (shutil, "rmtree"), *(
+            (os, n) for n in ("rename", "replace", "unlink", "remove", "rmdir", "mkdir", "truncate"))]:
+        monkeypatch.setattr(module, name, getattr(module, name))
+
+    def kill(pid, sig):
+        assert (pid, sig) == (os.getpid(), signal.SIGKILL)
+        raise Killed
+
+    monkeypatch.setattr(os, "kill", kill)
+    (tmp_path / "lake" / "g" / "features").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "lake")  # the hook resolves its root
+
+    def install(**settings) -> Hook:
+        hook = Hook(tmp_path / "link", **({"record": tmp_path / "ops.jsonl"} | settings))
+        hook.install()
+        return hook
+    return tmp_path, install
+
+
+def recorded(tmp_path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "ops.jsonl").read_text().splitlines()]
+
+
+def test_the_hook_records_every_change_under_the_lake_and_nothing_else(hooked) -> None:
+    tmp_path, install = hooked
+    lake = tmp_path / "lake" / "g"
+    (tmp_path / "outside").mkdir()
+    install()
+    with open(lake / "features" / "a.tmp-0123abcd-p42", "w") as f:
+        f.write("x")
+    (lake / "features" / "b").write_text("y")           # pathlib opens through io.open
+    for mode in ("r", "rb"):
+        open(lake / "features" / "b", mode).close()      # reading changes nothing
+    open(lake / "features" / "b").close()
+    open(lake / "features" / "b", "a").close()
+    open(lake / "features" / "b", "r+").close()
+    os.rename(lake / "features" / "a.tmp-0123abcd-p42", lake / "features" / "a")  # the target is published
+    os.replace(lake / "features" / "a", lake / "features" / "c")
+    os.mkdir(lake / "labels")
+    with pytest.raises(FileExistsError):
+        os.mkdir(lake / "labels")                        # an existing folder changes nothing
+    os.truncate(lake / "features" / "b", 0)
+    os.unlink(lake / "features" / "b")
+    os.remove(lake / "features" / "c")
+    os.rmdir(lake / "labels")
+    (lake / "reports").mkdir()
+    shutil.rmtree(lake / "reports")
+    fd = os.open(lake / "features", os.O_RDONLY)
+    try:
+        open(lake / "features" / "d", "w").close()
+        os.unlink("d", dir_fd=fd)                        # relative to an open folder: not seen
+    finally:
+        os.close(fd)
+    open(tmp_path / "outside" / "x", "w").close()        # outside the lake
+    os.mkdir(tmp_path / "outside" / "y")
+    with open(lake / "u16", "w", -1, "utf-16") as f:   # the arguments reach the real open
+        f.write("é")
+    with open(lake / "u16", "a", encoding="utf-16") as f:
+        f.write("è")
+    assert (lake / "u16").read_bytes() == "é".encode("utf-16") + "è".encode("utf-16")[2:]
+    ops = [(op["seq"], op["kind"], op["path"], op["phase"]) for op in recorded(tmp_path)]
+    assert ops == [(1, "open", "g/features/a.tmp-0123abcd-p42", "features"), (2, "open", "g/features/b", "features"),
+                   (3, "open", "g/features/b", "features"), (4, "open", "g/features/b", "features"),
+                   (5, "rename", "g/features/a", "features"), (6, "replace", "g/features/c", "features"),
+                   (7, "mkdir", "g/labels", "other"), (8, "truncate", "g/features/b", "features"),
+                   (9, "unlink", "g/features/b", "features"), (10, "remove", "g/features/c", "features"),
+                   (11, "rmdir", "g/labels", "other"), (12, "mkdir", "g/reports", "other"),
+                   (13, "rmtree", "g/reports", "other"), (14, "open", "g/features/d", "features"),
+                   (15, "open", "g/u16", "other"), (16, "open", "g/u16", "other")]
+    assert recorded(tmp_path)[0]["signature"] == "open g/features/a.tmp-<scratch>"
+    assert not (lake / "reports").exists() and (tmp_path / "outside" / "x").exists(), "each operation still happens"
+
+
+@pytest.mark.parametrize("settings,at", [
+    ({"kill_phase": "features", "kill_at": 2}, ("open", "g/features/2", 3)),   # the 2nd operation of the phase
+    ({"kill_phase": "features", "kill_kind": "rename", "kill_at": 1}, ("rename", "g/features/3", 5)),
+    ({"kill_signature": "open g/features/3", "kill_at": 1}, ("open", "g/features/3", 4)),
+    ({"kill_signature": "open g/features/<time>-<random>", "kill_at": 2}, ("open", "g/features/20250414T031502-bbbbbb", 7)),
+    ({"kill_phase": "features", "kill_at": 2, "kill_after": True}, ("open", "g/features/3", 4)),  # after it: before the next
+])
+def test_the_hook_kills_right_before_or_after_the_chosen_operation(hooked, settings, at) -> None:
+    tmp_path, install = hooked
+    lake = tmp_path / "lake" / "g"
+    install(killed=tmp_path / "killed.json", **settings)
+    steps = [lambda: (lake / "labels").mkdir(), *(lambda i=i: (lake / "features" / str(i)).write_text("x") for i in (1, 2, 3)),
+             lambda: os.rename(lake / "features" / "1", lake / "features" / "3"),
+             *(lambda r=r: (lake / "features" / f"20250414T031502-{r}").write_text("x") for r in ("aaaaaa", "bbbbbb"))]
+    with pytest.raises(Killed):
+        for step in steps:
+            step()
+    kind, path, op = at
+    assert json.loads((tmp_path / "killed.json").read_text()) == {"kind": kind, "path": path, "phase": "features",
+                                                                "op_in_process": op}
+    assert not (tmp_path / "lake" / path).exists() or kind == "rename", "killed before the operation"
+    assert len(recorded(tmp_path)) == op - 1, "every operation before the kill is recorded"
+
+
+def test_without_a_kill_setting_the_hook_only_counts(hooked) -> None:
+    tmp_path, install = hooked
+    hook = install(record=None)
+    for i in range(3):
+        (tmp_path / "lake" / "g" / "features" / str(i)).write_text("x")
+    assert (hook.seq, hook.hits) == (3, 0) and not hook.armed and not (tmp_path / "ops.jsonl").exists()
+
+
+def test_the_hook_kills_its_process_for_real(tmp_path) -> None:
+    """The same hook in a forked child: SIGKILL ends it right before the chosen operation."""
+    lake = tmp_path / "lake" / "g" / "features"
+    lake.mkdir(parents=True)
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of pytest's may run here
+        try:
+            Hook(tmp_path / "lake", kill_phase="features", kill_at=2, killed=tmp_path / "killed.json").install()
+            for i in range(3):
+                (lake / str(i)).write_text("x")
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert sorted(p.name for p in lake.iterdir()) == ["0"]
+    assert json.loads((tmp_path / "killed.json").read_text())["path"] == "g/features/1"
+
+
+# ----------------------------------------------------------------------------------------------
+# the fork server: one command per job, with or without a hook, and how each ended
+
+
+def jobs(tmp_path) -> dict[str, dict]:
+    """A command that writes a file under the lake (`ltv config schema -o`), with and without a
+    hook killing it there; an unknown command (usage error: exit 2); a log it cannot open (exit 1)."""
+    out = tmp_path / "lake" / "g" / "reports" / "schema.json"
+    out.parent.mkdir(parents=True)
+    write = ["config", "schema", "-o", str(out)]
+    return {"writes": {"argv": write, "log": str(tmp_path / "writes.log"),
+                       "hook": {"root": str(tmp_path / "lake"), "record": str(tmp_path / "ops.jsonl")}},
+            "killed": {"argv": write, "log": str(tmp_path / "killed.log"),
+                       "hook": {"root": str(tmp_path / "lake"), "kill_phase": "reports", "kill_at": 1,
+                                "killed": str(tmp_path / "killed.json")}},
+            "usage": {"argv": ["no-such-command"], "log": str(tmp_path / "usage.log")},
+            "no_log": {"argv": write, "log": str(tmp_path / "missing" / "x.log")}}
+
+
+def test_the_fork_server_runs_each_job_in_its_own_process_and_says_how_it_ended(tmp_path, monkeypatch, capfd) -> None:
+    """`_serve` in this process (its command processes fork from it): one reply line per job, and
+    each command's output in its log (stdout and stderr write to the file descriptors it redirects)."""
+    todo = jobs(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(j) + "\n" for j in [
+        todo["killed"], todo["usage"], todo["no_log"], todo["writes"]])))
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        monkeypatch.setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - pytest's capture wraps no fd
+    started = time.monotonic()
+    crashkit._serve()
+    took = time.monotonic() - started
+    sys.stdout.flush()
+    replies = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("usage", "writes")}
+    assert "No such command" in logs["usage"] and "wrote" in logs["writes"]
+    assert not any('"seconds"' in text for text in logs.values()), "each reply is flushed before the next fork"
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in replies] == [
+        {"signal": signal.SIGKILL}, {"code": 2}, {"code": 1}, {"code": 0}]
+    assert all(0 < r["seconds"] < took for r in replies)
+    assert json.loads((tmp_path / "killed.json").read_text())["path"] == "g/reports/schema.json"
+    assert json.loads((tmp_path / "lake" / "g" / "reports" / "schema.json").read_text())["title"], "written by the last"
+    assert [(op["kind"], op["path"]) for op in recorded(tmp_path)] == [("open", "g/reports/schema.json")]
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_fork_server_process_serves_jobs_until_closed(tmp_path) -> None:
+    todo = jobs(tmp_path)
+    server = ForkServer({**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])})
+    try:
+        killed = server.run(todo["killed"]["argv"], tmp_path / "killed.log", hook={
+            k: Path(v) if k in ("root", "killed") else v for k, v in todo["killed"]["hook"].items()})
+        assert killed["signal"] == signal.SIGKILL and killed["seconds"] > 0
+        usage = server.run(todo["usage"]["argv"], tmp_path / "usage.log")
+        assert set(usage) == {"code", "seconds"} and usage["code"] == 2
+        assert "No such command" in (tmp_path / "usage.log").read_text(), "the command's output goes to its log"
+        wrote = server.run(todo["writes"]["argv"], tmp_path / "writes.log")
+        assert wrote["code"] == 0 and "wrote" in (tmp_path / "writes.log").read_text()
+        assert not (tmp_path / "ops.jsonl").exists(), "no hook asked for, none installed"
+    finally:
+        server.close()
+    assert server.proc.returncode == 0, "closing its input ends the server"
+    server.proc.stdin, server.proc.stdout = io.StringIO(), io.StringIO()  # a server that died: no reply
+    with pytest.raises(RuntimeError, match=r"the fork server died \(exit 0\)"):
+        server.run(["--help"], tmp_path / "help.log")
 
 
 def lake(root: Path, run_id: str, stamp: str) -> Path:

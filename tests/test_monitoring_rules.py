@@ -7,15 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import time
 
 import pytest
 
 from conftest import loop_config
 from ltv import metric_names
 from ltv.lake import Lake
-from ltv.monitoring import (RESOLVED, Alert, Incidents, Measurement, Monitor, MonitoringReport, PolicyValue,
-                            alarm_threshold, alert_body, alert_text, judge, metric_data, missed_scoring_runs,
-                            read_alerts, relative_drop)
+from ltv.monitoring import (ESCALATED, OPEN, RESOLVED, RETRAIN_PROMOTED, RETRAIN_REJECTED, RETRAIN_REQUESTED, Alert,
+                            Incidents, Transition, Measurement, Monitor, MonitoringReport, PolicyValue,
+                            alarm_threshold, alert_body, alert_text, deliver, judge, metric_data, metric_dimensions,
+                            missed_scoring_runs, read_alerts, relative_drop, scoring_days)
 
 DAY = dt.date(2025, 4, 14)
 POLICIES = [
@@ -70,6 +72,7 @@ def test_alarms_compare_what_the_policies_compare() -> None:
                                         "Timestamp": at, "Dimensions": [{"Name": "Signal", "Value": "label_decay"},
                                                                         {"Name": "Policy", "Value": "label_decay"}]}]
     assert "Timestamp" not in metric_data(report)[0]
+    assert metric_dimensions(by_name["label_decay"]) == metric_dimensions(report.values[0]), "the alarm's own metric"
 
 
 def test_relative_drop_in_each_metrics_direction() -> None:
@@ -95,6 +98,9 @@ def test_missed_scoring_runs_are_due_days_without_a_run_after_the_first_one() ->
     weeks_later = at_deadline + dt.timedelta(days=28)
     assert missed_scoring_runs(config, ["2025-03-03"], weeks_later) == ["2025-04-28", "2025-05-05", "2025-05-12"], \
         "only the last 14 days are looked at"
+    sunday = monday - dt.timedelta(days=1)
+    assert scoring_days(config, sunday, sunday) == [] and scoring_days(config, sunday, monday) == [monday], \
+        "both ends included, nothing after"
 
 
 def closed_port() -> int:
@@ -162,8 +168,51 @@ def test_alert_messages_say_what_crossed_which_threshold(tmp_path) -> None:
 
 def test_an_alert_as_text_and_json() -> None:
     alert = Alert("g", "2025-04-14", "label_decay", "label_decay", "critical", 0.2, 0.1, "worse", True,
-                  {"model_version": __import__("numpy").int64(3)})
+                  {"model_version": __import__("numpy").int64(3), "cutoff": dt.date(2025, 3, 3)})
     assert alert_text(alert) == "[critical] g label_decay open: worse"
     body = json.loads(alert_body(alert))
-    assert body["text"] == alert_text(alert) and body["alert"]["details"] == {"model_version": 3}
+    assert body["text"] == alert_text(alert) and body["alert"]["details"] == {"model_version": 3, "cutoff": "2025-03-03"}
     assert body["alert"]["retrain"] is True
+
+
+def test_a_resolved_incident_stays_in_the_history_when_a_new_one_opens() -> None:
+    policy = policies()[-1]  # validation_failure: no retrain
+    incidents = Incidents({}, 2)
+    for day, failed in (("2025-04-14", 1.0), ("2025-04-15", 0.0), ("2025-04-16", 2.0)):
+        incidents.advance(day, [policy], judge([policy], [Measurement("validation_failure", failed, {"checks": []})]), [])
+    assert [(i["policy"], i["opened"], i["state"]) for i in incidents.history()] == [
+        ("validation_failure", "2025-04-14", RESOLVED), ("validation_failure", "2025-04-16", "open")]
+
+
+def test_an_alert_asks_for_a_retrain_only_when_its_incident_does(tmp_path) -> None:
+    """A retraining policy's alert says `retrain` when its incident opens or asks again, never on
+    the retrain's outcome, an escalation or the resolution."""
+    config = loop_config(monitoring={"policies": POLICIES})
+    decay = next(p for p in config.monitoring.policies if p.signal == "label_decay")
+    monitor = Monitor(config, Lake(tmp_path / "lake", config.game.id), None, None, send=lambda alert: "sent")
+    states = [OPEN, RETRAIN_REQUESTED, RETRAIN_PROMOTED, RETRAIN_REJECTED, ESCALATED, RESOLVED]
+    alerts = monitor._alerts(DAY, [Transition(decay, state, "info", state) for state in states])
+    assert [(a.state, a.retrain, a.value, a.details) for a in alerts] == [
+        (OPEN, True, None, {}), (RETRAIN_REQUESTED, True, None, {}), *((s, False, None, {}) for s in states[2:])]
+
+
+def test_a_webhook_that_never_answers_costs_the_timeout_given() -> None:
+    alert = Alert("g", "2025-04-14", "label_decay", "label_decay", "critical", 0.2, 0.1, "worse", True)
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        started = time.monotonic()
+        outcome = deliver(alert, f"http://127.0.0.1:{silent.getsockname()[1]}/hook", timeout=0.25)
+        took = time.monotonic() - started
+    assert outcome.startswith("webhook failed") and "timed out" in outcome
+    assert took < 2.5, f"{took:.1f} s: the default 5 s, not the 0.25 s given"
+
+
+def test_a_feature_drift_alert_names_the_five_largest_drifts(tmp_path) -> None:
+    config = loop_config(monitoring={"policies": POLICIES})
+    drift = [p for p in config.monitoring.policies if p.signal == "feature_drift"]
+    monitor = Monitor(config, Lake(tmp_path / "lake", config.game.id), None, None, send=lambda alert: "sent")
+    seven = Measurement("feature_drift", 0, {"psi": {f"f{i}": 0.3 + i / 10 for i in range(7)}})
+    [alert] = monitor._alerts(DAY, Incidents({}, 2).advance(str(DAY), drift, judge(drift, [seven]), []))
+    assert alert.message == ("7 feature(s) with PSI > 0.25 (need 2): f6 0.90, f5 0.80, f4 0.70, f3 0.60, f2 0.50 - "
+                             "retrain requested")
