@@ -50,13 +50,16 @@ def oracle(p: Players, t: int, world: World, ltv_days: int, purchase_days: int) 
     li = idx[living]
     spends = (dyn.spending_type(p, li, t, world) > 0) | (updated & (p.ptype_after[li] > 0))
     waiting = ~spends & dyn.can_convert(p, li) & (updated and world.settings.drift.conversion_hazard > 0)
-    payers = living[spends | waiting]
-    if len(payers):
-        sub = np.searchsorted(living, payers)
-        ltv, first_buy = _purchases(p, idx[payers], t, world, horizon, alive_k[sub], act_k[sub], waiting[sub])
-        out["expected_ltv"][payers] = ltv[:, :ltv_days].sum(axis=1)
-        out["p_payer"][payers] = first_buy[:, :ltv_days].sum(axis=1)
-        days[payers] = first_buy[:, :purchase_days]
+    # the waiting start at "never purchased": within the horizon they reach states 0..horizon only,
+    # so their (many) rows propagate over that many states, not all G_CAP + 1 (the oracle's cost)
+    for rows, is_waiting, n_states in ((spends, False, dyn.G_CAP + 1), (waiting, True, horizon + 1)):
+        payers = living[rows]
+        if len(payers):
+            ltv, first_buy = _purchases(p, idx[payers], t, world, horizon, alive_k[rows], act_k[rows],
+                                        waiting=is_waiting, n_states=n_states)
+            out["expected_ltv"][payers] = ltv[:, :ltv_days].sum(axis=1)
+            out["p_payer"][payers] = first_buy[:, :ltv_days].sum(axis=1)
+            days[payers] = first_buy[:, :purchase_days]
     frame = pd.DataFrame(out)
     for d in range(purchase_days):
         frame[f"p_day_{d + 1}"] = days[:, d]
@@ -73,25 +76,26 @@ def _survival_and_activity(p: Players, idx: np.ndarray, t: int, world: World,
 
 
 def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int, alive_k: np.ndarray,
-               act_k: np.ndarray, waiting: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               act_k: np.ndarray, *, waiting: bool = False,
+               n_states: int = dyn.G_CAP + 1) -> tuple[np.ndarray, np.ndarray]:
     """Expected revenue per day, and P(first purchase on day k), for living players who pay
-    (or, where `waiting`, may start paying through the daily conversion)."""
+    (or, if `waiting`, non-payers who may start through the daily conversion), over the days-since-
+    purchase states 0 .. n_states - 1 (the last one absorbing)."""
     n = len(idx)
-    waiting = np.zeros(n, bool) if waiting is None else waiting
-    states = np.arange(dyn.G_CAP + 1)
+    states = np.arange(n_states)
     grid = np.broadcast_to(states, (n, len(states)))
     dist = np.zeros((n, len(states)))  # P(paying and in state s), not normalised: dropout leaks it
-    dist[np.arange(n), np.minimum(p.since_purchase[idx], dyn.G_CAP)] = ~waiting
-    outside = waiting.astype(float)  # P(not paying yet, may convert)
+    dist[np.arange(n), np.minimum(p.since_purchase[idx], n_states - 1)] = not waiting
+    outside = np.full(n, float(waiting))  # P(not paying yet, may convert)
     path = p.since_purchase[idx].copy()  # the state if nothing is bought (0 for the waiting)
-    no_buy_yet = (~waiting).astype(float)  # P(paying and nothing bought yet)
+    no_buy_yet = np.full(n, float(not waiting))  # P(paying and nothing bought yet)
     revenue = np.zeros((n, horizon))
     first = np.zeros((n, horizon))
     kernels: dict[int, np.ndarray] = {}  # the rhythm over all states changes only with the regime
     for k in range(horizon):
         day = t + k
         # the waiting spend as the conversion type once converted
-        ptype = np.where(waiting, world.conversion_type, dyn.spending_type(p, idx, day, world))
+        ptype = np.full(n, world.conversion_type) if waiting else dyn.spending_type(p, idx, day, world)
         stop, convert = dyn.transition_hazards(p, idx, ptype, day, world)
         dist *= (1 - stop)[:, None]
         no_buy_yet *= 1 - stop
@@ -105,7 +109,7 @@ def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int, 
             kernels[regime] = dyn.rhythm(grid, period[:, None])
         buy = act_k[:, k:k + 1] * dyn.combine(base[:, None], kernels[regime])
         revenue[:, k] = alive_k[:, k] * (dist * buy).sum(axis=1) * dyn.expected_amount(p, idx, day, world, ptype)
-        b_path = buy[np.arange(n), np.minimum(path, dyn.G_CAP)]
+        b_path = buy[np.arange(n), np.minimum(path, n_states - 1)]
         first[:, k] = alive_k[:, k] * no_buy_yet * b_path
         no_buy_yet *= 1 - b_path
         path = np.where(path > 0, path + 1, 0)
