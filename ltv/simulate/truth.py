@@ -97,30 +97,32 @@ def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int, 
         # the waiting spend as the conversion type once converted
         ptype = np.full(n, world.conversion_type) if waiting else dyn.spending_type(p, idx, day, world)
         stop, convert = dyn.transition_hazards(p, idx, ptype, day, world)
-        dist *= (1 - stop)[:, None]
-        no_buy_yet *= 1 - stop
-        moved = outside * convert
-        outside -= moved
-        dist[:, 0] += moved
-        no_buy_yet += moved
+        if stop.any():
+            dist *= (1 - stop)[:, None]
+            no_buy_yet *= 1 - stop
+        if waiting:
+            moved = outside * convert
+            outside -= moved
+            dist[:, 0] += moved
+            no_buy_yet += moved
         base, period = dyn.purchase_params(p, idx, day, world, ptype)
         regime = world.regime(day)
         if regime not in kernels:
             kernels[regime] = dyn.rhythm(grid, period[:, None])
         buy = act_k[:, k:k + 1] * dyn.combine(base[:, None], kernels[regime])
-        revenue[:, k] = alive_k[:, k] * (dist * buy).sum(axis=1) * dyn.expected_amount(p, idx, day, world, ptype)
+        spent = dist * buy
+        bought = spent.sum(axis=1)
+        revenue[:, k] = alive_k[:, k] * bought * dyn.expected_amount(p, idx, day, world, ptype)
         b_path = buy[np.arange(n), np.minimum(path, n_states - 1)]
         first[:, k] = alive_k[:, k] * no_buy_yet * b_path
         no_buy_yet *= 1 - b_path
         path = np.where(path > 0, path + 1, 0)
-        bought = (dist * buy).sum(axis=1)
-        kept = dist * (1 - buy)
-        nxt = np.zeros_like(dist)
-        nxt[:, 0] = kept[:, 0]
-        nxt[:, 2:] = kept[:, 1:-1]
-        nxt[:, -1] += kept[:, -1]
-        nxt[:, 1] += bought
-        dist = nxt
+        kept = dist - spent
+        dist = np.empty_like(kept)
+        dist[:, 0] = kept[:, 0]
+        dist[:, 1] = bought
+        dist[:, 2:] = kept[:, 1:-1]
+        dist[:, -1] += kept[:, -1]
     return revenue, first
 
 
