@@ -567,6 +567,14 @@ class Drift(Strict):
     payer_dropout: Fraction = Field(0.0, description=(
         "share of payers (weighted by disengagement: the less active more often) who stop paying at the update, "
         "as when an economy change removes what they bought"))
+    dropout_hazard: Fraction = Field(0.0, description=(
+        "from the update on, the daily probability that a payer of typical engagement for their type stops paying "
+        "for good (divided by engagement ** engagement_elasticity): what history before the update cannot show"))
+    conversion_hazard: Fraction = Field(0.0, description=(
+        "from the update on, the daily probability that a non-payer of typical engagement starts paying as "
+        "conversion_type (times engagement ** engagement_elasticity)"))
+    engagement_elasticity: float = Field(1.0, ge=0, description=(
+        "how strongly engagement (a player's activity / their type's typical activity) sets the daily hazards"))
 
 
 class Sales(Strict):

@@ -64,6 +64,7 @@ def mid_game(tmp_path_factory) -> tuple:
     c = make_config(simulation={"daily_installs": 250, "days": 100, "campaign": None,
                                 "drift": {"day": "2025-03-07", "purchase_rate_multiplier": {"dolphin": 2.0, "whale": 0.5},
                                           "price_shift": {"dolphin": 1}, "nonpayer_conversion": 0.0,
+                                          "dropout_hazard": 0.0, "conversion_hazard": 0.0,
                                           "period_multiplier": {}}})
     root = tmp_path_factory.mktemp("mid")
     summary = simulate(c, Lake(root, "g"))
@@ -220,3 +221,37 @@ def test_payers_the_update_stops_spend_nothing_after_it_and_the_oracle_knows() -
         assert abs(realised / expected - 1) < 0.05, (name, realised / expected)
     per_player = lambda group: truth.expected_ltv.to_numpy()[group].mean()  # noqa: E731
     assert per_player(dropped) < 0.6 * per_player(kept), "five of the fourteen days are left to them"
+
+
+def test_oracle_holds_under_the_daily_dropout_and_conversion_after_an_update() -> None:
+    """`dropout_hazard` / `conversion_hazard`: after the update, payers stop and non-payers start
+    day by day, at rates set by engagement. Forked from a state two weeks into the update (some
+    have stopped or converted already), the realised spend of each group converges to the
+    oracle's expectation, and the less engaged payers stop more often."""
+    c = make_config(simulation={
+        "daily_installs": 40, "days": 60, "campaign": None, "sales": None,
+        "drift": {"day": "2025-02-05", "dropout_hazard": 0.03, "conversion_hazard": 0.03,  # day 30
+                  "engagement_elasticity": 2.0, "conversion_type": "minnow"},
+        "player_mix": {"minnow": 0.15, "dolphin": 0.1, "whale": 0.05}})
+    sim = Simulator(c)
+    for _ in range(44):
+        sim.step()
+    p = sim.players
+    truth = oracle(p, sim.t, sim.world, 14, 16).set_index("player")
+    idx = truth.index.to_numpy()
+    alive = p.alive[idx]
+    stopped, converted = p.stopped[idx] & alive, p.converted[idx] & alive & ~p.stopped[idx]
+    paying = (p.ptype[idx] > 0) & ~p.stopped[idx] & alive
+    waiting = (p.ptype[idx] == 0) & ~p.converted[idx] & alive
+    assert stopped.sum() > 20 and converted.sum() > 20
+    assert p.activity[idx][stopped].mean() < p.activity[idx][(p.ptype[idx] > 0) & ~p.stopped[idx]].mean()
+    assert (truth.expected_ltv.to_numpy()[stopped] == 0).all()
+    spend, first_day = _forked_outcomes(sim, 14, 16, 200)
+    assert spend[:, stopped].sum() == 0, "a payer who stopped never buys again"
+    for name, group in (("paying", paying), ("converted", converted), ("waiting", waiting)):
+        realised, expected = spend[:, group].mean(axis=0).sum(), truth.expected_ltv.to_numpy()[group].sum()
+        assert abs(realised / expected - 1) < 0.05, (name, realised / expected)
+    paid = (spend > 0).mean(axis=0)
+    assert abs(paid[waiting].mean() / truth.p_payer.to_numpy()[waiting].mean() - 1) < 0.05
+    for d in range(1, 17):
+        assert abs((first_day == d).mean() - truth[f"p_day_{d}"].mean()) < 0.01, d

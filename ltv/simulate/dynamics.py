@@ -8,6 +8,10 @@ Per player and day: the player may churn for good (hazard `churn_hazard`), is ac
 with `purchase_prob`, which follows the player's inter-purchase rhythm: it peaks when the days
 since the last purchase reach the player's period (King's observation that purchase timing is
 regular per player). Amounts come from a price ladder, shifted per player and by drift.
+
+A content update (`simulation.drift`) changes spending from its day on: per type (rates, prices,
+rhythm), once on its day (`ptype_after`), and day by day after it: every day a payer may stop
+paying for good and a non-payer may start (`transition_hazards`), at rates set by engagement.
 """
 from __future__ import annotations
 
@@ -68,6 +72,8 @@ class Players:
     level_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # state
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    converted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # started paying after the update
+    stopped: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))    # stopped paying after the update
     since_purchase: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # 0 = never
     level: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
@@ -129,6 +135,11 @@ class World:
         d = self.settings.drift
         return self._per_type(d.price_shift, 0).astype(int) if self.regime(t) else np.zeros(4, int)
 
+    @property
+    def conversion_type(self) -> int:
+        d = self.settings.drift
+        return TYPES.index(d.conversion_type) if d is not None else 0
+
     def engagement(self, t: int) -> float:
         return self.settings.drift.engagement_multiplier if self.regime(t) else 1.0
 
@@ -159,17 +170,56 @@ def rhythm(since: np.ndarray, period: np.ndarray) -> np.ndarray:
 
 
 def spending_type(p: Players, idx: np.ndarray, t: int, world: World) -> np.ndarray:
-    """The type that drives spending on day t: from the drift day on, some non-payers convert."""
-    return p.ptype_after[idx] if world.regime(t) else p.ptype[idx]
+    """The type that drives spending on day t: from the drift day on, the type after the update,
+    changed by the daily transitions drawn so far (`converted`, `stopped`)."""
+    if not world.regime(t):
+        return p.ptype[idx]
+    after = np.where(p.converted[idx], world.conversion_type, p.ptype_after[idx])
+    return np.where(p.stopped[idx], 0, after).astype(np.int8)
+
+
+def can_convert(p: Players, idx: np.ndarray) -> np.ndarray:
+    """Non-payers before and at the update that have not converted since: the daily conversion's
+    candidates (a payer who stopped never starts again)."""
+    return (p.ptype[idx] == 0) & (p.ptype_after[idx] == 0) & ~p.converted[idx]
+
+
+def transition_hazards(p: Players, idx: np.ndarray, ptype: np.ndarray, t: int,
+                       world: World) -> tuple[np.ndarray, np.ndarray]:
+    """Per player on day t, 0 before the update: P(stops paying for good at the start of the day)
+    if spending as `ptype` > 0, and P(starts paying as the conversion type) if a candidate
+    (`can_convert`, which callers check). Engagement (the player's activity over the typical
+    activity of their type, non-payers' for conversion) lowers dropout and raises conversion
+    with elasticity `drift.engagement_elasticity`."""
+    d = world.settings.drift
+    if not world.regime(t) or not (d.dropout_hazard or d.conversion_hazard):
+        zero = np.zeros(len(idx))
+        return zero, zero
+    e = d.engagement_elasticity
+    stop = np.where(ptype > 0, np.minimum(1.0, d.dropout_hazard * (BASE_ACTIVITY[ptype] / p.activity[idx]) ** e), 0.0)
+    convert = np.minimum(1.0, d.conversion_hazard * (p.activity[idx] / BASE_ACTIVITY[0]) ** e)
+    return stop, convert
+
+
+def transition(p: Players, idx: np.ndarray, t: int, world: World, rng: np.random.Generator) -> None:
+    """Draw the day's transitions for the living players `idx` (before the day's purchases):
+    payers stop first, then candidates convert, as the oracle assumes."""
+    ptype = spending_type(p, idx, t, world)
+    stop, convert = transition_hazards(p, idx, ptype, t, world)
+    draw = rng.random((2, len(idx)))
+    p.stopped[idx[draw[0] < stop]] = True
+    p.converted[idx[can_convert(p, idx) & (draw[1] < convert)]] = True
 
 
 def period_of(p: Players, idx: np.ndarray, ptype: np.ndarray, t: int, world: World) -> np.ndarray:
     return np.clip(PERIOD_DAYS[ptype] * p.period_noise[idx], 1.5, 30.0) * world.period_multiplier(t)[ptype]
 
 
-def purchase_params(p: Players, idx: np.ndarray, t: int, world: World) -> tuple[np.ndarray, np.ndarray]:
-    """Per player on day t: the purchase probability at the rhythm's peak, and the period."""
-    ptype = spending_type(p, idx, t, world)
+def purchase_params(p: Players, idx: np.ndarray, t: int, world: World,
+                    ptype: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per player on day t: the purchase probability at the rhythm's peak, and the period
+    (spending as `ptype`, by default the type that spends on day t)."""
+    ptype = spending_type(p, idx, t, world) if ptype is None else ptype
     peak = np.clip(PEAK_PURCHASE_PROB[ptype] * p.peak_noise[idx], 0, 0.9)
     return peak * world.rate_multiplier(t)[ptype] * world.sale_factor(t), period_of(p, idx, ptype, t, world)
 
@@ -191,9 +241,9 @@ def combine(base: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.minimum(0.95, base * kernel)
 
 
-def expected_amount(p: Players, idx: np.ndarray, t: int, world: World) -> np.ndarray:
+def expected_amount(p: Players, idx: np.ndarray, t: int, world: World, ptype: np.ndarray | None = None) -> np.ndarray:
     """Expected revenue of one purchase day (price mix shifted per player and by drift)."""
-    ptype = spending_type(p, idx, t, world)
+    ptype = spending_type(p, idx, t, world) if ptype is None else ptype
     shift = p.price_offset[idx] + world.price_shift(t)[ptype]
     per_purchase = _MIX_MEAN[ptype, np.clip(shift, -_MAX_SHIFT, _MAX_SHIFT) + _MAX_SHIFT]
     return per_purchase * (1 + EXTRA_PURCHASE_PROB[ptype])
@@ -272,5 +322,5 @@ def new_players(n: int, t: int, world: World, rng: np.random.Generator) -> Playe
         sessions=np.where(ptype > 0, 1.2, 0.7) * lognormal(0.4),
         session_minutes=np.where(ptype > 0, 16.0, 9.0) * lognormal(0.5),
         level_rate=rng.uniform(0.2, 1.2, n),
-        alive=np.ones(n, bool), since_purchase=np.zeros(n, np.int32), level=np.ones(n, np.int32),
+        alive=np.ones(n, bool), converted=np.zeros(n, bool), stopped=np.zeros(n, bool), since_purchase=np.zeros(n, np.int32), level=np.ones(n, np.int32),
     )

@@ -10,7 +10,10 @@ from the realised future. For a cutoff day t and every installed player:
 - `p_day_none`: no purchase within N days
 
 Purchases reset the rhythm, so expected spend needs the distribution of "days since the last
-purchase" over the window; it is propagated exactly over the states 0 (never) .. G_CAP.
+purchase" over the window; it is propagated exactly over the states 0 (never) .. G_CAP. After a
+content update, the daily transitions move that mass too: a payer's mass leaks out at the
+dropout hazard, and a non-payer's mass waits outside the states (not paying yet) and enters
+state 0 at the conversion hazard.
 """
 from __future__ import annotations
 
@@ -41,16 +44,22 @@ def oracle(p: Players, t: int, world: World, ltv_days: int, purchase_days: int) 
     first_active = alive_k * np.c_[np.ones(len(living)), never_active[:, :-1]] * act_k
     out["p_active"][living] = first_active[:, :ltv_days].sum(axis=1)
 
-    # converted non-payers spend too, once the horizon reaches the content update
-    converts = world.regime(t + horizon - 1) > 0
-    spends = (p.ptype[idx[living]] > 0) | (converts & (p.ptype_after[idx[living]] > 0))
-    payers = living[spends]
-    if len(payers):
-        sub = np.searchsorted(living, payers)
-        ltv, first_buy = _purchases(p, idx[payers], t, world, horizon, alive_k[sub], act_k[sub])
-        out["expected_ltv"][payers] = ltv[:, :ltv_days].sum(axis=1)
-        out["p_payer"][payers] = first_buy[:, :ltv_days].sum(axis=1)
-        days[payers] = first_buy[:, :purchase_days]
+    # converted non-payers spend too, once the horizon reaches the content update; candidates of
+    # the daily conversion may start within the horizon
+    updated = world.regime(t + horizon - 1) > 0
+    li = idx[living]
+    spends = (dyn.spending_type(p, li, t, world) > 0) | (updated & (p.ptype_after[li] > 0))
+    waiting = ~spends & dyn.can_convert(p, li) & (updated and world.settings.drift.conversion_hazard > 0)
+    # the waiting start at "never purchased": within the horizon they reach states 0..horizon only,
+    # so their (many) rows propagate over that many states, not all G_CAP + 1 (the oracle's cost)
+    for rows, is_waiting, n_states in ((spends, False, dyn.G_CAP + 1), (waiting, True, horizon + 1)):
+        payers = living[rows]
+        if len(payers):
+            ltv, first_buy = _purchases(p, idx[payers], t, world, horizon, alive_k[rows], act_k[rows],
+                                        waiting=is_waiting, n_states=n_states)
+            out["expected_ltv"][payers] = ltv[:, :ltv_days].sum(axis=1)
+            out["p_payer"][payers] = first_buy[:, :ltv_days].sum(axis=1)
+            days[payers] = first_buy[:, :purchase_days]
     frame = pd.DataFrame(out)
     for d in range(purchase_days):
         frame[f"p_day_{d + 1}"] = days[:, d]
@@ -66,39 +75,54 @@ def _survival_and_activity(p: Players, idx: np.ndarray, t: int, world: World,
     return np.cumprod(1 - hazard, axis=1), activity
 
 
-def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int,
-               alive_k: np.ndarray, act_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected revenue per day, and P(first purchase on day k), for living payers."""
+def _purchases(p: Players, idx: np.ndarray, t: int, world: World, horizon: int, alive_k: np.ndarray,
+               act_k: np.ndarray, *, waiting: bool = False,
+               n_states: int = dyn.G_CAP + 1) -> tuple[np.ndarray, np.ndarray]:
+    """Expected revenue per day, and P(first purchase on day k), for living players who pay
+    (or, if `waiting`, non-payers who may start through the daily conversion), over the days-since-
+    purchase states 0 .. n_states - 1 (the last one absorbing)."""
     n = len(idx)
-    states = np.arange(dyn.G_CAP + 1)
+    states = np.arange(n_states)
     grid = np.broadcast_to(states, (n, len(states)))
-    dist = np.zeros((n, len(states)))
-    dist[np.arange(n), np.minimum(p.since_purchase[idx], dyn.G_CAP)] = 1.0
-    path = p.since_purchase[idx].copy()  # the state if nothing is bought
-    no_buy_yet = np.ones(n)
+    dist = np.zeros((n, len(states)))  # P(paying and in state s), not normalised: dropout leaks it
+    dist[np.arange(n), np.minimum(p.since_purchase[idx], n_states - 1)] = not waiting
+    outside = np.full(n, float(waiting))  # P(not paying yet, may convert)
+    path = p.since_purchase[idx].copy()  # the state if nothing is bought (0 for the waiting)
+    no_buy_yet = np.full(n, float(not waiting))  # P(paying and nothing bought yet)
     revenue = np.zeros((n, horizon))
     first = np.zeros((n, horizon))
     kernels: dict[int, np.ndarray] = {}  # the rhythm over all states changes only with the regime
     for k in range(horizon):
         day = t + k
-        base, period = dyn.purchase_params(p, idx, day, world)
+        # the waiting spend as the conversion type once converted
+        ptype = np.full(n, world.conversion_type) if waiting else dyn.spending_type(p, idx, day, world)
+        stop, convert = dyn.transition_hazards(p, idx, ptype, day, world)
+        if stop.any():
+            dist *= (1 - stop)[:, None]
+            no_buy_yet *= 1 - stop
+        if waiting:
+            moved = outside * convert
+            outside -= moved
+            dist[:, 0] += moved
+            no_buy_yet += moved
+        base, period = dyn.purchase_params(p, idx, day, world, ptype)
         regime = world.regime(day)
         if regime not in kernels:
             kernels[regime] = dyn.rhythm(grid, period[:, None])
         buy = act_k[:, k:k + 1] * dyn.combine(base[:, None], kernels[regime])
-        revenue[:, k] = alive_k[:, k] * (dist * buy).sum(axis=1) * dyn.expected_amount(p, idx, day, world)
-        b_path = buy[np.arange(n), np.minimum(path, dyn.G_CAP)]
+        spent = dist * buy
+        bought = spent.sum(axis=1)
+        revenue[:, k] = alive_k[:, k] * bought * dyn.expected_amount(p, idx, day, world, ptype)
+        b_path = buy[np.arange(n), np.minimum(path, n_states - 1)]
         first[:, k] = alive_k[:, k] * no_buy_yet * b_path
         no_buy_yet *= 1 - b_path
         path = np.where(path > 0, path + 1, 0)
-        bought = (dist * buy).sum(axis=1)
-        kept = dist * (1 - buy)
-        nxt = np.zeros_like(dist)
-        nxt[:, 0] = kept[:, 0]
-        nxt[:, 2:] = kept[:, 1:-1]
-        nxt[:, -1] += kept[:, -1]
-        nxt[:, 1] += bought
-        dist = nxt
+        kept = dist - spent
+        dist = np.empty_like(kept)
+        dist[:, 0] = kept[:, 0]
+        dist[:, 1] = bought
+        dist[:, 2:] = kept[:, 1:-1]
+        dist[:, -1] += kept[:, -1]
     return revenue, first
 
 
