@@ -105,6 +105,11 @@ class World:
         d = self.settings.drift
         return int(d is not None and t >= self.day_index(d.day))
 
+    def transitions(self, t: int) -> bool:
+        """Whether the update's daily transitions (dropout, conversion) run on day t."""
+        d = self.settings.drift
+        return bool(self.regime(t)) and bool(d.dropout_hazard or d.conversion_hazard)
+
     def weekend_factor(self, t: int) -> float:
         return 1.15 if self.date(t).weekday() >= 5 else 1.0
 
@@ -191,10 +196,10 @@ def transition_hazards(p: Players, idx: np.ndarray, ptype: np.ndarray, t: int,
     (`can_convert`, which callers check). Engagement (the player's activity over the typical
     activity of their type, non-payers' for conversion) lowers dropout and raises conversion
     with elasticity `drift.engagement_elasticity`."""
-    d = world.settings.drift
-    if not world.regime(t) or not (d.dropout_hazard or d.conversion_hazard):
+    if not world.transitions(t):
         zero = np.zeros(len(idx))
         return zero, zero
+    d = world.settings.drift
     e = d.engagement_elasticity
     stop = np.where(ptype > 0, np.minimum(1.0, d.dropout_hazard * (BASE_ACTIVITY[ptype] / p.activity[idx]) ** e), 0.0)
     convert = np.minimum(1.0, d.conversion_hazard * (p.activity[idx] / BASE_ACTIVITY[0]) ** e)

@@ -86,8 +86,7 @@ class Simulator:
         churned = old[rng.random(len(old)) < dyn.churn_hazard(p, old, t)]
         p.alive[churned] = False
         idx = np.flatnonzero(p.alive)
-        d = self.settings.drift
-        if world.regime(t) and (d.dropout_hazard or d.conversion_hazard):  # its own stream: other draws unchanged
+        if world.transitions(t):  # its own stream: other draws unchanged
             dyn.transition(p, idx, t, world, np.random.default_rng([self.settings.seed, t, self._fork, 1]))
         active = idx[rng.random(len(idx)) < dyn.activity_prob(p, idx, t, world)]
         since = p.since_purchase[active]
