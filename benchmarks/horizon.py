@@ -109,13 +109,13 @@ def tail_model(model, splits: dict[str, pd.DataFrame], test: pd.DataFrame, short
             continue
         realised = later.reindex(rows["player_id"]).fillna(0).to_numpy() - rows["revenue_total"].fillna(0).to_numpy() \
             - rows["ltv"].to_numpy()  # revenue in [cutoff + h, last): no player missing there bought in it
-        tail = (btyd.predict(fitted, rows, h + window) - btyd.predict(fitted, rows, h))["btyd_expected_value"]
-        parts.append(rows.assign(realised=np.clip(realised, 0, None), tail=tail.to_numpy()))
+        parts.append(rows.assign(realised=np.clip(realised, 0, None),
+                                 tail=btyd.tail_value(fitted, rows, h, h + window)))
     learn = pd.concat(parts)
     learn = learn[np.isfinite(learn["tail"]) & (learn["tail"] > 0)]
     columns = [c for c in model.features if c in learn and c not in btyd.COLUMNS]
     fitted = btyd.Btyd.from_json(model.manifest["btyd"]["model"])
-    asked = (btyd.predict(fitted, test, ASKED) - btyd.predict(fitted, test, h))["btyd_expected_value"].to_numpy()
+    asked = btyd.tail_value(fitted, test, h, ASKED)
     factor = _lgbm()
     factor.fit(learn[columns].astype(float), learn["realised"], init_score=np.log(learn["tail"]))
     learned = np.exp(factor.predict(test[columns].astype(float), raw_score=True))

@@ -364,6 +364,13 @@ def growth(model: Btyd | None, features: pd.DataFrame, short_days: int, long_day
     return out
 
 
+def tail_value(model: Btyd, features: pd.DataFrame, short_days: int, long_days: int) -> np.ndarray:
+    """Each player's BTYD expected value in the days after `short_days` up to `long_days`:
+    E[value in long] - E[value in short] (NaN where BTYD has no value for the player)."""
+    return (predict(model, features, long_days)["btyd_expected_value"]
+            - predict(model, features, short_days)["btyd_expected_value"]).to_numpy(float)
+
+
 def extend(model: Btyd | None, features: pd.DataFrame, short_value: np.ndarray, short_days: int,
            long_days: int) -> np.ndarray:
     """Each player's value over `long_days` from a prediction over `short_days`: the prediction
@@ -375,10 +382,9 @@ def extend(model: Btyd | None, features: pd.DataFrame, short_value: np.ndarray, 
     out = short_value * growth(model, features, short_days, long_days)
     if model is None or not available(features):
         return out
-    tail = (predict(model, features, long_days)["btyd_expected_value"]
-            - predict(model, features, short_days)["btyd_expected_value"]).to_numpy(float)
-    known = np.isfinite(tail)
-    out[known] = short_value[known] + np.maximum(tail[known], 0.0)
+    after = tail_value(model, features, short_days, long_days)
+    known = np.isfinite(after)
+    out[known] = short_value[known] + np.maximum(after[known], 0.0)
     return out
 
 
