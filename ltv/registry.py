@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ltv.errors import ArtifactError, RegistryError
-from ltv.lake import scratch, storage_errors
+from ltv.lake import scratch, storage_error, storage_errors
 
 if TYPE_CHECKING:  # the models (AutoGluon) are imported only when a version is loaded or registered
     from ltv.models import LTVModel
@@ -206,17 +206,19 @@ class LocalRegistry:
             try:
                 os.rename(staging, self.dir / str(number))
                 return self.get(number)
-            except OSError:
-                if not (self.dir / str(number)).exists():
+            except OSError as e:
+                if not (self.dir / str(number)).exists():  # not lost to another writer: this claim failed
                     shutil.rmtree(staging, ignore_errors=True)
-                    raise
+                    raise storage_error(e, self.dir) or RegistryError(
+                        f"cannot claim version {number} in {self.dir}: {e.strerror or e}. Nothing was registered "
+                        "(the staged copy was removed); fix the registry folder, then rerun the same command") from e
 
     def set_status(self, version: int, status: str, reason: str) -> ModelVersion:
         check_status(status)
         current = self.get(version)
         if current.status == status:
             return current
-        with open(self.dir / str(version) / "status.jsonl", "a") as f:
+        with storage_errors(self.dir), open(self.dir / str(version) / "status.jsonl", "a") as f:
             f.write(json.dumps(status_entry(status, reason)) + "\n")
             f.flush()
             os.fsync(f.fileno())

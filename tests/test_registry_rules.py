@@ -297,7 +297,16 @@ def test_a_number_another_writer_claimed_first_is_skipped_and_a_failed_claim_lea
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(os, "rename", denied)
-    with pytest.raises(PermissionError):
+    with pytest.raises(StorageError, match="Permission denied.*rerun the same command"):
+        registry.register(artifact, metrics={}, status=APPROVED, reason="x")
+    assert leftovers(registry) == [] and sorted(p.name for p in registry.dir.iterdir()) == ["1", "2"]
+
+    def cross_device(src, dst):
+        monkeypatch.setattr(os, "rename", real)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    with pytest.raises(RegistryError, match="cannot claim version 3 .*cross-device.*Nothing was registered"):
         registry.register(artifact, metrics={}, status=APPROVED, reason="x")
     assert leftovers(registry) == [] and sorted(p.name for p in registry.dir.iterdir()) == ["1", "2"]
     (registry.dir / "1" / "version.json").unlink()  # an incomplete version
@@ -324,3 +333,17 @@ def test_a_registration_killed_before_it_claims_a_number_leaves_only_what_sweep_
     left = leftovers(registry)
     assert [v.version for v in registry.versions()] == [1] and len(left) == 1
     assert [p.name for p in sweep(registry.root.parent)] == left and leftovers(registry) == []
+
+
+def test_a_status_change_on_a_full_disk_is_a_named_storage_error(local, monkeypatch) -> None:
+    """Appending to status.jsonl is the registry's only in-place write: a full disk there says so
+    by name (StorageError), not as a raw OSError."""
+    registry, artifact = local
+    version = registry.register(artifact, metrics={}, status=PENDING, reason="x").version
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StorageError, match="No space left on device"):
+        registry.set_status(version, REJECTED, "x")
