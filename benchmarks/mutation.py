@@ -64,8 +64,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "crashkit": ("tests/crashkit.py", ["tests/test_crashkit.py"]),
 }
 
-# ltv/sql/*: (file, the exact text of one line's change, its replacement), run against SQL_TESTS
-SQL_TESTS = ["tests/test_sql.py", "tests/test_etl.py", "tests/test_etl_reference.py", "tests/test_summary.py"]
+# ltv/sql/*: (file, the exact text of one line's change, its replacement), run against SQL_TESTS: the
+# hand-made players on every window edge and the rendering checks, seconds per mutant. The simulated
+# end-to-end files (test_etl, test_etl_reference, test_summary: 3,881 s for 14 mutants) kill none these miss
+SQL_TESTS = ["tests/test_sql_boundaries.py", "tests/test_sql.py"]
 SQL_MUTANTS: list[tuple[str, str, str]] = [
     ("ltv/sql/labels.sql", "WHERE dt >= {{ cutoff | lit }} AND dt < {{ label_end | lit }}",
      "WHERE dt >= {{ cutoff | lit }} AND dt <= {{ label_end | lit }}"),            # labels read one day too many
@@ -96,6 +98,32 @@ SQL_MUTANTS: list[tuple[str, str, str]] = [
      "CAST(f.dt AS DATE)) END), 0) AS next_purchase_day,"),                          # day 0 = the cutoff day
     ("ltv/sql/labels.sql", "CASE WHEN COUNT(CASE WHEN f.dt < {{ ltv_end | lit }} THEN 1 END) = 0 THEN 1 ELSE 0 END AS churned",
      "CASE WHEN COUNT(CASE WHEN f.dt < {{ purchase_end | lit }} THEN 1 END) = 0 THEN 1 ELSE 0 END AS churned"),  # churn window
+    # the other edges (2026-12-08): each label window's own end, the population's and steps' first day,
+    # the installs read, the player_day range and the event's day
+    ("ltv/sql/labels.sql", "WHERE dt >= {{ window_start | lit }} AND dt < {{ cutoff | lit }}",
+     "WHERE dt > {{ window_start | lit }} AND dt < {{ cutoff | lit }}"),           # labels' population a day short
+    ("ltv/sql/labels.sql", "COALESCE(SUM(CASE WHEN f.dt < {{ ltv_end | lit }} THEN f.revenue END), 0.0) AS ltv,",
+     "COALESCE(SUM(CASE WHEN f.dt <= {{ ltv_end | lit }} THEN f.revenue END), 0.0) AS ltv,"),  # ltv a day long
+    ("ltv/sql/labels.sql", "CASE WHEN COALESCE(SUM(CASE WHEN f.dt < {{ ltv_end | lit }} THEN f.revenue END), 0.0) > 0",
+     "CASE WHEN COALESCE(SUM(CASE WHEN f.dt < {{ purchase_end | lit }} THEN f.revenue END), 0.0) > 0"),  # payer
+    ("ltv/sql/labels.sql", "COALESCE(MIN(CASE WHEN f.purchases > 0 AND f.dt < {{ purchase_end | lit }}",
+     "COALESCE(MIN(CASE WHEN f.purchases > 0 AND f.dt <= {{ purchase_end | lit }}"),  # purchase window a day long
+    ("ltv/sql/labels.sql", "CASE WHEN COUNT(CASE WHEN f.dt < {{ ltv_end | lit }} THEN 1 END) = 0",
+     "CASE WHEN COUNT(CASE WHEN f.dt <= {{ ltv_end | lit }} THEN 1 END) = 0"),      # churn window a day long
+    ("ltv/sql/features.sql", "FLOOR((DATE_DIFF('day', CAST(dt AS DATE), DATE {{ cutoff | lit }}) - 1) /",
+     "FLOOR(DATE_DIFF('day', CAST(dt AS DATE), DATE {{ cutoff | lit }}) /"),         # a step's first day in the next
+    ("ltv/sql/features.sql", "        WHERE dt >= {{ recent_start | lit }}",
+     "        WHERE dt > {{ recent_start | lit }}"),                                    # the oldest step a day short
+    ("ltv/sql/features.sql", "    WHERE dt < {{ cutoff | lit }} AND (dt >= {{ recent_start | lit }} OR purchases > 0)",
+     "    WHERE dt < {{ cutoff | lit }} AND dt >= {{ recent_start | lit }}"),          # median gap of recent buys only
+    ("ltv/sql/features.sql", "{% if players_partitioned %}dt < {{ cutoff | lit }}",
+     "{% if players_partitioned %}dt <= {{ cutoff | lit }}"),                         # installs read the cutoff's day
+    ("ltv/sql/features.sql", "AND (i.install_time IS NULL OR i.install_time < TIMESTAMP {{ cutoff_ts | lit }})",
+     "AND i.install_time < TIMESTAMP {{ cutoff_ts | lit }}"),                          # no install record: left out
+    ("ltv/sql/features.sql", "WHERE p.active_days_window > 0", "WHERE p.active_days_window >= 0"),  # anyone in the steps
+    ("ltv/sql/player_day.sql", "WHERE dt BETWEEN {{ start | lit }} AND {{ end | lit }}",
+     "WHERE dt >= {{ start | lit }} AND dt < {{ end | lit }}"),                     # the range half-open: last day lost
+    ("ltv/sql/player_day.sql", "      AND CAST({{ col.event_time | q }} AS DATE) = CAST(dt AS DATE)\n", ""),  # any day's event
 ]
 
 

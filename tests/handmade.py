@@ -9,7 +9,7 @@ import pandas as pd
 
 from ltv.config import GameConfig
 from ltv.engine import DuckDBEngine
-from ltv.lake import Lake, write_with
+from ltv.lake import Lake, write_file_atomic, write_with
 
 ROLES = {"login": "login", "session": "session_end", "purchase": "iap_purchase", "level_up": "level_up"}
 
@@ -23,7 +23,8 @@ def event(player: str, when: str, role: str, revenue: float | None = None, level
 def write_lake(root: Path, config: GameConfig, events: Iterable[dict], installs: dict[str, str],
                days: tuple[str, str] | None = None) -> DuckDBEngine:
     """Write events into dt partitions by their UTC day (every day of `days` gets a partition,
-    possibly empty) and install records into the players table; return an engine on it."""
+    possibly empty) and install records into the players table (by install day, or in one flat
+    file when the config's players table is not partitioned); return an engine on it."""
     lake = Lake(root, config.game.id)
     ev = pd.DataFrame(list(events), columns=["user_id", "event_ts", "event_name", "revenue_usd", "level",
                                              "session_seconds"])
@@ -37,6 +38,9 @@ def write_lake(root: Path, config: GameConfig, events: Iterable[dict], installs:
     players = pd.DataFrame([{"user_id": p, "install_ts": pd.Timestamp(t), "country": "US", "platform": "ios",
                              "acquisition_channel": "organic"} for p, t in installs.items()])
     players["install_ts"] = players["install_ts"].astype("datetime64[us]")
+    if not config.logs.players.partitioned:
+        write_file_atomic(lake.raw("players") / "part-0.parquet", lambda f: players.to_parquet(f, index=False))
+        return DuckDBEngine(lake, config, threads=1)
     for day, group in players.groupby(players.install_ts.dt.date):
         write_with(lake.raw_partition("players", day), lambda d: group.to_parquet(d / "part-0.parquet", index=False))
     return DuckDBEngine(lake, config, threads=1)
