@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -112,22 +111,34 @@ def test_evaluating_on_rows_the_model_learned_from_is_refused_or_labelled(tiny_g
     assert "IN-SAMPLE" in page.split("<body>")[1][:400]
 
 
-def test_the_cli_refuses_an_in_sample_evaluation_and_labels_one_asked_for(scoring_lake) -> None:
+def test_the_cli_refuses_an_in_sample_evaluation_and_labels_one_asked_for(scoring_lake, monkeypatch, capsys) -> None:
     """`ltv evaluate` of the champion on a rolling dataset whose test period lies in its training
-    weeks: exit 2 with the reason; with --allow-in-sample every output says so."""
+    weeks: exit 2 with the reason; with --allow-in-sample every output says so. Run by `ltv.cli.main`
+    as the console script runs it, in this process (a new interpreter would spend ~8 s CPU per
+    command importing the model stack; tests/test_faults.py runs the real executable): any
+    exception other than the exit is a traceback and fails the test."""
+    from ltv import cli
+
     config, lake, _, registry = scoring_lake
     trained_on = registry.load(registry.champion().version).manifest["trained_on"]
     game_yaml = lake.base.parent / "game.yaml"
     game_yaml.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     rolling = f"rolling-{dt.date.fromisoformat(trained_on['validation'][-1]) + dt.timedelta(days=14)}"
-    args = [sys.executable, "-m", "ltv.cli", "evaluate", "--game", str(game_yaml), "--dataset", rolling,
-            "--lake", str(lake.root)]
-    refused = subprocess.run(args, capture_output=True, text=True)
-    assert refused.returncode == 2 and "in-sample" in refused.stderr and "--allow-in-sample" in refused.stderr
-    assert "Traceback" not in refused.stderr
-    done = subprocess.run([*args, "--allow-in-sample"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "IN-SAMPLE" in done.stderr + done.stdout
+    args = ["ltv", "evaluate", "--game", str(game_yaml), "--dataset", rolling, "--lake", str(lake.root)]
+
+    def ltv(*argv: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", list(argv))
+        with pytest.raises(SystemExit) as ended:
+            cli.main()
+        said = capsys.readouterr()
+        return ended.value.code, said.err, said.out
+
+    code, err, _ = ltv(*args)
+    assert code == 2 and "in-sample" in err and "--allow-in-sample" in err, err
+    assert "Traceback" not in err
+    code, err, out = ltv(*args, "--allow-in-sample")
+    assert code == 0, err
+    assert "IN-SAMPLE" in err + out
     folder = next(lake.reports.glob("evaluation-*-in-sample"))
     assert json.loads((folder / "metrics.json").read_text())["in_sample"]["cutoffs"]
     assert "(IN-SAMPLE)" in (folder / "report.html").read_text()

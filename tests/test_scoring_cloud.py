@@ -17,7 +17,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import gzip
 import io
 import json
@@ -30,7 +32,7 @@ import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import pytest
@@ -99,11 +101,12 @@ class Game:
     names: Names
     hooks: list[tuple[str, Any]]      # botocore's handlers with the account's (recorder, Athena)
 
-    @property
+    # one client each (the test's own session, unrecorded: a client made later gets no other hooks)
+    @functools.cached_property
     def s3(self) -> Any:
         return self.account.session.client("s3")
 
-    @property
+    @functools.cached_property
     def sm(self) -> Any:
         return self.account.session.client("sagemaker")
 
@@ -149,8 +152,8 @@ class Game:
         return SageMakerRegistry(self.config.game.id, sagemaker=self.sm, s3=self.s3, **kwargs)
 
 
-@pytest.fixture
-def game(synthesized, monkeypatch) -> Game:
+@contextlib.contextmanager
+def game_account(synthesized: tuple[Any, Templates], monkeypatch) -> Iterator[Game]:
     config, tpl = synthesized
     names = Names.of(config)
     stacks = [names.stack(c) for c in ("DataLake", "Alerts", "Ml", "Scoring")]
@@ -158,6 +161,12 @@ def game(synthesized, monkeypatch) -> Game:
         import botocore.handlers
 
         yield Game(config, tpl, account, names, list(botocore.handlers.BUILTIN_HANDLERS))
+
+
+@pytest.fixture
+def game(synthesized, monkeypatch) -> Game:
+    with game_account(synthesized, monkeypatch) as game:
+        yield game
 
 
 @dataclass
@@ -263,11 +272,12 @@ def athena_engine(game: Game) -> AthenaEngine:
 
 
 def upload_tree(game: Game, root: Path, prefix: str, bucket: str = "curated") -> None:
-    """The files under `root/prefix` to one of the game's buckets, at their paths relative to `root`."""
+    """The files under `root/prefix` to one of the game's buckets, at their paths relative to `root`
+    (one PutObject each: the files are small, and a transfer manager per file costs more than moto)."""
     for path in sorted((root / prefix).resolve().rglob("*")):
         if path.is_file():
             key = f"{prefix}/{path.relative_to((root / prefix).resolve()).as_posix()}"
-            game.s3.upload_file(str(path), game.bucket(bucket), key)
+            game.s3.put_object(Bucket=game.bucket(bucket), Key=key, Body=path.read_bytes())
 
 
 def write_features(game: Game, lake: Any, monkeypatch, part_bytes: int = 150_000) -> list[str]:
@@ -284,6 +294,25 @@ def write_features(game: Game, lake: Any, monkeypatch, part_bytes: int = 150_000
     objects = [o for page in pages for o in page["Contents"]]
     assert all(o["Size"] <= part_bytes for o in objects), [o["Size"] for o in objects]
     return sorted(o["Key"] for o in objects if runs.is_data(o["Key"]))
+
+
+@pytest.fixture(scope="module")
+def one_part_features(synthesized, tiny_game) -> dict[str, bytes]:
+    """The cutoff's features partition as the ETL's Athena engine writes it in one part, built once
+    in an account of its own: {key: body}. The handler tests need the partition, not its making
+    (the end-to-end test builds its own, in parts): each puts these objects into its account."""
+    with pytest.MonkeyPatch.context() as monkeypatch, game_account(synthesized, monkeypatch) as game:
+        parts = write_features(game, tiny_game[1], monkeypatch, part_bytes=10 ** 7)
+        assert len(parts) == 1, parts
+        listing = game.s3.list_objects_v2(Bucket=game.bucket("curated"), Prefix=f"features/cutoff={DAY}/")["Contents"]
+        return {o["Key"]: game.s3.get_object(Bucket=game.bucket("curated"), Key=o["Key"])["Body"].read()
+                for o in listing}
+
+
+def put_features(game: Game, written: dict[str, bytes]) -> None:
+    """The partition's objects in the game's curated bucket, its marker last (as the ETL writes them)."""
+    for key in sorted(written, key=lambda k: k.endswith(f"/{SUCCESS}")):
+        game.s3.put_object(Bucket=game.bucket("curated"), Key=key, Body=written[key])
 
 
 def register_model(game: Game, model: Any, status: str = APPROVED) -> int:
@@ -440,10 +469,10 @@ def test_a_features_partition_is_scored_once_and_queryable_by_the_same_sql_as_lo
     assert published_metrics.get(metric_names.REPEATED_EVENTS) == 2, "the replays of both events are counted"
 
 
-def test_no_approved_package_starts_nothing_and_says_what_to_do(game, handlers, scoring_lake, monkeypatch,
-                                                                capsys, caplog) -> None:
+def test_no_approved_package_starts_nothing_and_says_what_to_do(game, handlers, one_part_features, capsys,
+                                                                caplog) -> None:
     score_handler, _ = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     filler_package(game, PENDING)
     filler_package(game, REJECTED)
     result = score_handler.handler(s3_event(game, f"features/cutoff={DAY}/{SUCCESS}"), Context("ltv-galaxy-raiders-score"))
@@ -454,10 +483,10 @@ def test_no_approved_package_starts_nothing_and_says_what_to_do(game, handlers, 
     assert game.sm.list_models()["Models"] == []
 
 
-def test_the_latest_approved_package_is_chosen_across_pages(game, handlers, scoring_lake, monkeypatch) -> None:
+def test_the_latest_approved_package_is_chosen_across_pages(game, handlers, one_part_features, monkeypatch) -> None:
     """More Approved packages than one page holds (100), then later ones that are not Approved."""
     score_handler, _ = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     statuses = [APPROVED] * 101 + [REJECTED, PENDING]
     numbers = [filler_package(game, status) for status in statuses]
     calls: list[str] = []
@@ -471,10 +500,10 @@ def test_the_latest_approved_package_is_chosen_across_pages(game, handlers, scor
     assert len(calls) == 2, "two pages of Approved packages"
 
 
-def test_malformed_and_foreign_events_start_nothing(game, handlers, scoring_lake, tiny_model, monkeypatch,
-                                                    capsys, caplog) -> None:
+def test_malformed_and_foreign_events_start_nothing(game, handlers, one_part_features, tiny_model, capsys,
+                                                    caplog) -> None:
     score_handler, _ = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     register_model(game, tiny_model[0])
     bucket = game.bucket("curated")
     game.s3.put_object(Bucket=bucket, Key=f"labels/cutoff={DAY}/{SUCCESS}", Body=b"x")
@@ -499,10 +528,10 @@ def test_malformed_and_foreign_events_start_nothing(game, handlers, scoring_lake
     assert any("ObjectRemoved:Delete is not an ObjectCreated event" in m for m in messages)
 
 
-def test_a_marker_deleted_or_rewritten_before_the_handler_runs_starts_nothing(game, handlers, scoring_lake,
-                                                                                 tiny_model, monkeypatch) -> None:
+def test_a_marker_deleted_or_rewritten_before_the_handler_runs_starts_nothing(game, handlers, one_part_features,
+                                                                                 tiny_model) -> None:
     score_handler, _ = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     register_model(game, tiny_model[0])
     key, bucket = f"features/cutoff={DAY}/{SUCCESS}", game.bucket("curated")
     event = s3_event(game, key)
@@ -534,9 +563,9 @@ def throttle(op: str, code: str = "ThrottlingException") -> Any:
 
 
 def test_an_api_error_resolving_the_champion_is_raised_for_a_retry_and_starts_nothing(
-        game, handlers, scoring_lake, tiny_model, monkeypatch, caplog) -> None:
+        game, handlers, one_part_features, tiny_model, monkeypatch, caplog) -> None:
     score_handler, _ = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     register_model(game, tiny_model[0])
     with_hooks(game, monkeypatch, score_handler, throttle("ListModelPackages"))
     event = s3_event(game, f"features/cutoff={DAY}/{SUCCESS}")
@@ -584,9 +613,9 @@ def test_a_champion_whose_history_log_is_missing_resolves_as_the_roles_that_reso
         resolver.champion()
 
 
-def test_a_throttled_or_racing_create_transform_job(game, handlers, scoring_lake, tiny_model, monkeypatch) -> None:
+def test_a_throttled_or_racing_create_transform_job(game, handlers, one_part_features, tiny_model, monkeypatch) -> None:
     score_handler, _ = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     register_model(game, tiny_model[0])
     event = s3_event(game, f"features/cutoff={DAY}/{SUCCESS}")
     for code, expect in (("ThrottlingException", "raise"), ("ResourceInUse", "exists")):
@@ -605,9 +634,9 @@ def test_a_throttled_or_racing_create_transform_job(game, handlers, scoring_lake
     assert models == ["ltv-galaxy-raiders-v1"], "the model created on the throttled try is reused"
 
 
-def test_only_scoring_days_are_scored(game, handlers, scoring_lake, tiny_model, monkeypatch) -> None:
+def test_only_scoring_days_are_scored(game, handlers, one_part_features, tiny_model, monkeypatch) -> None:
     score_handler, _ = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     register_model(game, tiny_model[0])
     monkeypatch.setenv("LTV_SCORING_SCORING_CRON", "cron(0 4 ? * TUE *)")  # a cutoff on Monday is not scored
     score_handler.scoring.cache_clear()
@@ -616,10 +645,10 @@ def test_only_scoring_days_are_scored(game, handlers, scoring_lake, tiny_model, 
     assert outcome["status"] == "skipped" and "is not a scoring day" in outcome["message"] and jobs(game) == []
 
 
-def test_a_failed_transform_alerts_once_and_publishes_nothing(game, handlers, scoring_lake, tiny_model,
-                                                                monkeypatch, capsys) -> None:
+def test_a_failed_transform_alerts_once_and_publishes_nothing(game, handlers, one_part_features, tiny_model,
+                                                                capsys) -> None:
     score_handler, publish_handler = handlers
-    write_features(game, scoring_lake[1], monkeypatch, part_bytes=10 ** 7)
+    put_features(game, one_part_features)
     register_model(game, tiny_model[0])
     sqs, sns = game.account.session.client("sqs"), game.account.session.client("sns")
     queue = sqs.create_queue(QueueName="mailbox")["QueueUrl"]
