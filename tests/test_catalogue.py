@@ -23,15 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from conftest import make_config, loop_config, raw_config
 from handmade import day, event, write_lake
 from ltv import config as cfg
 from ltv import datasets, etl
-from ltv.cli import app
 from ltv.config import merge
 from ltv.engine import DuckDBEngine
+from ltv_cli import ltv
 from ltv.errors import (ArtifactError, ConfigError, DataValidationError, EmptyWindowError, LoopBusyError, LtvError,
                         MissingPartitionError, NoPayersError, RegistryError)
 from ltv.lake import Lake
@@ -66,16 +65,6 @@ def unchanged(root: Path, *allowed: str) -> Iterator[None]:
     removed = sorted(set(before) - set(after))
     added = sorted(k for k in set(after) - set(before) if not any(fnmatch(k, a) for a in allowed))
     assert not (changed or removed or added), f"changed {changed}, removed {removed}, added {added}"
-
-
-def cli(*args: str) -> tuple[int, str]:
-    """(exit code, output) of an `ltv` command as `ltv.cli.main` ends it: a named error is its
-    message and exit code 2 (tests/test_faults.py runs the real executable)."""
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, LtvError):
-        return result.exception.exit_code, result.output + str(result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,7 +102,7 @@ def test_config_errors_are_named_and_no_command_writes_anything(case: str, tmp_p
         cfg.load(path)
     assert message in str(failure.value)
     with unchanged(lake):
-        code, output = cli("features", "daily", "--game", str(path), "--lake", str(lake), "--date", "2025-03-03")
+        code, output = ltv("features", "daily", "--game", str(path), "--lake", str(lake), "--date", "2025-03-03")
     assert code == 2 and message in " ".join(output.split())
 
 
@@ -122,7 +111,7 @@ def test_duplicate_game_ids_across_config_files_are_refused(tmp_path: Path) -> N
     write_yaml(raw_config(), tmp_path / "galaxy-copy.yaml")
     with pytest.raises(ConfigError, match="galaxy-copy.yaml.*galaxy-raiders.yaml|galaxy-raiders.yaml.*galaxy-copy"):
         cfg.load_all([tmp_path / "galaxy-raiders.yaml", tmp_path / "galaxy-copy.yaml"])
-    code, output = cli("config", "validate", str(tmp_path / "galaxy-raiders.yaml"), str(tmp_path / "galaxy-copy.yaml"))
+    code, output = ltv("config", "validate", str(tmp_path / "galaxy-raiders.yaml"), str(tmp_path / "galaxy-copy.yaml"))
     assert code == 2 and "game id 'galaxy-raiders'" in output
 
 
@@ -151,7 +140,7 @@ def logs(tmp_path: Path):
     config = make_config()
     root = tmp_path / "lake"
     engine = write_lake(root, config, clean_events(), INSTALLS)
-    code, output = cli("features", "daily", "--game", "galaxy-raiders", "--lake", str(root), "--date", DAYS[0],
+    code, output = ltv("features", "daily", "--game", "galaxy-raiders", "--lake", str(root), "--date", DAYS[0],
                        "--to", DAYS[-2])
     assert code == 0, output
     return config, root, engine
@@ -175,7 +164,7 @@ def extra(frame: pd.DataFrame, *rows: dict) -> pd.DataFrame:
 
 
 def daily(root: Path, day_: str = LAST) -> tuple[int, str]:
-    return cli("features", "daily", "--game", "galaxy-raiders", "--lake", str(root), "--date", day_)
+    return ltv("features", "daily", "--game", "galaxy-raiders", "--lake", str(root), "--date", day_)
 
 
 REPORT = "galaxy-raiders/monitoring/validation/dt=*.json"
@@ -229,7 +218,7 @@ def test_unknown_event_type_mapping_names_the_types_the_logs_really_use(logs, tm
     raw = merge(raw_config(), {"logs": {"events": {"event_types": {"purchase": ["iap_purchse"]}}}})
     path = write_yaml(raw, tmp_path / "galaxy-raiders.yaml")
     with unchanged(root, REPORT):
-        code, output = cli("features", "daily", "--game", str(path), "--lake", str(root), "--date", LAST)
+        code, output = ltv("features", "daily", "--game", str(path), "--lake", str(root), "--date", LAST)
     assert code == 2 and "event_types on events" in output and "found: iap_purchase" in output
 
 
@@ -507,7 +496,7 @@ def test_an_unreadable_version_record_is_a_registry_error(tmp_path: Path, tiny_m
 def test_a_loop_with_its_dates_reversed_is_refused(scoring_lake) -> None:
     config, lake, _, _ = scoring_lake
     with unchanged(lake.root):
-        code, output = cli("run", "--game", "galaxy-raiders", "--lake", str(lake.root), "--from", "2025-04-14",
+        code, output = ltv("run", "--game", "galaxy-raiders", "--lake", str(lake.root), "--from", "2025-04-14",
                            "--to", "2025-04-07")
     assert code == 2 and "--to 2025-04-07 is before --from 2025-04-14" in output
 

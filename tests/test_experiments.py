@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from ltv import experiments as ex
 from ltv import runs, targets
+from ltv_cli import ltv
 from ltv.errors import (ExperimentError, ExperimentOverlapError, ExperimentSpecError, ExposureError, ImmutableVersionError,
                         PeekingError, ShareSumError, UnknownMetricError)
 from ltv.lake import Lake, atomic_dir
@@ -454,19 +454,6 @@ def publish_predictions(lake: Lake, day: dt.date, pred: pd.DataFrame, run: str =
     runs.publish(runs.DirStore(lake.root), lake.game, day, run)
 
 
-def invoke(args: list[str]):
-    """The result of an `ltv` command, a named error turned into its message and exit code 2 as
-    `ltv.cli.main` does."""
-    from ltv.cli import app
-    from ltv.errors import LtvError
-
-    result = CliRunner().invoke(app, args)
-    if isinstance(result.exception, LtvError):
-        result.exit_code = result.exception.exit_code
-        result.output_bytes += str(result.exception).encode()
-    return result
-
-
 def test_commands_create_assign_status_readout(tiny_game, tmp_path):
     import yaml
 
@@ -484,36 +471,36 @@ def test_commands_create_assign_status_readout(tiny_game, tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     common = ["--game", config.game.id, "--lake", str(lake.root)]
 
-    r = invoke(["experiment", "create", *common, str(tmp_path / "s.yaml")])
-    assert r.exit_code == 0, r.output
-    assert "players needed" in r.output
-    r = invoke(["experiment", "assign", *common, "offers-1", "--date", str(start)])
-    assert r.exit_code == 0, r.output
-    assert f"{len(players):,} players assigned" in r.output
-    r = invoke(["experiment", "readout", *common, "offers-1"])  # the game ends 2025-05-12: ok
-    assert r.exit_code == 0, r.output
-    assert "sample ratio ok" in r.output
+    code, out = ltv("experiment", "create", *common, str(tmp_path / "s.yaml"))
+    assert code == 0, out
+    assert "players needed" in out
+    code, out = ltv("experiment", "assign", *common, "offers-1", "--date", str(start))
+    assert code == 0, out
+    assert f"{len(players):,} players assigned" in out
+    code, out = ltv("experiment", "readout", *common, "offers-1")  # the game ends 2025-05-12: ok
+    assert code == 0, out
+    assert "sample ratio ok" in out
     page = (lake.base / "experiments" / "offers-1" / "readout" / "readout.html").read_text()
     assert "<svg" in page and "CUPED" in page
-    r = invoke(["experiment", "status", *common, "offers-1"])
-    assert r.exit_code == 0 and '"phase": "read out"' in r.output
+    code, out = ltv("experiment", "status", *common, "offers-1")
+    assert code == 0 and '"phase": "read out"' in out
     # a too-early readout is refused with the named error's message, exit code 2
     late = spec_dict(id="late", game=config.game.id, start="2025-05-05", traffic=[0.0, 1.0])
     (tmp_path / "late.yaml").write_text(yaml.safe_dump(late))
     publish_predictions(lake, dt.date(2025, 5, 5), pred)
-    assert invoke(["experiment", "create", *common, str(tmp_path / "late.yaml")]).exit_code == 0
-    assert invoke(["experiment", "assign", *common, "late", "--date", "2025-05-05"]).exit_code == 0
-    r = invoke(["experiment", "readout", *common, "late"])
-    assert r.exit_code == 2 and "fixed horizon" in r.output
+    assert ltv("experiment", "create", *common, str(tmp_path / "late.yaml"))[0] == 0
+    assert ltv("experiment", "assign", *common, "late", "--date", "2025-05-05")[0] == 0
+    code, out = ltv("experiment", "readout", *common, "late")
+    assert code == 2 and "fixed horizon" in out
 
-    r = invoke(["targets", *common, "--date", str(start), "--budget", "25", "-o", str(tmp_path / "t.csv")])
-    assert r.exit_code == 0, r.output
+    code, out = ltv("targets", *common, "--date", str(start), "--budget", "25", "-o", str(tmp_path / "t.csv"))
+    assert code == 0, out
     exported = pd.read_csv(tmp_path / "t.csv")
     assert len(exported) == 7 * 25 and {"reason", "p_buy", "expected_value", "segment"} <= set(exported.columns)
     stored = pd.read_parquet(targets.target_dir(lake, start, "20250101T000000.000000-aaaaaa"))
     assert len(stored) == len(exported)
-    r = invoke(["sql", *common, "SELECT dt, COUNT(*) AS n FROM targets GROUP BY dt"])
-    assert r.exit_code == 0 and r.output.split()[-2:] == [str(start), "175"], r.output
+    code, out = ltv("sql", *common, "SELECT dt, COUNT(*) AS n FROM targets GROUP BY dt")
+    assert code == 0 and out.split()[-2:] == [str(start), "175"], out
 
 
 def test_the_evaluation_report_links_the_readouts(scoring_lake):
