@@ -384,7 +384,8 @@ class MonitoringSettings(Strict):
     policies: list[Policy] = Field(default_factory=_default_policies)
     psi_bins: PositiveInt = Field(10, le=50)
     escalate_after_rejections: PositiveInt = Field(2, description=(
-        "an alert whose retrains were rejected this many times is escalated once (and asks for no more retrains)"))
+        "an alert whose retrains were rejected this many times is escalated once (and asks for no more retrains); "
+        "a rejected retrain trained only on cutoffs before the first decayed cohort is not counted"))
 
     @field_validator("policies")
     @classmethod
