@@ -328,7 +328,7 @@ def test_drift_cells_read_stale_to_retrained_with_the_oracle_in_brackets() -> No
     assert ev.drift_cells(drift, ("minmax",), oracle=False)["minmax"].tolist() == ["0.500", "0.512 → 0.600"]
     assert ev.drift_cells(drift.drop(columns=["test_cutoffs"]), ("minmax",))["test cutoffs"].tolist() == ["", ""]
     assert list(ev.drift_cells(drift.assign(stale_normalized_gini=0.1, stale_purchase_day_mae=1.0))) == [
-        "version", "test cutoffs", "Gini", "minmax", "payer F1", "day MAE"]
+        "version", "test cutoffs", "Gini", "minmax", "minmax (payers)", "payer F1", "day MAE"]
 
 
 def test_explanations_summarise_the_models_contributions_per_segment_and_permutation() -> None:
