@@ -384,7 +384,8 @@ class MonitoringSettings(Strict):
     policies: list[Policy] = Field(default_factory=_default_policies)
     psi_bins: PositiveInt = Field(10, le=50)
     escalate_after_rejections: PositiveInt = Field(2, description=(
-        "an alert whose retrains were rejected this many times is escalated once (and asks for no more retrains)"))
+        "an alert whose retrains were rejected this many times is escalated once (and asks for no more retrains); "
+        "a rejected retrain trained only on cutoffs before the first decayed cohort is not counted"))
 
     @field_validator("policies")
     @classmethod
@@ -575,6 +576,11 @@ class Drift(Strict):
         "conversion_type (times engagement ** engagement_elasticity)"))
     engagement_elasticity: float = Field(1.0, ge=0, description=(
         "how strongly engagement (a player's activity / their type's typical activity) sets the daily hazards"))
+    spend_elasticity: float = Field(0.0, ge=0, description=(
+        "from the update on, each purchase's amount is multiplied by engagement ** spend_elasticity (engagement: "
+        "a player's activity / the typical activity of their type at install), so engaged payers spend more per "
+        "purchase and disengaged ones less; before the update engagement sets how often a player buys, not how "
+        "much. 0: no change"))
 
 
 class Sales(Strict):

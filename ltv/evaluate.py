@@ -24,8 +24,8 @@ from ltv.models import LTVModel, baselines, seen_until
 from ltv.simulate import TRUTH_DEFINITION
 
 # metrics compared as ratios (model / reference) in the report and benchmarks
-RATIO_METRICS = ("normalized_gini", "spearman", "spearman_payers", "minmax", "payer_f1", "payer_roc_auc",
-                 "top1_revenue_capture", "top10_revenue_capture", "purchase_day_mae", "purchase_day_accuracy",
+RATIO_METRICS = ("normalized_gini", "spearman", "spearman_payers", "minmax", "minmax_payers", "payer_f1",
+                 "payer_roc_auc", "top1_revenue_capture", "top10_revenue_capture", "purchase_day_mae", "purchase_day_accuracy",
                  "purchase_day_f1", "churn_f1", "total_ratio")
 HEADLINE = ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae", "purchase_day_accuracy")
 
@@ -211,8 +211,9 @@ def _day_mae_by_segment(test: pd.DataFrame, frame: pd.DataFrame, base_frames: di
     return rows
 
 
-DRIFT_METRICS = ("normalized_gini", "minmax", "payer_f1", "purchase_day_mae")
-DRIFT_LABELS = {"normalized_gini": "Gini", "minmax": "minmax", "payer_f1": "payer F1", "purchase_day_mae": "day MAE"}
+DRIFT_METRICS = ("normalized_gini", "minmax", "minmax_payers", "payer_f1", "purchase_day_mae")
+DRIFT_LABELS = {"normalized_gini": "Gini", "minmax": "minmax", "minmax_payers": "minmax (payers)", "payer_f1": "payer F1",
+                "purchase_day_mae": "day MAE"}
 
 
 def drift_cells(drift: pd.DataFrame, metrics: tuple[str, ...] = DRIFT_METRICS, oracle: bool = True) -> pd.DataFrame:

@@ -237,6 +237,7 @@ METRIC_SCORE = {
     "top10_revenue_capture": "ltv_expected", "whale_recall_top1": "ltv_expected", "decile_mape": "ltv_expected",
     "total_ratio": "ltv_expected", "total_ratio_error": "ltv_expected",
     "spearman": "ltv_pred", "spearman_payers": "ltv_expected (actual payers only)", "minmax": "ltv_pred",
+    "minmax_payers": "ltv_pred (actual payers only)",
     "payer_f1": "payer_pred", "payer_precision": "payer_pred", "payer_recall": "payer_pred",
     "payer_roc_auc": "p_payer", "payer_pr_auc": "p_payer", "purchase_day_mae": "offer_day",
     "purchase_day_accuracy": "likely_day", "purchase_day_f1": "likely_day", "churn_f1": "churn_pred",
@@ -256,6 +257,8 @@ def flat_metrics(frame: pd.DataFrame, days: int = 16) -> dict[str, float]:
     point = frame["ltv_pred"] if "ltv_pred" in frame else rank
     if "ltv_pred" in frame:
         out["minmax"] = minmax_score(y, frame["ltv_pred"])
+        # without the non-spenders, whose zero predictions score 1 and dominate `minmax` when most spend nothing
+        out["minmax_payers"] = minmax_score(y[y > 0], frame["ltv_pred"].to_numpy(float)[y > 0])
     if rank is not None:
         payers = y > 0
         out |= {"normalized_gini": normalized_gini(y, rank), "spearman": spearman(y, point),

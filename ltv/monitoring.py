@@ -230,7 +230,8 @@ class Monitor:
                                                                   "reference": reference, "reference_split": "test",
                                                                   "model_version": result["model_version"]}))
         judgements = judge(self.config.monitoring.policies, measurements)
-        incidents = Incidents(state.setdefault("incidents", {}), self.config.monitoring.escalate_after_rejections)
+        incidents = Incidents(state.setdefault("incidents", {}), self.config.monitoring.escalate_after_rejections,
+                              lambda v: trained_until(self.config, v))
         policies = self.config.monitoring.policies
         transitions = incidents.outcomes(str(day), policies, self.registry.versions())
         judgements = incidents.current(judgements)  # a replaced model's late cohorts judge nothing
@@ -267,6 +268,23 @@ class Monitor:
         """What a retrain asked for by a label-decay incident must fix: its metric on the cohorts that
         decayed (None when no label-decay incident awaits a retrain)."""
         return retrain_focus(self._state(), self.config.monitoring.policies)
+
+
+def trained_until(config: GameConfig, version: Any) -> str | None:
+    """The last training cutoff of a registered version: from its lineage's dataset cutoffs (the
+    local registry), else from its dataset's name (SageMaker's metadata keeps only the name; a
+    rolling or configured version's splits follow from the config); None when neither says."""
+    from ltv import datasets
+    from ltv.errors import LtvError
+
+    dataset = (version.lineage or {}).get("dataset") or {}
+    train = (dataset.get("cutoffs") or {}).get("train")
+    if train:
+        return max(str(c) for c in train)
+    try:
+        return str(max(datasets.find_spec(config, dataset["name"]).train)) if dataset.get("name") else None
+    except (LtvError, ValueError):
+        return None
 
 
 def retrain_focus(state: dict[str, Any], policies: list[Policy]) -> Focus | None:
@@ -309,11 +327,16 @@ class Incidents:
     → retrain_promoted / retrain_rejected (the next registered version, as the registry says)
     → resolved, when a measurement of the current model no longer fires,
     or escalated once: a promoted retrain that still fires on its own cohorts, or
-    `escalate_after` rejected retrains. While an incident is open nothing is repeated: each
-    transition is announced once, and a rerun of a day finds nothing new to announce."""
+    `escalate_after` rejected retrains that had their chance: a rejected retrain whose training
+    cutoffs (`trained_until`) end before the first decayed cohort held none of the changed labels,
+    so its rejection says nothing about whether retraining can recover the metric and is not
+    counted (a version whose training data is unknown is counted). While an incident is open
+    nothing is repeated: each transition is announced once, and a rerun of a day finds nothing
+    new to announce."""
 
-    def __init__(self, state: dict[str, Any], escalate_after: int):
-        self.state, self.escalate_after = state, escalate_after
+    def __init__(self, state: dict[str, Any], escalate_after: int,
+                 trained_until: Callable[[Any], str | None] = lambda _version: None):
+        self.state, self.escalate_after, self.trained_until = state, escalate_after, trained_until
 
     def current(self, judgements: list[tuple[Policy, Measurement, bool]]) -> list[tuple[Policy, Measurement, bool]]:
         """The judgements that speak about the current model: after a promoted fix, the replaced
@@ -394,8 +417,13 @@ class Incidents:
             incident["fix_version"] = v.version
             return [self._move(day, policy, incident, RETRAIN_PROMOTED, "info", None,
                                f"retrain promoted: version {v.version} {v.status} - {why}")]
-        incident["rejections"] += 1
         incident["after_version"] = v.version
+        until, first = self.trained_until(v), min(incident["cohorts"], default=None)
+        if until is not None and first is not None and until < first:
+            return [self._move(day, policy, incident, RETRAIN_REJECTED, "info", None,
+                               f"retrain rejected: version {v.version} - {why}; not counted toward escalation: "
+                               f"trained on cutoffs up to {until}, before the first decayed cohort {first}")]
+        incident["rejections"] += 1
         out = [self._move(day, policy, incident, RETRAIN_REJECTED, "info", None,
                           f"retrain rejected: version {v.version} - {why}")]
         if incident["rejections"] >= self.escalate_after:

@@ -131,7 +131,8 @@ def loop_config(**overrides: Any) -> cfg.GameConfig:
                                      "price_shift": {"dolphin": 2, "whale": -2}, "nonpayer_conversion": 0.3,
                                      # the tests' update is all here, not inherited from the demo game's
                                      # tuning: a one-off conversion on its day, no daily transitions
-                                     "payer_dropout": 0.0, "dropout_hazard": 0.0, "conversion_hazard": 0.0}},
+                                     "payer_dropout": 0.0, "dropout_hazard": 0.0, "conversion_hazard": 0.0,
+                                     "spend_elasticity": 0.0}},
             "horizons": {"ltv_days": 14, "purchase_days": 14},
             "features": {"step_days": 7, "n_steps": 4, "population_window_days": 14},
             "datasets": {"first_start": "2025-02-03", "count": 3, "start_shift_weeks": 3, "train_weeks": [3],

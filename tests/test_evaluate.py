@@ -328,7 +328,26 @@ def test_drift_cells_read_stale_to_retrained_with_the_oracle_in_brackets() -> No
     assert ev.drift_cells(drift, ("minmax",), oracle=False)["minmax"].tolist() == ["0.500", "0.512 → 0.600"]
     assert ev.drift_cells(drift.drop(columns=["test_cutoffs"]), ("minmax",))["test cutoffs"].tolist() == ["", ""]
     assert list(ev.drift_cells(drift.assign(stale_normalized_gini=0.1, stale_purchase_day_mae=1.0))) == [
-        "version", "test cutoffs", "Gini", "minmax", "payer F1", "day MAE"]
+        "version", "test cutoffs", "Gini", "minmax", "minmax (payers)", "payer F1", "day MAE"]
+
+
+def test_the_terminal_drift_table_fits_80_columns_with_the_payers_minmax() -> None:
+    """`ltv drift` and the demo print the table on an 80-column terminal (or a log file, which rich
+    also renders at 80): every cell whole, the payers' minmax beside the all-rows one."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from ltv.cli import _drift_table
+
+    keys = ("normalized_gini", "minmax", "minmax_payers", "payer_f1")
+    rows = [{"version": f"v{i}-2025-03-03-12w", "test_cutoffs": "2025-07-21..2025-07-28",
+             **{f"{who}_{k}": (0.931 if who == "retrained" and i == 4 else 0.912) for k in keys
+                for who in ("stale", "oracle", "retrained")}} for i in (1, 4)]
+    console = Console(width=80, record=True)
+    console.print(_drift_table(SimpleNamespace(table=pd.DataFrame(rows), stale="v1-x", retrained="v4-x", skipped={})))
+    text = console.export_text()
+    assert "…" not in text and "payers" in text and text.count("0.912 → 0.931") == len(keys)
 
 
 def test_explanations_summarise_the_models_contributions_per_segment_and_permutation() -> None:

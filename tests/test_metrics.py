@@ -116,6 +116,15 @@ def test_flat_metrics_skips_what_is_not_predicted() -> None:
     assert m["minmax"] == pytest.approx((1 + 0.8) / 2) and "payer_f1" not in m and "purchase_day_mae" not in m
 
 
+def test_minmax_over_payers_leaves_out_the_non_spenders_zero_over_zero() -> None:
+    """Most players spend nothing, and a zero prediction for each scores 1: `minmax` rises with their
+    share whatever the model does on the spenders; `minmax_payers` scores only the players who paid."""
+    frame = pd.DataFrame({"ltv": [0.0] * 8 + [10.0, 4.0], "ltv_pred": [0.0] * 7 + [3.0, 5.0, 0.0]})
+    m = metrics.flat_metrics(frame)
+    assert m["minmax"] == pytest.approx((7 + 0 + 0.5 + 0) / 10)
+    assert m["minmax_payers"] == pytest.approx((0.5 + 0) / 2)
+
+
 def _reference_gini(y: np.ndarray, p: np.ndarray) -> float:
     """The textbook (Kaggle) normalized Gini, written independently: sort by prediction, sum the
     cumulative share of actual value; defined for predictions without ties."""

@@ -198,8 +198,9 @@ def test_drift_table_shows_the_stale_model_decaying(tiny_game, tiny_model, tmp_p
     before, after = table.iloc[0], table.iloc[1]
     for key in ("normalized_gini", "payer_f1"):
         assert after[f"stale_{key}"] / after[f"oracle_{key}"] < before[f"stale_{key}"] / before[f"oracle_{key}"] - 0.02
-    assert np.isfinite(table.iloc[-1][["retrained_normalized_gini", "retrained_minmax", "retrained_payer_f1"]]
-                       .astype(float)).all()
+    assert np.isfinite(table.iloc[-1][["retrained_normalized_gini", "retrained_minmax", "retrained_minmax_payers",
+                                       "retrained_payer_f1"]].astype(float)).all()
+    assert (table["stale_minmax_payers"] < table["stale_minmax"]).all(), "without the non-spenders' 0/0 = 1"
     assert table.iloc[:-1]["retrained_normalized_gini"].isna().all()
 
 

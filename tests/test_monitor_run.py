@@ -89,6 +89,7 @@ class Version:
     metrics: dict
     status: str = "Approved"
     history: list = field(default_factory=list)
+    lineage: dict = field(default_factory=dict)  # empty: training data unknown
 
 
 class Registry:
@@ -381,6 +382,45 @@ def test_a_requested_retrain_is_learnt_from_the_first_version_registered_after_i
     day_file = json.loads((engine.lake.monitoring / f"date={next_day}.json").read_text())
     assert day_file["measurements"] == [] and len(day_file["alerts"]) == len(expected), "a day of alerts only"
     assert mon.run(next_day + dt.timedelta(days=1)).alerts == [], "an outcome is learnt once"
+
+
+@pytest.mark.parametrize("trained_until,counted", [(str(D - dt.timedelta(days=7)), False), (str(D), True)])
+def test_only_a_rejected_retrain_trained_on_the_decayed_cohorts_counts_toward_escalation(
+        tmp_path, trained_until, counted) -> None:
+    """A retrain right after a change is trained on cutoffs before it: its rejection says nothing
+    about whether retraining can recover the metric, so it does not escalate; one whose training
+    cutoffs reach the first decayed cohort (D) does."""
+    config, engine = lake_until(tmp_path, str(DUE - dt.timedelta(days=1)), DECAY_ONLY, escalate_after_rejections=1)
+    scored(engine, ranked=False)
+    mon = monitor(config, engine)
+    mon.run(DUE)
+    train = [str(D - dt.timedelta(days=28)), trained_until]
+    mon.registry.registered.append(Version(4, {}, "Rejected", [{"status": "Rejected", "reason": "gain too small"}],
+                                           {"dataset": {"name": "rolling-x", "cutoffs": {"train": train}}}))
+    report = mon.run(DUE + dt.timedelta(days=1))
+    expected = [("retrain_rejected", "retrain rejected: version 4 - gain too small")] + (
+        [("escalated", "1 retrains rejected: retraining did not recover normalized_gini - the change may need new "
+                       "features")] if counted else [])
+    if not counted:
+        expected[0] = (expected[0][0], expected[0][1] + f"; not counted toward escalation: trained on cutoffs up to "
+                                                        f"{trained_until}, before the first decayed cohort {D}")
+    assert [(a.state, a.message) for a in report.alerts] == expected
+    assert mon.incidents()[-1]["rejections"] == int(counted)
+
+
+def test_trained_until_reads_the_lineage_else_the_dataset_name() -> None:
+    """The local registry's lineage lists the training cutoffs; SageMaker's metadata keeps only the
+    dataset's name, whose splits follow from the config."""
+    from ltv import datasets
+    from ltv.monitoring import trained_until
+
+    config = loop_config()
+    listed = Version(4, {}, lineage={"dataset": {"name": "rolling-2025-06-02", "cutoffs": {"train": ["2025-03-03"]}}})
+    assert trained_until(config, listed) == "2025-03-03"
+    named = Version(4, {}, lineage={"dataset": {"name": "rolling-2025-06-02"}})
+    assert trained_until(config, named) == str(max(datasets.rolling_spec(config, dt.date(2025, 6, 2)).train))
+    assert trained_until(config, Version(4, {})) is None
+    assert trained_until(config, Version(4, {}, lineage={"dataset": {"name": "no-such-version"}})) is None
 
 
 # ----------------------------------------------------------------------------------------------

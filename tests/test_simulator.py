@@ -11,6 +11,7 @@ import pytest
 from conftest import make_config
 from ltv.lake import Lake
 from ltv.simulate import Simulator, oracle, simulate
+from ltv.simulate import dynamics as dyn
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -221,6 +222,35 @@ def test_payers_the_update_stops_spend_nothing_after_it_and_the_oracle_knows() -
         assert abs(realised / expected - 1) < 0.05, (name, realised / expected)
     per_player = lambda group: truth.expected_ltv.to_numpy()[group].mean()  # noqa: E731
     assert per_player(dropped) < 0.6 * per_player(kept), "five of the fourteen days are left to them"
+
+
+def test_update_ties_spend_per_purchase_to_engagement_and_the_oracle_follows() -> None:
+    """`spend_elasticity`: from the update on, each purchase's amount is multiplied by
+    engagement ** k. Before the update the engaged and the disengaged payers of a type pay the
+    same per purchase; after it the engaged pay more, and forked futures' realised spend of each
+    group converges to the oracle's expectation."""
+    c = make_config(simulation={
+        "daily_installs": 40, "days": 60, "campaign": None, "sales": None,
+        "drift": {"day": "2025-02-05", "spend_elasticity": 2.0, "dropout_hazard": 0.0,  # day 30
+                  "conversion_hazard": 0.0, "purchase_rate_multiplier": {}, "price_shift": {},
+                  "period_multiplier": {}},
+        "player_mix": {"minnow": 0.15, "dolphin": 0.1, "whale": 0.05}})
+    sim = Simulator(c)
+    buys = pd.concat([sim.step().events.query("role == 2").assign(t=sim.t - 1) for _ in range(44)])
+    p = sim.players
+    engagement = p.activity / dyn.BASE_ACTIVITY[p.ptype]
+    per_purchase = buys.assign(engaged=engagement[buys.player] > 1, after=buys.t >= 30,
+                               ptype=p.ptype[buys.player]).query("ptype == 1")  # minnows: one price mix
+    mean = per_purchase.groupby(["after", "engaged"]).revenue.mean()
+    assert 0.8 < mean[False, True] / mean[False, False] < 1.25, "before the update: the same prices"
+    assert mean[True, True] / mean[True, False] > 1.4, "after it: the engaged spend more per purchase"
+    truth = oracle(p, sim.t, sim.world, 14, 16).set_index("player")
+    idx = truth.index.to_numpy()
+    spend, _ = _forked_outcomes(sim, 14, 16, 150)
+    paying = (p.ptype[idx] > 0) & p.alive[idx]
+    for name, group in (("engaged", paying & (engagement[idx] > 1)), ("disengaged", paying & (engagement[idx] <= 1))):
+        realised, expected = spend[:, group].mean(axis=0).sum(), truth.expected_ltv.to_numpy()[group].sum()
+        assert abs(realised / expected - 1) < 0.05, (name, realised / expected)
 
 
 def test_oracle_holds_under_the_daily_dropout_and_conversion_after_an_update() -> None:

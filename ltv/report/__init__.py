@@ -40,7 +40,8 @@ th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
 # headline metrics: name, label, True if larger is better
 HEADLINE = (("normalized_gini", "normalized Gini", True), ("spearman", "Spearman", True),
             ("spearman_payers", "Spearman among payers", True),
-            ("minmax", "minmax score (Kakao)", True), ("top1_revenue_capture", "revenue in top 1%", True),
+            ("minmax", "minmax score (Kakao)", True), ("minmax_payers", "minmax among payers", True),
+            ("top1_revenue_capture", "revenue in top 1%", True),
             ("top10_revenue_capture", "revenue in top 10%", True),
             ("total_ratio", "total predicted / actual", None), ("decile_mape", "decile MAPE", False),
             ("payer_f1", "payer F1", True), ("payer_precision", "payer precision", True),
@@ -57,6 +58,10 @@ NOTES = {
                 "so a continuous score cannot be read on it; see the Gini and Spearman among payers",
     "spearman_payers": "ltv_expected ranked among players who actually paid: how well value is ordered, "
                        "free of the zero ties",
+    "minmax": "a player with no spend and a zero prediction scores 1, so when most players spend nothing the "
+              "score sits near the share of non-spenders whatever the model does; see minmax among payers",
+    "minmax_payers": "minmax on ltv_pred over players who actually paid: how close the amounts are, free of the "
+                     "non-spenders' 0/0 = 1",
     "payer_f1": "the baselines' payer flag is 'paid recently / before', the model's the F1-optimal threshold on "
                 "validation",
     "purchase_day_mae": "the segment median is the MAE-optimal constant per segment; King's popularity baseline "

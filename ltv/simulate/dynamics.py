@@ -11,7 +11,8 @@ regular per player). Amounts come from a price ladder, shifted per player and by
 
 A content update (`simulation.drift`) changes spending from its day on: per type (rates, prices,
 rhythm), once on its day (`ptype_after`), and day by day after it: every day a payer may stop
-paying for good and a non-payer may start (`transition_hazards`), at rates set by engagement.
+paying for good and a non-payer may start (`transition_hazards`), at rates set by engagement. It
+can also tie how much a payer spends to engagement (`spend_factor`), which it did not before.
 """
 from __future__ import annotations
 
@@ -246,21 +247,33 @@ def combine(base: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.minimum(0.95, base * kernel)
 
 
+def spend_factor(p: Players, idx: np.ndarray, t: int, world: World) -> np.ndarray:
+    """Per player on day t, the update's multiplier on each purchase's amount: engagement (the
+    player's activity over the typical activity of their type at install) ** `drift.spend_elasticity`
+    from the update on, 1 before it. Before the update engagement sets how often a player buys but
+    not how much, so no history from before shows this mapping."""
+    k = world.settings.drift.spend_elasticity if world.regime(t) else 0.0
+    return (p.activity[idx] / BASE_ACTIVITY[p.ptype[idx]]) ** k if k else np.ones(len(idx))
+
+
 def expected_amount(p: Players, idx: np.ndarray, t: int, world: World, ptype: np.ndarray | None = None) -> np.ndarray:
     """Expected revenue of one purchase day (price mix shifted per player and by drift)."""
     ptype = spending_type(p, idx, t, world) if ptype is None else ptype
     shift = p.price_offset[idx] + world.price_shift(t)[ptype]
     per_purchase = _MIX_MEAN[ptype, np.clip(shift, -_MAX_SHIFT, _MAX_SHIFT) + _MAX_SHIFT]
-    return per_purchase * (1 + EXTRA_PURCHASE_PROB[ptype])
+    return per_purchase * (1 + EXTRA_PURCHASE_PROB[ptype]) * spend_factor(p, idx, t, world)
 
 
 def draw_amounts(p: Players, idx: np.ndarray, t: int, world: World, rng: np.random.Generator) -> np.ndarray:
-    """Price of one purchase for each player in idx."""
+    """Amount of one purchase for each player in idx: a price point, times the update's
+    `spend_factor` (rounded to cents: the oracle's expectation is off by under half a cent)."""
     ptype = spending_type(p, idx, t, world)
     shift = np.clip(p.price_offset[idx] + world.price_shift(t)[ptype], -_MAX_SHIFT, _MAX_SHIFT)
     cdf = _MIX_CDF[ptype, shift + _MAX_SHIFT]
     k = (rng.random(len(idx))[:, None] > cdf).sum(axis=1)
-    return PRICE_LADDER[np.minimum(k, len(PRICE_LADDER) - 1)]
+    price = PRICE_LADDER[np.minimum(k, len(PRICE_LADDER) - 1)]
+    factor = spend_factor(p, idx, t, world)
+    return price if (factor == 1).all() else np.round(price * factor, 2)
 
 
 def _shifted_mixes(max_shift: int) -> np.ndarray:
