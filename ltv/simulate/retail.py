@@ -88,7 +88,8 @@ class RetailShop:
         self.arrival = np.zeros(0, np.int32)
         self.segment = np.zeros(0, np.int8)
         self.rate = np.zeros(0)
-        self.phase = np.zeros(0, np.int16)  # phases since the last order (Erlang-k gaps, module docstring)
+        self.shape = np.zeros(0, np.int64)  # Erlang k of each customer's gaps (their segment's)
+        self.phase = np.zeros(0, np.int64)  # phases since the last order, 0..k-1 (module docstring)
         self.mu = np.zeros(0)
         self.alive = np.zeros(0, bool)
         self.customers = self  # simulate_shop reports customers.arrival / .alive
@@ -124,7 +125,8 @@ class RetailShop:
             mean_rate = 1 / GAP_DAYS[seg]
         self.arrival = np.r_[self.arrival, np.full(k, t, np.int32)]
         self.segment = np.r_[self.segment, seg]
-        self.phase = np.r_[self.phase, np.zeros(k, np.int16)]  # the first order starts the first gap
+        self.shape = np.r_[self.shape, self.shapes()[seg]]
+        self.phase = np.r_[self.phase, np.zeros(k, np.int64)]  # the first order starts the first gap
         self.rate = np.r_[self.rate, rng.gamma(2.0, mean_rate / 2.0)]  # heterogeneous rhythm within a segment
         self.mu = np.r_[self.mu, SPEND_MEDIAN[seg] * np.exp(SPEND_SIGMA[seg] * rng.standard_normal(k))]
         self.alive = np.r_[self.alive, seg != 0]  # a one-time buyer's first order is their last
@@ -132,7 +134,7 @@ class RetailShop:
         churned = rng.random(len(old)) < HAZARD[self.segment[old]]  # churn at the day's start
         self.alive[old[churned]] = False
         old = old[~churned]
-        shape = self.shapes()[self.segment[old]]
+        shape = self.shape[old]
         phases = self.phase[old] + rng.poisson(shape * self.rate[old] * self.season[t])  # every k-th is an order
         placed = phases // shape
         self.phase[old] = phases % shape
@@ -157,10 +159,10 @@ class RetailShop:
         before = np.r_[0.0, np.cumsum(self.season[t:t + horizon])]  # season summed before day t+d, d = 0..horizon
         value, p_order = np.zeros(len(idx)), np.zeros(len(idx))
         first = np.zeros((len(idx), h.purchase_days))
-        shape = self.shapes()[self.segment[idx]]
+        shape = self.shape[idx]
         for k in np.unique(shape[alive]):  # the dead expect nothing; one shape's phases at a time
             rows = np.flatnonzero(alive & (shape == k))
-            c, j = idx[rows], self.phase[idx[rows]].astype(int)
+            c, j = idx[rows], self.phase[idx[rows]]
             surv = (1 - HAZARD[self.segment[c]])[:, None] ** (days[None, :] + 1)  # alive for day t+d's orders
             cum = self.rate[c, None] * before[None, :]                          # Λ(d): expected orders before t+d
             mod, quiet = phase_terms(int(k), j, k * cum)
