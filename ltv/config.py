@@ -621,13 +621,19 @@ class BtydProcess(Strict):
 
 class RetailProcess(Strict):
     """A harder shop (`simulation.profile: retail`, ltv.simulate.retail): one-time, occasional,
-    regular and heavy buyers with their own rhythms, time-based churn, spend growing with tenure,
-    the `btyd` settings' seasonality. Shares by published retail figures (benchmarks/README.md)."""
+    regular and heavy buyers with their own rhythms, regular (Erlang-k) gaps between orders,
+    time-based churn, spend growing with tenure, the `btyd` settings' seasonality. Shares and
+    shapes by published retail figures (benchmarks/README.md, ltv/simulate/retail.py)."""
 
     one_time_share: float = Field(0.6, ge=0, lt=1, description="first-time buyers who never order again")
     regular_share: float = Field(0.10, ge=0, lt=1, description="regular buyers (an order every ~30 days)")
     heavy_share: float = Field(0.03, ge=0, lt=1, description="heavy buyers (every ~10 days, the long spend tail)")
     tenure_spend_growth: float = Field(0.5, ge=0, description="spend per order grows by this share over the first year")
+    occasional_shape: PositiveInt = Field(2, le=12, description=(
+        "Erlang shape k of an occasional buyer's gaps between orders (1: Poisson, memoryless; higher: more regular; "
+        "the gap's mean stays the segment's, its coefficient of variation is 1/sqrt(k))"))
+    regular_shape: PositiveInt = Field(4, le=12, description="Erlang shape k of a regular buyer's gaps (as occasional_shape)")
+    heavy_shape: PositiveInt = Field(4, le=12, description="Erlang shape k of a heavy buyer's gaps (as occasional_shape)")
 
     @model_validator(mode="after")
     def _shares(self) -> RetailProcess:
