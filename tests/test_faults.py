@@ -18,7 +18,8 @@ import yaml
 from conftest import ROOT, make_config
 from handmade import day
 from handmade import write_lake
-from test_catalogue import DAYS, INSTALLS, clean_events, cli, unchanged
+from ltv_cli import ltv
+from test_catalogue import DAYS, INSTALLS, clean_events, unchanged
 from test_container import REGION, aws  # noqa: F401 - moto with fake credentials, a fixture
 from ltv.errors import RegistryError
 from ltv.promotion import APPROVED, PENDING, REJECTED
@@ -32,7 +33,7 @@ def lake(tmp_path: Path) -> Path:
     """Raw logs of 8 days, player_day of the first 7 (built by the CLI)."""
     root = tmp_path / "lake"
     write_lake(root, make_config(), clean_events(), INSTALLS)
-    code, output = cli("features", "daily", "--game", "galaxy-raiders", "--lake", str(root), "--date", DAYS[0],
+    code, output = ltv("features", "daily", "--game", "galaxy-raiders", "--lake", str(root), "--date", DAYS[0],
                        "--to", DAYS[-2])
     assert code == 0, output
     return root
@@ -77,7 +78,7 @@ def test_a_directory_without_write_permission_is_a_storage_error(scoring_lake, m
     game.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     monkeypatch.setattr(os, "mkdir", denied)
     with unchanged(lake.root):
-        code, output = cli("predict", "--game", str(game), "--lake", str(lake.root), "--date", "2025-04-14")
+        code, output = ltv("predict", "--game", str(game), "--lake", str(lake.root), "--date", "2025-04-14")
     text = " ".join(output.split())
     assert code == 2 and "cannot write" in text and "Permission denied" in text and "fix the directory's permissions" in text
 

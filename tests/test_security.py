@@ -323,7 +323,8 @@ def test_log_lines_name_players_by_id_only(tmp_path, caplog) -> None:
     from glue_jobs import validate
     from handmade import event, write_lake
     from ltv.errors import DataValidationError
-    from test_catalogue import cli, write_yaml
+    from ltv_cli import ltv
+    from test_catalogue import write_yaml
 
     config = make_config()
     events = [event("p-1", "2025-03-01 10:00", "login"), event("p-1", "2025-03-02 10:00", "login"),
@@ -337,7 +338,7 @@ def test_log_lines_name_players_by_id_only(tmp_path, caplog) -> None:
     with pytest.raises(DataValidationError) as failure:
         validate.main(["--game", "galaxy-raiders", "--config", str(config_file), "--engine", "duckdb",
                        "--lake", str(tmp_path / "lake"), "--date", "2025-03-02"])
-    code, output = cli("features", "daily", "--game", str(config_file), "--lake", str(tmp_path / "lake"),
+    code, output = ltv("features", "daily", "--game", str(config_file), "--lake", str(tmp_path / "lake"),
                        "--date", "2025-03-02")
     lines = [str(failure.value), output, *(r.getMessage() for r in caplog.records)]
     assert code == 2 and "revenue_range" in output and "negative_values" in output
