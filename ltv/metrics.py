@@ -255,12 +255,12 @@ def flat_metrics(frame: pd.DataFrame, days: int = 16) -> dict[str, float]:
     out: dict[str, float] = {"players": int(len(frame)), "actual_total": float(y.sum())}
     rank = frame["ltv_expected"] if "ltv_expected" in frame else frame.get("ltv_pred")
     point = frame["ltv_pred"] if "ltv_pred" in frame else rank
+    payers = y > 0
     if "ltv_pred" in frame:
         out["minmax"] = minmax_score(y, frame["ltv_pred"])
         # without the non-spenders, whose zero predictions score 1 and dominate `minmax` when most spend nothing
-        out["minmax_payers"] = minmax_score(y[y > 0], frame["ltv_pred"].to_numpy(float)[y > 0])
+        out["minmax_payers"] = minmax_score(y[payers], _arr(frame["ltv_pred"])[payers])
     if rank is not None:
-        payers = y > 0
         out |= {"normalized_gini": normalized_gini(y, rank), "spearman": spearman(y, point),
                 "spearman_payers": spearman(y[payers], _arr(rank)[payers]),
                 "top1_revenue_capture": revenue_capture(y, rank, 0.01),
