@@ -95,9 +95,11 @@ def _lgbm(objective: str = "poisson"):
                                   min_child_samples=50, random_state=0, verbose=-1)
 
 
-def tail_model(model, splits: dict[str, pd.DataFrame], test: pd.DataFrame, short: np.ndarray) -> np.ndarray:
-    """Candidate (a): the short prediction plus BTYD's tail (days trained..asked) times a factor
-    learned on the tail revenue the training cutoffs realised before the validation cutoff."""
+def tail_model(model, stored: btyd.Btyd, splits: dict[str, pd.DataFrame], test: pd.DataFrame,
+               short: np.ndarray) -> np.ndarray:
+    """Candidate (a): the short prediction plus BTYD's tail (days trained..asked; `stored`, the
+    model's own BTYD fit) times a factor learned on the tail revenue the training cutoffs realised
+    before the validation cutoff."""
     h = model.manifest["horizons"]["ltv_days"]
     last = splits["validation"]["cutoff"].max()
     later = splits["validation"].loc[splits["validation"]["cutoff"] == last].set_index("player_id")["revenue_total"]
@@ -114,8 +116,7 @@ def tail_model(model, splits: dict[str, pd.DataFrame], test: pd.DataFrame, short
     learn = pd.concat(parts)
     learn = learn[np.isfinite(learn["tail"]) & (learn["tail"] > 0)]
     columns = [c for c in model.features if c in learn and c not in btyd.COLUMNS]
-    fitted = btyd.Btyd.from_json(model.manifest["btyd"]["model"])
-    asked = btyd.tail_value(fitted, test, h, ASKED)
+    asked = btyd.tail_value(stored, test, h, ASKED)
     factor = _lgbm()
     factor.fit(learn[columns].astype(float), learn["realised"], init_score=np.log(learn["tail"]))
     learned = np.exp(factor.predict(test[columns].astype(float), raw_score=True))
@@ -138,14 +139,15 @@ def scores(model, splits: dict[str, pd.DataFrame], test: pd.DataFrame,
            truth: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Each ranking's metrics against the true expected spend over the asked horizon."""
     pred = model.predict(test)
+    stored = btyd.Btyd.from_json(model.manifest["btyd"]["model"])  # the model's own BTYD fit, which extend uses
     refit = btyd.with_features(test[[c for c in test if not c.startswith("btyd_expected") and c != "btyd_p_alive"]],
                                ASKED)
     ranked = pd.DataFrame({"player_id": test["player_id"], "cutoff": test["cutoff"].astype(str),
                            "extended": pred["ltv_expected_asked"].to_numpy(), "carry_over": pred["ltv_expected"].to_numpy(),
                            "ratio": pred["ltv_expected"].to_numpy() * btyd.growth(
-                               btyd.Btyd.from_json(model.manifest["btyd"]["model"]), test, model.manifest["horizons"]["ltv_days"], ASKED),
+                               stored, test, model.manifest["horizons"]["ltv_days"], ASKED),
                            "btyd": refit["btyd_expected_value"].fillna(0).to_numpy(),
-                           "tail_model": tail_model(model, splits, test, pred["ltv_expected"].to_numpy()),
+                           "tail_model": tail_model(model, stored, splits, test, pred["ltv_expected"].to_numpy()),
                            "past_spend": test["revenue_total"].fillna(0).to_numpy()})
     joined = ranked.merge(truth[["player_id", "cutoff", "expected_ltv"]], on=["player_id", "cutoff"], how="inner")
     y = joined["expected_ltv"].to_numpy(float)
