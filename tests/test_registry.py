@@ -3,6 +3,7 @@ the SageMaker Model Registry (against moto). Then what only one backend has: the
 claim of version numbers, SageMaker's pagination, metadata history and changes made in Studio."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -11,13 +12,14 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
 
 from ltv.errors import ArtifactError, RegistryError
 from ltv.promotion import APPROVED, PENDING, REJECTED
 from ltv.registry import LocalRegistry, ModelVersion, group_name
+from ltv_cli import ltv
 
 pytestmark = pytest.mark.slow
 
@@ -155,19 +157,16 @@ def test_a_corrupt_or_foreign_artifact_is_refused_before_anything_is_written(bac
 
 
 def test_registry_cli_approves_and_rolls_back_with_either_backend(backend, registry, tiny_model, tmp_path) -> None:
-    from ltv.cli import app
-
     registry.register(tiny_model[0].path, metrics={"normalized_gini": 0.8}, status=APPROVED, reason="a")
     registry.register(tiny_model[0].path, metrics={"normalized_gini": 0.9}, status=PENDING, reason="b")
-    runner = CliRunner()
     base = ["--game", GAME, "--lake", str(tmp_path), "--registry", backend]
     if backend == "local":  # the CLI finds the local registry under the lake
         shutil.move(str(tmp_path / "registry"), str(tmp_path / GAME / "registry"))
-    assert runner.invoke(app, ["registry", "approve", *base, "2", "--reason", "ok"]).exit_code == 0
-    listing = runner.invoke(app, ["registry", "list", *base])
-    assert "2 ★" in listing.output and "Approved" in listing.output and "0.900" in listing.output
-    assert runner.invoke(app, ["registry", "rollback", *base]).exit_code == 0
-    shown = json.loads(runner.invoke(app, ["registry", "show", *base, "2"]).output)
+    assert ltv("registry", "approve", *base, "2", "--reason", "ok")[0] == 0
+    code, listing = ltv("registry", "list", *base)
+    assert code == 0 and "2 ★" in listing and "Approved" in listing and "0.900" in listing
+    assert ltv("registry", "rollback", *base)[0] == 0
+    shown = json.loads(ltv("registry", "show", *base, "2")[1])
     assert shown["status"] == REJECTED and "rolled back to version 1" in shown["history"][-1]["reason"]
     assert [h["status"] for h in shown["history"]] == [PENDING, APPROVED, REJECTED]
 
@@ -429,7 +428,8 @@ def test_sagemaker_register_stores_the_archive_metrics_lineage_and_serving_spec(
     artifact = stub_artifact(tmp_path, monkeypatch)
     registry = SageMakerRegistry(GAME, region=REGION, artifact_uri=f"s3://{BUCKET}/pipelines/imported/", image_uri=IMAGE,
                                  transform_instance_types=("ml.c5.xlarge", "ml.m5.xlarge"), cache_dir=tmp_path / "c")
-    version = registry.register(artifact, metrics={"minmax": 0.7, "at": dt_value()}, status=PENDING, reason=REASON)
+    version = registry.register(artifact, metrics={"minmax": 0.7, "at": dt.date(2025, 6, 1)},  # a date: stored by its text
+                                status=PENDING, reason=REASON)
     assert version.version == 1 and version.status == PENDING and registry.versions() == [version]
     prefix = version.path.removeprefix(f"s3://{BUCKET}/")
     assert prefix.startswith("pipelines/imported/") and prefix.endswith("/model.tar.gz") and "//" not in prefix
@@ -467,12 +467,6 @@ def test_sagemaker_register_stores_the_archive_metrics_lineage_and_serving_spec(
     assert registration({"config_hash": "c", "code_version": "v", "created": "t"}, "r") == {
         "dataset": "-", "dataset_fingerprint": "-", "config_hash": "c", "code_version": "v", "trained": "t",
         "seen_until": "-", "reason": "r"}
-
-
-def dt_value():
-    import datetime as dt
-
-    return dt.date(2025, 6, 1)  # not JSON: stored by its text
 
 
 def test_sagemaker_load_unpacks_once_and_artifact_json_streams_one_document(aws, tmp_path, monkeypatch) -> None:
@@ -571,7 +565,7 @@ def test_sagemaker_history_gives_up_after_its_attempts_and_failures_name_the_cal
     def refused(*_, **__):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "ListModelPackages")
 
-    monkeypatch.setattr(registry.sm, "get_paginator", lambda name: SimpleNamespaceWith(paginate=refused))
+    monkeypatch.setattr(registry.sm, "get_paginator", lambda name: SimpleNamespace(paginate=refused))
     with pytest.raises(RegistryError, match=f"^SageMaker registry '{group_name(GAME)}': could not list the model "
                                             "packages: AccessDenied: not allowed$"):
         registry.versions()
@@ -591,14 +585,7 @@ def test_sagemaker_history_gives_up_after_its_attempts_and_failures_name_the_cal
                     registry.register(artifact, metrics={}, status=PENDING, reason="r")
 
 
-class SimpleNamespaceWith:
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-
 def test_sagemaker_history_of_a_package_marks_changes_made_outside_ltv() -> None:
-    import datetime as dt
-
     from ltv.sagemaker_registry import _history, _iso, _who
 
     created = dt.datetime(2025, 6, 1, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)

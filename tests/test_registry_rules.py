@@ -292,23 +292,21 @@ def test_a_number_another_writer_claimed_first_is_skipped_and_a_failed_claim_lea
     assert registry.register(artifact, metrics={}, status=APPROVED, reason="x").version == 2
     assert leftovers(registry) == []
 
-    def denied(src, dst):
-        monkeypatch.setattr(os, "rename", real)
-        raise PermissionError(errno.EACCES, "Permission denied")
+    def fails_once(error):
+        def rename(src, dst):
+            monkeypatch.setattr(os, "rename", real)
+            raise error
+        return rename
 
-    monkeypatch.setattr(os, "rename", denied)
-    with pytest.raises(StorageError, match="Permission denied.*rerun the same command"):
-        registry.register(artifact, metrics={}, status=APPROVED, reason="x")
-    assert leftovers(registry) == [] and sorted(p.name for p in registry.dir.iterdir()) == ["1", "2"]
-
-    def cross_device(src, dst):
-        monkeypatch.setattr(os, "rename", real)
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "rename", cross_device)
-    with pytest.raises(RegistryError, match="cannot claim version 3 .*cross-device.*Nothing was registered"):
-        registry.register(artifact, metrics={}, status=APPROVED, reason="x")
-    assert leftovers(registry) == [] and sorted(p.name for p in registry.dir.iterdir()) == ["1", "2"]
+    # a claim that fails otherwise: space or permission -> StorageError, anything else -> RegistryError
+    for error, named, match in ((PermissionError(errno.EACCES, "Permission denied"), StorageError,
+                                 "Permission denied.*rerun the same command"),
+                                (OSError(errno.EXDEV, "Invalid cross-device link"), RegistryError,
+                                 "cannot claim version 3 .*cross-device.*Nothing was registered")):
+        monkeypatch.setattr(os, "rename", fails_once(error))
+        with pytest.raises(named, match=match):
+            registry.register(artifact, metrics={}, status=APPROVED, reason="x")
+        assert leftovers(registry) == [] and sorted(p.name for p in registry.dir.iterdir()) == ["1", "2"]
     (registry.dir / "1" / "version.json").unlink()  # an incomplete version
     assert [v.version for v in registry.versions()] == [2]
     assert registry.register(artifact, metrics={}, status=APPROVED, reason="x").version == 3
